@@ -1,0 +1,38 @@
+"""
+houweb: the API of Houdini's embedded web server (``hou.webServer``) as a
+plain Python package, on Twisted.
+
+    import houweb
+
+    @houweb.urlHandler("/hello")
+    def hello(request):
+        return houweb.Response("Hello world")
+
+    houweb.run(port=8008)
+"""
+
+from . import _reactor
+
+_reactor.install()  # before Klein imports twisted.internet.reactor
+
+from ._errors import Error, OperationFailed
+from ._registry import urlHandler
+from ._request import Request
+from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
+from ._run import isInDebugMode, requestShutdown, run, serverPorts
+
+__all__ = [
+    "Error",
+    "OperationFailed",
+    "Request",
+    "Response",
+    "errorResponse",
+    "fileResponse",
+    "isInDebugMode",
+    "notFoundResponse",
+    "redirect",
+    "requestShutdown",
+    "run",
+    "serverPorts",
+    "urlHandler",
+]

@@ -1,0 +1,122 @@
+"""
+The twisted.web side of a connection: houweb's HTTPChannel and Request
+subclasses. They record header names as sent, enforce ``max_request_size``
+while the body arrives (before ``100 Continue``), and keep the site's count of
+connections and requests in flight for graceful shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.web import http, server
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+class HouwebChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel that can refuse a request before reading its body."""
+
+    houweb_closing = False
+    _houweb_rejected = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.houweb_connections.add(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.site.houweb_connections.discard(self)
+        super().connectionLost(reason)
+
+    def headerReceived(self, line: bytes) -> bool:
+        name, colon, value = line.partition(b":")
+        if colon and self.requests:
+            self.requests[-1].houweb_header_lines.append(
+                (_text(name.strip()), _text(value.strip(b" \t")))
+            )
+        return bool(super().headerReceived(line))
+
+    def allHeadersReceived(self) -> None:
+        limit = self.site.houweb_max_request_size
+        if self.length is not None and self.length > limit:
+            self.reject(413, too_large(limit))
+            return
+        super().allHeadersReceived()
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        if self.houweb_closing:
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        return bool(super().checkPersistence(request, version))
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._houweb_rejected:
+            super().dataReceived(data)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._houweb_rejected:
+            super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        if not self._houweb_rejected:
+            super().allContentReceived()
+
+    def reject(self, status: int, message: str) -> None:
+        """
+        Answer the request being received with an error and close the
+        connection without reading the rest of its body.
+        """
+        request = self.requests[-1]
+        payload = self.site.houweb_rejection(
+            status, message, self._command or b"GET", self._path or b"/", request
+        )
+        self._houweb_rejected = True
+        self.transport.write(payload)
+        self.transport.loseConnection()
+
+    def stopWhenIdle(self) -> None:
+        """Close now if idle; otherwise close after the response in progress."""
+        self.houweb_closing = True
+        if not self.requests:
+            self.transport.loseConnection()
+        else:
+            self.persistent = False
+
+
+def too_large(limit: int) -> str:
+    """:returns: the message of a 413."""
+    return f"request body exceeds the maximum request size of {limit} bytes"
+
+
+class HouwebRequest(server.Request):
+    """A twisted.web request that counts its body against the size limit."""
+
+    houweb_form: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.houweb_header_lines: list[tuple[str, str]] = []
+        self.houweb_received = 0
+        self.houweb_body_sink: Callable[[bytes], None] | None = None
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.channel is None or self.channel._houweb_rejected:
+            return
+        self.houweb_received += len(data)
+        limit = self.channel.site.houweb_max_request_size
+        if self.houweb_received > limit:
+            self.channel.reject(413, too_large(limit))
+            return
+        if self.houweb_body_sink is not None:
+            self.houweb_body_sink(data)
+        else:
+            super().handleContentChunk(data)
+
+    def process(self) -> None:
+        self.channel.site.houweb_track(self)
+        super().process()

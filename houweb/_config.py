@@ -1,0 +1,132 @@
+"""
+:class:`ServerConfig`: ``run()``'s arguments, checked and with defaults applied.
+
+Used by :func:`houweb.run` and by the ``twistd houweb`` plugin alike, so both
+accept and reject exactly the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+#: Django's FILE_UPLOAD_MAX_MEMORY_SIZE, Houdini's 2.5 MB.
+DEFAULT_MAX_IN_MEMORY_FILE_UPLOAD_SIZE = 2_621_440
+#: Houdini's 3 GB.
+DEFAULT_MAX_REQUEST_SIZE = 3 * 1024**3
+DEFAULT_SHUTDOWN_GRACE = 10.0
+_ENDPOINT_TYPES = ("tcp", "tcp6", "ssl")
+
+
+def _int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {limit}, not {value}")
+    return value
+
+
+def _size(name: str, value: object, default: int) -> int:
+    return default if value is None else _int(name, value, 0)
+
+
+def check_listen(entry: object) -> str:
+    """
+    :returns: ``entry`` if it is a Twisted ``tcp:``, ``tcp6:`` or ``ssl:``
+        server endpoint string with a port.
+    :raises ValueError: naming the entry otherwise.
+    """
+    if not isinstance(entry, str):
+        raise TypeError(f"listen entry {entry!r} must be a str")
+    kind, _, rest = entry.partition(":")
+    port = rest.split(":", 1)[0]
+    if kind.lower() not in _ENDPOINT_TYPES or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"listen entry {entry!r} must be a Twisted endpoint string "
+            "like 'tcp:9000:interface=::1' or 'ssl:8443:privateKey=key.pem' (tcp, tcp6 or ssl)"
+        )
+    return entry
+
+
+def listen_port(entry: str) -> int:
+    """:returns: the port number a ``listen`` entry asks for."""
+    return int(entry.split(":")[1])
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server needs to know to start, validated."""
+
+    port: int = 8008
+    debug: bool = False
+    max_num_threads: int = 4
+    max_in_memory_file_upload_size: int = DEFAULT_MAX_IN_MEMORY_FILE_UPLOAD_SIZE
+    max_request_size: int = DEFAULT_MAX_REQUEST_SIZE
+    settings: Mapping[str, Any] | str | None = None
+    ports: tuple[int, ...] = ()
+    interface: str = "127.0.0.1"
+    listen: tuple[str, ...] = ()
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_arguments(
+        cls,
+        port: object = 8008,
+        debug: object = False,
+        max_num_threads: object = 4,
+        max_in_memory_file_upload_size: object = None,
+        max_request_size: object = None,
+        settings: object = None,
+        ports: object = (),
+        interface: object = "127.0.0.1",
+        listen: object = (),
+        shutdown_grace: object = DEFAULT_SHUTDOWN_GRACE,
+    ) -> ServerConfig:
+        """
+        Check ``run()``-style arguments.
+
+        :raises TypeError: a value of the wrong type, naming the parameter.
+        :raises ValueError: a value out of range, naming the parameter.
+        """
+        main = _int("port", port, 0, 65535)
+        if not isinstance(ports, (list, tuple)):
+            raise TypeError(f"ports must be a list or tuple, not {type(ports).__name__}")
+        extra_ports = tuple(_int("ports entry", p, 0, 65535) for p in ports)
+        taken = [p for p in extra_ports if p != 0]
+        if len(set(taken)) != len(taken) or (main != 0 and main in taken):
+            raise ValueError(f"ports {list(ports)} repeats a port or the main port {main}")
+        if not isinstance(listen, (list, tuple)):
+            raise TypeError(f"listen must be a list or tuple, not {type(listen).__name__}")
+        if not isinstance(interface, str):
+            raise TypeError(f"interface must be a str, not {type(interface).__name__}")
+        if isinstance(shutdown_grace, bool) or not isinstance(shutdown_grace, (int, float)):
+            raise TypeError(f"shutdown_grace must be a number, not {type(shutdown_grace).__name__}")
+        if shutdown_grace < 0:
+            raise ValueError(f"shutdown_grace must be at least 0, not {shutdown_grace}")
+        if settings is not None and not isinstance(settings, (str, os.PathLike, dict)):
+            raise TypeError(f"settings must be a path or a dict, not {type(settings).__name__}")
+        return cls(
+            port=main,
+            debug=bool(debug),
+            max_num_threads=_int("max_num_threads", max_num_threads, 1),
+            max_in_memory_file_upload_size=_size(
+                "max_in_memory_file_upload_size",
+                max_in_memory_file_upload_size,
+                DEFAULT_MAX_IN_MEMORY_FILE_UPLOAD_SIZE,
+            ),
+            max_request_size=_size("max_request_size", max_request_size, DEFAULT_MAX_REQUEST_SIZE),
+            settings=os.fspath(settings) if isinstance(settings, os.PathLike) else settings,  # type: ignore[arg-type]
+            ports=extra_ports,
+            interface=interface,
+            listen=tuple(check_listen(entry) for entry in listen),
+            shutdown_grace=float(shutdown_grace),
+        )
+
+    def endpoint_descriptions(self) -> list[str]:
+        """:returns: the Twisted endpoint strings to listen on, main port first."""
+        interface = self.interface.replace(":", "\\:")
+        tcp = [f"tcp:{p}:interface={interface}" for p in (self.port, *self.ports)]
+        return tcp + list(self.listen)

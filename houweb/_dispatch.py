@@ -1,0 +1,107 @@
+"""
+Calling user code: plain functions in houweb's thread pool, ``async def`` ones
+on the reactor; and turning what they return or raise into a
+:class:`~houweb.Response`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import traceback
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from ._coroutines import run_coroutine
+from ._request import Request
+from ._response import Response, errorResponse
+
+log = Logger(namespace="houweb")
+
+
+def is_async(function: Callable[..., Any]) -> bool:
+    """:returns: whether calling ``function`` gives a coroutine to await."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    if inspect.iscoroutinefunction(function):
+        return True
+    call = getattr(function, "__call__", None)
+    return not inspect.isfunction(function) and inspect.iscoroutinefunction(call)
+
+
+def call_user_code(
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    reactor: Any,
+    pool: ThreadPool,
+) -> Deferred[Any]:
+    """
+    Call ``function(*args, **kwargs)``: in ``pool`` when it is a plain
+    function, on the reactor's asyncio loop when it is ``async def``.
+    """
+    if is_async(function):
+        return maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
+    return deferToThreadPool(reactor, pool, function, *args, **kwargs)
+
+
+class HandlerResultError(TypeError):
+    """A handler returned something houweb cannot send."""
+
+
+def as_response(result: object, what: str = "URL handler") -> Response:
+    """
+    :returns: ``result`` as a Response: a Response as is, ``str`` as
+        ``text/html``, bytes as ``application/octet-stream``.
+    :raises HandlerResultError: for anything else.
+    """
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, str):
+        return Response(result)
+    if isinstance(result, (bytes, bytearray)):
+        return Response(bytes(result), content_type="application/octet-stream")
+    raise HandlerResultError(
+        f"{what} returned {type(result).__name__}; expected Response, str or bytes"
+    )
+
+
+def describe(function: Callable[..., Any]) -> str:
+    """:returns: ``module.name`` of a handler, for logs."""
+    name = getattr(function, "__qualname__", None) or repr(function)
+    return f"{getattr(function, '__module__', '?')}.{name}"
+
+
+def failure_response(request: Request, failure: Failure, debug: bool, what: str) -> Response:
+    """
+    Log a handler's exception with its traceback and answer 500: the traceback
+    in the body only in debug mode.
+    """
+    if failure.check(HandlerResultError):
+        log.error("houweb: {what}: {message}", what=what, message=str(failure.value))
+        return errorResponse(request, str(failure.value), 500)
+    log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=what)
+    if debug:
+        return Response(format_traceback(failure), 500, "text/plain")
+    return errorResponse(request, "Internal server error", 500)
+
+
+def format_traceback(failure: Failure) -> str:
+    """
+    :returns: the exception's traceback as Python prints it, starting at the
+        user's code (Twisted's thread-pool frames left out).
+    """
+    exc = failure.value
+    tb = exc.__traceback__ or failure.tb
+    while tb is not None and tb.tb_next is not None and _is_twisted(tb.tb_frame):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _is_twisted(frame: Any) -> bool:
+    return str(frame.f_globals.get("__name__", "")).startswith("twisted.")

@@ -1,0 +1,239 @@
+"""
+The registry: every URL handler, static directory and API function, with the
+ports each is bound to, and the lookup that picks the target of a request.
+
+Registering is data: nothing here dispatches, listens or starts anything.
+:data:`REGISTRY` is houweb's one process-wide registry.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from twisted.logger import Logger
+
+log = Logger(namespace="houweb")
+
+ALL_PORTS = -1
+MAIN_PORT = 0
+
+#: Kinds of path registrations, in the order they win on an equal path.
+EXACT, STATIC, PREFIX = "exact", "static", "prefix"
+_PREFIX_KINDS = (STATIC, PREFIX)
+
+Ports = Sequence["int | str"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def normalize_ports(ports: Ports) -> frozenset[int]:
+    """
+    Turn a ``ports`` argument into the set of bindings it means: ``0`` for the
+    main port (also ``[]`` and ``"main"``), ``-1`` for every port, or port
+    numbers.
+
+    :raises TypeError: for a ``ports`` that is not a list or tuple of ints.
+    :raises ValueError: for a number outside -1..65535 or another string.
+    """
+    if not isinstance(ports, (list, tuple)):
+        raise TypeError(f"ports must be a list or tuple, not {type(ports).__name__}")
+    bindings = set()
+    for entry in ports:
+        if isinstance(entry, str):
+            if entry != "main":
+                raise ValueError(f"ports entry {entry!r} is not a port ('main', 0, -1 or 1..65535)")
+            entry = MAIN_PORT
+        if isinstance(entry, bool) or not isinstance(entry, int):
+            raise TypeError(f"ports entry {entry!r} must be an int")
+        if not ALL_PORTS <= entry <= 65535:
+            raise ValueError(f"ports entry {entry} is outside -1..65535")
+        bindings.add(entry)
+    return frozenset(bindings or {MAIN_PORT})
+
+
+def serves(bindings: frozenset[int], port: int, main_port: int) -> bool:
+    """:returns: whether a registration with ``bindings`` answers on ``port``."""
+    return (
+        ALL_PORTS in bindings
+        or port in bindings
+        or (MAIN_PORT in bindings and port == main_port)
+    )
+
+
+def check_path(path: str) -> str:
+    """
+    Validate a registered URL path and return its normalised form.
+
+    :raises ValueError: unless it starts with ``/`` and holds no ``?`` or ``#``.
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str, not {type(path).__name__}")
+    if not path.startswith("/") or "?" in path or "#" in path:
+        raise ValueError(f"URL path {path!r} must start with '/' and have no '?' or '#'")
+    return normalize_path(path)
+
+
+def normalize_path(path: str) -> str:
+    """Drop one trailing slash, so ``/a/`` and ``/a`` are the same (``/`` stays)."""
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def _ancestors(path: str) -> Iterable[str]:
+    """``/a/b`` → ``/a/b``, ``/a``, ``/``."""
+    while True:
+        yield path
+        if path == "/":
+            return
+        path = path.rsplit("/", 1)[0] or "/"
+
+
+@dataclass(frozen=True)
+class Match:
+    """The registration chosen for a request: its target and registered path."""
+
+    target: object
+    path: str
+    kind: str
+
+
+class Registry:
+    """
+    Registrations by path and kind, and functions by name, each with the ports
+    it binds. Safe to change from any thread while the server reads it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: dict[tuple[str, str], dict[frozenset[int], object]] = {}
+        self._functions: dict[str, dict[frozenset[int], object]] = {}
+        self._listeners: list[Callable[[frozenset[int], str], None]] = []
+
+    def add_path(self, kind: str, path: str, ports: Ports, target: object) -> None:
+        """Register ``target`` at ``path``; the same path, kind and ports replace."""
+        bindings = normalize_ports(ports)
+        key = (kind, check_path(path))
+        self._store("_paths", key, bindings, target, f"{kind} registration for {path}")
+
+    def add_function(self, name: str, ports: Ports, target: object) -> None:
+        """Register an API function under its full dotted ``name``."""
+        bindings = normalize_ports(ports)
+        self._store("_functions", name, bindings, target, f"API function {name}")
+
+    def _store(
+        self, table: str, key: Any, bindings: frozenset[int], target: object, what: str
+    ) -> None:
+        with self._lock:
+            entries = dict(getattr(self, table))
+            per_key = dict(entries.get(key, {}))
+            if bindings in per_key:
+                log.warn("houweb: {what} replaced", what=what)
+            per_key[bindings] = target
+            entries[key] = per_key
+            setattr(self, table, entries)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(bindings, what)
+
+    def on_register(self, listener: Callable[[frozenset[int], str], None]) -> Callable[[], None]:
+        """Call ``listener(bindings, what)`` after each registration; returns an undo."""
+        with self._lock:
+            self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def match(self, path: str, port: int, main_port: int) -> Match | None:
+        """
+        :returns: the most specific registration for the decoded request
+            ``path`` on ``port``: the longest path wins; on an equal path an
+            exact handler, then a static directory, then a prefix handler.
+        """
+        paths = self._paths
+        norm = normalize_path(path)
+        target = _pick(paths.get((EXACT, norm)), port, main_port)
+        if target is not None:
+            return Match(target, norm, EXACT)
+        for ancestor in _ancestors(norm):
+            for kind in _PREFIX_KINDS:
+                target = _pick(paths.get((kind, ancestor)), port, main_port)
+                if target is not None:
+                    return Match(target, ancestor, kind)
+        return None
+
+    def function(self, name: str, port: int, main_port: int) -> object | None:
+        """:returns: the API function called ``name`` on ``port``, or ``None``."""
+        return _pick(self._functions.get(name), port, main_port)
+
+    def functions(self, port: int, main_port: int) -> dict[str, object]:
+        """:returns: every API function visible on ``port``, by name."""
+        found = {}
+        for name, per_binding in self._functions.items():
+            target = _pick(per_binding, port, main_port)
+            if target is not None:
+                found[name] = target
+        return found
+
+    def bound_port_numbers(self) -> set[int]:
+        """:returns: every explicit port number some registration binds to."""
+        tables = list(self._paths.values()) + list(self._functions.values())
+        return {
+            port
+            for per_binding in tables
+            for bindings in per_binding
+            for port in bindings
+            if port > 0
+        }
+
+    def is_empty(self) -> bool:
+        """:returns: whether nothing at all is registered."""
+        return not self._paths and not self._functions
+
+
+def _pick(
+    per_binding: dict[frozenset[int], object] | None, port: int, main_port: int
+) -> object | None:
+    """A registration bound to this port specifically beats one bound to all."""
+    if not per_binding:
+        return None
+    fallback = None
+    for bindings, target in per_binding.items():
+        if serves(bindings, port, main_port):
+            if ALL_PORTS not in bindings:
+                return target
+            fallback = target
+    return fallback
+
+
+#: houweb's one process-wide registry, filled by the decorators.
+REGISTRY = Registry()
+
+
+@dataclass(frozen=True)
+class URLHandlerTarget:
+    """A function registered with :func:`urlHandler`."""
+
+    handler: Callable[..., Any]
+
+
+def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable[[F], F]:
+    """
+    Register the decorated function to answer requests for ``path``.
+
+    :param path: starts with ``/``; a trailing slash does not matter.
+    :param is_prefix: also answer every path below ``path``.
+    :param ports: which listening ports it answers on: ``[]``/``[0]`` the main
+        port, ``[-1]`` all of them, or port numbers.
+    :returns: a decorator that returns the function unchanged.
+    """
+    norm = check_path(path)
+    if norm == "/api":
+        raise ValueError("/api is reserved for API functions (use apiFunction)")
+    bindings = normalize_ports(ports)
+
+    def register(handler: F) -> F:
+        if not callable(handler):
+            raise TypeError("urlHandler decorates a function")
+        kind = PREFIX if is_prefix else EXACT
+        REGISTRY.add_path(kind, path, list(bindings), URLHandlerTarget(handler))
+        return handler
+
+    return register

@@ -1,0 +1,244 @@
+"""
+The process-wide lifecycle behind :func:`run`, :func:`requestShutdown`,
+:func:`isInDebugMode` and :func:`serverPorts`: at most one server at a time,
+served in the foreground (the caller's thread runs the reactor) or in the
+background (one dedicated reactor thread).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+from ._config import DEFAULT_SHUTDOWN_GRACE, ServerConfig
+from ._errors import OperationFailed
+from ._reactor import BackgroundReactor, get_reactor, is_interactive, register_before_exit
+from ._server import Server
+
+
+class _Process:
+    """What this process has running: the server, the reactor thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.server: Server | None = None
+        self.background: BackgroundReactor | None = None
+        self.foreground_done = False
+        self.exit_hook_registered = False
+        self.logging_started = False
+
+    def set_server(self, server: Server | None) -> None:
+        with self.lock:
+            self.server = server
+
+
+_process = _Process()
+
+
+def run(
+    port: int = 8008,
+    debug: bool = False,
+    max_num_threads: int = 4,
+    in_background: bool | None = None,
+    reload_source_changes: bool | None = None,
+    max_in_memory_file_upload_size: int | None = None,
+    max_request_size: int | None = None,
+    settings: Any = None,
+    ports: Sequence[int] = [],
+    *,
+    interface: str = "127.0.0.1",
+    listen: Sequence[str] = [],
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+) -> None:
+    """
+    Start the web server on ``port`` (and ``ports``, and ``listen``).
+
+    :param port: the main port; 0 lets the system pick (see :func:`serverPorts`).
+    :param debug: tracebacks in 500 answers and one log line per request.
+    :param max_num_threads: how many plain handlers may run at once.
+    :param in_background: ``True``: serve from a background thread and return
+        once listening. ``False``: serve here and return after
+        :func:`requestShutdown`, Ctrl-C or SIGTERM. ``None``: background when
+        Python is interactive, foreground otherwise.
+    :param reload_source_changes: restart when the application's source files
+        change; ``None`` means on in debug mode in the foreground.
+    :param max_in_memory_file_upload_size: uploads up to this many bytes stay
+        in memory (default 2.5 MB).
+    :param max_request_size: the largest request body accepted (default 3 GB).
+    :param settings: a settings file (or dict) holding the CORS whitelist.
+    :param ports: more ports to listen on.
+    :param interface: the address to listen on; loopback unless you say so.
+    :param listen: more Twisted endpoint strings (``tcp:``, ``tcp6:``, ``ssl:``).
+    :param shutdown_grace: seconds requests in flight get to finish at shutdown.
+    :raises OperationFailed: a port cannot be bound, houweb already runs, or
+        the settings cannot be loaded.
+    """
+    config = ServerConfig.from_arguments(
+        port=port,
+        debug=debug,
+        max_num_threads=max_num_threads,
+        max_in_memory_file_upload_size=max_in_memory_file_upload_size,
+        max_request_size=max_request_size,
+        settings=settings,
+        ports=ports,
+        interface=interface,
+        listen=listen,
+        shutdown_grace=shutdown_grace,
+    )
+    background = is_interactive() if in_background is None else bool(in_background)
+    reactor = _claim_reactor()
+    _begin_logging(config.debug)
+    if background or (_process.background and _process.background.is_alive()):
+        server = _start_in_background(config, reactor)
+        if not background:
+            _wait_in_foreground(server)
+    else:
+        _serve_in_foreground(config, reactor)
+
+
+def _claim_reactor() -> Any:
+    with _process.lock:
+        if _process.server is not None:
+            raise OperationFailed(
+                f"houweb is already running on port {_process.server.port_numbers()[0]}"
+            )
+        if _process.foreground_done:
+            raise OperationFailed(
+                "houweb cannot start again in this process after a foreground run() returned"
+            )
+        reactor = get_reactor()
+        ours = _process.background is not None and _process.background.is_alive()
+        if reactor.running and not ours:
+            raise OperationFailed("the Twisted reactor is already run by other code in this process")
+        return reactor
+
+
+def _start_in_background(config: ServerConfig, reactor: Any) -> Server:
+    with _process.lock:
+        if _process.background is None:
+            _process.background = BackgroundReactor(reactor)
+        _process.background.start()
+        if not _process.exit_hook_registered:
+            register_before_exit(_shutdown_at_exit)
+            _process.exit_hook_registered = True
+        server = Server(config, reactor)
+        _process.background.call(server.start)
+        _process.set_server(server)
+        server.shutdown_requested().addCallback(lambda _: _forget(server))
+        return server
+
+
+def _forget(server: Server) -> None:
+    with _process.lock:
+        if _process.server is server:
+            _process.server = None
+
+
+def _serve_in_foreground(config: ServerConfig, reactor: Any) -> None:
+    server = Server(config, reactor)
+    started = server.start()
+    failure: list[Any] = []
+    started.addErrback(failure.append)
+    if failure:  # binding happens at once, before the reactor runs
+        failure[0].raiseException()
+    _process.set_server(server)
+    server.shutdown_requested().addCallback(lambda _: _forget(server))
+    server.stopped().addBoth(lambda _: reactor.stop())
+    restore = _install_signal_handlers(reactor)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        restore()
+        _process.foreground_done = True
+        _forget(server)
+
+
+def _wait_in_foreground(server: Server) -> None:
+    """A foreground run() while the background reactor thread serves."""
+    done = threading.Event()
+    server.stopped().addBoth(lambda _: done.set())
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        requestShutdown()
+        done.wait(server.config.shutdown_grace + 1)
+
+
+def _install_signal_handlers(reactor: Any) -> Any:
+    """Ctrl-C / SIGTERM shut down gracefully; a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    names = ["SIGINT", "SIGTERM", "SIGBREAK"]
+    numbers = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    received: list[int] = []
+
+    def handle(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            reactor.callFromThread(requestShutdown)
+        else:
+            reactor.callFromThread(reactor.stop)
+
+    previous = {n: signal.signal(n, handle) for n in numbers}
+    return lambda: [signal.signal(n, h) for n, h in previous.items()]
+
+
+def requestShutdown() -> None:
+    """
+    Ask the running server to stop: it stops accepting, lets requests in
+    progress finish, then stops. Returns at once; callable from any thread,
+    handlers included. Does nothing when no server runs.
+    """
+    server = _process.server
+    if server is not None:
+        server.reactor.callFromThread(server.shutdown)
+
+
+def isInDebugMode() -> bool:
+    """:returns: whether the running server was started with ``debug=True``."""
+    server = _process.server
+    return bool(server is not None and server.config.debug)
+
+
+def serverPorts() -> list[int]:
+    """
+    :returns: the ports the running server listens on, main port first
+        (revealing the one picked for ``port=0``); ``[]`` when not running.
+    """
+    server = _process.server
+    return server.port_numbers() if server is not None else []
+
+
+def _shutdown_at_exit() -> None:
+    """The main thread ended: shut a background server down, then the reactor."""
+    background = _process.background
+    server = _process.server
+    if background is None or not background.is_alive():
+        return
+    if server is not None:
+        try:
+            background.call(server.shutdown)
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    background.stop(timeout=2)
+
+
+def _begin_logging(debug: bool) -> None:
+    """Readable log lines on stderr, unless the program set up Twisted logging."""
+    if _process.logging_started or globalLogBeginner._temporaryObserver is None:  # type: ignore[attr-defined]
+        return
+    _process.logging_started = True
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

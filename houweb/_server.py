@@ -1,0 +1,222 @@
+"""
+:class:`Server`: one running houweb server on a reactor: its thread pool, its
+listening ports, and its graceful shutdown.
+
+``run()``, the ``twistd houweb`` plugin and the tests all start servers
+through this class.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from ._config import ServerConfig
+from ._errors import OperationFailed
+from . import _registry
+from ._registry import Registry
+from ._site import HouwebSite, ServerContext
+
+log = Logger(namespace="houweb")
+
+
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    thread = threading.Thread(*args, **kwargs)
+    thread.daemon = True
+    return thread
+
+
+class HandlerPool(ThreadPool):
+    """
+    The pool plain handlers run in: at most ``max_num_threads`` daemon threads.
+    Stopping never waits for a handler that does not return.
+    """
+
+    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
+
+    def __init__(self, size: int) -> None:
+        super().__init__(minthreads=0, maxthreads=size, name="houweb")
+
+    def stop(self) -> None:
+        """Let idle workers end; a handler still running is abandoned."""
+        self.joined = True
+        self.started = False
+        self._team.quit()
+
+
+def _reach(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"interface {host}"
+    if address.is_unspecified:
+        return "all interfaces"
+    if address.is_loopback:
+        return "loopback only"
+    return f"interface {host}"
+
+
+def url_of(description: str, port: Any) -> str:
+    """:returns: ``http://127.0.0.1:8008/ (loopback only)`` for a listening port."""
+    address = port.getHost()
+    scheme = "https" if description.lower().startswith("ssl:") else "http"
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{scheme}://{host}:{address.port}/ ({_reach(address.host)})"
+
+
+class _Notifier:
+    """Hands out Deferreds that all fire when :meth:`fire` is called."""
+
+    def __init__(self) -> None:
+        self._fired = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def when(self) -> defer.Deferred[None]:
+        if self._fired:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    @property
+    def fired(self) -> bool:
+        return self._fired
+
+    def fire(self) -> None:
+        self._fired = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+
+class Server:
+    """
+    One houweb server: a site on every endpoint of ``config``, answering from
+    ``registry`` with a pool of ``config.max_num_threads`` threads.
+    """
+
+    def __init__(
+        self, config: ServerConfig, reactor: Any, registry: Registry | None = None
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.pool = HandlerPool(config.max_num_threads)
+        self.context = ServerContext(
+            config=config, reactor=reactor, pool=self.pool, registry=registry if registry is not None else _registry.REGISTRY
+        )
+        self.site = HouwebSite(self.context)
+        self.listening: list[Any] = []
+        self._descriptions: list[str] = []
+        self._requested = _Notifier()
+        self._stopped = _Notifier()
+        self._unwatch = lambda: None
+
+    @property
+    def registry(self) -> Registry:
+        return self.context.registry
+
+    def port_numbers(self) -> list[int]:
+        """:returns: the bound port numbers, main first, each once."""
+        numbers: list[int] = []
+        for port in self.listening:
+            number = port.getHost().port
+            if number not in numbers:
+                numbers.append(number)
+        return numbers
+
+    @defer.inlineCallbacks
+    def start(self) -> Any:
+        """
+        Listen on every endpoint, in order, then start the pool.
+
+        :raises OperationFailed: naming the port that could not be bound;
+            whatever was already listening is closed again first.
+        """
+        for description in self.config.endpoint_descriptions():
+            try:
+                port = yield serverFromString(self.reactor, description).listen(self.site)
+            except CannotListenError as exc:
+                yield self._close_ports()
+                raise OperationFailed(_cannot_listen(exc)) from None
+            except Exception as exc:
+                yield self._close_ports()
+                raise OperationFailed(f"Could not listen on {description}: {exc}") from None
+            self.listening.append(port)
+            self._descriptions.append(description)
+        self.context.main_port = self.port_numbers()[0]
+        self.pool.start()
+        for description, port in zip(self._descriptions, self.listening):
+            log.info("houweb: listening on {url}", url=url_of(description, port))
+        self._warn_about_registrations()
+
+    def _warn_about_registrations(self) -> None:
+        if self.registry.is_empty():
+            log.warn("houweb: nothing is registered; every request will get 404")
+        for port in sorted(self.registry.bound_port_numbers() - set(self.port_numbers())):
+            log.warn("houweb: handlers are bound to port {port}, which does not listen", port=port)
+
+        def registered(bindings: frozenset[int], what: str) -> None:
+            for port in sorted(p for p in bindings if p > 0 and p not in self.port_numbers()):
+                log.warn("houweb: {what} is bound to port {port}, which does not listen", what=what, port=port)
+
+        self._unwatch = self.registry.on_register(registered)
+
+    def _close_ports(self) -> defer.Deferred[Any]:
+        ports, self.listening = self.listening, []
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+
+    def shutdown_requested(self) -> defer.Deferred[None]:
+        """:returns: a Deferred that fires when shutdown begins."""
+        return self._requested.when()
+
+    def stopped(self) -> defer.Deferred[None]:
+        """:returns: a Deferred that fires when shutdown is complete."""
+        return self._stopped.when()
+
+    def shutdown(self) -> defer.Deferred[None]:
+        """
+        Stop accepting, let requests in flight finish for up to
+        ``shutdown_grace`` seconds, drop the connections left, stop the pool.
+        Calling it again just waits for the same shutdown.
+        """
+        if not self._requested.fired:
+            self._requested.fire()
+            d = defer.ensureDeferred(self._shutdown())
+            d.addErrback(lambda f: log.failure("houweb: shutdown failed", f))
+            d.addBoth(lambda _: self._stopped.fire())
+        return self.stopped()
+
+    async def _shutdown(self) -> None:
+        self._unwatch()
+        await self._close_ports()
+        for channel in list(self.site.houweb_connections):
+            channel.stopWhenIdle()
+        drained = self.site.drain()
+        drained.addTimeout(self.config.shutdown_grace, self.reactor)
+        try:
+            await drained
+        except defer.TimeoutError:
+            log.warn(
+                "houweb: {count} request(s) still running after the {grace}s shutdown grace; abandoned",
+                count=self.site.in_flight(),
+                grace=self.config.shutdown_grace,
+            )
+        for channel in list(self.site.houweb_connections):
+            channel.transport.abortConnection()
+        self.pool.stop()
+        log.info("houweb: stopped")
+
+
+def _cannot_listen(exc: CannotListenError) -> str:
+    reason = getattr(exc.socketError, "strerror", None) or str(exc.socketError)
+    return (
+        f"Could not listen on port {exc.port} (interface {exc.interface or '0.0.0.0'}): "
+        f"{str(reason).lower()}"
+    )

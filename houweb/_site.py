@@ -1,0 +1,258 @@
+"""
+The site: the Klein application every listening port serves. It turns each
+twisted.web request into a :class:`houweb.Request`, picks the target in the
+registry, has the target's responder answer, and writes the Response.
+
+Targets are plain data in the registry; the code that answers for a kind of
+target is a *responder*, registered here with :func:`responder` by the module
+that owns that kind (URL handlers below, API functions in ``_api``, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar, Union
+
+from klein import Klein
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from ._channel import HouwebChannel, HouwebRequest
+from ._config import ServerConfig
+from ._dispatch import as_response, call_user_code, describe, failure_response
+from . import _registry
+from ._registry import Match, Registry, URLHandlerTarget
+from ._render import ResponseResource, discard, raw_response
+from ._request import Request
+from ._response import Response, errorResponse, notFoundResponse
+from ._snapshot import BadRequest, decode_path, snapshot
+
+log = Logger(namespace="houweb")
+
+Answer = Union[Response, Deferred[Response]]
+T = TypeVar("T")
+
+
+@dataclass
+class ServerContext:
+    """What answering a request needs from the running server."""
+
+    config: ServerConfig
+    reactor: Any
+    pool: ThreadPool
+    registry: Registry = field(default_factory=lambda: _registry.REGISTRY)
+    main_port: int = 0
+    #: Each may answer a request before routing (a CORS preflight, say).
+    request_filters: list[Callable[[Request], Response | None]] = field(default_factory=list)
+    #: Each may add headers to every response (CORS, say).
+    response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
+
+
+@dataclass
+class Call:
+    """One request on its way to a target: what a responder works with."""
+
+    context: ServerContext
+    treq: Any
+    request: Request
+    match: Match
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Call user code: in the pool, or on the reactor if it is ``async def``."""
+        return call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
+
+    def failed(self, failure: Failure, what: str) -> Response:
+        """The 500 answer for user code that raised."""
+        return failure_response(self.request, failure, self.context.config.debug, what)
+
+
+Responder = Callable[[Call], Answer]
+_RESPONDERS: dict[type, Responder] = {}
+
+
+def responder(target_type: type) -> Callable[[Responder], Responder]:
+    """Register the function that answers requests routed to ``target_type``."""
+
+    def register(function: Responder) -> Responder:
+        _RESPONDERS[target_type] = function
+        return function
+
+    return register
+
+
+@responder(URLHandlerTarget)
+def _answer_url_handler(call: Call) -> Deferred[Response]:
+    handler = call.match.target.handler  # type: ignore[attr-defined]
+    what = f"URL handler {describe(handler)}"
+    d = call.run(handler, call.request)
+    d.addCallback(as_response)
+    d.addErrback(call.failed, what)
+    return d
+
+
+class _Router:
+    """The one Klein route: everything below ``/`` comes here."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+
+    def route(self, treq: Any) -> Any:
+        try:
+            path = decode_path(treq.uri)
+            request = snapshot(treq, path, treq.isSecure())
+        except BadRequest as exc:
+            request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
+            return self.resource(request, errorResponse(request, str(exc), 400))
+        for request_filter in self.context.request_filters:
+            early = request_filter(request)
+            if early is not None:
+                return self.resource(request, early)
+        match = self.context.registry.match(path, request.port(), self.context.main_port)
+        if match is None:
+            return self.resource(request, notFoundResponse(request))
+        answer = maybeDeferred(_RESPONDERS[type(match.target)], Call(self.context, treq, request, match))
+        return self._deliver_later(request, answer)
+
+    def resource(self, request: Request, response: Response) -> Resource:
+        for response_filter in self.context.response_filters:
+            response_filter(request, response)
+        return ResponseResource(response, lambda: notFoundResponse(request))
+
+    def _deliver_later(self, request: Request, answer: Deferred[Response]) -> Deferred[Resource]:
+        """
+        A Deferred for Klein that fires with the answer. If the client leaves
+        first, Klein cancels it; the handler still finishes and its response
+        is discarded (deleting its file if asked) instead of sent.
+        """
+        outer: Deferred[Resource] = Deferred()
+
+        def deliver(response: Response) -> None:
+            if outer.called:
+                discard(response)
+            else:
+                outer.callback(self.resource(request, response))
+
+        def broken(failure: Failure) -> None:
+            log.failure("houweb: could not answer {request}", failure, request=request)
+            if not outer.called:
+                outer.callback(self.resource(request, errorResponse(request, "Internal server error")))
+
+        answer.addCallback(deliver).addErrback(broken)
+        return outer
+
+
+class _Guard(Resource):
+    """
+    Answers requests Klein would reject with its own page (a path that is not
+    UTF-8) in houweb's error style, and passes the rest to Klein.
+    """
+
+    isLeaf = True
+
+    def __init__(self, router: _Router, klein_resource: Resource) -> None:
+        super().__init__()
+        self._router = router
+        self._klein = klein_resource
+
+    def render(self, treq: Any) -> Any:
+        try:
+            decode_path(treq.uri)
+        except BadRequest as exc:
+            request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
+            answer = self._router.resource(request, errorResponse(request, str(exc), 400))
+            return answer.render(treq)
+        return self._klein.render(treq)
+
+
+def _klein_app(router: _Router) -> Klein:
+    app = Klein()
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.route("/", branch=True, endpoint="houweb")(router.route)
+    return app
+
+
+class HouwebSite(server.Site):
+    """The twisted.web Site of one running server, shared by all its ports."""
+
+    protocol = HouwebChannel
+    requestFactory = HouwebRequest
+
+    def __init__(self, context: ServerContext) -> None:
+        self.houweb = context
+        self.router = _Router(context)
+        super().__init__(_Guard(self.router, _klein_app(self.router).resource()))
+        self.noisy = False
+        self.houweb_connections: set[HouwebChannel] = set()
+        self._in_flight: set[HouwebRequest] = set()
+
+    @property
+    def houweb_max_request_size(self) -> int:
+        return self.houweb.config.max_request_size
+
+    def log(self, request: Any) -> None:
+        """No access log: houweb logs requests itself in debug mode."""
+
+    def houweb_track(self, treq: HouwebRequest) -> None:
+        """Count ``treq`` as in flight until it is finished or its client left."""
+        self._in_flight.add(treq)
+        started = time.perf_counter()
+
+        def done(_: object) -> None:
+            self._in_flight.discard(treq)
+            if self.houweb.config.debug:
+                _log_request(treq, started)
+
+        treq.notifyFinish().addBoth(done)
+
+    def houweb_rejection(
+        self, status: int, message: str, method: bytes, target: bytes, treq: HouwebRequest
+    ) -> bytes:
+        """:returns: the bytes of an error answer sent before the body was read."""
+        path = target.split(b"?")[0].decode("latin-1")
+        request = Request(
+            method=method.decode("latin-1"),
+            path=path,
+            target=target.decode("latin-1"),
+            header_lines=treq.houweb_header_lines,
+            local_address=("", 0),
+            client_address=("", 0),
+        )
+        response = (
+            Response(f'{{"error": "{message}"}}', status, "application/json")
+            if path.rstrip("/") == "/api"
+            else errorResponse(request, message, status)
+        )
+        for response_filter in self.houweb.response_filters:
+            response_filter(request, response)
+        return raw_response(response)
+
+    def in_flight(self) -> int:
+        """:returns: how many requests are being answered now."""
+        return len(self._in_flight)
+
+    def drain(self) -> Deferred[None]:
+        """:returns: a Deferred that fires once no request is in flight."""
+        pending = [treq.notifyFinish() for treq in list(self._in_flight)]
+        if not pending:
+            return succeed(None)
+        from twisted.internet.defer import DeferredList
+
+        return DeferredList(pending, consumeErrors=True).addCallback(lambda _: None)
+
+
+def _log_request(treq: HouwebRequest, started: float) -> None:
+    elapsed = (time.perf_counter() - started) * 1000
+    log.info(
+        '"{method} {target}" {status} {size} {ms:.1f}ms',
+        method=treq.method.decode("latin-1"),
+        target=treq.uri.decode("latin-1"),
+        status=treq.code,
+        size=treq.sentLength,
+        ms=elapsed,
+    )

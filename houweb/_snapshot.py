@@ -1,0 +1,107 @@
+"""
+Turning a twisted.web request into a :class:`houweb.Request`, on the reactor
+thread, before any handler sees it.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from ._request import Request, parse_form
+
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+
+
+class BadRequest(ValueError):
+    """The request cannot be handled as sent; the message says why (400)."""
+
+
+def decode_path(raw_target: bytes) -> str:
+    """
+    :returns: the percent-decoded (UTF-8) path of a raw request target.
+    :raises BadRequest: on invalid percent-encoding or UTF-8.
+    """
+    raw_path = raw_target.split(b"?", 1)[0]
+    try:
+        text = raw_path.decode("ascii")
+        if "%" in text:
+            _check_escapes(text)
+            text = urllib.parse.unquote(text, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("invalid percent-encoding or UTF-8 in the request path") from None
+    if "\x00" in text:
+        raise BadRequest("invalid percent-encoding or UTF-8 in the request path")
+    return text
+
+
+def _check_escapes(text: str) -> None:
+    pieces = text.split("%")
+    for piece in pieces[1:]:
+        if len(piece) < 2 or not all(c in "0123456789abcdefABCDEF" for c in piece[:2]):
+            raise UnicodeDecodeError("ascii", b"", 0, 1, "bad escape")
+
+
+def media_type(content_type: str) -> str:
+    """:returns: ``"text/plain"`` for ``"Text/Plain; charset=utf-8"``."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def snapshot(treq: Any, path: str, secure: bool = False, parse: bool = True) -> Request:
+    """
+    Build the Request a handler sees from the twisted.web request ``treq``.
+
+    :param parse: decode the query string and form body (an error answer for
+        a request that cannot be decoded does without them).
+    :raises BadRequest: for a query string or urlencoded body that is not
+        valid percent-encoded UTF-8.
+    """
+    target = treq.uri.decode("latin-1")
+    header_lines = treq.houweb_header_lines
+    content = treq.content
+    get_lists: dict[str, list[str]] = {}
+    post_lists: dict[str, list[str]] = {}
+    files: dict[str, Any] = {}
+    if parse:
+        get_lists, post_lists, files = _fields(treq, target, header_lines)
+    host, client = treq.getHost(), treq.getClientAddress()
+    return Request(
+        method=treq.method.decode("latin-1"),
+        path=path,
+        target=target,
+        header_lines=header_lines,
+        local_address=(getattr(host, "host", ""), getattr(host, "port", 0)),
+        client_address=(getattr(client, "host", ""), getattr(client, "port", 0)),
+        protocol=treq.clientproto.decode("latin-1"),
+        secure=secure,
+        body=content if content is not None else b"",
+        get_lists=get_lists,
+        post_lists=post_lists,
+        files=files,
+    )
+
+
+def _fields(
+    treq: Any, target: str, header_lines: list[tuple[str, str]]
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, Any]]:
+    """:returns: the query fields, the form fields and the uploaded files."""
+    query = target.partition("?")[2]
+    try:
+        get_lists = parse_form(query) if query else {}
+        form = getattr(treq, "houweb_form", None)
+        if form is not None:
+            post_lists, files = form
+            return get_lists, post_lists, files
+        if media_type(_header(header_lines, "content-type")) != FORM_URLENCODED:
+            return get_lists, {}, {}
+        treq.content.seek(0)
+        return get_lists, parse_form(treq.content.read().decode("utf-8", "strict")), {}
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"invalid percent-encoding or UTF-8 in the query or form: {exc}") from None
+
+
+def _header(lines: list[tuple[str, str]], lower: str) -> str:
+    for name, value in lines:
+        if name.lower() == lower:
+            return value
+    return ""

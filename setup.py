@@ -1,0 +1,39 @@
+from setuptools import setup
+
+with open("README.rst", encoding="utf-8") as readme:
+    long_description = readme.read()
+
+setup(
+    name="houweb",
+    version="0.1.0",
+    description="Houdini's embedded web server API (hou.webServer) as a plain Python package, on Twisted",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=["houweb", "twisted.plugins"],
+    package_data={"houweb": ["py.typed"]},
+    install_requires=[
+        # 24.7.0 fixes out-of-order pipelined responses (CVE-2023-46137) and
+        # request smuggling (CVE-2022-24801).
+        "twisted>=24.7.0",
+        "klein>=23.12.0",
+        # Streaming multipart/form-data parser (treq depends on it too); never
+        # python-multipart, which installs the same import name.
+        "multipart>=1.1.0",
+    ],
+    extras_require={
+        "test": [
+            "treq>=23.11.0",
+            "pytest>=7.4",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6.100",
+        ],
+    },
+    entry_points={"console_scripts": ["houweb = houweb.__main__:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
+    ],
+)

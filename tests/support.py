@@ -1,0 +1,168 @@
+"""
+Helpers for houweb's tests: real servers on free loopback ports, HTTP with
+treq and raw sockets, captured log events, and subprocesses run by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import treq
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.web.client import HTTPConnectionPool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APPS = os.path.join(ROOT, "tests", "apps")
+
+
+@dataclass
+class Reply:
+    """A response as tests look at it."""
+
+    status: int
+    headers: Any
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name)
+        return None if values is None else ", ".join(values)
+
+    def header_list(self, name: str) -> list[str]:
+        return list(self.headers.getRawHeaders(name) or [])
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+class Client:
+    """treq with a pool of its own, aimed at one server's ports."""
+
+    def __init__(self) -> None:
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+
+    async def request(
+        self,
+        method: str,
+        port: int,
+        path: str,
+        headers: Mapping[str, Any] | None = None,
+        data: Any = None,
+        **kwargs: Any,
+    ) -> Reply:
+        url = f"http://127.0.0.1:{port}{path}"
+        response = await treq.request(
+            method, url, headers=headers, data=data, pool=self.pool, **kwargs
+        )
+        body = await treq.content(response)
+        return Reply(response.code, response.headers, body)
+
+    async def get(self, port: int, path: str, **kwargs: Any) -> Reply:
+        return await self.request("GET", port, path, **kwargs)
+
+    async def post(self, port: int, path: str, **kwargs: Any) -> Reply:
+        return await self.request("POST", port, path, **kwargs)
+
+    def close(self) -> defer.Deferred[None]:
+        return self.pool.closeCachedConnections()
+
+
+class _Collect(protocol.Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Any) -> None:
+        self.done.callback(self.data)
+
+
+async def raw_request(port: int, payload: bytes, timeout: float = 10) -> bytes:
+    """Send ``payload`` as is and return all the server sends until it closes."""
+    proto = _Collect()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    proto.transport.write(payload)
+    timer = reactor.callLater(timeout, proto.transport.abortConnection)
+    data = await proto.done
+    if timer.active():
+        timer.cancel()
+    return data
+
+
+async def connect_raw(port: int) -> _Collect:
+    """An open raw connection; write with ``.transport.write``."""
+    proto = _Collect()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    return proto
+
+
+def sleep(seconds: float) -> defer.Deferred[None]:
+    """A Deferred that fires after ``seconds``, for async tests."""
+    from twisted.internet import task
+
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class ServerProcess:
+    """
+    A Python script run in a child process that prints ``PORT <n>`` lines;
+    ended by its PID.
+    """
+
+    def __init__(self, script: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, full_env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, script, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            text=True,
+        )
+        self.lines: list[str] = []
+
+    def wait_for_line(self, prefix: str, timeout: float = 20) -> str:
+        """Read output until a line starting with ``prefix``; return that line."""
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line.strip()
+        raise AssertionError(f"no line {prefix!r}; output so far:\n{''.join(self.lines)}")
+
+    def port(self) -> int:
+        return int(self.wait_for_line("PORT").split()[1])
+
+    def output(self, timeout: float = 20) -> str:
+        """Wait for the process to end; return everything it printed."""
+        rest, _ = self.process.communicate(timeout=timeout)
+        return "".join(self.lines) + (rest or "")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    """A blocking GET for tests that talk to a child process."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
