@@ -97,6 +97,11 @@ class Match:
     kind: str
 
 
+@dataclass(frozen=True)
+class APIEndpoint:
+    """The ``/api`` endpoint, on every port of every registry."""
+
+
 class Registry:
     """
     Registrations by path and kind, and functions by name, each with the ports
@@ -105,7 +110,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._paths: dict[tuple[str, str], dict[frozenset[int], object]] = {}
+        self._paths: dict[tuple[str, str], dict[frozenset[int], object]] = {
+            (EXACT, "/api"): {frozenset({ALL_PORTS}): APIEndpoint()}
+        }
         self._functions: dict[str, dict[frozenset[int], object]] = {}
         self._listeners: list[Callable[[frozenset[int], str], None]] = []
 
@@ -184,8 +191,8 @@ class Registry:
         }
 
     def is_empty(self) -> bool:
-        """:returns: whether nothing at all is registered."""
-        return not self._paths and not self._functions
+        """:returns: whether nothing at all is registered (``/api`` aside)."""
+        return len(self._paths) == 1 and not self._functions
 
 
 def _pick(

@@ -113,9 +113,10 @@ class _Router:
             if early is not None:
                 return self.resource(request, early)
         match = self.context.registry.match(path, request.port(), self.context.main_port)
-        if match is None:
+        answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
+        if match is None or answer_for is None:
             return self.resource(request, notFoundResponse(request))
-        answer = maybeDeferred(_RESPONDERS[type(match.target)], Call(self.context, treq, request, match))
+        answer = maybeDeferred(answer_for, Call(self.context, treq, request, match))
         return self._deliver_later(request, answer)
 
     def resource(self, request: Request, response: Response) -> Resource:
