@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 from twisted.web import http, server
 
+from ._status import label
+
 
 def _text(raw: bytes) -> str:
     try:
@@ -58,6 +60,14 @@ class HouwebChannel(http.HTTPChannel):
         if not self._houweb_rejected:
             super().dataReceived(data)
 
+    def lineReceived(self, line: bytes) -> None:
+        if not self._houweb_rejected:
+            super().lineReceived(line)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self._houweb_rejected = True
+        super()._respondToBadRequestAndDisconnect()
+
     def rawDataReceived(self, data: bytes) -> None:
         if not self._houweb_rejected:
             super().rawDataReceived(data)
@@ -79,6 +89,13 @@ class HouwebChannel(http.HTTPChannel):
         self.transport.write(payload)
         self.transport.loseConnection()
 
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line (414) or header line (431) too long to read."""
+        status, text = (431, "header line too long") if self.requests else (414, "request line too long")
+        self._houweb_rejected = True
+        self.transport.write(plain_error(status, text))
+        self.transport.loseConnection()
+
     def stopWhenIdle(self) -> None:
         """Close now if idle; otherwise close after the response in progress."""
         self.houweb_closing = True
@@ -86,6 +103,15 @@ class HouwebChannel(http.HTTPChannel):
             self.transport.loseConnection()
         else:
             self.persistent = False
+
+
+def plain_error(status: int, text: str) -> bytes:
+    """:returns: a minimal ``text/plain`` error answer that closes the connection."""
+    body = text.encode("utf-8") + b"\n"
+    return (
+        f"HTTP/1.1 {label(status)}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii") + body
 
 
 def too_large(limit: int) -> str:
