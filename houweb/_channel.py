@@ -32,8 +32,8 @@ class HouwebChannel(http.HTTPChannel):
         self.site.houweb_connections.add(self)
 
     def connectionLost(self, reason: Any) -> None:
-        self.site.houweb_connections.discard(self)
         super().connectionLost(reason)
+        self.site.connection_closed(self)
 
     def headerReceived(self, line: bytes) -> bool:
         name, colon, value = line.partition(b":")

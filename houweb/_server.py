@@ -197,19 +197,19 @@ class Server:
         self._unwatch()
         await self._close_ports()
         for channel in list(self.site.houweb_connections):
-            channel.stopWhenIdle()
-        drained = self.site.drain()
-        drained.addTimeout(self.config.shutdown_grace, self.reactor)
+            channel.stopWhenIdle()  # each closes once its response is sent
+        closed = self.site.all_closed()
+        closed.addTimeout(self.config.shutdown_grace, self.reactor)
         try:
-            await drained
+            await closed
         except defer.TimeoutError:
             log.warn(
                 "houweb: {count} request(s) still running after the {grace}s shutdown grace; abandoned",
                 count=self.site.in_flight(),
                 grace=self.config.shutdown_grace,
             )
-        for channel in list(self.site.houweb_connections):
-            channel.transport.abortConnection()
+            for channel in list(self.site.houweb_connections):
+                channel.transport.abortConnection()
         self.pool.stop()
         log.info("houweb: stopped")
 

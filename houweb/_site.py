@@ -191,6 +191,7 @@ class HouwebSite(server.Site):
         self.noisy = False
         self.houweb_connections: set[HouwebChannel] = set()
         self._in_flight: set[HouwebRequest] = set()
+        self._waiting_for_close: list[Deferred[None]] = []
 
     @property
     def houweb_max_request_size(self) -> int:
@@ -237,14 +238,21 @@ class HouwebSite(server.Site):
         """:returns: how many requests are being answered now."""
         return len(self._in_flight)
 
-    def drain(self) -> Deferred[None]:
-        """:returns: a Deferred that fires once no request is in flight."""
-        pending = [treq.notifyFinish() for treq in list(self._in_flight)]
-        if not pending:
-            return succeed(None)
-        from twisted.internet.defer import DeferredList
+    def connection_closed(self, channel: HouwebChannel) -> None:
+        """Forget ``channel``; wake whoever waits for every connection to close."""
+        self.houweb_connections.discard(channel)
+        if not self.houweb_connections:
+            waiting, self._waiting_for_close = self._waiting_for_close, []
+            for d in waiting:
+                d.callback(None)
 
-        return DeferredList(pending, consumeErrors=True).addCallback(lambda _: None)
+    def all_closed(self) -> Deferred[None]:
+        """:returns: a Deferred that fires once no connection is open."""
+        if not self.houweb_connections:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting_for_close.append(d)
+        return d
 
 
 def _log_request(treq: HouwebRequest, started: float) -> None:

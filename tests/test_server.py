@@ -1,0 +1,142 @@
+"""One server's lifecycle: binding, warnings, graceful shutdown (spec §3.1, §3.2)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, error, reactor
+from twisted.web._newclient import ResponseNeverReceived
+
+import houweb
+from houweb._config import ServerConfig
+from houweb._server import Server
+
+from .conftest import messages
+from .support import sleep
+from .test_dispatch import until
+
+
+def busy_port() -> socket.socket:
+    """A socket listening on a free loopback port, for the test to collide with."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest_twisted.ensureDeferred
+async def test_busy_main_port_raises_operation_failed_naming_it(registry):
+    blocker = busy_port()
+    port = blocker.getsockname()[1]
+    try:
+        server = Server(ServerConfig.from_arguments(port=port), reactor, registry)
+        with pytest.raises(houweb.OperationFailed, match=f"port {port} .*address already in use"):
+            await server.start()
+        assert server.port_numbers() == []
+    finally:
+        blocker.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_busy_extra_port_closes_the_main_port_again(registry):
+    blocker = busy_port()
+    taken = blocker.getsockname()[1]
+    free = busy_port()
+    main = free.getsockname()[1]
+    free.close()
+    try:
+        server = Server(ServerConfig.from_arguments(port=main, ports=[taken]), reactor, registry)
+        with pytest.raises(houweb.OperationFailed, match=f"port {taken}"):
+            await server.start()
+        assert not listening(main)
+    finally:
+        blocker.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_port_zero_and_extra_ports_are_reported_in_order(serve):
+    server = await serve(ports=[0, 0], listen=["tcp:0:interface=127.0.0.1"])
+    numbers = server.port_numbers()
+    assert len(set(numbers)) == 4 and all(numbers)
+    assert numbers[0] == server.context.main_port
+
+
+@pytest_twisted.ensureDeferred
+async def test_nothing_registered_starts_warns_and_answers_404(serve, client, logged):
+    port = (await serve()).port_numbers()[0]
+    assert "nothing is registered" in messages(logged)
+    assert (await client.get(port, "/")).status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_up_log_names_each_url_and_its_reach(serve, logged):
+    server = await serve(ports=[0])
+    for port in server.port_numbers():
+        assert f"listening on http://127.0.0.1:{port}/ (loopback only)" in messages(logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refused(serve, client):
+    entered, release = threading.Event(), threading.Event()
+
+    @houweb.urlHandler("/slow")
+    def slow(request):
+        entered.set()
+        release.wait(30)
+        return "finished"
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    reply = defer.ensureDeferred(client.get(port, "/slow"))
+    await until(entered.is_set)
+    stopped = server.shutdown()
+    await sleep(0.05)
+    assert not stopped.called
+    with pytest.raises(error.ConnectError):
+        await client.get(port, "/slow")
+    release.set()
+    assert (await reply).text == "finished"
+    await stopped
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_that_never_returns_is_abandoned_after_the_grace(serve, client, logged):
+    entered, release = threading.Event(), threading.Event()
+
+    @houweb.urlHandler("/stuck")
+    def stuck(request):
+        entered.set()
+        release.wait(60)
+        return "never sent"
+
+    server = await serve(shutdown_grace=0.3)
+    port = server.port_numbers()[0]
+    reply = defer.ensureDeferred(client.get(port, "/stuck"))
+    await until(entered.is_set)
+    await server.shutdown()
+    assert "still running after the 0.3s shutdown grace" in messages(logged)
+    with pytest.raises(ResponseNeverReceived):  # its connection was dropped
+        await reply
+    release.set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_keep_alive_connections_are_closed_at_shutdown(serve, client):
+    houweb.urlHandler("/hi")(lambda request: "hi")
+    server = await serve()
+    port = server.port_numbers()[0]
+    assert (await client.get(port, "/hi")).text == "hi"
+    assert len(server.site.houweb_connections) == 1
+    await server.shutdown()
+    await until(lambda: not server.site.houweb_connections)
