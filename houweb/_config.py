@@ -8,8 +8,9 @@ accept and reject exactly the same values.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 #: Django's FILE_UPLOAD_MAX_MEMORY_SIZE, Houdini's 2.5 MB.
 DEFAULT_MAX_IN_MEMORY_FILE_UPLOAD_SIZE = 2_621_440

@@ -11,7 +11,8 @@ coroutine yields into an asyncio future the Task can wait for.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, Generator
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 from twisted.internet.defer import Deferred
 

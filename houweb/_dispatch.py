@@ -30,8 +30,9 @@ def is_async(function: Callable[..., Any]) -> bool:
         function = function.func
     if inspect.iscoroutinefunction(function):
         return True
-    call = getattr(function, "__call__", None)
-    return not inspect.isfunction(function) and inspect.iscoroutinefunction(call)
+    return not inspect.isfunction(function) and inspect.iscoroutinefunction(
+        getattr(type(function), "__call__", None)  # noqa: B004 - async __call__
+    )
 
 
 def call_user_code(

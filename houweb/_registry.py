@@ -9,8 +9,9 @@ Registering is data: nothing here dispatches, listens or starts anything.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, TypeVar
 
 from twisted.logger import Logger
 
@@ -55,9 +56,7 @@ def normalize_ports(ports: Ports) -> frozenset[int]:
 def serves(bindings: frozenset[int], port: int, main_port: int) -> bool:
     """:returns: whether a registration with ``bindings`` answers on ``port``."""
     return (
-        ALL_PORTS in bindings
-        or port in bindings
-        or (MAIN_PORT in bindings and port == main_port)
+        ALL_PORTS in bindings or port in bindings or (MAIN_PORT in bindings and port == main_port)
     )
 
 

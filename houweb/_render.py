@@ -67,9 +67,7 @@ def remove_quietly(path: str) -> None:
         log.warn("houweb: could not delete {path}: {error}", path=path, error=exc)
 
 
-def write_response(
-    request: Any, response: Response, missing_file: Callable[[], Response]
-) -> None:
+def write_response(request: Any, response: Response, missing_file: Callable[[], Response]) -> None:
     """Send ``response`` as the answer to the twisted.web ``request``."""
     path = response.filePath()
     if path is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from typing import IO, TYPE_CHECKING, Callable, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Union
 
 if TYPE_CHECKING:
     from ._response import Response

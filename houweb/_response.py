@@ -242,8 +242,7 @@ def _http_date(when: datetime.datetime | float | str) -> str:
 def _accepts_json(request: Request) -> bool:
     accept = request.headers().get("Accept", "")
     return any(
-        part.split(";", 1)[0].strip().lower() == "application/json"
-        for part in accept.split(",")
+        part.split(";", 1)[0].strip().lower() == "application/json" for part in accept.split(",")
     )
 
 
@@ -335,9 +334,11 @@ def guess_content_type(file_name: str) -> str:
 
 def content_disposition(file_name: str) -> str:
     """:returns: an RFC 6266 ``attachment`` Content-Disposition for ``file_name``."""
-    fallback = "".join(
-        c if 0x20 <= ord(c) < 0x7F else "_" for c in file_name
-    ).replace("\\", "\\\\").replace('"', '\\"')
+    fallback = (
+        "".join(c if 0x20 <= ord(c) < 0x7F else "_" for c in file_name)
+        .replace("\\", "\\\\")
+        .replace('"', '\\"')
+    )
     value = f'attachment; filename="{fallback}"'
     if not file_name.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in file_name):
         value += "; filename*=UTF-8''" + urllib.parse.quote(file_name, safe="")

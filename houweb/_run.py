@@ -10,7 +10,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -119,7 +120,9 @@ def _claim_reactor() -> Any:
         reactor = get_reactor()
         ours = _process.background is not None and _process.background.is_alive()
         if reactor.running and not ours:
-            raise OperationFailed("the Twisted reactor is already run by other code in this process")
+            raise OperationFailed(
+                "the Twisted reactor is already run by other code in this process"
+            )
         return reactor
 
 

@@ -18,9 +18,9 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from . import _registry
 from ._config import ServerConfig
 from ._errors import OperationFailed
-from . import _registry
 from ._registry import Registry
 from ._site import HouwebSite, ServerContext
 
@@ -109,7 +109,10 @@ class Server:
         self.reactor = reactor
         self.pool = HandlerPool(config.max_num_threads)
         self.context = ServerContext(
-            config=config, reactor=reactor, pool=self.pool, registry=registry if registry is not None else _registry.REGISTRY
+            config=config,
+            reactor=reactor,
+            pool=self.pool,
+            registry=registry if registry is not None else _registry.REGISTRY,
         )
         self.site = HouwebSite(self.context)
         self.listening: list[Any] = []
@@ -145,7 +148,7 @@ class Server:
             except CannotListenError as exc:
                 yield self._close_ports()
                 raise OperationFailed(_cannot_listen(exc)) from None
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any endpoint failure (TLS keys...) is reported
                 yield self._close_ports()
                 raise OperationFailed(f"Could not listen on {description}: {exc}") from None
             self.listening.append(port)
@@ -164,7 +167,11 @@ class Server:
 
         def registered(bindings: frozenset[int], what: str) -> None:
             for port in sorted(p for p in bindings if p > 0 and p not in self.port_numbers()):
-                log.warn("houweb: {what} is bound to port {port}, which does not listen", what=what, port=port)
+                log.warn(
+                    "houweb: {what} is bound to port {port}, which does not listen",
+                    what=what,
+                    port=port,
+                )
 
         self._unwatch = self.registry.on_register(registered)
 

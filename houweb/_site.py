@@ -22,10 +22,10 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import as_response, call_user_code, describe, failure_response
-from . import _registry
 from ._registry import Match, Registry, URLHandlerTarget
 from ._render import ResponseResource, discard, raw_response
 from ._request import Request
@@ -141,7 +141,9 @@ class _Router:
         def broken(failure: Failure) -> None:
             log.failure("houweb: could not answer {request}", failure, request=request)
             if not outer.called:
-                outer.callback(self.resource(request, errorResponse(request, "Internal server error")))
+                outer.callback(
+                    self.resource(request, errorResponse(request, "Internal server error"))
+                )
 
         answer.addCallback(deliver).addErrback(broken)
         return outer

@@ -1,3 +1,4 @@
+# ruff: noqa: I001 - houweb must be imported first: it installs the asyncio reactor
 """Fixtures: a fresh registry, servers on free loopback ports, an HTTP client."""
 
 from __future__ import annotations

@@ -25,7 +25,14 @@ CASES = {
     "bad utf-8 in query": b"GET /echo?q=%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     "header line too long": b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
     "request line too long": b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-    "headers too large in total": b"GET / HTTP/1.1\r\n" + b"X-A: " + b"a" * 8000 + b"\r\nX-B: " + b"b" * 8000 + b"\r\nX-C: " + b"c" * 8000 + b"\r\n\r\n",
+    "headers too large in total": b"GET / HTTP/1.1\r\n"
+    + b"X-A: "
+    + b"a" * 8000
+    + b"\r\nX-B: "
+    + b"b" * 8000
+    + b"\r\nX-C: "
+    + b"c" * 8000
+    + b"\r\n\r\n",
 }
 
 
@@ -65,9 +72,17 @@ async def test_duplicate_headers_are_joined_not_rejected(serve):
 async def test_pipelined_requests_are_answered_in_order(serve):
     houweb.urlHandler("/p", is_prefix=True)(lambda request: request.path())
     port = (await serve(max_num_threads=4)).port_numbers()[0]
-    payload = b"".join(
-        b"GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)
-    ) + b"GET /p/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    payload = (
+        b"".join(b"GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+        + b"GET /p/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     raw = await raw_request(port, payload)
     bodies = [part.split(b"\r\n\r\n", 1)[1][:7] for part in raw.split(b"HTTP/1.1 200 OK")[1:]]
-    assert [b.split(b"HTTP")[0] for b in bodies] == [b"/p/0", b"/p/1", b"/p/2", b"/p/3", b"/p/4", b"/p/last"]
+    assert [b.split(b"HTTP")[0] for b in bodies] == [
+        b"/p/0",
+        b"/p/1",
+        b"/p/2",
+        b"/p/3",
+        b"/p/4",
+        b"/p/last",
+    ]

@@ -6,11 +6,19 @@ import houweb
 
 #: hou.webServer's names houweb provides, plus its extensions (spec §2).
 EXPECTED = {
-    "run", "requestShutdown", "isInDebugMode", "serverPorts",
+    "run",
+    "requestShutdown",
+    "isInDebugMode",
+    "serverPorts",
     "urlHandler",
-    "Request", "Response",
-    "errorResponse", "notFoundResponse", "fileResponse", "redirect",
-    "Error", "OperationFailed",
+    "Request",
+    "Response",
+    "errorResponse",
+    "notFoundResponse",
+    "fileResponse",
+    "redirect",
+    "Error",
+    "OperationFailed",
 }
 
 

@@ -38,7 +38,12 @@ async def test_query_string_and_path(serve, client):
         path=lambda r: r.path(),
     )
     _, seen = await fetch(serve, client, "/r?a=1&b=two")
-    assert seen == {"GET": {"a": "1", "b": "two"}, "query": "a=1&b=two", "full": "/r?a=1&b=two", "path": "/r"}
+    assert seen == {
+        "GET": {"a": "1", "b": "two"},
+        "query": "a=1&b=two",
+        "full": "/r?a=1&b=two",
+        "path": "/r",
+    }
 
 
 @pytest_twisted.ensureDeferred
@@ -92,7 +97,12 @@ async def test_urlencoded_body_fields_and_raw_body(serve, client):
 
 @pytest_twisted.ensureDeferred
 async def test_no_body(serve, client):
-    seen_as_json(body=lambda r: r.body().decode(), length=lambda r: r.contentLength(), ctype=lambda r: r.contentType(), POST=lambda r: r.POST())
+    seen_as_json(
+        body=lambda r: r.body().decode(),
+        length=lambda r: r.contentLength(),
+        ctype=lambda r: r.contentType(),
+        POST=lambda r: r.POST(),
+    )
     _, seen = await fetch(serve, client, "/r")
     assert seen == {"body": "", "length": 0, "ctype": "", "POST": {}}
 
@@ -127,7 +137,13 @@ async def test_headers_keep_spelling_ignore_case_and_join_repeats(serve):
     )
     reply = await raw_request(port, payload)
     body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
-    assert body == {"mixed_key": True, "lookup": "yes", "get": "yes", "joined": "1, 2", "contains": True}
+    assert body == {
+        "mixed_key": True,
+        "lookup": "yes",
+        "get": "yes",
+        "joined": "1, 2",
+        "contains": True,
+    }
 
 
 @pytest_twisted.ensureDeferred
@@ -165,7 +181,9 @@ async def test_host_port_protocol_security_and_addresses(serve, client):
 
 @pytest_twisted.ensureDeferred
 async def test_http_10_protocol_and_missing_host(serve):
-    seen_as_json(host=lambda r: r.host(), protocol=lambda r: r.protocol(), uri=lambda r: r.absoluteURI())
+    seen_as_json(
+        host=lambda r: r.host(), protocol=lambda r: r.protocol(), uri=lambda r: r.absoluteURI()
+    )
     port = (await serve()).port_numbers()[0]
     reply = await raw_request(port, b"GET /r HTTP/1.0\r\n\r\n")
     seen = json.loads(reply.split(b"\r\n\r\n", 1)[1])
@@ -193,8 +211,12 @@ async def test_request_methods_work_from_a_thread_the_handler_started(serve, cli
 
 def test_send_outside_async_handler_classes_raises():
     request = houweb.Request(
-        method="GET", path="/", target="/", header_lines=[],
-        local_address=("127.0.0.1", 1), client_address=("127.0.0.1", 2),
+        method="GET",
+        path="/",
+        target="/",
+        header_lines=[],
+        local_address=("127.0.0.1", 1),
+        client_address=("127.0.0.1", 2),
     )
     try:
         request.send(houweb.Response("x"))
@@ -206,8 +228,12 @@ def test_send_outside_async_handler_classes_raises():
 
 def test_each_call_returns_a_fresh_value():
     request = houweb.Request(
-        method="GET", path="/", target="/?a=1", header_lines=[("A", "1")],
-        local_address=("127.0.0.1", 1), client_address=("127.0.0.1", 2),
+        method="GET",
+        path="/",
+        target="/?a=1",
+        header_lines=[("A", "1")],
+        local_address=("127.0.0.1", 1),
+        client_address=("127.0.0.1", 2),
         get_lists={"a": ["1"]},
     )
     request.GET()["a"] = "changed"

@@ -18,8 +18,12 @@ def request_for(accept: str = "", host: str = "127.0.0.1:8008", path: str = "/p"
     if host:
         headers.append(("Host", host))
     return houweb.Request(
-        method="GET", path=path, target=path, header_lines=headers,
-        local_address=("127.0.0.1", 8008), client_address=("127.0.0.1", 5000),
+        method="GET",
+        path=path,
+        target=path,
+        header_lines=headers,
+        local_address=("127.0.0.1", 8008),
+        client_address=("127.0.0.1", 5000),
     )
 
 
@@ -101,7 +105,13 @@ def test_set_cookie_formats():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(value="a b"), dict(value='a"'), dict(value="é"), dict(same_site="None"), dict(same_site="Odd")],
+    [
+        dict(value="a b"),
+        dict(value='a"'),
+        dict(value="é"),
+        dict(same_site="None"),
+        dict(same_site="Odd"),
+    ],
 )
 def test_bad_cookies_are_refused(kwargs):
     arguments = dict(name="n", value="v")
@@ -149,7 +159,10 @@ def test_redirects():
     assert temporary.headers()["Location"] == "http://127.0.0.1:8008/new"
     assert houweb.redirect(request, "/new", permanent=True).status() == 301
     assert houweb.redirect(request, "https://e.test/x").headers()["Location"] == "https://e.test/x"
-    assert houweb.redirect(request, "/a b/é").headers()["Location"] == "http://127.0.0.1:8008/a%20b/%C3%A9"
+    assert (
+        houweb.redirect(request, "/a b/é").headers()["Location"]
+        == "http://127.0.0.1:8008/a%20b/%C3%A9"
+    )
     assert houweb.redirect(request_for(host=""), "/new").headers()["Location"] == "/new"
 
 
