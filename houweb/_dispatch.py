@@ -26,6 +26,13 @@ log = Logger(namespace="houweb")
 
 def is_async(function: Callable[..., Any]) -> bool:
     """:returns: whether calling ``function`` gives a coroutine to await."""
+    try:
+        return _is_async_cached(function)
+    except TypeError:  # an unhashable callable
+        return _is_async(function)
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
     while isinstance(function, functools.partial):
         function = function.func
     if inspect.iscoroutinefunction(function):
@@ -33,6 +40,9 @@ def is_async(function: Callable[..., Any]) -> bool:
     return not inspect.isfunction(function) and inspect.iscoroutinefunction(
         getattr(type(function), "__call__", None)  # noqa: B004 - async __call__
     )
+
+
+_is_async_cached = functools.lru_cache(maxsize=4096)(_is_async)
 
 
 def call_user_code(

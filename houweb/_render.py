@@ -11,7 +11,6 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 from twisted.web import server, static
-from twisted.web.resource import Resource
 
 from ._response import Response
 from ._status import phrase
@@ -29,25 +28,6 @@ class StreamedFile(static.File):
         super().__init__(path)
         self.type = content_type
         self.encoding = None
-
-
-class ResponseResource(Resource):
-    """
-    A leaf resource that sends one prepared Response.
-
-    :param missing_file: builds the answer when a file response's file is gone.
-    """
-
-    isLeaf = True
-
-    def __init__(self, response: Response, missing_file: Callable[[], Response]) -> None:
-        super().__init__()
-        self.response = response
-        self._missing_file = missing_file
-
-    def render(self, request: Any) -> Any:
-        write_response(request, self.response, self._missing_file)
-        return server.NOT_DONE_YET
 
 
 def discard(response: Response) -> None:

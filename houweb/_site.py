@@ -27,7 +27,7 @@ from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import as_response, call_user_code, describe, failure_response
 from ._registry import Match, Registry, URLHandlerTarget
-from ._render import ResponseResource, discard, raw_response
+from ._render import discard, raw_response, write_response
 from ._request import Request
 from ._response import Response, errorResponse, notFoundResponse
 from ._snapshot import BadRequest, decode_path, snapshot
@@ -101,49 +101,56 @@ class _Router:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
 
-    def route(self, treq: Any) -> Any:
+    def route(self, treq: Any) -> Deferred[None] | None:
+        """
+        Answer ``treq``: at once when no user code is involved, else through
+        a Deferred that fires once the answer was written.
+        """
+        path = treq.houweb_path  # decoded by _Guard
         try:
-            path = decode_path(treq.uri)
-            request = snapshot(treq, path, treq.isSecure())
+            request = snapshot(treq, path)
         except BadRequest as exc:
-            request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
-            return self.resource(request, errorResponse(request, str(exc), 400))
+            request = snapshot(treq, path, parse=False)
+            return self.send(treq, request, errorResponse(request, str(exc), 400))
         for request_filter in self.context.request_filters:
             early = request_filter(request)
             if early is not None:
-                return self.resource(request, early)
+                return self.send(treq, request, early)
         match = self.context.registry.match(path, request.port(), self.context.main_port)
         answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
         if match is None or answer_for is None:
-            return self.resource(request, notFoundResponse(request))
+            return self.send(treq, request, notFoundResponse(request))
         answer = maybeDeferred(answer_for, Call(self.context, treq, request, match))
-        return self._deliver_later(request, answer)
+        return self._deliver_later(treq, request, answer)
 
-    def resource(self, request: Request, response: Response) -> Resource:
+    def send(self, treq: Any, request: Request, response: Response) -> None:
+        """Write ``response`` to ``treq`` now, after the response filters (CORS)."""
         for response_filter in self.context.response_filters:
             response_filter(request, response)
-        return ResponseResource(response, lambda: notFoundResponse(request))
+        write_response(treq, response, lambda: notFoundResponse(request))
 
-    def _deliver_later(self, request: Request, answer: Deferred[Response]) -> Deferred[Resource]:
+    def _deliver_later(
+        self, treq: Any, request: Request, answer: Deferred[Response]
+    ) -> Deferred[None]:
         """
-        A Deferred for Klein that fires with the answer. If the client leaves
-        first, Klein cancels it; the handler still finishes and its response
-        is discarded (deleting its file if asked) instead of sent.
+        A Deferred for Klein that fires once the answer was written. If the
+        client leaves first, Klein cancels it; the handler still finishes and
+        its response is discarded (deleting its file if asked) instead of sent.
         """
-        outer: Deferred[Resource] = Deferred()
+        outer: Deferred[None] = Deferred()
 
         def deliver(response: Response) -> None:
-            if outer.called:
+            if outer.called or treq.finished or treq._disconnected:
                 discard(response)
-            else:
-                outer.callback(self.resource(request, response))
+                return
+            self.send(treq, request, response)
+            outer.callback(None)
 
         def broken(failure: Failure) -> None:
             log.failure("houweb: could not answer {request}", failure, request=request)
-            if not outer.called:
-                outer.callback(
-                    self.resource(request, errorResponse(request, "Internal server error"))
-                )
+            if not (outer.called or treq.finished or treq._disconnected):
+                self.send(treq, request, errorResponse(request, "Internal server error"))
+                outer.callback(None)
 
         answer.addCallback(deliver).addErrback(broken)
         return outer
@@ -164,11 +171,11 @@ class _Guard(Resource):
 
     def render(self, treq: Any) -> Any:
         try:
-            decode_path(treq.uri)
+            treq.houweb_path = decode_path(treq.uri)
         except BadRequest as exc:
             request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
-            answer = self._router.resource(request, errorResponse(request, str(exc), 400))
-            return answer.render(treq)
+            self._router.send(treq, request, errorResponse(request, str(exc), 400))
+            return server.NOT_DONE_YET
         return self._klein.render(treq)
 
 

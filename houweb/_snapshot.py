@@ -47,7 +47,7 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def snapshot(treq: Any, path: str, secure: bool = False, parse: bool = True) -> Request:
+def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
     """
     Build the Request a handler sees from the twisted.web request ``treq``.
 
@@ -64,7 +64,9 @@ def snapshot(treq: Any, path: str, secure: bool = False, parse: bool = True) -> 
     files: dict[str, Any] = {}
     if parse:
         get_lists, post_lists, files = _fields(treq, target, header_lines)
-    host, client = treq.getHost(), treq.getClientAddress()
+    channel = treq.channel
+    host = getattr(channel, "houweb_local", None) or treq.getHost()
+    client = treq.getClientAddress()
     return Request(
         method=treq.method.decode("latin-1"),
         path=path,
@@ -73,7 +75,7 @@ def snapshot(treq: Any, path: str, secure: bool = False, parse: bool = True) -> 
         local_address=(getattr(host, "host", ""), getattr(host, "port", 0)),
         client_address=(getattr(client, "host", ""), getattr(client, "port", 0)),
         protocol=treq.clientproto.decode("latin-1"),
-        secure=secure,
+        secure=bool(getattr(channel, "houweb_secure", False)),
         body=content if content is not None else b"",
         get_lists=get_lists,
         post_lists=post_lists,
