@@ -16,7 +16,8 @@ setup(
     install_requires=[
         # 24.7.0 fixes out-of-order pipelined responses (CVE-2023-46137) and
         # request smuggling (CVE-2022-24801).
-        "twisted>=24.7.0",
+        # [tls]: pyOpenSSL and service_identity, for ssl: endpoints.
+        "twisted[tls]>=24.7.0",
         "klein>=23.12.0",
         # Streaming multipart/form-data parser (treq depends on it too); never
         # python-multipart, which installs the same import name.
@@ -31,6 +32,7 @@ setup(
             "pytest>=7.4",
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
+            "cryptography",  # self-signed certificates for the TLS tests
         ],
     },
     entry_points={"console_scripts": ["houweb = houweb.__main__:main"]},

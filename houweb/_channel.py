@@ -86,7 +86,11 @@ class HouwebChannel(http.HTTPChannel):
         """
         request = self.requests[-1]
         payload = self.site.houweb_rejection(
-            status, message, self._command or b"GET", self._path or b"/", request
+            status,
+            message,
+            getattr(self, "_command", None) or b"GET",
+            getattr(self, "_path", None) or b"/",
+            request,
         )
         self._houweb_rejected = True
         self.transport.write(payload)
@@ -127,8 +131,13 @@ class HouwebRequest(server.Request):
 
     houweb_form: Any = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        # Headers and body must arrive within request_timeout (trickling
+        # clients), however often they send a byte.
+        self._houweb_deadline = channel.callLater(
+            channel.site.houweb.config.request_timeout, self._too_slow
+        )
         self.houweb_header_lines: list[tuple[str, str]] = []
         self.houweb_received = 0
         self.houweb_body_sink: Callable[[bytes], None] | None = None
@@ -145,6 +154,21 @@ class HouwebRequest(server.Request):
             self.houweb_body_sink(data)
         else:
             super().handleContentChunk(data)
+
+    def _too_slow(self) -> None:
+        if self.channel is not None and self.channel.requests and self.channel.requests[-1] is self:
+            timeout = self.channel.site.houweb.config.request_timeout
+            self.channel.reject(408, f"request did not arrive within {timeout:g} seconds")
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._houweb_deadline.active():
+            self._houweb_deadline.cancel()
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._houweb_deadline.active():
+            self._houweb_deadline.cancel()
+        super().connectionLost(reason)
 
     def process(self) -> None:
         self.channel.site.houweb_track(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: Django's FILE_UPLOAD_MAX_MEMORY_SIZE, Houdini's 2.5 MB.
@@ -17,6 +17,10 @@ DEFAULT_MAX_IN_MEMORY_FILE_UPLOAD_SIZE = 2_621_440
 #: Houdini's 3 GB.
 DEFAULT_MAX_REQUEST_SIZE = 3 * 1024**3
 DEFAULT_SHUTDOWN_GRACE = 10.0
+#: Seconds a connection may sit idle between requests (slowloris).
+DEFAULT_IDLE_TIMEOUT = 60.0
+#: Seconds a request's headers and body may take to arrive (trickled bodies).
+DEFAULT_REQUEST_TIMEOUT = 300.0
 _ENDPOINT_TYPES = ("tcp", "tcp6", "ssl")
 
 
@@ -31,6 +35,14 @@ def _int(name: str, value: object, low: int, high: int | None = None) -> int:
 
 def _size(name: str, value: object, default: int) -> int:
     return default if value is None else _int(name, value, 0)
+
+
+def _seconds(name: str, value: object, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'at least 0' if allow_zero else 'more than 0'}, not {value}")
+    return float(value)
 
 
 def check_listen(entry: object) -> str:
@@ -70,7 +82,9 @@ class ServerConfig:
     interface: str = "127.0.0.1"
     listen: tuple[str, ...] = ()
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    token: str | None = None
 
     @classmethod
     def from_arguments(
@@ -85,6 +99,9 @@ class ServerConfig:
         interface: object = "127.0.0.1",
         listen: object = (),
         shutdown_grace: object = DEFAULT_SHUTDOWN_GRACE,
+        idle_timeout: object = DEFAULT_IDLE_TIMEOUT,
+        request_timeout: object = DEFAULT_REQUEST_TIMEOUT,
+        token: object = None,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -103,10 +120,8 @@ class ServerConfig:
             raise TypeError(f"listen must be a list or tuple, not {type(listen).__name__}")
         if not isinstance(interface, str):
             raise TypeError(f"interface must be a str, not {type(interface).__name__}")
-        if isinstance(shutdown_grace, bool) or not isinstance(shutdown_grace, (int, float)):
-            raise TypeError(f"shutdown_grace must be a number, not {type(shutdown_grace).__name__}")
-        if shutdown_grace < 0:
-            raise ValueError(f"shutdown_grace must be at least 0, not {shutdown_grace}")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise TypeError("token must be a non-empty str or None")
         if settings is not None and not isinstance(settings, (str, os.PathLike, dict)):
             raise TypeError(f"settings must be a path or a dict, not {type(settings).__name__}")
         return cls(
@@ -123,7 +138,10 @@ class ServerConfig:
             ports=extra_ports,
             interface=interface,
             listen=tuple(check_listen(entry) for entry in listen),
-            shutdown_grace=float(shutdown_grace),
+            shutdown_grace=_seconds("shutdown_grace", shutdown_grace, allow_zero=True),
+            idle_timeout=_seconds("idle_timeout", idle_timeout),
+            request_timeout=_seconds("request_timeout", request_timeout),
+            token=token,
         )
 
     def endpoint_descriptions(self) -> list[str]:

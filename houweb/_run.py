@@ -22,7 +22,12 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-from ._config import DEFAULT_SHUTDOWN_GRACE, ServerConfig
+from ._config import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE,
+    ServerConfig,
+)
 from ._errors import OperationFailed
 from ._reactor import BackgroundReactor, get_reactor, is_interactive, register_before_exit
 from ._server import Server
@@ -61,6 +66,9 @@ def run(
     interface: str = "127.0.0.1",
     listen: Sequence[str] = [],
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    token: str | None = None,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -82,6 +90,11 @@ def run(
     :param interface: the address to listen on; loopback unless you say so.
     :param listen: more Twisted endpoint strings (``tcp:``, ``tcp6:``, ``ssl:``).
     :param shutdown_grace: seconds requests in flight get to finish at shutdown.
+    :param idle_timeout: seconds a connection may stay idle between requests.
+    :param request_timeout: seconds a request's headers and body may take to
+        arrive, however slowly they trickle in (answered 408 after that).
+    :param token: a shared secret: when set, every request must send
+        ``Authorization: Bearer <token>`` or gets 401.
     :raises OperationFailed: a port cannot be bound, houweb already runs, or
         the settings cannot be loaded.
     """
@@ -96,6 +109,9 @@ def run(
         interface=interface,
         listen=listen,
         shutdown_grace=shutdown_grace,
+        idle_timeout=idle_timeout,
+        request_timeout=request_timeout,
+        token=token,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     reactor = _claim_reactor()

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from . import _registry
+from ._auth import token_filter
 from ._config import ServerConfig
 from ._errors import OperationFailed
 from ._registry import Registry
@@ -114,6 +115,8 @@ class Server:
             pool=self.pool,
             registry=registry if registry is not None else _registry.REGISTRY,
         )
+        if config.token is not None:
+            self.context.request_filters.append(token_filter(config.token))
         self.site = HouwebSite(self.context)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []

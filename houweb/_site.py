@@ -196,7 +196,10 @@ class HouwebSite(server.Site):
     def __init__(self, context: ServerContext) -> None:
         self.houweb = context
         self.router = _Router(context)
-        super().__init__(_Guard(self.router, _klein_app(self.router).resource()))
+        super().__init__(
+            _Guard(self.router, _klein_app(self.router).resource()),
+            timeout=context.config.idle_timeout,
+        )
         self.noisy = False
         self.houweb_connections: set[HouwebChannel] = set()
         self._in_flight: set[HouwebRequest] = set()
