@@ -1,15 +1,91 @@
-"""``python -m houweb``: serve the demo application on http://127.0.0.1:8008/."""
+"""
+``python -m houweb`` (or the ``houweb`` command): serve applications in the
+foreground, with the options of ``twistd houweb`` plus ``--log-format`` and
+reload switches. Without ``--app`` it serves the demo application on
+http://127.0.0.1:8008/. ``python -m houweb --help`` lists everything.
+"""
 
 from __future__ import annotations
 
-from . import _demo
+import sys
+
+from twisted.logger import Logger
+from twisted.python import usage
+
+from ._errors import OperationFailed
+from ._logging import LOG_FORMATS, begin_logging
 from ._run import run
+from ._tap import Options, load_applications
+
+log = Logger(namespace="houweb")
 
 
-def main() -> None:
-    """Run the demo server in the foreground until Ctrl-C."""
-    _demo.register()
-    run(port=8008, in_background=False)
+
+class CommandLineOptions(Options):
+    """``twistd houweb``'s options, plus what only a foreground server has."""
+
+    command = "python -m houweb"
+    more_examples = """\
+  While developing: tracebacks in answers, and a restart whenever a source
+  file of the application is saved:
+    {command} --app myapp.py --debug
+"""
+    optFlags = [
+        ["reload", "r", "Restart when a source file of the application changes (on with --debug)."],
+        ["no-reload", None, "Do not restart on changes, even with --debug."],
+    ]
+    optParameters = [
+        ["log-format", None, LOG_FORMATS[0], f"How the log is written to stderr: {' or '.join(LOG_FORMATS)}."]
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(
+                f"--log-format: expected {' or '.join(LOG_FORMATS)}, not {self['log-format']!r}"
+            )
+        if self["reload"] and self["no-reload"]:
+            raise usage.UsageError("--reload and --no-reload contradict each other")
+
+    def reload_source_changes(self) -> bool | None:
+        """:returns: ``run()``'s ``reload_source_changes``: forced, refused, or left to --debug."""
+        if self["reload"]:
+            return True
+        return False if self["no-reload"] else None
+
+
+def parse(argv: list[str]) -> CommandLineOptions:
+    """
+    :returns: the parsed options.
+    :raises SystemExit: with status 2 and the problem on stderr, for bad options.
+    """
+    options = CommandLineOptions()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as exc:
+        print(f"{options.command}: {exc}\nTry '{options.command} --help'.", file=sys.stderr)
+        raise SystemExit(2) from None
+    return options
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Serve in the foreground until Ctrl-C, SIGTERM or ``requestShutdown()``.
+
+    :param argv: the arguments, ``sys.argv[1:]`` by default.
+    """
+    options = parse(sys.argv[1:] if argv is None else argv)
+    begin_logging(options["log-format"])
+    load_applications(options)
+    try:
+        run(
+            in_background=False,
+            reload_source_changes=options.reload_source_changes(),
+            **options.run_arguments(),
+        )
+    except OperationFailed as exc:
+        log.critical("houweb: {problem}", problem=exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
