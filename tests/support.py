@@ -145,7 +145,24 @@ class ServerProcess:
         raise AssertionError(f"no line {prefix!r}; output so far:\n{''.join(self.lines)}")
 
     def port(self) -> int:
-        return int(self.wait_for_line("PORT").split()[1])
+        """Wait for the ``PORT n`` line; from then on read the output in a thread."""
+        port = int(self.wait_for_line("PORT").split()[1])
+        self.keep_reading()
+        return port
+
+    def keep_reading(self) -> None:
+        """
+        Go on reading the child's output in the background, so a chatty
+        server never blocks on a full pipe.
+        """
+        import threading
+
+        def drain() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.lines.append(line)
+
+        threading.Thread(target=drain, daemon=True).start()
 
     def output(self, timeout: float = 20) -> str:
         """Wait for the process to end; return everything it printed."""
