@@ -120,6 +120,7 @@ class Server:
         self.site = HouwebSite(self.context)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
+        self._port_numbers: list[int] = []
         self._requested = _Notifier()
         self._stopped = _Notifier()
         self._unwatch = lambda: None
@@ -129,13 +130,11 @@ class Server:
         return self.context.registry
 
     def port_numbers(self) -> list[int]:
-        """:returns: the bound port numbers, main first, each once."""
-        numbers: list[int] = []
-        for port in self.listening:
-            number = port.getHost().port
-            if number not in numbers:
-                numbers.append(number)
-        return numbers
+        """
+        :returns: the bound port numbers, main first, each once; recorded at
+            start, so asking during shutdown is safe.
+        """
+        return list(self._port_numbers)
 
     @defer.inlineCallbacks
     def start(self) -> Any:
@@ -156,7 +155,11 @@ class Server:
                 raise OperationFailed(f"Could not listen on {description}: {exc}") from None
             self.listening.append(port)
             self._descriptions.append(description)
-        self.context.main_port = self.port_numbers()[0]
+        for port in self.listening:
+            number = port.getHost().port
+            if number not in self._port_numbers:
+                self._port_numbers.append(number)
+        self.context.main_port = self._port_numbers[0]
         self.pool.start()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
