@@ -25,6 +25,9 @@ setup(
         # A faster event loop under Twisted's asyncio reactor (+10% req/s on
         # hello-world); houweb falls back to asyncio's loop without it.
         'uvloop>=0.19; sys_platform != "win32" and platform_python_implementation == "CPython"',
+        # Watches the application's sources for reload_source_changes: native
+        # file events (inotify, FSEvents, ReadDirectoryChangesW) with batching.
+        "watchfiles>=0.21",
     ],
     extras_require={
         "test": [

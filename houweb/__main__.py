@@ -20,7 +20,6 @@ from ._tap import Options, load_applications
 log = Logger(namespace="houweb")
 
 
-
 class CommandLineOptions(Options):
     """``twistd houweb``'s options, plus what only a foreground server has."""
 
@@ -35,7 +34,12 @@ class CommandLineOptions(Options):
         ["no-reload", None, "Do not restart on changes, even with --debug."],
     ]
     optParameters = [
-        ["log-format", None, LOG_FORMATS[0], f"How the log is written to stderr: {' or '.join(LOG_FORMATS)}."]
+        [
+            "log-format",
+            None,
+            LOG_FORMATS[0],
+            f"How the log is written to stderr: {' or '.join(LOG_FORMATS)}.",
+        ]
     ]
 
     def postOptions(self) -> None:

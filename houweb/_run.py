@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import gc
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
-
+from . import _logging, _reload
 from ._config import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
@@ -42,7 +34,6 @@ class _Process:
         self.background: BackgroundReactor | None = None
         self.foreground_done = False
         self.exit_hook_registered = False
-        self.logging_started = False
 
     def set_server(self, server: Server | None) -> None:
         with self.lock:
@@ -117,11 +108,12 @@ def run(
     reactor = _claim_reactor()
     _begin_logging(config.debug)
     if background or (_process.background and _process.background.is_alive()):
+        _reload.not_in_foreground(reload_source_changes)
         server = _start_in_background(config, reactor)
         if not background:
             _wait_in_foreground(server)
     else:
-        _serve_in_foreground(config, reactor)
+        _serve_in_foreground(config, _reload.reloading(reactor, reload_source_changes, config))
 
 
 def _claim_reactor() -> Any:
@@ -269,9 +261,4 @@ def _shutdown_at_exit() -> None:
 
 def _begin_logging(debug: bool) -> None:
     """Readable log lines on stderr, unless the program set up Twisted logging."""
-    if _process.logging_started or globalLogBeginner._temporaryObserver is None:  # type: ignore[attr-defined]
-        return
-    _process.logging_started = True
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    _logging.begin_logging()

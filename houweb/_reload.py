@@ -1,0 +1,508 @@
+"""
+``reload_source_changes``: a foreground server restarts its program when a
+source file of the application is saved.
+
+How, in order:
+
+1. :func:`reloading` gives ``run()`` a :class:`ReloadingReactor`, which
+   records every port the server listens on and, once the reactor runs,
+   watches the application's files (:func:`application_files`) with
+   ``watchfiles``.
+2. A change is compiled first (:func:`compiles`); a syntax error is logged
+   and the running server keeps serving.
+3. Otherwise the listening sockets are kept open (duplicated, inheritable),
+   the server shuts down gracefully, and the process replaces itself
+   (``os.execv``) with ``python -c "...rerun()"``, which runs the same program
+   (script or ``-m`` module) with the same ``sys.argv`` and working directory.
+4. In the new process the :class:`ReloadingReactor` adopts the inherited
+   sockets instead of binding: the ports stay the same (also those picked for
+   port 0), and connections made during the restart wait in the kernel's
+   backlog instead of being refused, so none is lost.
+5. If the new program fails to start, :func:`rerun` logs why, closes the
+   sockets and waits for the next change that compiles, then tries again on
+   the same port numbers.
+
+A background server (``in_background=True``) never reloads: the embedding
+application owns its process (:func:`not_in_foreground` logs a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import site
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+import watchfiles
+from twisted.logger import Logger, LogLevel
+
+from . import _logging
+from ._config import ServerConfig
+
+log = Logger(namespace="houweb")
+
+#: Seconds between "stop accepting" and the graceful shutdown of a restart,
+#: for connections already accepted to deliver their request.
+SETTLE_SECONDS = 0.2
+#: How often (ms) the watcher looks for modules imported since it started.
+RESCAN_MS = 1000
+
+_HOUWEB_DIR = Path(__file__).resolve().parent
+
+
+# -- Which files are the application's ------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _library_roots() -> tuple[Path, ...]:
+    """:returns: the directories of the standard library and installed packages."""
+    names = ("stdlib", "platstdlib", "purelib", "platlib", "scripts")
+    roots = {sysconfig.get_paths().get(name) for name in names}
+    roots.update(getattr(site, "getsitepackages", list)())
+    roots.add(site.getusersitepackages())
+    return (*(Path(root).resolve() for root in roots if root), _HOUWEB_DIR)
+
+
+def is_application_file(path: str) -> bool:
+    """
+    :returns: whether ``path`` is an existing ``.py`` file of the application:
+        not of the standard library, an installed package, or houweb.
+    """
+    if not path.endswith(".py") or not os.path.isfile(path):
+        return False
+    resolved = Path(path).resolve()
+    if any(part in ("site-packages", "dist-packages") for part in resolved.parts):
+        return False
+    return not any(resolved.is_relative_to(root) for root in _library_roots())
+
+
+def application_files(extra: Iterable[str] = ()) -> set[str]:
+    """
+    :param extra: more files to include (the settings file), if they exist.
+    :returns: the real paths of the application's loaded source files.
+    """
+    candidates = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+    files = {os.path.realpath(f) for f in candidates if f and is_application_file(f)}
+    return files | {os.path.realpath(f) for f in extra if os.path.isfile(f)}
+
+
+def compiles(paths: Iterable[str]) -> bool:
+    """
+    Compile each Python file in ``paths``; log the first syntax error with its
+    traceback.
+
+    :returns: whether they all compile.
+    """
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                compile(file.read(), path, "exec")
+        except (SyntaxError, ValueError):
+            log.failure("houweb: {file} has an error; still running the previous code", file=path)
+            return False
+        except OSError:
+            continue  # gone again: the next event tells
+    return True
+
+
+# -- Watching ---------------------------------------------------------------
+
+
+class SourceWatcher:
+    """
+    Reports changes to a set of files that may grow (modules imported later
+    are picked up within :data:`RESCAN_MS`), with ``watchfiles``. Directories
+    are watched, not files, so editors that save by renaming are seen too.
+    """
+
+    def __init__(self, files: Callable[[], set[str]], any_python_file: bool = False) -> None:
+        """
+        :param files: returns the files to watch; called again now and then.
+        :param any_python_file: report every ``.py`` file in their
+            directories, not only these files (used while the application
+            cannot start, when the fix may be a new file).
+        """
+        self._files = files
+        self._any_python_file = any_python_file
+        self._watched: set[str] = set()
+
+    def _wanted(self, change: watchfiles.Change, path: str) -> bool:
+        if self._any_python_file:
+            return path.endswith(".py")
+        return os.path.realpath(path) in self._watched
+
+    def changes(self, stop: threading.Event | None = None) -> Iterator[list[str]]:
+        """
+        :param stop: ends the iteration when set.
+        :returns: lists of changed files that exist, as they happen.
+        """
+        stop = stop if stop is not None else threading.Event()
+        while not stop.is_set():
+            self._watched = self._files()
+            directories = sorted({os.path.dirname(f) for f in self._watched})
+            if not directories:
+                stop.wait(RESCAN_MS / 1000)
+                continue
+            for batch in watchfiles.watch(
+                *directories,
+                watch_filter=self._wanted,
+                stop_event=stop,
+                rust_timeout=RESCAN_MS,
+                yield_on_timeout=True,
+                recursive=False,
+            ):
+                changed = sorted({os.path.realpath(p) for _, p in batch if os.path.isfile(p)})
+                if changed:
+                    yield changed
+                elif self._files() != self._watched:
+                    break  # more modules loaded: watch their directories too
+
+
+# -- How to run the program again ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Program:
+    """How this program was started: a script or a ``-m`` module, its argv and directory."""
+
+    argv: list[str]
+    cwd: str
+    module: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def current(cls) -> Program | None:
+        """
+        :returns: how to run this program again; ``None`` when it cannot be
+            (``python -c``, the interactive interpreter).
+        """
+        if _rerun_program is not None:
+            return _rerun_program
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        argv, cwd = list(sys.argv), os.getcwd()
+        if spec is not None and spec.name not in ("__main__", None):
+            return cls(argv, cwd, module=spec.name)
+        path = getattr(main, "__file__", None)
+        if path and os.path.isfile(path):
+            return cls(argv, cwd, path=os.path.abspath(path))
+        return None
+
+    def run(self) -> None:
+        """Run the program here, as ``python path`` or ``python -m module`` would."""
+        os.chdir(self.cwd)
+        sys.argv[:] = self.argv
+        if self.module is not None:
+            _set_first_path(self.cwd)
+            runpy.run_module(self.module, run_name="__main__", alter_sys=True)
+        else:
+            assert self.path is not None
+            _set_first_path(os.path.dirname(self.path))
+            runpy.run_path(self.path, run_name="__main__")
+
+
+def _set_first_path(directory: str) -> None:
+    """Put the program's directory first on ``sys.path``, where ``python`` puts it."""
+    if not (getattr(sys.flags, "safe_path", False) or sys.flags.isolated):
+        sys.path[0] = directory  # replaces the "" that -c put there
+
+
+@dataclass
+class Listener:
+    """One port the server listens on, and how it was asked for."""
+
+    requested: int
+    interface: str
+    port: int
+    family: int
+    #: An open, inheritable duplicate of the listening socket, or ``None``.
+    fd: int | None = None
+
+    def close(self) -> None:
+        """Close the kept socket (its port number is remembered)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@dataclass
+class RestartState:
+    """What one process hands the next across ``os.execv``."""
+
+    program: Program
+    listeners: list[Listener] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    log_format: str = "text"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RestartState:
+        data = json.loads(text)
+        return cls(
+            program=Program(**data["program"]),
+            listeners=[Listener(**entry) for entry in data["listeners"]],
+            files=data["files"],
+            log_format=data["log_format"],
+        )
+
+
+def restart(state: RestartState) -> NoReturn:
+    """Replace this process by a new run of ``state.program``, keeping the kept sockets."""
+    houweb_parent = str(_HOUWEB_DIR.parent)
+    code = (
+        f"import sys; sys.path.insert(0, {houweb_parent!r}); "
+        "from houweb._reload import rerun; rerun()"
+    )
+    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execv(sys.executable, [sys.executable, *flags, "-c", code, state.to_json()])
+
+
+# -- The reactor the server listens through ------------------------------------
+
+
+def _family(interface: str) -> int:
+    return socket.AF_INET6 if ":" in interface else socket.AF_INET
+
+
+class ReloadingReactor:
+    """
+    The reactor, as the server of a reloading program sees it: listening
+    adopts the sockets a previous run of the program kept open, and running
+    watches the sources and restarts the program when they change. All else
+    is the real reactor's.
+    """
+
+    def __init__(
+        self, reactor: Any, inherited: list[Listener], watch: bool, config: ServerConfig
+    ) -> None:
+        self._reactor = reactor
+        self._inherited = inherited
+        self._watch = watch
+        self._config = config
+        self._listening: list[tuple[Any, Listener]] = []
+        self._restarting: RestartState | None = None
+        self._interrupted = False
+        self._stop_watching = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    # Listening
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        return self._listen(
+            port,
+            factory,
+            interface,
+            lambda number: self._reactor.listenTCP(number, factory, backlog, interface),
+        )
+
+    def listenSSL(
+        self, port: int, factory: Any, contextFactory: Any, backlog: int = 50, interface: str = ""
+    ) -> Any:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        tls = TLSMemoryBIOFactory(contextFactory, False, factory)
+        listening = self._listen(
+            port,
+            tls,
+            interface,
+            lambda number: self._reactor.listenSSL(
+                number, factory, contextFactory, backlog, interface
+            ),
+        )
+        listening._type = "TLS"
+        return listening
+
+    def _listen(
+        self, requested: int, factory: Any, interface: str, bind: Callable[[int], Any]
+    ) -> Any:
+        """Adopt the kept socket asked for like this before, or bind."""
+        kept = self._take(requested, interface)
+        if kept is not None and kept.fd is not None:
+            listening = self._reactor.adoptStreamPort(kept.fd, kept.family, factory)
+            kept.close()  # adopting duplicated it
+        else:
+            listening = bind(kept.port if kept is not None else requested)
+        address = listening.getHost()
+        record = Listener(requested, interface, address.port, _family(address.host))
+        self._listening.append((listening, record))
+        return listening
+
+    def _take(self, requested: int, interface: str) -> Listener | None:
+        for kept in self._inherited:
+            if (kept.requested, kept.interface) == (requested, interface):
+                self._inherited.remove(kept)
+                return kept
+        for kept in self._inherited:  # now bound differently: free its port
+            if kept.port == requested:
+                kept.close()
+        return None
+
+    # Running
+
+    def run(self, installSignalHandlers: bool = True) -> None:
+        """Run the reactor; afterwards restart the program if a change asked for it."""
+        for kept in self._inherited:
+            kept.close()  # the new code no longer listens there
+        if self._watch:
+            self._start_watching()
+        self._notice_interrupts()
+        try:
+            self._reactor.run(installSignalHandlers=installSignalHandlers)
+        finally:
+            self._stop_watching.set()
+        if self._restarting is not None and not self._interrupted:
+            restart(self._restarting)
+
+    def _notice_interrupts(self) -> None:
+        """Ctrl-C or SIGTERM during a restart's shutdown cancels the restart."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                signal.signal(signum, self._interrupt_then(handler))
+
+    def _interrupt_then(self, handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def interrupted(signum: int, frame: Any) -> Any:
+            self._interrupted = True
+            return handler(signum, frame)
+
+        return interrupted
+
+    def _watched_files(self) -> set[str]:
+        settings = self._config.settings
+        return application_files([settings] if isinstance(settings, str) else [])
+
+    def _start_watching(self) -> None:
+        watcher = SourceWatcher(self._watched_files)
+
+        def watch() -> None:
+            for changed in watcher.changes(self._stop_watching):
+                if compiles(changed):
+                    self._reactor.callFromThread(self._restart, changed)
+                    return
+
+        threading.Thread(target=watch, name="houweb-reload", daemon=True).start()
+
+    def _restart(self, changed: list[str]) -> None:
+        """On the reactor thread: keep the sockets, stop accepting, shut down gracefully."""
+        from ._run import requestShutdown, serverPorts  # _run imports this module
+
+        program = Program.current()
+        if not serverPorts() or program is None:
+            return  # already stopping
+        log.info("houweb: {file} changed, restarting", file=", ".join(changed))
+        for listening, record in self._listening:
+            if listening.connected:
+                record.fd = os.dup(listening.fileno())
+                os.set_inheritable(record.fd, True)
+                listening.stopReading()
+                # Twisted shuts a socket it bound down when it stops listening,
+                # which would end the listening of the copy kept too.
+                listening._shouldShutdown = False
+        self._restarting = RestartState(
+            program=program,
+            listeners=[record for _, record in self._listening],
+            files=sorted(self._watched_files()),
+            log_format=_logging.current_format(),
+        )
+        self._reactor.callLater(SETTLE_SECONDS, requestShutdown)
+
+
+# -- The hooks run() calls -----------------------------------------------------
+
+#: Set in a process started by :func:`restart`.
+_rerun_program: Program | None = None
+_inherited: list[Listener] = []
+
+
+def reloading(reactor: Any, reload_source_changes: bool | None, config: ServerConfig) -> Any:
+    """
+    The reactor a foreground ``run()`` should serve through.
+
+    :param reload_source_changes: ``run()``'s argument; ``None`` means
+        ``config.debug``.
+    :returns: ``reactor`` itself, or a :class:`ReloadingReactor` when
+        reloading or when a previous run of the program kept sockets open.
+    """
+    wanted = config.debug if reload_source_changes is None else bool(reload_source_changes)
+    if wanted and Program.current() is None:
+        log.warn("houweb: cannot reload a program given with -c or typed in; not reloading")
+        wanted = False
+    if not wanted and not _inherited:
+        return reactor
+    inherited, _inherited[:] = list(_inherited), []
+    return ReloadingReactor(reactor, inherited, wanted, config)
+
+
+def not_in_foreground(reload_source_changes: bool | None) -> None:
+    """
+    For a background ``run()``: say that it will not reload, and close the
+    sockets a previous run of the program kept for a foreground server.
+    """
+    if reload_source_changes:
+        log.warn(
+            "houweb: reload_source_changes needs a foreground server (in_background=False); "
+            "not reloading"
+        )
+    for kept in _inherited:
+        kept.close()
+
+
+def rerun() -> None:
+    """
+    The start of a process :func:`restart` made: run the program again with
+    the sockets kept open; if it fails to start, wait for a fix and try again.
+    """
+    global _rerun_program
+    del sys.path[0]  # the entry restart()'s command added
+    state = RestartState.from_json(sys.argv[1])
+    _rerun_program = state.program
+    _inherited[:] = state.listeners
+    try:
+        state.program.run()
+    except Exception:  # noqa: BLE001 - whatever stops the application from starting
+        _logging.begin_logging(state.log_format)
+        log.failure(
+            "houweb: the application failed to start; waiting for a change to retry",
+            level=LogLevel.error,
+        )
+        _wait_for_a_fix(state, traceback_files(sys.exc_info()[2]))
+
+
+def traceback_files(tb: Any) -> set[str]:
+    """:returns: the application files a traceback passes through."""
+    return {
+        os.path.realpath(frame.filename)
+        for frame in traceback.extract_tb(tb)
+        if is_application_file(frame.filename)
+    }
+
+
+def _wait_for_a_fix(state: RestartState, more_files: set[str]) -> NoReturn:
+    for kept in state.listeners:
+        kept.close()
+    files = set(state.files) | more_files | application_files()
+    for changed in SourceWatcher(lambda: files, any_python_file=True).changes():
+        if compiles(changed):
+            log.info("houweb: {file} changed, restarting", file=", ".join(changed))
+            restart(replace(state, files=sorted(files)))
+    raise AssertionError("unreachable: the watch ends only by an exception")
