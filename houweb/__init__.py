@@ -20,17 +20,21 @@ from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
 from ._run import isInDebugMode, requestShutdown, run, serverPorts
+from ._static import registerStaticFilesDirectory
+from ._uploads import UploadedFile
 
 __all__ = [
     "Error",
     "OperationFailed",
     "Request",
     "Response",
+    "UploadedFile",
     "errorResponse",
     "fileResponse",
     "isInDebugMode",
     "notFoundResponse",
     "redirect",
+    "registerStaticFilesDirectory",
     "requestShutdown",
     "run",
     "serverPorts",

@@ -1,17 +1,20 @@
 """
 The twisted.web side of a connection: houweb's HTTPChannel and Request
 subclasses. They record header names as sent, enforce ``max_request_size``
-while the body arrives (before ``100 Continue``), and keep the site's count of
+while the body arrives (before ``100 Continue``), parse ``multipart/form-data``
+bodies as they arrive instead of buffering them, and keep the site's count of
 connections and requests in flight for graceful shutdown.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any, Callable
 
 from twisted.web import http, server
 
 from ._status import label
+from ._uploads import FormError, FormReceiver, form_receiver
 
 
 def _text(raw: bytes) -> str:
@@ -127,11 +130,21 @@ def too_large(limit: int) -> str:
 
 
 class HouwebRequest(server.Request):
-    """A twisted.web request that counts its body against the size limit."""
+    """
+    A twisted.web request that counts its body against the size limit and
+    streams a ``multipart/form-data`` body into a :class:`FormReceiver`.
+    """
 
+    #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
     houweb_form: Any = None
+    #: Why a multipart body could not be parsed (the snapshot answers 400).
+    houweb_form_error: FormError | None = None
+    houweb_upload: FormReceiver | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        # houweb reads forms itself; twisted.web's own parsing would load a
+        # multipart body whole into memory (request.args).
+        kwargs.setdefault("parsePOSTFormSubmission", False)
         super().__init__(channel, *args, **kwargs)
         # Headers and body must arrive within request_timeout (trickling
         # clients), however often they send a byte.
@@ -155,6 +168,34 @@ class HouwebRequest(server.Request):
         else:
             super().handleContentChunk(data)
 
+    def gotLength(self, length: int | None) -> None:
+        """
+        The headers are in: a ``multipart/form-data`` body is parsed as it
+        arrives rather than stored; its temp files are deleted when the
+        request is over (response sent, or client gone).
+        """
+        receiver = None if length == 0 else self._form_receiver()
+        if receiver is None:
+            super().gotLength(length)
+            return
+        self.houweb_upload = receiver
+        self.content = io.BytesIO()  # Request.body() of a multipart request is b""
+        self.houweb_body_sink = receiver.feed
+        self.notifyFinish().addBoth(lambda _: receiver.discard())
+
+    def _form_receiver(self) -> FormReceiver | None:
+        content_type = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        limit = self.channel.site.houweb.config.max_in_memory_file_upload_size
+        return form_receiver(_text(content_type), limit)
+
+    def _finish_form(self) -> None:
+        if self.houweb_upload is None:
+            return
+        try:
+            self.houweb_form = self.houweb_upload.finish()
+        except FormError as exc:
+            self.houweb_form_error = exc
+
     def _too_slow(self) -> None:
         if self.channel is not None and self.channel.requests and self.channel.requests[-1] is self:
             timeout = self.channel.site.houweb.config.request_timeout
@@ -163,6 +204,7 @@ class HouwebRequest(server.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._houweb_deadline.active():
             self._houweb_deadline.cancel()
+        self._finish_form()
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason: Any) -> None:

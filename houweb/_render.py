@@ -1,7 +1,8 @@
 """
 Writing a :class:`houweb.Response` onto a twisted.web request, on the reactor
 thread: status and headers, then the body, or the file streamed from disk with
-twisted.web's static file machinery (Range, HEAD, If-Modified-Since).
+twisted.web's static file machinery (a producer, so the file is never read
+whole; Range, HEAD, If-Modified-Since, plus an ETag and If-None-Match).
 """
 
 from __future__ import annotations
@@ -10,24 +11,79 @@ import os
 from typing import Any, Callable
 
 from twisted.logger import Logger
-from twisted.web import server, static
+from twisted.web import http, server, static
 
 from ._response import Response
 from ._status import phrase
+from ._uploads import remove_quietly
 
 log = Logger(namespace="houweb")
 
 _NO_BODY = frozenset({204, 304})
 _SKIPPED = frozenset({"content-length", "transfer-encoding"})
+#: Request headers that only make sense for a plain 200 answer.
+_CONDITIONAL = (b"range", b"if-range", b"if-modified-since", b"if-none-match")
 
 
 class StreamedFile(static.File):
-    """A file sent with the Content-Type houweb chose and no Content-Encoding."""
+    """
+    A file sent with the Content-Type houweb chose and no Content-Encoding.
+    A 200 answer honours Range and the conditional headers; any other status
+    is sent as given, with the whole file.
+    """
 
-    def __init__(self, path: str, content_type: str) -> None:
+    def __init__(self, path: str, content_type: str, status: int = 200) -> None:
         super().__init__(path)
         self.type = content_type
         self.encoding = None
+        self._status = status
+
+    def render_GET(self, request: Any) -> Any:
+        if self._status != 200:
+            for name in _CONDITIONAL:
+                request.requestHeaders.removeHeader(name)
+            return super().render_GET(request)
+        self.restat(False)
+        if self.exists() and self._not_modified(request):
+            return b""
+        return super().render_GET(request)
+
+    render_HEAD = render_GET
+
+    def _not_modified(self, request: Any) -> bool:
+        """
+        Send the ETag; answer 304 when ``If-None-Match`` names it. When
+        ``If-None-Match`` is present it decides alone (RFC 9110 13.2.2), so
+        ``If-Modified-Since`` is then dropped.
+        """
+        tag = entity_tag(self.getsize(), self.getModificationTime())
+        request.setHeader(b"etag", tag)
+        wanted = request.getHeader(b"if-none-match")
+        if wanted is None:
+            return False
+        request.requestHeaders.removeHeader(b"if-modified-since")
+        if not etag_matches(wanted, tag):
+            return False
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setResponseCode(http.NOT_MODIFIED)
+        return True
+
+    def makeProducer(self, request: Any, fileForReading: Any) -> Any:
+        if self._status == 200:
+            return super().makeProducer(request, fileForReading)
+        self._setContentHeaders(request)
+        return static.NoRangeStaticProducer(request, fileForReading)
+
+
+def entity_tag(size: int, modified: float) -> bytes:
+    """:returns: a strong ETag from a file's size and modification time."""
+    return b'"%x-%x"' % (size, int(modified * 1_000_000))
+
+
+def etag_matches(header: bytes, tag: bytes) -> bool:
+    """:returns: whether an ``If-None-Match`` value names ``tag`` (weakly) or is ``*``."""
+    wanted = [t.strip() for t in header.split(b",")]
+    return b"*" in wanted or any(t.removeprefix(b"W/") == tag for t in wanted)
 
 
 def discard(response: Response) -> None:
@@ -35,16 +91,6 @@ def discard(response: Response) -> None:
     path = response.filePath()
     if path is not None and response.deletesFile():
         remove_quietly(path)
-
-
-def remove_quietly(path: str) -> None:
-    """Delete ``path`` if it still exists."""
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warn("houweb: could not delete {path}: {error}", path=path, error=exc)
 
 
 def write_response(request: Any, response: Response, missing_file: Callable[[], Response]) -> None:
@@ -60,7 +106,7 @@ def write_response(request: Any, response: Response, missing_file: Callable[[], 
         _write_body(request, missing_file())
         return
     _start(request, response)
-    result = StreamedFile(path, response.contentType()).render_GET(request)
+    result = StreamedFile(path, response.contentType(), response.status()).render_GET(request)
     if result is not server.NOT_DONE_YET:
         request.write(result)
         request.finish()

@@ -21,8 +21,10 @@ from twisted.python.threadpool import ThreadPool
 from . import _registry
 from ._auth import token_filter
 from ._config import ServerConfig
+from ._cors import install_cors
 from ._errors import OperationFailed
 from ._registry import Registry
+from ._settings import load_settings
 from ._site import HouwebSite, ServerContext
 
 log = Logger(namespace="houweb")
@@ -117,6 +119,7 @@ class Server:
         )
         if config.token is not None:
             self.context.request_filters.append(token_filter(config.token))
+        install_cors(self.context, load_settings(config.settings).cors_origins)
         self.site = HouwebSite(self.context)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []

@@ -111,7 +111,7 @@ class _Router:
             request = snapshot(treq, path)
         except BadRequest as exc:
             request = snapshot(treq, path, parse=False)
-            return self.send(treq, request, errorResponse(request, str(exc), 400))
+            return self.send(treq, request, exc.response(request))
         for request_filter in self.context.request_filters:
             early = request_filter(request)
             if early is not None:

@@ -9,12 +9,26 @@ import urllib.parse
 from typing import Any
 
 from ._request import Request, parse_form
+from ._response import Response, errorResponse, json_error
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 
 
 class BadRequest(ValueError):
-    """The request cannot be handled as sent; the message says why (400)."""
+    """
+    The request cannot be handled as sent; the message says why and
+    :attr:`status` is the answer's status (400, or 413 for oversized forms).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def response(self, request: Request) -> Response:
+        """:returns: the error answer: always JSON on ``/api``, errorResponse style elsewhere."""
+        if request.path().rstrip("/") == "/api":
+            return json_error(str(self), self.status)
+        return errorResponse(request, str(self), self.status)
 
 
 def decode_path(raw_target: bytes) -> str:
@@ -54,7 +68,8 @@ def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
     :param parse: decode the query string and form body (an error answer for
         a request that cannot be decoded does without them).
     :raises BadRequest: for a query string or urlencoded body that is not
-        valid percent-encoded UTF-8.
+        valid percent-encoded UTF-8, or a multipart body that could not be
+        parsed.
     """
     target = treq.uri.decode("latin-1")
     header_lines = treq.houweb_header_lines
@@ -87,6 +102,9 @@ def _fields(
     treq: Any, target: str, header_lines: list[tuple[str, str]]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, Any]]:
     """:returns: the query fields, the form fields and the uploaded files."""
+    form_error = getattr(treq, "houweb_form_error", None)
+    if form_error is not None:
+        raise BadRequest(str(form_error), form_error.status)
     query = target.partition("?")[2]
     try:
         get_lists = parse_form(query) if query else {}

@@ -1,0 +1,88 @@
+"""
+CORS for the origins the settings whitelist: every response to a whitelisted
+origin (errors, 404, 413 and static files included) names it in
+``Access-Control-Allow-Origin``, and its preflight ``OPTIONS`` is answered
+without calling any handler. Other origins get no CORS headers and are
+otherwise served normally: the browser, not houweb, blocks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._request import Request
+from ._response import Response
+
+#: Fixed answers of a preflight (spec §12.2).
+PREFLIGHT_HEADERS = (
+    ("Access-Control-Allow-Methods", "DELETE, GET, OPTIONS, PATCH, POST, PUT"),
+    (
+        "Access-Control-Allow-Headers",
+        "accept, authorization, content-type, origin, user-agent, x-csrftoken, x-requested-with",
+    ),
+    ("Access-Control-Max-Age", "86400"),
+)
+
+
+class CORSPolicy:
+    """
+    Which origins may make cross-origin requests; its :meth:`preflight` is a
+    request filter and its :meth:`add_headers` a response filter of the site.
+
+    :param origins: ``"*"`` (any origin), ``"null"`` or ``scheme://host[:port]``
+        entries, compared case-insensitively after dropping a trailing ``/``.
+    """
+
+    def __init__(self, origins: Iterable[str]) -> None:
+        entries = {origin.rstrip("/").lower() for origin in origins}
+        self._any = "*" in entries
+        self._origins = frozenset(entries - {"*"})
+
+    def allowed_origin(self, request: Request) -> str | None:
+        """:returns: the request's ``Origin`` if it is whitelisted, else ``None``."""
+        origin = request.header("Origin")
+        if origin and (self._any or origin.lower() in self._origins):
+            return origin
+        return None
+
+    def preflight(self, request: Request) -> Response | None:
+        """
+        :returns: the answer to a whitelisted origin's preflight (``OPTIONS``
+            with ``Access-Control-Request-Method``), or ``None`` for anything
+            else, which is routed as usual.
+        """
+        if request.method() != "OPTIONS" or not request.header("Access-Control-Request-Method"):
+            return None
+        if self.allowed_origin(request) is None:
+            return None
+        response = Response(b"", 200)
+        for name, value in PREFLIGHT_HEADERS:
+            response.setHeader(name, value)
+        return response
+
+    def add_headers(self, request: Request, response: Response) -> None:
+        """Name a whitelisted origin in ``response`` and add ``Origin`` to its ``Vary``."""
+        origin = self.allowed_origin(request)
+        if origin is None:
+            return
+        response.setHeader("Access-Control-Allow-Origin", origin)
+        vary = response.header("Vary")
+        if not vary:
+            response.setHeader("Vary", "Origin")
+        elif "origin" not in (v.strip().lower() for v in vary.split(",")):
+            response.setHeader("Vary", f"{vary}, Origin")
+
+
+def install_cors(context: Any, origins: Iterable[str]) -> None:
+    """
+    Turn CORS on for ``origins`` in a server's context; nothing happens for
+    an empty whitelist. The preflight filter goes first, so a preflight (which
+    browsers send without credentials) is answered even when a token is required.
+    """
+    origins = list(origins)
+    if not origins:
+        return
+    policy = CORSPolicy(origins)
+    context.request_filters.insert(0, policy.preflight)
+    context.response_filters.append(policy.add_headers)

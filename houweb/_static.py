@@ -1,0 +1,109 @@
+"""
+Static directories: :func:`registerStaticFilesDirectory` registers one, and
+the responder here answers requests under its URL prefix from disk.
+
+Static files are answered on the reactor thread without a trip through the
+handler pool (they are served while every pool thread is busy) and streamed
+by twisted.web's static file machinery (see ``_render``): Range, HEAD,
+Last-Modified / If-Modified-Since, ETag / If-None-Match. Nothing outside the
+registered directory is ever served.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Union
+
+from . import _registry
+from ._errors import OperationFailed
+from ._request import Request
+from ._response import Response, errorResponse, guess_content_type, notFoundResponse
+from ._site import Call, responder
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Methods a static directory answers; others get 405.
+_METHODS = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class StaticDirectory:
+    """A directory registered with :func:`registerStaticFilesDirectory`."""
+
+    #: Absolute, with symlinks resolved: what every served file must be inside.
+    root: str
+
+
+def registerStaticFilesDirectory(
+    directory: PathLike, url_prefix: str = "/static", port: int | str = -1
+) -> None:
+    """
+    Serve the files below ``directory`` under ``url_prefix``: with
+    ``("static", "/static")``, ``GET /static/css/main.css`` answers with
+    ``static/css/main.css``. No directory listings, no index files.
+
+    :param directory: made absolute now; it must exist.
+    :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
+        handler below it wins.
+    :param port: ``-1`` every listening port (the default), ``0`` the main
+        port, or a port number.
+    :raises OperationFailed: if ``directory`` is missing or not a directory.
+    """
+    root = os.path.realpath(os.fspath(directory))
+    if not os.path.isdir(root):
+        raise OperationFailed(f"static files directory {os.fspath(directory)!r} does not exist")
+    _registry.REGISTRY.add_path(_registry.STATIC, url_prefix, [port], StaticDirectory(root))
+
+
+def resolve(root: str, relative: str) -> str | None:
+    """
+    :param relative: the decoded request path below the URL prefix, starting
+        with ``/`` (or ``""`` for the prefix itself).
+    :returns: the real path of the regular file it names inside ``root``, or
+        ``None`` when it names nothing servable: a directory, a missing file,
+        anything with a ``.``/``..``/empty segment, a backslash, NUL, a drive
+        or absolute component, or a symlink leading outside ``root``.
+    """
+    segments = relative.split("/")[1:]
+    if not segments or not all(_safe_segment(s) for s in segments):
+        return None
+    real = os.path.realpath(os.path.join(root, *segments))
+    if not real.startswith(root.rstrip(os.sep) + os.sep) or not os.path.isfile(real):
+        return None
+    return real
+
+
+def _safe_segment(segment: str) -> bool:
+    return (
+        segment not in ("", ".", "..")
+        and "\\" not in segment
+        and "\x00" not in segment
+        and not os.path.isabs(segment)
+        and not os.path.splitdrive(segment)[0]
+    )
+
+
+def _below(request_path: str, prefix: str) -> str:
+    """:returns: the part of ``request_path`` below the registered ``prefix``."""
+    return request_path if prefix == "/" else request_path[len(prefix) :]
+
+
+def _method_not_allowed(request: Request) -> Response:
+    response = errorResponse(request, f"method {request.method()} not allowed", 405)
+    response.setHeader("Allow", ", ".join(_METHODS))
+    return response
+
+
+@responder(StaticDirectory)
+def _answer_static(call: Call) -> Response:
+    """Answer from disk, on the reactor thread: the file, 404 or 405."""
+    request = call.request
+    if request.method() not in _METHODS:
+        return _method_not_allowed(request)
+    target: StaticDirectory = call.match.target  # type: ignore[assignment]
+    relative = _below(request.path(), call.match.path)
+    path = resolve(target.root, relative)
+    if path is None:
+        return notFoundResponse(request)
+    return Response(path, is_file_name=True, content_type=guess_content_type(relative))

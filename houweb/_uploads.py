@@ -1,0 +1,398 @@
+"""
+Uploads: :class:`UploadedFile`, and :class:`FormReceiver`, which parses a
+``multipart/form-data`` body as its chunks arrive.
+
+The receiver is fed on the reactor thread, one network chunk at a time, so a
+large upload never holds the reactor for long and never sits in memory whole:
+a file part stays in memory up to ``max_in_memory_file_upload_size`` bytes and
+is spooled to a ``houweb-upload-*`` temp file beyond that. Parsing returns
+values (form fields and files) or a :class:`FormError`; it dispatches nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+import multipart
+from twisted.logger import Logger
+
+log = Logger(namespace="houweb")
+
+#: Prefix of the temp files that hold uploads on disk.
+TEMP_PREFIX = "houweb-upload-"
+#: Size of the pieces :meth:`UploadedFile.chunks` yields and copies use.
+CHUNK_SIZE = 64 * 1024
+#: Most parts one body may have (the ``multipart`` package's own default of
+#: 128 is too few for a folder of textures).
+MAX_PARTS = 10_000
+#: Most bytes the non-file fields of one body may hold in all: they are kept in
+#: memory as ``str``, so unlike files they cannot be spooled.
+MAX_FIELDS_SIZE = 64 * 1024 * 1024
+#: One request keeps at most this many ``max_in_memory_file_upload_size``
+#: worth of files in memory; files arriving after that go to disk.
+IN_MEMORY_BUDGET_FACTOR = 4
+#: Longest header line a part may have (a long file name, percent-encoded).
+MAX_PART_HEADER_SIZE = 8192
+
+MULTIPART_FORM = "multipart/form-data"
+
+
+class FormError(ValueError):
+    """
+    A body that cannot be read as ``multipart/form-data``. ``str(exc)`` is the
+    message for the client and :attr:`status` the HTTP status to answer with.
+    """
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(f"request body could not be decoded: {reason}")
+        self.status = status
+
+
+def remove_quietly(path: str) -> None:
+    """Delete ``path`` if it still exists (a handler may have moved it away)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warn("houweb: could not delete {path}: {error}", path=path, error=exc)
+
+
+def new_temp_file() -> tuple[IO[bytes], str]:
+    """:returns: a new ``houweb-upload-*`` file in ``tempfile.gettempdir()``, open for writing."""
+    fd, path = tempfile.mkstemp(prefix=TEMP_PREFIX)
+    return os.fdopen(fd, "wb"), path
+
+
+class UploadedFile:
+    """
+    One uploaded file, as ``Request.files()`` gives it: in memory, or in a
+    temp file deleted once the response was sent. Safe to use from any thread.
+
+    :param field_name: the form field the file was sent as.
+    :param name: the file name the client sent (untrusted: never use it as a
+        path without ``os.path.basename``).
+    :param content_type: the part's Content-Type as sent, ``""`` when absent.
+    :param data: the content, for a file kept in memory.
+    :param path: the temp file holding the content, for a file on disk.
+    """
+
+    def __init__(
+        self,
+        field_name: str,
+        name: str,
+        content_type: str,
+        *,
+        data: bytes | None = None,
+        path: str | None = None,
+    ) -> None:
+        if (data is None) == (path is None):
+            raise ValueError("UploadedFile needs either data or path")
+        self._field_name = field_name
+        self._name = name
+        self._content_type = content_type
+        self._data = data
+        self._path = path
+        self._size = len(data) if data is not None else os.path.getsize(path)  # type: ignore[arg-type]
+        self._position = 0
+        self._reader: IO[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = "in memory" if self.isInMemory() else self.temporaryFilePath()
+        return f"<UploadedFile {self._field_name}={self._name!r} {self._size} bytes {where}>"
+
+    def name(self) -> str:
+        """:returns: the file name the client sent."""
+        return self._name
+
+    def fieldName(self) -> str:
+        """:returns: the name of the form field it came in (extension)."""
+        return self._field_name
+
+    def contentType(self) -> str:
+        """:returns: the part's Content-Type as sent, ``""`` when absent (extension)."""
+        return self._content_type
+
+    def size(self) -> int:
+        """:returns: the size in bytes."""
+        return self._size
+
+    def isInMemory(self) -> bool:
+        """:returns: whether the content is held in memory rather than in a temp file."""
+        return self._path is None
+
+    def temporaryFilePath(self) -> str:
+        """:returns: the temp file holding the content, ``""`` when in memory."""
+        return self._path or ""
+
+    def saveToDisk(self) -> None:
+        """
+        Write an in-memory upload to a temp file, so that it has a path (for
+        tools that want a file name); a no-op for one already on disk. The
+        read position is kept. The file is deleted with the request's others.
+        """
+        with self._lock:
+            if self._data is None:
+                return
+            handle, path = new_temp_file()
+            with handle:
+                handle.write(self._data)
+            self._path, self._data = path, None
+
+    def read(self, max_size: int = -1) -> bytes:
+        """
+        :param max_size: the most bytes to return; negative means all the rest.
+        :returns: the next bytes from the read position, ``b""`` at the end.
+        """
+        with self._lock:
+            if self._data is not None:
+                end = self._size if max_size < 0 else self._position + max_size
+                result = self._data[self._position : end]
+            else:
+                reader = self._open_reader()
+                reader.seek(self._position)
+                result = reader.read(max_size if max_size >= 0 else -1)
+            self._position += len(result)
+            return result
+
+    def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """
+        :returns: a generator of the whole content in pieces of at most
+            ``chunk_size`` bytes, from the start, without loading it whole.
+            It does not move :meth:`read`'s position (extension).
+        """
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be more than 0, not {chunk_size}")
+        with self._lock:
+            data, path = self._data, self._path
+        if data is not None:
+            return (data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
+        return _file_chunks(path, chunk_size)  # type: ignore[arg-type]
+
+    def _open_reader(self) -> IO[bytes]:
+        if self._reader is None:
+            self._reader = open(self._path, "rb")  # type: ignore[arg-type]
+        return self._reader
+
+    def _delete(self) -> None:
+        """Close and delete the temp file, if any; the request is over."""
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            if self._path is not None:
+                remove_quietly(self._path)
+
+
+def _file_chunks(path: str, chunk_size: int) -> Iterator[bytes]:
+    with open(path, "rb") as source:
+        while True:
+            piece = source.read(chunk_size)
+            if not piece:
+                return
+            yield piece
+
+
+def delete_uploads(files: Iterable[UploadedFile]) -> None:
+    """Delete the temp files of ``files`` (their request is over)."""
+    for upload in files:
+        upload._delete()
+
+
+class _FileSpool:
+    """
+    The content of one file part as it arrives: in memory up to ``limit``
+    bytes, moved to a temp file as soon as it grows past that.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+        self._file: IO[bytes] | None = None
+        self._path: str | None = None
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._file is None and self.size > self._limit:
+            self._file, self._path = new_temp_file()
+            self._file.write(self._buffer)
+            self._buffer = bytearray()
+        if self._file is not None:
+            self._file.write(chunk)
+        else:
+            self._buffer += chunk
+
+    def finish(self, field_name: str, name: str, content_type: str) -> UploadedFile:
+        """:returns: the complete file; its temp file, if any, is closed."""
+        if self._file is None:
+            return UploadedFile(field_name, name, content_type, data=bytes(self._buffer))
+        self._file.close()
+        return UploadedFile(field_name, name, content_type, path=self._path)
+
+    def abandon(self) -> None:
+        """Drop a part that will never complete, deleting its temp file."""
+        if self._file is not None:
+            self._file.close()
+            remove_quietly(self._path)  # type: ignore[arg-type]
+
+
+class _Part:
+    """The part being received: its headers, and where its content goes."""
+
+    def __init__(self, segment: multipart.MultipartSegment, spool: _FileSpool | None) -> None:
+        self.field_name: str = segment.name or ""
+        self.file_name: str | None = segment.filename
+        self.content_type: str = segment.header("Content-Type", "") or ""
+        self.spool = spool
+        self.value = bytearray()
+
+
+class FormReceiver:
+    """
+    Parses one ``multipart/form-data`` body fed chunk by chunk with
+    :meth:`feed`; :meth:`finish` gives the fields and files. After the first
+    error the rest of the body is ignored (not buffered) and :meth:`finish`
+    raises it. :meth:`discard` deletes every temp file it made.
+
+    :param boundary: the boundary from the request's Content-Type; ``None``
+        when it had none, which is an error reported by :meth:`finish`.
+    :param in_memory_limit: the largest file part kept in memory.
+    """
+
+    def __init__(self, boundary: str | None, in_memory_limit: int) -> None:
+        self._in_memory_limit = in_memory_limit
+        self._memory_left = in_memory_limit * IN_MEMORY_BUDGET_FACTOR
+        self._fields_size = 0
+        self._fields: dict[str, list[str]] = {}
+        self._files: dict[str, UploadedFile] = {}
+        self._all_files: list[UploadedFile] = []
+        self._part: _Part | None = None
+        self.error: FormError | None = None
+        self._parser: multipart.PushMultipartParser | None = None
+        if boundary is None:
+            self.error = FormError("multipart/form-data without a boundary")
+            return
+        try:
+            self._parser = multipart.PushMultipartParser(
+                boundary,
+                max_header_size=MAX_PART_HEADER_SIZE,
+                max_segment_count=MAX_PARTS,
+            )
+        except multipart.MultipartError as exc:
+            self.error = FormError(f"bad multipart boundary: {_reason(exc)}")
+
+    def feed(self, chunk: bytes) -> None:
+        """Parse the next piece of the body (a no-op after an error)."""
+        if not chunk or self.error is not None or self._parser is None:
+            return
+        try:
+            for event in self._parser.parse(chunk):
+                self._on_event(event)
+        except multipart.MultipartError as exc:
+            self._fail(FormError(_reason(exc)))
+        except FormError as exc:
+            self._fail(exc)
+
+    def finish(self) -> tuple[dict[str, list[str]], dict[str, UploadedFile]]:
+        """
+        The body is complete.
+
+        :returns: the form fields (every value, in order) and the files by
+            field name (the last of a name wins).
+        :raises FormError: if the body was not valid ``multipart/form-data``
+            (its temp files are deleted then).
+        """
+        if self.error is None and self._parser is not None:
+            try:
+                self._parser.close()
+            except multipart.MultipartError as exc:
+                self._fail(FormError(_reason(exc)))
+        if self.error is not None:
+            raise self.error
+        return self._fields, dict(self._files)
+
+    def discard(self) -> None:
+        """Delete every temp file this body made; the request is over."""
+        if self._part is not None and self._part.spool is not None:
+            self._part.spool.abandon()
+        self._part = None
+        delete_uploads(self._all_files)
+
+    def _fail(self, error: FormError) -> None:
+        self.error = error
+        self.discard()
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, multipart.MultipartSegment):
+            self._start_part(event)
+        elif event is None:
+            self._end_part()
+        else:
+            self._add_content(event)  # type: ignore[arg-type]
+
+    def _start_part(self, segment: multipart.MultipartSegment) -> None:
+        is_file = segment.filename is not None
+        limit = min(self._in_memory_limit, max(self._memory_left, 0))
+        self._part = _Part(segment, _FileSpool(limit) if is_file else None)
+
+    def _add_content(self, chunk: bytes) -> None:
+        part = self._part
+        assert part is not None
+        if part.spool is not None:
+            part.spool.write(chunk)
+            return
+        self._fields_size += len(chunk)
+        if self._fields_size > MAX_FIELDS_SIZE:
+            raise FormError(f"form fields exceed {MAX_FIELDS_SIZE} bytes", 413)
+        part.value += chunk
+
+    def _end_part(self) -> None:
+        part, self._part = self._part, None
+        assert part is not None
+        if part.spool is None:
+            self._add_field(part)
+        elif part.file_name or part.spool.size:  # an empty file input sends neither
+            self._add_file(part)
+
+    def _add_field(self, part: _Part) -> None:
+        try:
+            value = part.value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormError(f"form field {part.field_name!r} is not valid UTF-8") from None
+        self._fields.setdefault(part.field_name, []).append(value)
+
+    def _add_file(self, part: _Part) -> None:
+        assert part.spool is not None and part.file_name is not None
+        upload = part.spool.finish(part.field_name, part.file_name, part.content_type)
+        if upload.isInMemory():
+            self._memory_left -= upload.size()
+        self._all_files.append(upload)
+        self._files[part.field_name] = upload
+
+
+def _reason(exc: multipart.MultipartError) -> str:
+    return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
+def boundary_of(content_type: str) -> str | None:
+    """:returns: the boundary parameter of a Content-Type, ``None`` when absent."""
+    _, options = multipart.parse_options_header(content_type)
+    return options.get("boundary") or None
+
+
+def form_receiver(content_type: str, in_memory_limit: int) -> FormReceiver | None:
+    """
+    :returns: a receiver for a ``multipart/form-data`` body with this
+        Content-Type (one that reports the error if the boundary is missing),
+        or ``None`` for any other kind of body.
+    """
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind != MULTIPART_FORM:
+        return None
+    return FormReceiver(boundary_of(content_type), in_memory_limit)
