@@ -14,8 +14,9 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from . import _registry
@@ -151,10 +152,10 @@ class Server:
             try:
                 port = yield serverFromString(self.reactor, description).listen(self.site)
             except CannotListenError as exc:
-                yield self._close_ports()
+                self._close_ports_now()
                 raise OperationFailed(_cannot_listen(exc)) from None
             except Exception as exc:  # noqa: BLE001 - any endpoint failure (TLS keys...) is reported
-                yield self._close_ports()
+                self._close_ports_now()
                 raise OperationFailed(f"Could not listen on {description}: {exc}") from None
             self.listening.append(port)
             self._descriptions.append(description)
@@ -183,6 +184,18 @@ class Server:
                 )
 
         self._unwatch = self.registry.on_register(registered)
+
+    def _close_ports_now(self) -> None:
+        """
+        Close the ports opened so far before returning. start() may run before
+        the reactor does (a foreground run(), twistd), where stopListening()
+        would only close them on a reactor turn that never comes: run() then
+        served nothing instead of raising.
+        """
+        ports, self.listening = self.listening, []
+        for port in ports:
+            port.stopReading()
+            port.connectionLost(Failure(ConnectionDone()))
 
     def _close_ports(self) -> defer.Deferred[Any]:
         ports, self.listening = self.listening, []
