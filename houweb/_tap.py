@@ -25,11 +25,14 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python import usage
 
 from ._config import ServerConfig
 from ._reactor import get_reactor
 from ._server import Server
+
+log = Logger(namespace="houweb")
 
 _EXAMPLES = """\
 Examples:
@@ -411,6 +414,7 @@ def _fire_on_interrupt(stopped: defer.Deferred[None]) -> None:
         signal.SIGINT, lambda signum, frame: reactor.callFromThread(_fire, stopped)
     )
     stopped.addBoth(lambda _: signal.signal(signal.SIGINT, previous))
+    log.info("houweb: stopping; Ctrl-C again stops at once")
 
 
 def makeService(options: Options) -> service.MultiService:

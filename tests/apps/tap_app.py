@@ -1,0 +1,25 @@
+"""
+An application for ``twistd houweb --app`` and ``python -m houweb --app``:
+imported, never run as a script.
+"""
+
+import time
+
+import houweb
+
+
+@houweb.urlHandler("/hello", ports=[-1])
+def hello(request):
+    return houweb.Response(f"hello from port {request.port()}", content_type="text/plain")
+
+
+@houweb.urlHandler("/slow")
+def slow(request):
+    time.sleep(float(request.GET().get("seconds", "1")))
+    return houweb.Response("slow done", content_type="text/plain")
+
+
+@houweb.urlHandler("/stop")
+def stop(request):
+    houweb.requestShutdown()
+    return houweb.Response("stopping", content_type="text/plain")
