@@ -123,11 +123,22 @@ class _Router:
         answer = maybeDeferred(answer_for, Call(self.context, treq, request, match))
         return self._deliver_later(treq, request, answer)
 
-    def send(self, treq: Any, request: Request, response: Response) -> None:
-        """Write ``response`` to ``treq`` now, after the response filters (CORS)."""
+    def send(self, treq: Any, request: Request, response: Response) -> Deferred[None] | None:
+        """
+        Write ``response`` to ``treq`` now, after the response filters (CORS).
+
+        :returns: ``None`` when the answer is complete, else (a file still
+            streaming) a Deferred that fires once it is, so Klein does not
+            finish the request under the producer.
+        """
         for response_filter in self.context.response_filters:
             response_filter(request, response)
         write_response(treq, response, lambda: notFoundResponse(request))
+        if treq.finished or treq._disconnected:
+            return None
+        done: Deferred[None] = Deferred()
+        treq.notifyFinish().addBoth(lambda _: done.callback(None))
+        return done
 
     def _deliver_later(
         self, treq: Any, request: Request, answer: Deferred[Response]
@@ -143,8 +154,11 @@ class _Router:
             if outer.called or treq.finished or treq._disconnected:
                 discard(response)
                 return
-            self.send(treq, request, response)
-            outer.callback(None)
+            written = self.send(treq, request, response)
+            if written is None:
+                outer.callback(None)
+            else:
+                written.addCallback(lambda _: None if outer.called else outer.callback(None))
 
         def broken(failure: Failure) -> None:
             log.failure("houweb: could not answer {request}", failure, request=request)

@@ -233,3 +233,15 @@ async def test_redirect_on_the_wire(serve, client):
     reply = await client.get(port, "/old", allow_redirects=False)
     assert reply.status == 302
     assert reply.header("Location") == f"http://127.0.0.1:{port}/new"
+
+
+@pytest_twisted.ensureDeferred
+async def test_file_response_body_is_streamed_whole(serve, client, tmp_path):
+    data = bytes(range(256)) * 4096  # 1 MiB, more than one producer chunk
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    houweb.urlHandler("/file")(lambda request: houweb.fileResponse(str(path)))
+    port = (await serve()).port_numbers()[0]
+    reply = await client.get(port, "/file")
+    assert reply.status == 200 and reply.body == data
+    assert reply.header("Content-Type") == "application/octet-stream"
