@@ -38,6 +38,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -60,6 +61,8 @@ SETTLE_SECONDS = 0.2
 RESCAN_MS = 1000
 
 _HOUWEB_DIR = Path(__file__).resolve().parent
+#: When this program started (near enough: when houweb was imported).
+_STARTED = time.time()
 
 
 # -- Which files are the application's ------------------------------------
@@ -127,21 +130,38 @@ class SourceWatcher:
     are watched, not files, so editors that save by renaming are seen too.
     """
 
-    def __init__(self, files: Callable[[], set[str]], any_python_file: bool = False) -> None:
+    def __init__(
+        self,
+        files: Callable[[], set[str]],
+        any_python_file: bool = False,
+        since: float | None = None,
+    ) -> None:
         """
         :param files: returns the files to watch; called again now and then.
         :param any_python_file: report every ``.py`` file in their
             directories, not only these files (used while the application
             cannot start, when the fix may be a new file).
+        :param since: also report, once watching, the files modified after
+            this time (a ``time.time()``): saved while the program started,
+            before there was anything to notice it.
         """
         self._files = files
         self._any_python_file = any_python_file
+        self._since = since
         self._watched: set[str] = set()
 
     def _wanted(self, change: watchfiles.Change, path: str) -> bool:
         if self._any_python_file:
             return path.endswith(".py")
         return os.path.realpath(path) in self._watched
+
+    def _modified_before_watching(self) -> set[str]:
+        """:returns: once, the watched files modified since ``since`` (not in the future)."""
+        since, self._since = self._since, None
+        if since is None:
+            return set()
+        now = time.time()
+        return {f for f in self._watched if since < _modified(f) <= now}
 
     def changes(self, stop: threading.Event | None = None) -> Iterator[list[str]]:
         """
@@ -163,11 +183,21 @@ class SourceWatcher:
                 yield_on_timeout=True,
                 recursive=False,
             ):
-                changed = sorted({os.path.realpath(p) for _, p in batch if os.path.isfile(p)})
+                changed = sorted(
+                    {os.path.realpath(p) for _, p in batch if os.path.isfile(p)}
+                    | self._modified_before_watching()
+                )
                 if changed:
                     yield changed
                 elif self._files() != self._watched:
                     break  # more modules loaded: watch their directories too
+
+
+def _modified(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 # -- How to run the program again ----------------------------------------------
@@ -392,7 +422,7 @@ class ReloadingReactor:
         return application_files([settings] if isinstance(settings, str) else [])
 
     def _start_watching(self) -> None:
-        watcher = SourceWatcher(self._watched_files)
+        watcher = SourceWatcher(self._watched_files, since=_STARTED)
 
         def watch() -> None:
             for changed in watcher.changes(self._stop_watching):
@@ -501,7 +531,8 @@ def _wait_for_a_fix(state: RestartState, more_files: set[str]) -> NoReturn:
     for kept in state.listeners:
         kept.close()
     files = set(state.files) | more_files | application_files()
-    for changed in SourceWatcher(lambda: files, any_python_file=True).changes():
+    watcher = SourceWatcher(lambda: files, any_python_file=True, since=_STARTED)
+    for changed in watcher.changes():
         if compiles(changed):
             log.info("houweb: {file} changed, restarting", file=", ".join(changed))
             restart(replace(state, files=sorted(files)))

@@ -1,0 +1,15 @@
+"""
+Handlers the reload tests copy to a temporary directory, serve, and edit
+(the VERSION line) while the server runs.
+"""
+
+import os
+
+import houweb
+
+VERSION = "one"
+
+
+@houweb.urlHandler("/version")
+def version(request):
+    return houweb.Response(f"{VERSION} {os.getpid()}", content_type="text/plain")

@@ -1,0 +1,208 @@
+"""
+reload_source_changes (spec §3.5): the helpers in process; restarts in child
+processes that serve a copy of an application the tests edit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+
+import pytest
+
+from houweb import _reload
+from houweb._config import ServerConfig
+
+from .children import Child, app, eventually, get
+from .conftest import messages
+
+
+def edit(path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in ``path`` the way editors save: write, then rename."""
+    text = path.read_text().replace(old, new)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+@pytest.fixture
+def copied(tmp_path):
+    """The reload test applications, copied where the tests may edit them."""
+    for name in ("reload_app.py", "reload_script.py"):
+        shutil.copy(app(name), tmp_path / name)
+    return tmp_path
+
+
+def version(port: int) -> str:
+    """:returns: ``"<VERSION> <pid>"`` as the application answers it."""
+    status, body = get(port, "/version")
+    assert status == 200, body
+    return body
+
+
+def answers(port: int, expected: str) -> bool:
+    return version(port).startswith(expected + " ")
+
+
+def serve_copy(copied, *more: str) -> Child:
+    """``python -m houweb --app <copy>/reload_app.py --port 0 --debug``."""
+    return Child.houweb(f"--app={copied / 'reload_app.py'}", "--port=0", "--debug", *more)
+
+
+# Helpers, in process
+
+
+def test_application_files_leave_out_the_standard_library_packages_and_houweb():
+    files = _reload.application_files()
+    assert os.path.realpath(__file__) in files
+    assert os.path.realpath(json.__file__) not in files
+    assert os.path.realpath(pytest.__file__) not in files
+    assert os.path.realpath(_reload.__file__) not in files
+
+
+def test_a_syntax_error_is_logged_with_its_traceback(tmp_path, logged):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def f(:\n")
+    assert not _reload.compiles([str(broken)])
+    text = messages(logged)
+    assert f"houweb: {broken} has an error; still running the previous code" in text
+    assert any(event.get("log_failure") for event in logged)
+
+
+def test_valid_files_compile(tmp_path):
+    fine = tmp_path / "fine.py"
+    fine.write_text("x = 1\n")
+    assert _reload.compiles([str(fine)])
+
+
+def test_reloading_is_on_with_debug_unless_refused():
+    reactor = object()
+    plain, debug = ServerConfig.from_arguments(), ServerConfig.from_arguments(debug=True)
+    assert _reload.reloading(reactor, None, plain) is reactor
+    assert isinstance(_reload.reloading(reactor, None, debug), _reload.ReloadingReactor)
+    assert _reload.reloading(reactor, False, debug) is reactor
+    assert isinstance(_reload.reloading(reactor, True, plain), _reload.ReloadingReactor)
+
+
+def test_restart_state_survives_the_command_line():
+    state = _reload.RestartState(
+        program=_reload.Program(argv=["app.py", "--x", "é"], cwd="/w", path="/w/app.py"),
+        listeners=[_reload.Listener(0, "127.0.0.1", 8123, 2, fd=7)],
+        files=["/w/app.py"],
+        log_format="json",
+    )
+    assert _reload.RestartState.from_json(state.to_json()) == state
+
+
+def test_source_watcher_reports_a_saved_file(tmp_path):
+    watched = tmp_path / "watched.py"
+    watched.write_text("x = 1\n")
+    stop = threading.Event()
+    changes = _reload.SourceWatcher(lambda: {os.path.realpath(watched)}).changes(stop)
+    saver = threading.Timer(0.5, lambda: edit(watched, "1", "2"))
+    saver.start()
+    try:
+        assert next(changes) == [os.path.realpath(watched)]
+    finally:
+        saver.cancel()
+        stop.set()
+
+
+# Restarts, in child processes
+
+
+def test_editing_a_handler_file_changes_the_answer_on_the_same_port(copied):
+    with serve_copy(copied) as child:
+        port = child.port()
+        before = version(port)
+        assert before.startswith("one ")
+        edit(copied / "reload_app.py", '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert child.wait_for(r"houweb: .*reload_app\.py changed, restarting")
+        assert version(port).split()[1] == before.split()[1]  # the same process, exec'd
+
+
+def test_a_syntax_error_keeps_the_previous_code_serving(copied):
+    with serve_copy(copied) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', 'VERSION = "two')
+        child.wait_for(r"reload_app\.py has an error; still running the previous code")
+        child.wait_for("SyntaxError")
+        assert answers(port, "one")
+        edit(copied / "reload_app.py", 'VERSION = "two', 'VERSION = "three"')
+        eventually(lambda: answers(port, "three"))
+
+
+def test_an_application_that_fails_to_start_comes_back_after_a_fix(copied):
+    with serve_copy(copied) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
+        child.wait_for("the application failed to start; waiting for a change to retry")
+        child.wait_for("ZeroDivisionError")
+        edit(copied / "reload_app.py", "VERSION = 1 / 0", 'VERSION = "fixed"')
+        eventually(lambda: answers(port, "fixed"))
+
+
+def test_requests_made_during_a_restart_are_all_answered(copied):
+    with serve_copy(copied) as child:
+        port = child.port()
+        seen: list[str] = []
+        failures: list[BaseException] = []
+        stop = threading.Event()
+
+        def keep_asking() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(version(port).split()[0])
+                except BaseException as exc:  # noqa: BLE001 - counted
+                    failures.append(exc)
+
+        asker = threading.Thread(target=keep_asking, daemon=True)
+        asker.start()
+        try:
+            eventually(lambda: "one" in seen)
+            edit(copied / "reload_app.py", '"one"', '"two"')
+            eventually(lambda: seen.count("two") >= 20)
+        finally:
+            stop.set()
+            asker.join(20)
+        assert failures == []
+
+
+def test_a_script_with_reload_source_changes_restarts_with_the_same_command_line(copied):
+    with Child(str(copied / "reload_script.py"), "--flag", "value", cwd=str(copied)) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert get(port, "/argv") == (200, json.dumps(["--flag", "value"]))
+
+
+def test_the_settings_file_is_watched_too(copied):
+    settings = copied / "reload_settings.py"
+    settings.write_text("CORS_ALLOWED_ORIGINS = []\n")
+    with serve_copy(copied, f"--settings={settings}") as child:
+        child.port()
+        mark = child.mark()
+        edit(settings, "[]", '["http://a.test"]')
+        child.wait_for(r"reload_settings\.py changed, restarting", after=mark)
+
+
+def test_a_background_server_warns_and_does_not_reload():
+    with Child(app("reload_background.py")) as child:
+        assert child.wait() == 0
+        assert "reload_source_changes needs a foreground server" in child.output
+        assert "SERVING [" in child.output
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no os.execv restart on Windows")
+def test_no_reload_keeps_debug_without_restarts(copied):
+    with serve_copy(copied, "--no-reload") as child:
+        port = child.port()
+        edit(copied / "reload_app.py", '"one"', '"two"')
+        time.sleep(3)  # a reload would have happened by now
+        assert answers(port, "one")
+        assert "changed, restarting" not in child.output
