@@ -1,0 +1,80 @@
+"""
+Graceful shutdown of run() in a script (spec §3.2, §3.3; behaviours 23, 27,
+30-32), in child processes ended by PID. tests/test_run.py covers the rest of
+run()'s lifecycle (SIGINT/SIGTERM exit 0, run() again in the background,
+run() after a foreground run()).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+from .children import Child, app, free_port, get, in_background, refuses
+
+LIFECYCLE_APP = app("lifecycle_app.py")
+
+
+def foreground(grace: float) -> Child:
+    return Child(LIFECYCLE_APP, "foreground", str(grace))
+
+
+def test_request_shutdown_returns_at_once_and_its_response_arrives_whole():
+    with foreground(10) as child:
+        status, body = get(child.port(), "/stop")
+        took, message = body.split(" ", 1)
+        assert status == 200 and message == "x" * 1_000_000
+        assert float(took) < 0.1
+        assert child.wait() == 0
+        assert "RETURNED" in child.output
+
+
+def test_second_sigint_during_a_slow_request_stops_at_once():
+    with foreground(60) as child:
+        port = child.port()
+        in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
+        time.sleep(0.3)  # the request reaches its handler
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        while not refuses(port):  # the first one was handled: no longer accepting
+            assert time.monotonic() - started < 10
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        assert child.wait() == 0
+        assert time.monotonic() - started < 10
+        assert "RETURNED" in child.output
+
+
+def test_a_handler_that_never_returns_is_abandoned_after_the_grace():
+    with foreground(1) as child:
+        port = child.port()
+        in_background(lambda: get(port, "/slow?seconds=3600", timeout=60))
+        time.sleep(0.3)
+        started = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        assert child.wait() == 0
+        assert 0.9 < time.monotonic() - started < 1 + 5
+        assert "still running after the 1.0s shutdown grace; abandoned" in child.output
+
+
+def test_a_script_ending_after_a_background_run_exits_within_the_grace_plus_2s():
+    with Child(LIFECYCLE_APP, "background", "1") as child:
+        child.wait_for("ENDING")
+        started = time.monotonic()
+        assert child.wait() == 0
+        assert time.monotonic() - started < 1 + 2
+
+
+def test_a_busy_extra_port_raises_naming_it_and_nothing_stays_listening():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy, main = taken.getsockname()[1], free_port()
+        with Child(LIFECYCLE_APP, "busy", str(main), str(busy)) as child:
+            failed = child.wait_for(r"FAILED (.*) \[\]$")
+            assert failed.group(1) == (
+                f"Could not listen on port {busy} (interface 127.0.0.1): address already in use"
+            )
+            assert child.process.poll() is None  # still running, having caught it
+            assert refuses(main)
