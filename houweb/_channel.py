@@ -101,7 +101,9 @@ class HouwebChannel(http.HTTPChannel):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line (414) or header line (431) too long to read."""
-        status, text = (431, "header line too long") if self.requests else (414, "request line too long")
+        status, text = (
+            (431, "header line too long") if self.requests else (414, "request line too long")
+        )
         self._houweb_rejected = True
         self.transport.write(plain_error(status, text))
         self.transport.loseConnection()

@@ -66,9 +66,7 @@ def _run_file(path: str) -> dict[str, Any]:
             f"settings file {path} has a syntax error on line {exc.lineno}: {exc.msg}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported
-        raise OperationFailed(
-            f"settings file {path} raised {type(exc).__name__}: {exc}"
-        ) from None
+        raise OperationFailed(f"settings file {path} raised {type(exc).__name__}: {exc}") from None
 
 
 def _settings_from(namespace: dict[str, Any], where: str) -> Settings:

@@ -1,0 +1,621 @@
+"""Uploads: multipart parsing, UploadedFile, temp files (spec §11.1, §11.2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from typing import Any
+
+import pytest
+import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.threads import deferToThread
+
+import houweb
+from houweb import _uploads
+from houweb._uploads import FormError, FormReceiver, form_receiver
+
+from .support import ServerProcess, connect_raw, sleep
+
+BOUNDARY = "houweb-7d4a"
+FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+DEFAULT_THRESHOLD = 2_621_440
+
+
+def form_body(*parts: tuple[Any, ...], boundary: str = BOUNDARY, end: bool = True) -> bytes:
+    """
+    A multipart/form-data body: ``(name, value)`` parts are fields,
+    ``(name, filename, content_type, data)`` parts are files.
+    """
+    out = b""
+    for part in parts:
+        out += b"--%s\r\n" % boundary.encode()
+        if len(part) == 2:
+            name, value = part
+            out += b'Content-Disposition: form-data; name="%s"\r\n\r\n' % name.encode()
+            out += value if isinstance(value, bytes) else value.encode()
+        else:
+            name, filename, content_type, data = part
+            out += b'Content-Disposition: form-data; name="%s"; filename="%s"\r\n' % (
+                name.encode(),
+                filename.encode(),
+            )
+            if content_type:
+                out += b"Content-Type: %s\r\n" % content_type.encode()
+            out += b"\r\n" + data
+        out += b"\r\n"
+    if end:
+        out += b"--%s--\r\n" % boundary.encode()
+    return out
+
+
+def describe(upload: houweb.UploadedFile) -> dict[str, Any]:
+    path = upload.temporaryFilePath()
+    return {
+        "field": upload.fieldName(),
+        "name": upload.name(),
+        "size": upload.size(),
+        "content_type": upload.contentType(),
+        "in_memory": upload.isInMemory(),
+        "path": path,
+        "exists": bool(path) and os.path.exists(path),
+    }
+
+
+def json_handler(function: Any) -> Any:
+    def handler(request: houweb.Request) -> houweb.Response:
+        return houweb.Response(json.dumps(function(request)), content_type="application/json")
+
+    return handler
+
+
+def describe_files(request: houweb.Request) -> dict[str, Any]:
+    return {key: describe(upload) for key, upload in request.files().items()}
+
+
+@pytest.fixture
+def upload_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """tempfile's directory for this test, so leftover temp files can be counted."""
+    directory = tmp_path / "uploads"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return str(directory)
+
+
+async def until_empty(directory: str, timeout: float = 3.0) -> list[str]:
+    """Wait for ``directory`` to become empty; return what is left."""
+    for _ in range(int(timeout / 0.05)):
+        if not os.listdir(directory):
+            return []
+        await sleep(0.05)
+    return os.listdir(directory)
+
+
+async def post_form(client: Any, port: int, path: str, body: bytes, **headers: str) -> Any:
+    return await client.post(port, path, data=body, headers={"Content-Type": FORM_TYPE, **headers})
+
+
+@pytest_twisted.ensureDeferred
+async def test_file_field_is_keyed_by_field_name_with_client_name_and_size(serve, client):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(
+        port, "/up", files={"image_file": ("cat.png", "image/png", b"\x89PNG" + b"x" * 96)}
+    )
+    got = json.loads(reply.body)["image_file"]
+    assert (got["field"], got["name"], got["size"]) == ("image_file", "cat.png", 100)
+    assert got["content_type"] == "image/png"
+
+
+@pytest_twisted.ensureDeferred
+async def test_part_of_exactly_the_threshold_stays_in_memory(serve, client, upload_dir):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve()).port_numbers()[0]
+    body = form_body(("f", "a.bin", "", b"a" * DEFAULT_THRESHOLD))
+    got = json.loads((await post_form(client, port, "/up", body)).body)["f"]
+    assert got["in_memory"] is True and got["path"] == "" and got["size"] == DEFAULT_THRESHOLD
+
+
+@pytest_twisted.ensureDeferred
+async def test_part_one_byte_over_the_threshold_goes_to_disk(serve, client, upload_dir):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve()).port_numbers()[0]
+    body = form_body(("f", "a.bin", "", b"a" * (DEFAULT_THRESHOLD + 1)))
+    got = json.loads((await post_form(client, port, "/up", body)).body)["f"]
+    assert got["in_memory"] is False and got["exists"] is True
+    assert os.path.basename(got["path"]).startswith("houweb-upload-")
+    assert os.path.dirname(got["path"]) == upload_dir
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_threshold_puts_a_1kb_upload_on_disk_during_the_handler(
+    serve, client, upload_dir
+):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve(max_in_memory_file_upload_size=100)).port_numbers()[0]
+    body = form_body(("f", "a.bin", "", os.urandom(1024)))
+    got = json.loads((await post_form(client, port, "/up", body)).body)["f"]
+    assert got["in_memory"] is False and got["exists"] is True and got["size"] == 1024
+
+
+@pytest_twisted.ensureDeferred
+async def test_save_to_disk_writes_the_same_bytes_keeps_the_path_and_position(serve, client):
+    data = os.urandom(300)
+
+    def handler(request: houweb.Request) -> dict[str, Any]:
+        upload = request.files()["f"]
+        first = upload.read(10)
+        upload.saveToDisk()
+        path = upload.temporaryFilePath()
+        upload.saveToDisk()
+        with open(path, "rb") as saved:
+            same = saved.read() == data
+        return {
+            "same": same,
+            "kept_path": upload.temporaryFilePath() == path,
+            "in_memory": upload.isInMemory(),
+            "position_kept": first + upload.read() == data,
+        }
+
+    houweb.urlHandler("/up")(json_handler(handler))
+    port = (await serve()).port_numbers()[0]
+    got = json.loads((await post_form(client, port, "/up", form_body(("f", "a", "", data)))).body)
+    assert got == {"same": True, "kept_path": True, "in_memory": False, "position_kept": True}
+
+
+@pytest.mark.parametrize("threshold", [DEFAULT_THRESHOLD, 10], ids=["in memory", "on disk"])
+@pytest_twisted.ensureDeferred
+async def test_read_gives_the_first_bytes_then_the_rest(serve, client, threshold):
+    def handler(request: houweb.Request) -> dict[str, Any]:
+        upload = request.files()["f"]
+        return {
+            "head": upload.read(4).decode(),
+            "rest": upload.read().decode(),
+            "end": upload.read().decode(),
+        }
+
+    houweb.urlHandler("/up")(json_handler(handler))
+    port = (await serve(max_in_memory_file_upload_size=threshold)).port_numbers()[0]
+    body = form_body(("f", "a.txt", "text/plain", b"0123456789abcdef"))
+    got = json.loads((await post_form(client, port, "/up", body)).body)
+    assert got == {"head": "0123", "rest": "456789abcdef", "end": ""}
+
+
+@pytest.mark.parametrize("threshold", [DEFAULT_THRESHOLD, 10], ids=["in memory", "on disk"])
+@pytest_twisted.ensureDeferred
+async def test_chunks_yield_the_whole_content_without_moving_the_read_position(
+    serve, client, threshold
+):
+    data = os.urandom(200_000)
+
+    def handler(request: houweb.Request) -> dict[str, Any]:
+        upload = request.files()["f"]
+        head = upload.read(5)
+        pieces = list(upload.chunks(65536))
+        return {
+            "whole": b"".join(pieces) == data,
+            "sizes": [len(p) for p in pieces],
+            "next": upload.read(5) == data[5:10] and head == data[:5],
+        }
+
+    houweb.urlHandler("/up")(json_handler(handler))
+    port = (await serve(max_in_memory_file_upload_size=threshold)).port_numbers()[0]
+    got = json.loads((await post_form(client, port, "/up", form_body(("f", "a", "", data)))).body)
+    assert got == {"whole": True, "sizes": [65536, 65536, 65536, 3392], "next": True}
+
+
+@pytest_twisted.ensureDeferred
+async def test_form_fields_appear_in_POST_beside_the_files(serve, client):
+    def handler(request: houweb.Request) -> dict[str, Any]:
+        return {
+            "post": request.POST(),
+            "lists": request.POSTLists(),
+            "files": list(request.files()),
+        }
+
+    houweb.urlHandler("/up")(json_handler(handler))
+    port = (await serve()).port_numbers()[0]
+    body = form_body(("a", "1"), ("a", "2"), ("name", "café"), ("f", "x.txt", "", b"x"))
+    got = json.loads((await post_form(client, port, "/up", body)).body)
+    assert got["post"] == {"a": "2", "name": "café"}
+    assert got["lists"] == {"a": ["1", "2"], "name": ["café"]}
+    assert got["files"] == ["f"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_multipart_fields_are_read_for_any_method(serve, client):
+    houweb.urlHandler("/up")(json_handler(lambda request: request.POST()))
+    port = (await serve()).port_numbers()[0]
+    reply = await client.request(
+        "PUT", port, "/up", data=form_body(("a", "1")), headers={"Content-Type": FORM_TYPE}
+    )
+    assert json.loads(reply.body) == {"a": "1"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_empty_file_input_is_dropped_but_an_empty_named_file_is_kept(serve, client):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve()).port_numbers()[0]
+    body = form_body(("none", "", "application/octet-stream", b""), ("empty", "e.txt", "", b""))
+    got = json.loads((await post_form(client, port, "/up", body)).body)
+    assert list(got) == ["empty"] and got["empty"]["size"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_last_file_of_a_field_name_wins(serve, client, upload_dir):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve(max_in_memory_file_upload_size=0)).port_numbers()[0]
+    body = form_body(("f", "one.txt", "", b"1"), ("f", "two.txt", "", b"22"))
+    got = json.loads((await post_form(client, port, "/up", body)).body)
+    assert got["f"]["name"] == "two.txt" and got["f"]["size"] == 2
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_files_in_memory_are_capped_per_request_later_ones_go_to_disk(serve, client):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve(max_in_memory_file_upload_size=100)).port_numbers()[0]
+    parts = [(f"f{i}", f"{i}.bin", "", b"x" * 100) for i in range(6)]
+    got = json.loads((await post_form(client, port, "/up", form_body(*parts))).body)
+    assert [got[f"f{i}"]["in_memory"] for i in range(6)] == [True] * 4 + [False] * 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_empty_multipart_body_is_an_empty_form(serve, client):
+    houweb.urlHandler("/up")(json_handler(lambda r: [r.POST(), list(r.files())]))
+    port = (await serve()).port_numbers()[0]
+    assert json.loads((await post_form(client, port, "/up", b"")).body) == [{}, []]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_body_of_a_multipart_request_is_parsed_not_kept(serve, client):
+    houweb.urlHandler("/up")(lambda request: f"{len(request.body())} {request.contentLength()}")
+    port = (await serve()).port_numbers()[0]
+    body = form_body(("a", "1"))
+    assert (await post_form(client, port, "/up", body)).text == f"0 {len(body)}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_uploads_reach_a_handler_through_curl(serve, tmp_path):
+    houweb.urlHandler("/up")(json_handler(lambda r: {**describe_files(r), **r.POST()}))
+    port = (await serve(max_in_memory_file_upload_size=1000)).port_numbers()[0]
+    path = tmp_path / "scene.hip"
+    path.write_bytes(os.urandom(5000))
+    # In a thread: the in-process server needs the reactor while curl runs.
+    result = await deferToThread(
+        subprocess.run,
+        ["curl", "-sS", "-F", f"scene=@{path}", "-F", "note=hello", f"http://127.0.0.1:{port}/up"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert got["note"] == "hello"
+    assert (got["scene"]["name"], got["scene"]["size"], got["scene"]["in_memory"]) == (
+        "scene.hip",
+        5000,
+        False,
+    )
+
+
+# Temp files never outlive their request.
+
+
+@pytest_twisted.ensureDeferred
+async def test_temp_files_are_gone_after_the_response(serve, client, upload_dir):
+    houweb.urlHandler("/up")(json_handler(describe_files))
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    body = form_body(("a", "a.bin", "", b"a" * 100), ("b", "b.bin", "", b"b" * 100))
+    got = json.loads((await post_form(client, port, "/up", body)).body)
+    assert got["a"]["exists"] and got["b"]["exists"]
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_temp_files_are_gone_after_a_handler_error(serve, client, upload_dir):
+    def handler(request: houweb.Request) -> None:
+        assert request.files()["f"].temporaryFilePath()
+        raise RuntimeError("boom")
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"a" * 100)))
+    assert reply.status == 500
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_save_to_disk_copies_are_gone_after_the_response(serve, client, upload_dir):
+    def handler(request: houweb.Request) -> str:
+        upload = request.files()["f"]
+        upload.saveToDisk()
+        return upload.temporaryFilePath()
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve()).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"small")))
+    assert reply.text.startswith(os.path.join(upload_dir, "houweb-upload-"))
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_the_handler_moved_away_is_simply_gone(serve, client, upload_dir, tmp_path):
+    kept = tmp_path / "kept.bin"
+
+    def handler(request: houweb.Request) -> str:
+        shutil.move(request.files()["f"].temporaryFilePath(), kept)
+        return "moved"
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"a" * 100)))
+    assert reply.text == "moved" and kept.read_bytes() == b"a" * 100
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_temp_files_are_gone_after_a_client_disconnects_mid_upload(serve, client, upload_dir):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "no")
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    body = form_body(("f", "a.bin", "", b"a" * 100_000))
+    raw = await connect_raw(port)
+    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM_TYPE}\r\n"
+    raw.transport.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:50_000])
+    for _ in range(60):
+        if os.listdir(upload_dir):
+            break
+        await sleep(0.05)
+    assert os.listdir(upload_dir), "the part should be spooling by now"
+    raw.transport.abortConnection()
+    assert await until_empty(upload_dir) == []
+    assert called == []
+    assert (await client.get(port, "/up")).text == "no"
+
+
+@pytest_twisted.ensureDeferred
+async def test_temp_files_are_gone_after_a_malformed_body(serve, client, upload_dir):
+    houweb.urlHandler("/up")(lambda request: "called")
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    body = form_body(("f", "a.bin", "", b"a" * 1000), end=False)  # never closed
+    reply = await post_form(client, port, "/up", body)
+    assert reply.status == 400
+    assert await until_empty(upload_dir) == []
+
+
+# Malformed bodies: 400, the handler never called, the server keeps serving.
+
+MALFORMED = {
+    "no boundary": ("multipart/form-data", form_body(("a", "1"))),
+    "empty boundary": ("multipart/form-data; boundary=", form_body(("a", "1"))),
+    "truncated": (FORM_TYPE, form_body(("a", "1"), end=False)[:-10]),
+    "no closing delimiter": (FORM_TYPE, form_body(("a", "1"), end=False)),
+    "garbage": (FORM_TYPE, b"this is not multipart at all"),
+    "part without disposition": (
+        FORM_TYPE,
+        b"--%s\r\nX-A: 1\r\n\r\nv\r\n--%s--\r\n" % (BOUNDARY.encode(), BOUNDARY.encode()),
+    ),
+    "header without colon": (
+        FORM_TYPE,
+        b"--%s\r\nnonsense\r\n\r\nv\r\n--%s--\r\n" % (BOUNDARY.encode(), BOUNDARY.encode()),
+    ),
+    "huge part header": (
+        FORM_TYPE,
+        b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\nv\r\n--%s--\r\n'
+        % (BOUNDARY.encode(), b"n" * 20_000, BOUNDARY.encode()),
+    ),
+    "field not UTF-8": (FORM_TYPE, form_body(("a", b"\xff\xfe"))),
+}
+
+
+@pytest.mark.parametrize("content_type, body", list(MALFORMED.values()), ids=list(MALFORMED))
+@pytest_twisted.ensureDeferred
+async def test_malformed_multipart_is_a_400_and_the_handler_is_not_called(
+    serve, client, content_type, body
+):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(
+        port, "/up", data=body, headers={"Content-Type": content_type, "Accept": "application/json"}
+    )
+    assert reply.status == 400
+    assert json.loads(reply.body)["error"].startswith("request body could not be decoded: ")
+    assert called == []
+    assert (await client.get(port, "/up")).text == "called"
+
+
+@pytest_twisted.ensureDeferred
+async def test_too_many_parts_is_a_400(serve, client, monkeypatch):
+    monkeypatch.setattr(_uploads, "MAX_PARTS", 5)
+    houweb.urlHandler("/up")(lambda request: "called")
+    port = (await serve()).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(*[("a", "1")] * 6))
+    assert reply.status == 400 and b"segment count" in reply.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_form_fields_over_their_limit_are_a_413(serve, client, monkeypatch):
+    monkeypatch.setattr(_uploads, "MAX_FIELDS_SIZE", 1000)
+    houweb.urlHandler("/up")(lambda request: "called")
+    port = (await serve()).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("a", "x" * 600), ("b", "y" * 600)))
+    assert reply.status == 413 and b"form fields exceed 1000 bytes" in reply.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_multipart_on_api_is_json_whatever_the_accept_header(serve, client):
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(
+        port, "/api", data=b"junk", headers={"Content-Type": FORM_TYPE, "Accept": "text/html"}
+    )
+    assert reply.status == 400
+    assert reply.header("Content-Type") == "application/json"
+    assert json.loads(reply.body)["error"].startswith("request body could not be decoded: ")
+
+
+# The parser itself: pure, and indifferent to how the body is split.
+
+
+def receive(body: bytes, pieces: list[int], threshold: int = 8) -> tuple[Any, Any]:
+    receiver = form_receiver(FORM_TYPE, threshold)
+    assert receiver is not None
+    start = 0
+    for size in pieces:
+        receiver.feed(body[start : start + size])
+        start += size
+    receiver.feed(body[start:])
+    try:
+        fields, files = receiver.finish()
+        return fields, {k: (f.name(), f.read(), f.isInMemory()) for k, f in files.items()}
+    finally:
+        receiver.discard()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=40), max_size=30),
+    st.binary(max_size=64),
+    st.text(max_size=20),
+)
+def test_any_split_of_the_body_parses_the_same(pieces, data, text):
+    body = form_body(("t", text), ("f", "f.bin", "", data), ("g", "g.bin", "", data * 3))
+    expected = (
+        {"t": [text]},
+        {"f": ("f.bin", data, len(data) <= 8), "g": ("g.bin", data * 3, len(data) * 3 <= 8)},
+    )
+    assert receive(body, pieces) == expected
+
+
+def test_only_multipart_form_data_gets_a_receiver():
+    assert form_receiver("application/x-www-form-urlencoded", 10) is None
+    assert form_receiver("text/plain", 10) is None
+    assert isinstance(form_receiver("Multipart/Form-Data; boundary=b", 10), FormReceiver)
+
+
+def test_a_failed_receiver_ignores_the_rest_and_reports_its_error(upload_dir):
+    receiver = FormReceiver(BOUNDARY, 0)
+    receiver.feed(
+        b'--%s\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\nabc'
+        % BOUNDARY.encode()
+    )
+    assert os.listdir(upload_dir)
+    receiver.feed(b"\r\n--%s\r\nbroken\r\n\r\n" % BOUNDARY.encode())
+    assert os.listdir(upload_dir) == []
+    receiver.feed(b"more data that is ignored")
+    with pytest.raises(FormError) as caught:
+        receiver.finish()
+    assert caught.value.status == 400 and "Malformed segment header" in str(caught.value)
+
+
+def test_uploaded_file_reads_are_safe_from_several_threads(tmp_path):
+    path = tmp_path / "u.bin"
+    data = os.urandom(100_000)
+    path.write_bytes(data)
+    upload = houweb.UploadedFile("f", "u.bin", "", path=str(path))
+    pieces: list[bytes] = []
+    lock = threading.Lock()
+
+    def reader() -> None:
+        while piece := upload.read(1000):
+            with lock:
+                pieces.append(piece)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(len(p) for p in pieces) == len(data)
+    assert sorted(pieces) == sorted(data[i : i + 1000] for i in range(0, len(data), 1000))
+
+
+# A 200 MB upload costs the server far less memory than 200 MB.
+
+MEMORY_APP = """
+import hashlib, json, threading
+import houweb
+
+@houweb.urlHandler("/upload")
+def upload(request):
+    upload = request.files()["file"]
+    digest = hashlib.sha256()
+    for piece in upload.chunks():
+        digest.update(piece)
+    return houweb.Response(json.dumps({
+        "size": upload.size(), "in_memory": upload.isInMemory(), "sha256": digest.hexdigest(),
+    }), content_type="application/json")
+
+@houweb.urlHandler("/memory")
+def memory(request):
+    found = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                found[name] = int(value.split()[0]) * 1024
+    return houweb.Response(json.dumps(found), content_type="application/json")
+
+houweb.run(port=0, in_background=True)
+print("PORT", houweb.serverPorts()[0], flush=True)
+threading.Event().wait()
+"""
+
+LARGE = 200 * 1024 * 1024
+
+
+def _memory(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/memory", timeout=10) as reply:
+        return json.loads(reply.read())  # type: ignore[no-any-return]
+
+
+def _curl_upload(port: int, path: Any) -> dict[str, Any]:
+    result = subprocess.run(
+        ["curl", "-sS", "-F", f"file=@{path}", f"http://127.0.0.1:{port}/upload"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_a_200mb_upload_does_not_grow_server_memory_by_anything_near_its_size(tmp_path):
+    script = tmp_path / "memory_app.py"
+    script.write_text(MEMORY_APP)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    block = os.urandom(1024 * 1024)
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as out:
+        for _ in range(LARGE // len(block)):
+            out.write(block)
+    small = tmp_path / "small.bin"
+    small.write_bytes(block)
+    server = ServerProcess(str(script), env={"TMPDIR": str(spool)})
+    try:
+        port = server.port()
+        _curl_upload(port, small)  # warm up: every code path loaded once
+        before = _memory(port)
+        got = _curl_upload(port, big)
+        after = _memory(port)
+    finally:
+        server.kill()
+    expected = hashlib.sha256(block * (LARGE // len(block))).hexdigest()
+    assert got == {"size": LARGE, "in_memory": False, "sha256": expected}
+    growth = after["VmHWM"] - before["VmHWM"]
+    print(
+        f"\n200 MB upload: server peak RSS (VmHWM) {before['VmHWM'] / 2**20:.1f} MiB before,"
+        f" {after['VmHWM'] / 2**20:.1f} MiB after (+{growth / 2**20:.1f} MiB);"
+        f" RSS now {after['VmRSS'] / 2**20:.1f} MiB"
+    )
+    assert growth < 32 * 1024 * 1024
+    assert os.listdir(spool) == []
