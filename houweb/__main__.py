@@ -8,6 +8,7 @@ http://127.0.0.1:8008/. ``python -m houweb --help`` lists everything.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from twisted.logger import Logger
 from twisted.python import usage
@@ -29,11 +30,11 @@ class CommandLineOptions(Options):
   file of the application is saved:
     {command} --app myapp.py --debug
 """
-    optFlags = [
+    optFlags: list[list[Any]] = [
         ["reload", "r", "Restart when a source file of the application changes (on with --debug)."],
         ["no-reload", None, "Do not restart on changes, even with --debug."],
     ]
-    optParameters = [
+    optParameters: list[list[Any]] = [
         [
             "log-format",
             None,

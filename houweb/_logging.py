@@ -10,7 +10,7 @@ that set up Twisted logging keeps its own observers.
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FileLogObserver,
@@ -49,13 +49,15 @@ def observer_for(log_format: str, stream: IO[Any]) -> ILogObserver:
     :returns: an observer writing events at level info and above.
     :raises ValueError: for another format, naming it.
     """
+    writer: Any  # zope interfaces, which mypy does not see provided
     if log_format == "text":
-        writer: ILogObserver = textFileLogObserver(stream)
+        writer = textFileLogObserver(stream)
     elif log_format == "json":
         writer = FileLogObserver(stream, _json_line)
     else:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
-    return FilteringLogObserver(writer, [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)])
+    at_least_info: list[Any] = [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)]
+    return cast(ILogObserver, FilteringLogObserver(writer, at_least_info))
 
 
 def logging_started() -> bool:

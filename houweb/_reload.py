@@ -255,10 +255,19 @@ class Listener:
 
     requested: int
     interface: str
-    port: int
-    family: int
+    tls: bool = False
+    port: int = 0
+    family: int = socket.AF_INET
     #: An open, inheritable duplicate of the listening socket, or ``None``.
     fd: int | None = None
+
+    def same_request(self, other: Listener) -> bool:
+        """:returns: whether both were asked for with the same port, interface and TLS."""
+        return (self.requested, self.interface, self.tls) == (
+            other.requested,
+            other.interface,
+            other.tls,
+        )
 
     def close(self) -> None:
         """Close the kept socket (its port number is remembered)."""
@@ -306,6 +315,21 @@ def restart(state: RestartState) -> NoReturn:
 # -- The reactor the server listens through ------------------------------------
 
 
+#: Whether listening sockets can pass to the new process; elsewhere (Windows)
+#: the new process binds the same port numbers again.
+_KEEPS_SOCKETS = os.name == "posix"
+
+
+def _keep(listening: Any) -> int:
+    """:returns: an inheritable duplicate of a listening port's socket, which stays open."""
+    fd = os.dup(listening.fileno())
+    os.set_inheritable(fd, True)
+    # Twisted shuts a socket it bound down when it stops listening, which
+    # would end the listening of the duplicate too.
+    listening._shouldShutdown = False
+    return fd
+
+
 def _family(interface: str) -> int:
     return socket.AF_INET6 if ":" in interface else socket.AF_INET
 
@@ -337,9 +361,8 @@ class ReloadingReactor:
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
         return self._listen(
-            port,
+            Listener(port, interface),
             factory,
-            interface,
             lambda number: self._reactor.listenTCP(number, factory, backlog, interface),
         )
 
@@ -348,11 +371,9 @@ class ReloadingReactor:
     ) -> Any:
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        tls = TLSMemoryBIOFactory(contextFactory, False, factory)
         listening = self._listen(
-            port,
-            tls,
-            interface,
+            Listener(port, interface, tls=True),
+            TLSMemoryBIOFactory(contextFactory, False, factory),
             lambda number: self._reactor.listenSSL(
                 number, factory, contextFactory, backlog, interface
             ),
@@ -360,28 +381,32 @@ class ReloadingReactor:
         listening._type = "TLS"
         return listening
 
-    def _listen(
-        self, requested: int, factory: Any, interface: str, bind: Callable[[int], Any]
-    ) -> Any:
-        """Adopt the kept socket asked for like this before, or bind."""
-        kept = self._take(requested, interface)
+    def _listen(self, asked: Listener, adopter: Any, bind: Callable[[int], Any]) -> Any:
+        """
+        Adopt the socket kept from a previous run that was asked for the same
+        way, or bind (on the port number it had, if it was not kept open).
+
+        :param adopter: the factory an adopted socket serves (TLS-wrapped for ``ssl:``).
+        :param bind: listens on the port number it is given, the usual way.
+        """
+        kept = self._take(asked)
         if kept is not None and kept.fd is not None:
-            listening = self._reactor.adoptStreamPort(kept.fd, kept.family, factory)
+            listening = self._reactor.adoptStreamPort(kept.fd, kept.family, adopter)
             kept.close()  # adopting duplicated it
         else:
-            listening = bind(kept.port if kept is not None else requested)
+            listening = bind(kept.port if kept is not None else asked.requested)
         address = listening.getHost()
-        record = Listener(requested, interface, address.port, _family(address.host))
-        self._listening.append((listening, record))
+        asked.port, asked.family = address.port, _family(address.host)
+        self._listening.append((listening, asked))
         return listening
 
-    def _take(self, requested: int, interface: str) -> Listener | None:
+    def _take(self, asked: Listener) -> Listener | None:
         for kept in self._inherited:
-            if (kept.requested, kept.interface) == (requested, interface):
+            if kept.same_request(asked):
                 self._inherited.remove(kept)
                 return kept
         for kept in self._inherited:  # now bound differently: free its port
-            if kept.port == requested:
+            if kept.port == asked.requested:
                 kept.close()
         return None
 
@@ -442,12 +467,9 @@ class ReloadingReactor:
         log.info("houweb: {file} changed, restarting", file=", ".join(changed))
         for listening, record in self._listening:
             if listening.connected:
-                record.fd = os.dup(listening.fileno())
-                os.set_inheritable(record.fd, True)
                 listening.stopReading()
-                # Twisted shuts a socket it bound down when it stops listening,
-                # which would end the listening of the copy kept too.
-                listening._shouldShutdown = False
+                if _KEEPS_SOCKETS:
+                    record.fd = _keep(listening)
         self._restarting = RestartState(
             program=program,
             listeners=[record for _, record in self._listening],

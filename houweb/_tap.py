@@ -135,7 +135,7 @@ SETTINGS = (
     ),
 )
 
-_VALUE_ERRORS = {
+_VALUE_ERRORS: dict[Callable[[str], Any], str] = {
     _integer: "an integer",
     _number: "a number",
 }
@@ -212,8 +212,10 @@ class Options(usage.Options):
     command = "twistd -n houweb"
     #: More examples for --help, with ``{command}`` in them.
     more_examples = ""
-    optFlags = [["debug", "d", "Tracebacks in 500 answers and one log line per request."]]
-    optParameters = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
+    optFlags: list[list[Any]] = [
+        ["debug", "d", "Tracebacks in 500 answers and one log line per request."]
+    ]
+    optParameters: list[list[Any]] = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
 
     def __init__(self) -> None:
         super().__init__()
@@ -360,9 +362,8 @@ class HouwebService(service.Service):
     it drops privileges or reports a successful start.
     """
 
-    name = "houweb"
-
     def __init__(self, config: ServerConfig) -> None:
+        self.setName("houweb")
         self.config = config
         self.server: Server | None = None
 

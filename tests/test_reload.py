@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -19,6 +21,7 @@ from houweb._config import ServerConfig
 
 from .children import Child, app, eventually, get
 from .conftest import messages
+from .test_tls import self_signed
 
 
 def edit(path, old: str, new: str) -> None:
@@ -91,7 +94,7 @@ def test_reloading_is_on_with_debug_unless_refused():
 def test_restart_state_survives_the_command_line():
     state = _reload.RestartState(
         program=_reload.Program(argv=["app.py", "--x", "é"], cwd="/w", path="/w/app.py"),
-        listeners=[_reload.Listener(0, "127.0.0.1", 8123, 2, fd=7)],
+        listeners=[_reload.Listener(0, "127.0.0.1", tls=True, port=8123, family=2, fd=7)],
         files=["/w/app.py"],
         log_format="json",
     )
@@ -171,6 +174,24 @@ def test_requests_made_during_a_restart_are_all_answered(copied):
             stop.set()
             asker.join(20)
         assert failures == []
+
+
+def test_a_tls_port_is_kept_across_a_restart(copied):
+    key, cert = self_signed(copied)
+    secure = f"--listen=ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    context = ssl.create_default_context(cafile=cert)
+
+    def secure_version(port: int) -> str:
+        url = f"https://127.0.0.1:{port}/version"
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
+            return response.read().decode()
+
+    with serve_copy(copied, secure) as child:
+        port, tls_port = child.ports(2)
+        assert secure_version(tls_port).startswith("one ")
+        edit(copied / "reload_app.py", '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert secure_version(tls_port).startswith("two ")
 
 
 def test_a_script_with_reload_source_changes_restarts_with_the_same_command_line(copied):

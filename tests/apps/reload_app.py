@@ -10,6 +10,6 @@ import houweb
 VERSION = "one"
 
 
-@houweb.urlHandler("/version")
+@houweb.urlHandler("/version", ports=[-1])
 def version(request):
     return houweb.Response(f"{VERSION} {os.getpid()}", content_type="text/plain")
