@@ -103,7 +103,7 @@ def test_options_become_run_arguments(tmp_path):
     ],
 )
 def test_each_bad_value_is_a_usage_error_naming_its_option(args, named):
-    with pytest.raises(usage.UsageError, match=None) as caught:
+    with pytest.raises(usage.UsageError) as caught:
         parsed(*args)
     assert named in str(caught.value)
 
@@ -244,9 +244,21 @@ def test_twistd_daemon_writes_its_pidfile_and_logfile(tmp_path):
     try:
         port = eventually(lambda: logged_port(logfile.read_text()))
         assert get(port, "/hello") == (200, f"hello from port {port}")
-    finally:
         os.kill(pid, signal.SIGTERM)
-    eventually(lambda: not pidfile.exists())
+        eventually(lambda: not pidfile.exists())  # removed as the daemon ends
+        eventually(lambda: not alive(pid))
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """:returns: whether process ``pid`` (not a child of ours) still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_twistd_static_option_serves_files(tmp_path):
