@@ -126,6 +126,10 @@ def apiFunction(
     :param ports: the ports it is callable on, as for :func:`urlHandler`.
     :returns: a decorator that returns the function unchanged.
     """
+    if callable(namespace):
+        raise TypeError(
+            "apiFunction must be called: write @apiFunction() or @apiFunction('namespace')"
+        )
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
     if namespace == RESERVED_NAMESPACE:

@@ -636,6 +636,14 @@ def test_bad_registrations_raise_at_once(registry, arguments, error):
         houweb.apiFunction(**arguments)
 
 
+def test_a_decorator_used_without_parentheses_says_how_to_use_it(registry):
+    with pytest.raises(TypeError, match=r"write @apiFunction\(\)"):
+
+        @houweb.apiFunction
+        def f(request):
+            return 1
+
+
 # Introspection.
 
 
