@@ -29,6 +29,8 @@ class CommandLineOptions(Options):
   While developing: tracebacks in answers, and a restart whenever a source
   file of the application is saved:
     {command} --app myapp.py --debug
+  Plain handlers on two cores: two processes serving the same port:
+    {command} --app myapp.py --workers 2
 """
     optFlags: list[list[Any]] = [
         ["reload", "r", "Restart when a source file of the application changes (on with --debug)."],
@@ -40,7 +42,13 @@ class CommandLineOptions(Options):
             None,
             LOG_FORMATS[0],
             f"How the log is written to stderr: {' or '.join(LOG_FORMATS)}.",
-        ]
+        ],
+        [
+            "workers",
+            "w",
+            "1",
+            "How many processes serve the ports (POSIX); each has its own memory and threads.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -51,6 +59,14 @@ class CommandLineOptions(Options):
             )
         if self["reload"] and self["no-reload"]:
             raise usage.UsageError("--reload and --no-reload contradict each other")
+        try:
+            self["workers"] = int(self["workers"], 10)
+        except (TypeError, ValueError):
+            raise usage.UsageError(
+                f"--workers: expected an integer, not {self['workers']!r}"
+            ) from None
+        if self["workers"] < 1:
+            raise usage.UsageError(f"--workers: must be at least 1, not {self['workers']}")
 
     def reload_source_changes(self) -> bool | None:
         """:returns: ``run()``'s ``reload_source_changes``: forced, refused, or left to --debug."""
@@ -86,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         run(
             in_background=False,
             reload_source_changes=options.reload_source_changes(),
+            workers=options["workers"],
             **options.run_arguments(),
         )
     except OperationFailed as exc:

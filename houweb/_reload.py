@@ -410,6 +410,13 @@ class ReloadingReactor:
                 kept.close()
         return None
 
+    def kept_listeners(self) -> list[Listener]:
+        """
+        :returns: every port listened on so far, each with an open,
+            inheritable duplicate of its socket for another process to adopt.
+        """
+        return [replace(record, fd=_keep(listening)) for listening, record in self._listening]
+
     # Running
 
     def run(self, installSignalHandlers: bool = True) -> None:
@@ -486,20 +493,25 @@ _rerun_program: Program | None = None
 _inherited: list[Listener] = []
 
 
-def reloading(reactor: Any, reload_source_changes: bool | None, config: ServerConfig) -> Any:
+def reloading(
+    reactor: Any, reload_source_changes: bool | None, config: ServerConfig, keep: bool = False
+) -> Any:
     """
     The reactor a foreground ``run()`` should serve through.
 
     :param reload_source_changes: ``run()``'s argument; ``None`` means
         ``config.debug``.
+    :param keep: the listening sockets will be handed to other processes
+        (workers): listen through a :class:`ReloadingReactor` in any case.
     :returns: ``reactor`` itself, or a :class:`ReloadingReactor` when
-        reloading or when a previous run of the program kept sockets open.
+        reloading, keeping sockets, or when a previous run of the program
+        kept sockets open.
     """
     wanted = config.debug if reload_source_changes is None else bool(reload_source_changes)
     if wanted and Program.current() is None:
         log.warn("houweb: cannot reload a program given with -c or typed in; not reloading")
         wanted = False
-    if not wanted and not _inherited:
+    if not (wanted or keep or _inherited):
         return reactor
     inherited, _inherited[:] = list(_inherited), []
     return ReloadingReactor(reactor, inherited, wanted, config)

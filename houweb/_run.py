@@ -13,7 +13,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from . import _logging, _reload
+from twisted.internet import defer
+from twisted.internet.error import ReactorNotRunning
+
+from . import _logging, _reload, _workers
 from ._config import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
@@ -60,6 +63,7 @@ def run(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     token: str | None = None,
+    workers: int = 1,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -86,8 +90,11 @@ def run(
         arrive, however slowly they trickle in (answered 408 after that).
     :param token: a shared secret: when set, every request must send
         ``Authorization: Bearer <token>`` or gets 401.
-    :raises OperationFailed: a port cannot be bound, houweb already runs, or
-        the settings cannot be loaded.
+    :param workers: how many processes serve the ports (foreground only,
+        POSIX): this one and ``workers - 1`` copies of the program, each with
+        its own memory and thread pool.
+    :raises OperationFailed: a port cannot be bound, houweb already runs, the
+        settings cannot be loaded, or ``workers`` cannot be had here.
     """
     config = ServerConfig.from_arguments(
         port=port,
@@ -105,6 +112,7 @@ def run(
         token=token,
     )
     background = is_interactive() if in_background is None else bool(in_background)
+    workers = _workers.check_workers(workers, background)
     reactor = _claim_reactor()
     _begin_logging(config.debug)
     if background or (_process.background and _process.background.is_alive()):
@@ -113,7 +121,10 @@ def run(
         if not background:
             _wait_in_foreground(server)
     else:
-        _serve_in_foreground(config, _reload.reloading(reactor, reload_source_changes, config))
+        if _workers.is_worker():
+            reload_source_changes = False  # the first process reloads, and its workers with it
+        reactor = _reload.reloading(reactor, reload_source_changes, config, keep=workers > 1)
+        _serve_in_foreground(config, reactor, workers)
 
 
 def _claim_reactor() -> Any:
@@ -156,7 +167,7 @@ def _forget(server: Server) -> None:
             _process.server = None
 
 
-def _serve_in_foreground(config: ServerConfig, reactor: Any) -> None:
+def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -> None:
     server = Server(config, reactor)
     started = server.start()
     failure: list[Any] = []
@@ -165,15 +176,32 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any) -> None:
         failure[0].raiseException()
     _process.set_server(server)
     server.shutdown_requested().addCallback(lambda _: _forget(server))
-    server.stopped().addBoth(lambda _: reactor.stop())
-    freeze_start_up_heap()
     restore = _install_signal_handlers(reactor)
+    supervisor = None
     try:
+        supervisor = _workers.start_workers(reactor, workers)
+        _workers.watch_parent(reactor, _shut_down_here)
+        _stop_reactor_when_done(reactor, server, supervisor)
+        freeze_start_up_heap()
         reactor.run(installSignalHandlers=False)
     finally:
         restore()
+        if supervisor is not None:
+            supervisor.kill_now()  # only those still running: a second Ctrl-C
         _process.foreground_done = True
         _forget(server)
+
+
+def _stop_reactor_when_done(
+    reactor: Any, server: Server, supervisor: _workers.Workers | None
+) -> None:
+    """Stop the reactor once the server, and its workers if any, have stopped."""
+    done: defer.Deferred[Any] = server.stopped()
+    if supervisor is not None:
+        workers_ended = server.shutdown_requested()
+        workers_ended.addCallback(lambda _: supervisor.stop(server.config.shutdown_grace))
+        done = defer.gatherResults([done, workers_ended])
+    done.addBoth(lambda _: reactor.stop())
 
 
 def freeze_start_up_heap() -> None:
@@ -204,19 +232,27 @@ def _install_signal_handlers(reactor: Any) -> Any:
     """Ctrl-C / SIGTERM shut down gracefully; a second one stops at once."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    names = ["SIGINT", "SIGTERM", "SIGBREAK"]
+    # A worker leaves Ctrl-C (sent to the whole process group) to its parent.
+    names = ["SIGTERM"] if _workers.is_worker() else ["SIGINT", "SIGTERM", "SIGBREAK"]
     numbers = [getattr(signal, n) for n in names if hasattr(signal, n)]
     received: list[int] = []
 
     def handle(signum: int, frame: Any) -> None:
         received.append(signum)
         if len(received) == 1:
-            reactor.callFromThread(requestShutdown)
+            reactor.callFromThread(_shut_down_here)
         else:
-            reactor.callFromThread(reactor.stop)
+            reactor.callFromThread(_stop_now, reactor)
 
     previous = {n: signal.signal(n, handle) for n in numbers}
     return lambda: [signal.signal(n, h) for n, h in previous.items()]
+
+
+def _stop_now(reactor: Any) -> None:
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass  # a third signal while stopping
 
 
 def requestShutdown() -> None:
@@ -225,6 +261,13 @@ def requestShutdown() -> None:
     progress finish, then stops. Returns at once; callable from any thread,
     handlers included. Does nothing when no server runs.
     """
+    if _workers.stop_all_from_worker():
+        return
+    _shut_down_here()
+
+
+def _shut_down_here() -> None:
+    """Shut this process's server down (in a worker: only this worker's)."""
     server = _process.server
     if server is not None:
         server.reactor.callFromThread(server.shutdown)

@@ -1,0 +1,20 @@
+"""A foreground server with two workers, for tests/test_workers.py."""
+
+import os
+import sys
+
+import houweb
+
+
+@houweb.urlHandler("/pid")
+def pid(request):
+    return houweb.Response(str(os.getpid()), content_type="text/plain")
+
+
+@houweb.urlHandler("/parent")
+def parent(request):
+    return houweb.Response(str(os.getppid()), content_type="text/plain")
+
+
+houweb.run(port=0, workers=int(sys.argv[1]) if len(sys.argv) > 1 else 2, in_background=False)
+print("run() returned", os.getpid(), flush=True)
