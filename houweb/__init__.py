@@ -16,19 +16,24 @@ from . import _reactor
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
 from ._errors import Error, OperationFailed
+from ._handlers import AsyncURLHandler, URLHandler
 from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
 from ._run import isInDebugMode, requestShutdown, run, serverPorts
 from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
+from ._websocket import WebSocket, webSocket
 
 __all__ = [
+    "AsyncURLHandler",
     "Error",
     "OperationFailed",
     "Request",
     "Response",
+    "URLHandler",
     "UploadedFile",
+    "WebSocket",
     "errorResponse",
     "fileResponse",
     "isInDebugMode",
@@ -39,4 +44,5 @@ __all__ = [
     "run",
     "serverPorts",
     "urlHandler",
+    "webSocket",
 ]
