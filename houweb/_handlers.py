@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
@@ -178,6 +178,8 @@ class _AsyncAnswer:
 
     def _raised(self, failure: Failure) -> None:
         if self._sent:
-            log.failure("houweb: {what} raised after answering", failure, what=self._what)
+            log.failure(
+                "houweb: {what} raised after answering", failure, LogLevel.error, what=self._what
+            )
             return
         self._send(self._call.failed(failure, self._what))

@@ -26,7 +26,7 @@ from typing import Any, Callable, TypeVar
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
@@ -58,8 +58,10 @@ class WebSocket:
       connection; returning without it refuses the upgrade with 403.
     - ``receive(text_data=None, bytes_data=None)``: once per complete
       message, exactly one argument set (``str`` or ``bytes``).
-    - ``disconnect(code)``: once, after the connection closed (1006 when it
-      was dropped without a close frame).
+    - ``disconnect(code)``: once, after the connection closed: the code of
+      the side that closed it first (the client's, or the one this server
+      sent), 1005 for a client's close frame without one, 1006 when the
+      client dropped the connection without a close frame.
 
     :meth:`send` and :meth:`close` return awaitables; they may also be called
     from other threads (a handler in the pool), where they return a
@@ -259,7 +261,9 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             return
         self._ended = True
         self._done_opening()
-        if not was_clean:
+        if self.closedByMe and self.localCloseCode is not None:
+            code = self.localCloseCode  # the client's reply only acknowledges it
+        elif not was_clean:
             code = ABNORMAL
         elif code is None:
             code = NO_STATUS
@@ -340,7 +344,11 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
 
     def _failed(self, failure: Failure, name: str) -> None:
         log.failure(
-            "houweb: {what}.{name} raised an exception", failure, what=self._what, name=name
+            "houweb: {what}.{name} raised an exception",
+            failure,
+            LogLevel.error,
+            what=self._what,
+            name=name,
         )
         if not self._accepted:
             self._refuse(500, "Internal Server Error")

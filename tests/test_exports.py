@@ -19,6 +19,11 @@ EXPECTED = {
     "redirect",
     "Error",
     "OperationFailed",
+    # hwebserver's extras (spec §15)
+    "URLHandler",
+    "AsyncURLHandler",
+    "webSocket",
+    "WebSocket",
 }
 
 
