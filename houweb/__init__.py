@@ -15,6 +15,7 @@ from . import _reactor
 
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
+from ._api import APIError, apiFunction
 from ._errors import Error, OperationFailed
 from ._handlers import AsyncURLHandler, URLHandler
 from ._registry import urlHandler
@@ -26,6 +27,7 @@ from ._uploads import UploadedFile
 from ._websocket import WebSocket, webSocket
 
 __all__ = [
+    "APIError",
     "AsyncURLHandler",
     "Error",
     "OperationFailed",
@@ -34,6 +36,7 @@ __all__ = [
     "URLHandler",
     "UploadedFile",
     "WebSocket",
+    "apiFunction",
     "errorResponse",
     "fileResponse",
     "isInDebugMode",
