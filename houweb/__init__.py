@@ -25,6 +25,7 @@ from ._run import isInDebugMode, requestShutdown, run, serverPorts
 from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
 from ._websocket import WebSocket, webSocket
+from ._wsgi import registerWSGIApp
 
 __all__ = [
     "APIError",
@@ -43,6 +44,7 @@ __all__ = [
     "notFoundResponse",
     "redirect",
     "registerStaticFilesDirectory",
+    "registerWSGIApp",
     "requestShutdown",
     "run",
     "serverPorts",
