@@ -28,6 +28,10 @@ setup(
         # Watches the application's sources for reload_source_changes: native
         # file events (inotify, FSEvents, ReadDirectoryChangesW) with batching.
         "watchfiles>=0.21",
+        # WebSockets (hwebserver's webSocket): autobahn's RFC 6455 protocol on
+        # Twisted (handshake checks, framing, masking, fragmentation, ping/pong,
+        # UTF-8 checks, close handshake) instead of a hand-written one.
+        "autobahn>=24.4.2",
     ],
     extras_require={
         "test": [

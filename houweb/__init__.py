@@ -17,20 +17,26 @@ _reactor.install()  # before Klein imports twisted.internet.reactor
 
 from ._api import APIError, apiFunction
 from ._errors import Error, OperationFailed
+from ._handlers import AsyncURLHandler, URLHandler
 from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
 from ._run import isInDebugMode, requestShutdown, run, serverPorts
 from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
+from ._websocket import WebSocket, webSocket
+from ._wsgi import registerWSGIApp
 
 __all__ = [
     "APIError",
+    "AsyncURLHandler",
     "Error",
     "OperationFailed",
     "Request",
     "Response",
+    "URLHandler",
     "UploadedFile",
+    "WebSocket",
     "apiFunction",
     "errorResponse",
     "fileResponse",
@@ -38,8 +44,10 @@ __all__ = [
     "notFoundResponse",
     "redirect",
     "registerStaticFilesDirectory",
+    "registerWSGIApp",
     "requestShutdown",
     "run",
     "serverPorts",
     "urlHandler",
+    "webSocket",
 ]

@@ -29,6 +29,8 @@ class HouwebChannel(http.HTTPChannel):
 
     houweb_closing = False
     _houweb_rejected = False
+    #: The protocol this connection was handed to by :meth:`upgrade`.
+    houweb_upgraded: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -38,8 +40,23 @@ class HouwebChannel(http.HTTPChannel):
         self.houweb_secure = self.isSecure()
 
     def connectionLost(self, reason: Any) -> None:
+        if self.houweb_upgraded is not None:
+            self.houweb_upgraded.connectionLost(reason)
         super().connectionLost(reason)
         self.site.connection_closed(self)
+
+    def upgrade(self, protocol: Any, first: bytes) -> None:
+        """
+        Hand this connection to ``protocol`` (a WebSocket, after its upgrade
+        request): it gets ``first`` and then every byte that arrives, and the
+        connection's end. The HTTP request stays open, so the connection is
+        counted until it closes; at shutdown ``protocol.stopWhenIdle()`` is
+        asked to close it.
+        """
+        self.setTimeout(None)
+        self.houweb_upgraded = protocol
+        protocol.makeConnection(self.transport)
+        protocol.dataReceived(first)
 
     def headerReceived(self, line: bytes) -> bool:
         name, colon, value = line.partition(b":")
@@ -63,7 +80,9 @@ class HouwebChannel(http.HTTPChannel):
         return bool(super().checkPersistence(request, version))
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._houweb_rejected:
+        if self.houweb_upgraded is not None:
+            self.houweb_upgraded.dataReceived(data)
+        elif not self._houweb_rejected:
             super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -75,7 +94,11 @@ class HouwebChannel(http.HTTPChannel):
         super()._respondToBadRequestAndDisconnect()
 
     def rawDataReceived(self, data: bytes) -> None:
-        if not self._houweb_rejected:
+        # Bytes that came with an upgrade request (the first WebSocket frames)
+        # are read in raw mode before dataReceived is redirected.
+        if self.houweb_upgraded is not None:
+            self.houweb_upgraded.dataReceived(data)
+        elif not self._houweb_rejected:
             super().rawDataReceived(data)
 
     def allContentReceived(self) -> None:
@@ -111,7 +134,9 @@ class HouwebChannel(http.HTTPChannel):
     def stopWhenIdle(self) -> None:
         """Close now if idle; otherwise close after the response in progress."""
         self.houweb_closing = True
-        if not self.requests:
+        if self.houweb_upgraded is not None:
+            self.houweb_upgraded.stopWhenIdle()
+        elif not self.requests:
             self.transport.loseConnection()
         else:
             self.persistent = False

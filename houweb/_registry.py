@@ -73,6 +73,19 @@ def check_path(path: str) -> str:
     return normalize_path(path)
 
 
+def check_handler_path(path: str) -> str:
+    """
+    Validate the path of a handler (anything but an API function).
+
+    :raises ValueError: as :func:`check_path` does, and for ``/api``, which is
+        reserved for API functions.
+    """
+    norm = check_path(path)
+    if norm == "/api":
+        raise ValueError("/api is reserved for API functions (use apiFunction)")
+    return norm
+
+
 def normalize_path(path: str) -> str:
     """Drop one trailing slash, so ``/a/`` and ``/a`` are the same (``/`` stays)."""
     return path[:-1] if len(path) > 1 and path.endswith("/") else path
@@ -230,9 +243,7 @@ def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callabl
         port, ``[-1]`` all of them, or port numbers.
     :returns: a decorator that returns the function unchanged.
     """
-    norm = check_path(path)
-    if norm == "/api":
-        raise ValueError("/api is reserved for API functions (use apiFunction)")
+    check_handler_path(path)
     bindings = normalize_ports(ports)
 
     def register(handler: F) -> F:

@@ -7,6 +7,7 @@ safe to call from any thread, and each returns a fresh value.
 
 from __future__ import annotations
 
+import copy
 import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -218,6 +219,16 @@ class Request:
         if self._sender is None:
             raise RuntimeError("Request.send() works only in AsyncURLHandler.handle()")
         self._sender(response)
+
+
+def with_sender(request: Request, sender: Callable[[Response], None]) -> Request:
+    """
+    :returns: a copy of ``request`` whose :meth:`~Request.send` calls
+        ``sender``, for the handlers that answer through it (``AsyncURLHandler``).
+    """
+    answering = copy.copy(request)
+    answering._sender = sender
+    return answering
 
 
 def _host_port(address: tuple[str, int]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import treq
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.web.client import HTTPConnectionPool
@@ -184,3 +185,71 @@ def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+# WebSockets
+
+
+class WSClient(WebSocketClientProtocol):  # type: ignore[misc]
+    """An autobahn WebSocket client that keeps what it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: defer.DeferredQueue[Any] = defer.DeferredQueue()
+        self.opened: defer.Deferred[WSClient] = defer.Deferred()
+        self.closed: defer.Deferred[int | None] = defer.Deferred()
+
+    def onOpen(self) -> None:
+        self.opened.callback(self)
+
+    def onMessage(self, payload: bytes, is_binary: bool) -> None:
+        self.received.put(bytes(payload) if is_binary else payload.decode("utf-8"))
+
+    def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
+        if not self.opened.called:
+            self.opened.errback(ConnectionError(reason))
+        if not self.closed.called:
+            self.closed.callback(code)
+
+    def next_message(self, timeout: float = 10) -> defer.Deferred[Any]:
+        """The next message received: ``str`` for text, ``bytes`` for binary."""
+        return self.received.get().addTimeout(timeout, reactor)
+
+    def wait_closed(self, timeout: float = 10) -> defer.Deferred[int | None]:
+        """Fires with the close code the server sent once the connection closed."""
+        return self.closed.addTimeout(timeout, reactor)
+
+
+async def ws_connect(port: int, path: str, **options: Any) -> WSClient:
+    """Open a WebSocket to ``ws://127.0.0.1:<port><path>``; autobahn ``options``."""
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}{path}")
+    factory.protocol = WSClient
+    factory.setProtocolOptions(**options)
+    client = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    return await client.opened.addTimeout(10, reactor)  # type: ignore[no-any-return]
+
+
+def ws_handshake(
+    path: str,
+    key: str = "dGhlIHNhbXBsZSBub25jZQ==",
+    version: str = "13",
+    connection: str = "Upgrade",
+) -> bytes:
+    """
+    A raw upgrade request (RFC 6455 section 1.3's sample key by default);
+    ``connection="Upgrade, close"`` for one answered over plain HTTP.
+    """
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: {connection}\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: {version}\r\n\r\n"
+    ).encode("ascii")
+
+
+def ws_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One masked client frame (payloads under 64 KiB)."""
+    mask = b"\x01\x02\x03\x04"
+    head = bytes([(0x80 if fin else 0) | opcode])
+    size = len(payload)
+    head += bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))

@@ -21,6 +21,12 @@ EXPECTED = {
     "redirect",
     "Error",
     "OperationFailed",
+    # hwebserver's extras (spec §15)
+    "URLHandler",
+    "AsyncURLHandler",
+    "webSocket",
+    "WebSocket",
+    "registerWSGIApp",
 }
 
 
@@ -41,3 +47,12 @@ def test_errors_behave_like_hou_errors():
     assert error.exceptionTypeName() == "OperationFailed"
     assert error.description() == "The requested operation failed."
     assert houweb.Error("x").description() == "houweb error"
+
+
+def test_hwebserver_and_webServer_are_houweb_under_houdinis_names():
+    from houweb import hwebserver, webServer
+
+    for alias in (hwebserver, webServer):
+        assert alias.__all__ == houweb.__all__
+        for name in houweb.__all__:
+            assert getattr(alias, name) is getattr(houweb, name), name

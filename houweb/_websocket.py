@@ -1,0 +1,366 @@
+"""
+WebSockets (hwebserver): ``@webSocket(path)`` registers a :class:`WebSocket`
+subclass; every connection gets an instance of its own.
+
+The protocol is autobahn's (RFC 6455: handshake checks, framing, masking,
+fragmentation, ping/pong, UTF-8 checks, the close handshake). WebSocket paths
+live in the same route table and on the same ports as URL handlers: an
+``Upgrade: websocket`` request routed to a WebSocket is handed, connection and
+all, to an autobahn server protocol (:class:`_Connection`), which reads the
+handshake again and asks the instance's ``connect()`` whether to accept.
+
+The instance's callbacks run on the reactor thread, one at a time and in
+order: ``connect``, then ``receive`` once per message, then ``disconnect``
+once, for every connection whose ``connect`` called ``accept()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.logger import Logger, LogLevel
+from twisted.python import threadable
+from twisted.python.failure import Failure
+
+from . import _registry
+from ._coroutines import event_loop, run_coroutine
+from ._dispatch import describe
+from ._registry import EXACT, PREFIX, Ports, check_handler_path
+from ._request import Request
+from ._response import Response, errorResponse
+from ._site import Call, responder
+
+log = Logger(namespace="houweb")
+
+W = TypeVar("W", bound=type)
+
+#: Seconds ``connect()`` has to accept before the handshake fails.
+HANDSHAKE_TIMEOUT = 30.0
+#: Close codes a server may send (RFC 6455 section 7.4, IANA registry).
+_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
+NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
+
+
+class WebSocket:
+    """
+    One WebSocket connection; subclass it and register the subclass with
+    :func:`webSocket`. Override the ``async`` callbacks:
+
+    - ``connect(request)``: must ``await self.accept()`` to take the
+      connection; returning without it refuses the upgrade with 403.
+    - ``receive(text_data=None, bytes_data=None)``: once per complete
+      message, exactly one argument set (``str`` or ``bytes``).
+    - ``disconnect(code)``: once, after the connection closed: the code of
+      the side that closed it first (the client's, or the one this server
+      sent), 1005 for a client's close frame without one, 1006 when the
+      client dropped the connection without a close frame.
+
+    :meth:`send` and :meth:`close` return awaitables; they may also be called
+    from other threads (a handler in the pool), where they return a
+    :class:`concurrent.futures.Future`.
+    """
+
+    #: The largest message (or frame) a client may send, in bytes; a larger
+    #: one closes the connection with 1009 (extension).
+    max_message_size = 16 * 1024 * 1024
+
+    _houweb_connection: _Connection | None = None
+
+    async def connect(self, request: Request) -> None:
+        """Decide whether to take the connection; this default accepts."""
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Handle one message from the client; this default ignores it."""
+
+    async def disconnect(self, code: int) -> None:
+        """The connection closed with ``code``; this default does nothing."""
+
+    def accept(self) -> Awaitable[None]:
+        """Accept the connection (in ``connect``); done once the handshake is."""
+        return self._connection().accept()
+
+    def send(
+        self, text_data: str | bytes | None = None, bytes_data: bytes | None = None
+    ) -> Awaitable[None]:
+        """
+        Send a text message (``text_data``) or a binary one (``bytes_data``, or
+        bytes given first). Messages sent after the connection closed are
+        dropped.
+
+        :raises ValueError: when both or neither are given.
+        :raises TypeError: for a text that is not ``str`` or bytes that are not bytes.
+        """
+        if isinstance(text_data, (bytes, bytearray, memoryview)) and bytes_data is None:
+            bytes_data = bytes(text_data)
+            text_data = None
+        if (text_data is None) == (bytes_data is None):
+            raise ValueError("send() takes exactly one of text_data and bytes_data")
+        if text_data is not None:
+            if not isinstance(text_data, str):
+                raise TypeError(f"text_data must be a str, not {type(text_data).__name__}")
+            payload, binary = text_data.encode("utf-8"), False
+        else:
+            if not isinstance(bytes_data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"bytes_data must be bytes, not {type(bytes_data).__name__}")
+            payload, binary = bytes(bytes_data), True
+        connection = self._connection()
+        return connection.on_reactor(lambda: connection.send(payload, binary))
+
+    def close(self, code: int = 1000) -> Awaitable[None]:
+        """
+        Close the connection with ``code``; in ``connect`` before
+        :meth:`accept`, refuse it (403).
+
+        :raises ValueError: for a code a server may not send.
+        """
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"code must be an int, not {type(code).__name__}")
+        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+            raise ValueError(f"close code {code} cannot be sent (1000-1014 or 3000-4999)")
+        connection = self._connection()
+        return connection.on_reactor(lambda: connection.close(code))
+
+    def _connection(self) -> _Connection:
+        if self._houweb_connection is None:
+            raise RuntimeError("this WebSocket is not connected (houweb creates the instances)")
+        return self._houweb_connection
+
+
+@dataclass(frozen=True)
+class WebSocketTarget:
+    """A :class:`WebSocket` subclass registered with :func:`webSocket`."""
+
+    endpoint: type[WebSocket]
+
+
+def webSocket(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable[[W], W]:
+    """
+    Register the decorated :class:`WebSocket` subclass for ``path``.
+
+    :param path: starts with ``/``; a trailing slash does not matter.
+    :param is_prefix: also take connections for every path below ``path``.
+    :param ports: which listening ports it answers on, as for ``urlHandler``.
+    :returns: a decorator that returns the class unchanged.
+    """
+    check_handler_path(path)
+
+    def register(endpoint: W) -> W:
+        if not (isinstance(endpoint, type) and issubclass(endpoint, WebSocket)):
+            raise TypeError("webSocket decorates a subclass of houweb.WebSocket")
+        for name in ("connect", "receive", "disconnect"):
+            if not inspect.iscoroutinefunction(getattr(endpoint, name)):
+                raise TypeError(f"{endpoint.__name__}.{name} must be an async def")
+        kind = PREFIX if is_prefix else EXACT
+        _registry.REGISTRY.add_path(kind, path, ports, WebSocketTarget(endpoint))
+        return endpoint
+
+    return register
+
+
+def is_upgrade(request: Request) -> bool:
+    """:returns: whether ``request`` asks to become a WebSocket."""
+    tokens = request.header("Upgrade").lower().split(",")
+    return "websocket" in (token.strip() for token in tokens)
+
+
+@responder(WebSocketTarget)
+def _answer_websocket(call: Call) -> Response | Deferred[Response]:
+    if not is_upgrade(call.request):
+        response = errorResponse(call.request, "this URL takes WebSocket connections only", 426)
+        response.setHeader("Upgrade", "websocket")
+        return response
+    endpoint: type[WebSocket] = call.match.target.endpoint  # type: ignore[attr-defined]
+    connection = _Connection(endpoint(), call)
+    connection.factory = _factory(call.context.reactor)
+    call.treq.channel.upgrade(connection, _handshake(call.treq))
+    # The answer is the handshake, written by autobahn; the router forgets
+    # this Deferred when the connection ends.
+    return Deferred()
+
+
+def _handshake(treq: Any) -> bytes:
+    """:returns: the upgrade request as sent, for autobahn to read again."""
+    lines = [b"%s %s %s" % (treq.method, treq.uri, treq.clientproto)]
+    for name, values in treq.requestHeaders.getAllRawHeaders():
+        lines += [name + b": " + value for value in values]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+_FACTORIES: dict[int, WebSocketServerFactory] = {}
+
+
+def _factory(reactor: Any) -> WebSocketServerFactory:
+    """The autobahn options every houweb WebSocket shares (one set per reactor)."""
+    factory = _FACTORIES.get(id(reactor))
+    if factory is None:
+        factory = WebSocketServerFactory(reactor=reactor)
+        factory.setProtocolOptions(
+            failByDrop=False,  # send the close code of a protocol error
+            openHandshakeTimeout=HANDSHAKE_TIMEOUT,
+            perMessageCompressionAccept=lambda offers: None,
+        )
+        _FACTORIES[id(reactor)] = factory
+    return factory
+
+
+class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
+    """
+    autobahn's side of one connection, calling the :class:`WebSocket`
+    instance's callbacks one after the other.
+    """
+
+    def __init__(self, endpoint: WebSocket, call: Call) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        endpoint._houweb_connection = self
+        self.request = call.request
+        self._treq = call.treq
+        self._reactor = call.context.reactor
+        self._what = f"WebSocket {describe(type(endpoint))}"
+        self._decision: Deferred[None] | None = None
+        self._opened: asyncio.Future[None] = event_loop(self._reactor).create_future()
+        self._accepted = False
+        self._ended = False
+        self._events: Deferred[None] = succeed(None)
+
+    def _connectionMade(self) -> None:
+        super()._connectionMade()
+        limit = self.endpoint.max_message_size
+        self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
+
+    # autobahn's events
+
+    def onConnect(self, handshake: Any) -> Deferred[None]:  # type: ignore[override]
+        """A valid handshake: ``connect()`` decides (autobahn waits for the Deferred)."""
+        self._decision = Deferred()
+        self._queue("connect", self.request)
+        self._events.addCallback(lambda _: self._refuse(403, "Forbidden"))
+        return self._decision
+
+    def onOpen(self) -> None:
+        self._treq.setResponseCode(101)
+        self._done_opening()
+
+    def onMessage(self, payload: bytes, is_binary: bool) -> None:
+        if is_binary:
+            self._queue("receive", bytes_data=payload)
+        else:
+            self._queue("receive", text_data=payload.decode("utf-8"))
+
+    def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._done_opening()
+        if self.closedByMe and self.localCloseCode is not None:
+            code = self.localCloseCode  # the client's reply only acknowledges it
+        elif not was_clean:
+            code = ABNORMAL
+        elif code is None:
+            code = NO_STATUS
+        self._events.addCallback(lambda _: self._disconnect(code))
+
+    def _disconnect(self, code: int) -> Deferred[None] | None:
+        """``disconnect`` pairs with ``accept``: refused connections get none."""
+        return self._run("disconnect", code) if self._accepted else None
+
+    def stopWhenIdle(self) -> None:
+        """The server is shutting down: close with 1001 (going away)."""
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(GOING_AWAY, isReply=False)
+        elif self.state != self.STATE_CLOSED:
+            self.dropConnection(abort=False)
+
+    # what the WebSocket instance asks for
+
+    def accept(self) -> asyncio.Future[None]:
+        if self._decision is not None and not self._decision.called:
+            self._accepted = True
+            if not self._ended:
+                self._decision.callback(None)
+        return self._opened
+
+    def send(self, payload: bytes, binary: bool) -> None:
+        if not self._accepted:
+            raise RuntimeError("send() before accept()")
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(payload, isBinary=binary)
+
+    def close(self, code: int) -> None:
+        if not self._accepted:
+            self._refuse(403, "Forbidden")
+        elif self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code, isReply=False)
+
+    def on_reactor(self, action: Callable[[], None]) -> Awaitable[None]:
+        """
+        Do ``action`` on the reactor thread.
+
+        :returns: on the reactor thread, a done asyncio future (``action``
+            ran, or raised at once); from another thread, a concurrent future.
+        """
+        if threadable.isInIOThread():
+            action()
+            done: asyncio.Future[None] = event_loop(self._reactor).create_future()
+            done.set_result(None)
+            return done
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+        self._reactor.callFromThread(run)
+        return future  # type: ignore[return-value]
+
+    # running the callbacks in order
+
+    def _queue(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self._events.addCallback(lambda _: self._run(name, *args, **kwargs))
+
+    def _run(self, name: str, *args: Any, **kwargs: Any) -> Deferred[None]:
+        """Call the instance's ``name`` callback; its failure is logged, not passed on."""
+
+        def call() -> Deferred[Any]:
+            coroutine: Coroutine[Any, Any, Any] = getattr(self.endpoint, name)(*args, **kwargs)
+            return run_coroutine(coroutine, self._reactor)
+
+        d = maybeDeferred(call)
+        d.addCallbacks(lambda _: None, self._failed, errbackArgs=(name,))
+        return d
+
+    def _failed(self, failure: Failure, name: str) -> None:
+        log.failure(
+            "houweb: {what}.{name} raised an exception",
+            failure,
+            LogLevel.error,
+            what=self._what,
+            name=name,
+        )
+        if not self._accepted:
+            self._refuse(500, "Internal Server Error")
+        elif self.state == self.STATE_OPEN:
+            self.sendCloseFrame(INTERNAL_ERROR, isReply=False)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Refuse the upgrade (``connect`` did not accept) unless already decided."""
+        if self._decision is not None and not self._decision.called and not self._ended:
+            self._treq.setResponseCode(status)
+            self._decision.errback(ConnectionDeny(status, reason))
+
+    def _done_opening(self) -> None:
+        if not self._opened.done():
+            self._opened.set_result(None)

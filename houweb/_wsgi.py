@@ -1,0 +1,56 @@
+"""
+``registerWSGIApp`` (hwebserver): a WSGI application mounted on a path
+prefix, run by twisted.web's WSGI container in houweb's thread pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.defer import Deferred
+from twisted.web.wsgi import WSGIResource
+
+from . import _registry
+from ._registry import PREFIX, Ports, check_handler_path
+from ._response import Response
+from ._site import Call, responder
+
+WSGIApplication = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class WSGITarget:
+    """A WSGI application registered with :func:`registerWSGIApp`."""
+
+    application: WSGIApplication
+    path: str
+
+
+def registerWSGIApp(application: WSGIApplication, path: str, ports: Ports = []) -> None:
+    """
+    Serve every request for ``path`` and below with the WSGI ``application``,
+    in houweb's thread pool. The application sees ``SCRIPT_NAME`` = ``path``
+    and ``PATH_INFO`` = the rest of the request path.
+
+    :param ports: which listening ports it answers on, as for ``urlHandler``.
+    """
+    if not callable(application):
+        raise TypeError("registerWSGIApp takes a WSGI application (a callable)")
+    norm = check_handler_path(path)
+    _registry.REGISTRY.add_path(PREFIX, path, ports, WSGITarget(application, norm))
+
+
+@responder(WSGITarget)
+def _answer_wsgi(call: Call) -> Response | Deferred[Response]:
+    target: WSGITarget = call.match.target  # type: ignore[assignment]
+    treq = call.treq
+    mounted = len([s for s in target.path.split("/") if s])
+    segments = [unquote_to_bytes(s) for s in treq.path[1:].split(b"/")]
+    treq.prepath, treq.postpath = segments[:mounted], segments[mounted:]
+    context = call.context
+    WSGIResource(context.reactor, context.pool, target.application).render(treq)
+    # The WSGI container writes the answer itself; the router forgets this
+    # Deferred once the request is finished.
+    return Deferred()

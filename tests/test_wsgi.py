@@ -1,0 +1,58 @@
+"""registerWSGIApp: a WSGI application on a prefix, in houweb's pool (spec §15)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import pytest_twisted
+
+import houweb
+
+
+def environ_app(environ, start_response):
+    """Answers with the parts of the WSGI environ the tests look at."""
+    body = json.dumps(
+        {
+            "script": environ["SCRIPT_NAME"],
+            "path": environ["PATH_INFO"],
+            "query": environ["QUERY_STRING"],
+            "method": environ["REQUEST_METHOD"],
+            "body": environ["wsgi.input"].read().decode(),
+            "thread": threading.current_thread().name,
+        }
+    ).encode()
+    start_response("201 Created", [("Content-Type", "application/json")])
+    return [body]
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsgi_app_gets_script_name_and_path_info_in_the_pool(serve, client):
+    houweb.registerWSGIApp(environ_app, "/app")
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(port, "/app/x/caf%C3%A9?a=1", data=b"hi")
+    seen = json.loads(reply.body)
+    assert reply.status == 201
+    pep3333 = "/x/café".encode().decode("latin-1")  # WSGI strings hold the raw bytes
+    assert (seen["script"], seen["path"], seen["query"]) == ("/app", pep3333, "a=1")
+    assert (seen["method"], seen["body"]) == ("POST", "hi")
+    assert seen["thread"].startswith("PoolThread-houweb")
+    root = json.loads((await client.get(port, "/app")).body)
+    assert (root["script"], root["path"]) == ("/app", "")
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsgi_app_shares_routing_with_handlers(serve, client):
+    houweb.registerWSGIApp(environ_app, "/app")
+    houweb.urlHandler("/app/special")(lambda request: "handler")
+    port = (await serve()).port_numbers()[0]
+    assert (await client.get(port, "/app/special")).text == "handler"
+    assert (await client.get(port, "/application")).status == 404
+
+
+def test_registerWSGIApp_checks_its_arguments(registry):
+    with pytest.raises(TypeError):
+        houweb.registerWSGIApp("not an app", "/app")
+    with pytest.raises(ValueError):
+        houweb.registerWSGIApp(environ_app, "app")
