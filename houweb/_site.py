@@ -25,7 +25,7 @@ from twisted.web.resource import Resource
 from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
-from ._dispatch import as_response, call_user_code, describe, failure_response
+from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
 from ._registry import Match, Registry, URLHandlerTarget
 from ._render import discard, raw_response, write_response
 from ._request import Request
@@ -51,6 +51,8 @@ class ServerContext:
     request_filters: list[Callable[[Request], Response | None]] = field(default_factory=list)
     #: Each may add headers to every response (CORS, say).
     response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
+    #: The calls of user code in progress (named at shutdown if they hang).
+    running: RunningCalls = field(default_factory=RunningCalls)
 
 
 @dataclass
@@ -64,7 +66,8 @@ class Call:
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Call user code: in the pool, or on the reactor if it is ``async def``."""
-        return call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
+        running = call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
+        return self.context.running.track(running, function, self.request)
 
     def failed(self, failure: Failure, what: str) -> Response:
         """The 500 answer for user code that raised."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 
@@ -111,7 +112,9 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
 
 
 @pytest_twisted.ensureDeferred
-async def test_handler_that_never_returns_is_abandoned_after_the_grace(serve, client, logged):
+async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace(
+    serve, client, logged
+):
     entered, release = threading.Event(), threading.Event()
 
     @houweb.urlHandler("/stuck")
@@ -121,14 +124,39 @@ async def test_handler_that_never_returns_is_abandoned_after_the_grace(serve, cl
         return "never sent"
 
     server = await serve(shutdown_grace=0.3)
-    port = server.port_numbers()[0]
-    reply = defer.ensureDeferred(client.get(port, "/stuck"))
+    reply = defer.ensureDeferred(client.post(server.port_numbers()[0], "/stuck?x=1"))
     await until(entered.is_set)
     await server.shutdown()
+    release.set()
     assert "still running after the 0.3s shutdown grace" in messages(logged)
+    found = re.search(
+        r"abandoned handler tests\.test_server\.\S+\.stuck "
+        r"\(POST /stuck, running for (\d+\.\d)s\)",
+        messages(logged),
+    )
+    assert found, messages(logged)
+    assert 0.3 <= float(found.group(1)) < 30
     with pytest.raises(ResponseNeverReceived):  # its connection was dropped
         await reply
-    release.set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_finished_raising_and_async_handlers_are_no_longer_counted_as_running(serve, client):
+    houweb.urlHandler("/ok")(lambda request: "ok")
+
+    @houweb.urlHandler("/raises")
+    def raises(request):
+        raise RuntimeError("boom")
+
+    @houweb.urlHandler("/async")
+    async def later(request):
+        return "later"
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    for path, status in [("/ok", 200), ("/raises", 500), ("/async", 200)]:
+        assert (await client.get(port, path)).status == status
+    assert len(server.context.running) == 0
 
 
 @pytest_twisted.ensureDeferred
