@@ -14,7 +14,7 @@ from typing import Any, Callable
 from twisted.web import http, server
 
 from ._status import label
-from ._uploads import FormError, FormReceiver, form_receiver
+from ._uploads import FormError, FormReceiver, form_receiver, not_stored
 
 
 def _text(raw: bytes) -> str:
@@ -117,6 +117,10 @@ class HouwebChannel(http.HTTPChannel):
             self.persistent = False
 
 
+def _drop(data: bytes) -> None:
+    """Where the rest of a body that cannot be stored goes."""
+
+
 def plain_error(status: int, text: str) -> bytes:
     """:returns: a minimal ``text/plain`` error answer that closes the connection."""
     body = text.encode("utf-8") + b"\n"
@@ -139,8 +143,9 @@ class HouwebRequest(server.Request):
 
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
     houweb_form: Any = None
-    #: Why a multipart body could not be parsed (the snapshot answers 400).
-    houweb_form_error: FormError | None = None
+    #: Why the body could not be parsed or stored (the snapshot answers with
+    #: its status: 400, 413, 507...).
+    houweb_body_error: FormError | None = None
     houweb_upload: FormReceiver | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
@@ -168,7 +173,22 @@ class HouwebRequest(server.Request):
         if self.houweb_body_sink is not None:
             self.houweb_body_sink(data)
         else:
+            self._store(data)
+
+    def _store(self, data: bytes) -> None:
+        """
+        Add ``data`` to the body twisted.web keeps (in a temp file above
+        100 000 bytes). If the disk is full, the rest of the body is read
+        and dropped, and the request answered with the error.
+        """
+        try:
             super().handleContentChunk(data)
+        except OSError as exc:
+            self.houweb_body_error = not_stored(exc)
+            stored: Any = self.content
+            stored.close()  # an unnamed temp file: closing deletes it
+            self.content = io.BytesIO()  # type: ignore[assignment]
+            self.houweb_body_sink = _drop
 
     def gotLength(self, length: int | None) -> None:
         """
@@ -196,7 +216,7 @@ class HouwebRequest(server.Request):
         try:
             self.houweb_form = self.houweb_upload.finish()
         except FormError as exc:
-            self.houweb_form_error = exc
+            self.houweb_body_error = exc
 
     def _too_slow(self) -> None:
         if self.channel is not None and self.channel.requests and self.channel.requests[-1] is self:
