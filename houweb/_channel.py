@@ -32,7 +32,9 @@ class HouwebChannel(http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.site.houweb_connections.add(self)
+        if not self.site.houweb_admit(self):
+            self.refuse(503, "too many connections; try again later")
+            return
         # Asked once per connection, not per request (getsockname is a syscall).
         self.houweb_local = self.transport.getHost()
         self.houweb_secure = self.isSecure()
@@ -101,9 +103,13 @@ class HouwebChannel(http.HTTPChannel):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line (414) or header line (431) too long to read."""
-        status, text = (
-            (431, "header line too long") if self.requests else (414, "request line too long")
-        )
+        if self.requests:
+            self.refuse(431, "header line too long")
+        else:
+            self.refuse(414, "request line too long")
+
+    def refuse(self, status: int, text: str) -> None:
+        """Answer a plain error and close, reading nothing more."""
         self._houweb_rejected = True
         self.transport.write(plain_error(status, text))
         self.transport.loseConnection()

@@ -16,6 +16,7 @@ from typing import Any
 from . import _logging, _reload
 from ._config import (
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE,
     ServerConfig,
@@ -60,6 +61,7 @@ def run(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     token: str | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -86,6 +88,8 @@ def run(
         arrive, however slowly they trickle in (answered 408 after that).
     :param token: a shared secret: when set, every request must send
         ``Authorization: Bearer <token>`` or gets 401.
+    :param max_connections: the most connections open at once (default
+        1000); a connection beyond them is answered 503 and closed at once.
     :raises OperationFailed: a port cannot be bound, houweb already runs, or
         the settings cannot be loaded.
     """
@@ -103,6 +107,7 @@ def run(
         idle_timeout=idle_timeout,
         request_timeout=request_timeout,
         token=token,
+        max_connections=max_connections,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     reactor = _claim_reactor()

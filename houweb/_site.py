@@ -219,6 +219,7 @@ class HouwebSite(server.Site):
         )
         self.noisy = False
         self.houweb_connections: set[HouwebChannel] = set()
+        self._refusing = False
         self._in_flight: set[HouwebRequest] = set()
         self._waiting_for_close: list[Deferred[None]] = []
 
@@ -228,6 +229,27 @@ class HouwebSite(server.Site):
 
     def log(self, request: Any) -> None:
         """No access log: houweb logs requests itself in debug mode."""
+
+    def houweb_admit(self, channel: HouwebChannel) -> bool:
+        """
+        Count ``channel`` as open, unless ``max_connections`` are open
+        already; the first refusal of a run of them is logged.
+
+        :returns: whether ``channel`` may be served.
+        """
+        limit = self.houweb.config.max_connections
+        if len(self.houweb_connections) >= limit:
+            if not self._refusing:
+                self._refusing = True
+                log.warn(
+                    "houweb: {limit} connections open (max_connections); "
+                    "answering new ones 503 until some close",
+                    limit=limit,
+                )
+            return False
+        self._refusing = False
+        self.houweb_connections.add(channel)
+        return True
 
     def houweb_track(self, treq: HouwebRequest) -> None:
         """Count ``treq`` as in flight until it is finished or its client left."""
