@@ -65,14 +65,16 @@ def call_user_code(
 class RunningCall(NamedTuple):
     """One call of user code in progress, as shutdown reports it."""
 
-    function: Callable[..., Any]
+    #: The function called, or what names it (``str()`` gives the name).
+    subject: object
     request: Request
     started: float
 
     def __str__(self) -> str:
+        name = describe(self.subject) if callable(self.subject) else str(self.subject)
         seconds = time.monotonic() - self.started
         method, path = self.request.method(), self.request.path()
-        return f"{describe(self.function)} ({method} {path}, running for {seconds:.1f}s)"
+        return f"{name} ({method} {path}, running for {seconds:.1f}s)"
 
 
 class RunningCalls:
@@ -85,11 +87,12 @@ class RunningCalls:
     def __init__(self) -> None:
         self._calls: dict[Deferred[Any], RunningCall] = {}
 
-    def track(
-        self, running: Deferred[Any], function: Callable[..., Any], request: Request
-    ) -> Deferred[Any]:
-        """:returns: ``running``, counted as in progress until it fires."""
-        self._calls[running] = RunningCall(function, request, time.monotonic())
+    def track(self, running: Deferred[Any], subject: object, request: Request) -> Deferred[Any]:
+        """
+        :param subject: the function called, or what names it in the log.
+        :returns: ``running``, counted as in progress until it fires.
+        """
+        self._calls[running] = RunningCall(subject, request, time.monotonic())
         running.addBoth(self._done, running)
         return running
 

@@ -246,7 +246,7 @@ class Server:
     def _report_abandoned(self) -> None:
         """Name each call of user code still running (its client may be gone)."""
         for call in self.context.running.snapshot():
-            log.warn("houweb: abandoned handler {call}", call=str(call))
+            log.warn("houweb: abandoned {call}", call=str(call))
 
 
 def _cannot_listen(exc: CannotListenError) -> str:

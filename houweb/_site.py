@@ -64,10 +64,18 @@ class Call:
     request: Request
     match: Match
 
-    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """Call user code: in the pool, or on the reactor if it is ``async def``."""
+    def run(
+        self, function: Callable[..., Any], *args: Any, shown_as: object = None, **kwargs: Any
+    ) -> Deferred[Any]:
+        """
+        Call user code: in the pool, or on the reactor if it is ``async def``.
+
+        :param shown_as: what names the call if shutdown finds it still
+            running (its ``str()``); ``function`` itself by default.
+        """
         running = call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
-        return self.context.running.track(running, function, self.request)
+        subject = function if shown_as is None else shown_as
+        return self.context.running.track(running, subject, self.request)
 
     def failed(self, failure: Failure, what: str) -> Response:
         """The 500 answer for user code that raised."""
@@ -92,7 +100,7 @@ def responder(target_type: type) -> Callable[[Responder], Responder]:
 def _answer_url_handler(call: Call) -> Deferred[Response]:
     handler = call.match.target.handler  # type: ignore[attr-defined]
     what = f"URL handler {describe(handler)}"
-    d = call.run(handler, call.request)
+    d = call.run(handler, call.request, shown_as=what)
     d.addCallback(as_response)
     d.addErrback(call.failed, what)
     return d

@@ -111,12 +111,24 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
     await stopped
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        ("/stuck?x=1", None, r"URL handler tests\.test_server\.\S+\.stuck \(POST /stuck, "),
+        (
+            "/api",
+            b'["stuck", [], {}]',
+            r"API function stuck \(tests\.test_server\.\S+\.stuck\) \(POST /api, ",
+        ),
+    ],
+)
 @pytest_twisted.ensureDeferred
 async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace(
-    serve, client, logged
+    serve, client, logged, path, body, named
 ):
     entered, release = threading.Event(), threading.Event()
 
+    @houweb.apiFunction()
     @houweb.urlHandler("/stuck")
     def stuck(request):
         entered.set()
@@ -124,16 +136,15 @@ async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace
         return "never sent"
 
     server = await serve(shutdown_grace=0.3)
-    reply = defer.ensureDeferred(client.post(server.port_numbers()[0], "/stuck?x=1"))
+    headers = {"Content-Type": "application/json"}
+    reply = defer.ensureDeferred(
+        client.post(server.port_numbers()[0], path, data=body, headers=headers)
+    )
     await until(entered.is_set)
     await server.shutdown()
     release.set()
     assert "still running after the 0.3s shutdown grace" in messages(logged)
-    found = re.search(
-        r"abandoned handler tests\.test_server\.\S+\.stuck "
-        r"\(POST /stuck, running for (\d+\.\d)s\)",
-        messages(logged),
-    )
+    found = re.search(f"abandoned {named}running for (\\d+\\.\\d)s\\)", messages(logged))
     assert found, messages(logged)
     assert 0.3 <= float(found.group(1)) < 30
     with pytest.raises(ResponseNeverReceived):  # its connection was dropped
