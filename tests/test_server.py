@@ -16,7 +16,7 @@ from houweb._config import ServerConfig
 from houweb._server import Server
 
 from .conftest import messages
-from .support import sleep
+from .support import connect_raw, sleep
 from .test_dispatch import until
 
 
@@ -149,6 +149,31 @@ async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace
     assert 0.3 <= float(found.group(1)) < 30
     with pytest.raises(ResponseNeverReceived):  # its connection was dropped
         await reply
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_running_handler_whose_client_left_is_named_when_shutdown_abandons_it(
+    serve, logged
+):
+    entered, release = threading.Event(), threading.Event()
+
+    @houweb.urlHandler("/left")
+    def left(request):
+        entered.set()
+        release.wait(60)
+        return "nobody to send it to"
+
+    server = await serve(shutdown_grace=30)
+    raw = await connect_raw(server.port_numbers()[0])
+    raw.transport.write(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+    await until(entered.is_set)
+    raw.transport.abortConnection()
+    await until(lambda: not server.site.houweb_connections)
+    await server.shutdown()  # nothing to wait for: no connection is open
+    release.set()
+    assert "still running after" not in messages(logged)
+    assert "abandoned URL handler tests.test_server." in messages(logged)
+    assert ".left (GET /left, running for " in messages(logged)
 
 
 @pytest_twisted.ensureDeferred
