@@ -87,16 +87,25 @@ async def test_start_up_log_names_each_url_and_its_reach(serve, logged):
         assert f"listening on http://127.0.0.1:{port}/ (loopback only)" in messages(logged)
 
 
+class Blocking:
+    """A handler that blocks until released; registered as URL handler and API function."""
+
+    def __init__(self, path: str, answer: str) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+        def blocks(request: houweb.Request) -> str:
+            self.entered.set()
+            self.release.wait(60)
+            return answer
+
+        houweb.urlHandler(path)(blocks)
+        houweb.apiFunction()(blocks)
+
+
 @pytest_twisted.ensureDeferred
 async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refused(serve, client):
-    entered, release = threading.Event(), threading.Event()
-
-    @houweb.urlHandler("/slow")
-    def slow(request):
-        entered.set()
-        release.wait(30)
-        return "finished"
-
+    slow = Blocking("/slow", "finished")
+    entered, release = slow.entered, slow.release
     server = await serve()
     port = server.port_numbers()[0]
     reply = defer.ensureDeferred(client.get(port, "/slow"))
@@ -114,11 +123,11 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
 @pytest.mark.parametrize(
     ("path", "body", "named"),
     [
-        ("/stuck?x=1", None, r"URL handler tests\.test_server\.\S+\.stuck \(POST /stuck, "),
+        ("/stuck?x=1", None, r"URL handler tests\.test_server\.\S+\.blocks \(POST /stuck, "),
         (
             "/api",
-            b'["stuck", [], {}]',
-            r"API function stuck \(tests\.test_server\.\S+\.stuck\) \(POST /api, ",
+            b'["blocks", [], {}]',
+            r"API function blocks \(tests\.test_server\.\S+\.blocks\) \(POST /api, ",
         ),
     ],
 )
@@ -126,23 +135,15 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
 async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace(
     serve, client, logged, path, body, named
 ):
-    entered, release = threading.Event(), threading.Event()
-
-    @houweb.apiFunction()
-    @houweb.urlHandler("/stuck")
-    def stuck(request):
-        entered.set()
-        release.wait(60)
-        return "never sent"
-
+    stuck = Blocking("/stuck", "never sent")
     server = await serve(shutdown_grace=0.3)
     headers = {"Content-Type": "application/json"}
     reply = defer.ensureDeferred(
         client.post(server.port_numbers()[0], path, data=body, headers=headers)
     )
-    await until(entered.is_set)
+    await until(stuck.entered.is_set)
     await server.shutdown()
-    release.set()
+    stuck.release.set()
     assert "still running after the 0.3s shutdown grace" in messages(logged)
     found = re.search(f"abandoned {named}running for (\\d+\\.\\d)s\\)", messages(logged))
     assert found, messages(logged)
@@ -155,25 +156,18 @@ async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace
 async def test_a_running_handler_whose_client_left_is_named_when_shutdown_abandons_it(
     serve, logged
 ):
-    entered, release = threading.Event(), threading.Event()
-
-    @houweb.urlHandler("/left")
-    def left(request):
-        entered.set()
-        release.wait(60)
-        return "nobody to send it to"
-
+    left = Blocking("/left", "nobody to send it to")
     server = await serve(shutdown_grace=30)
     raw = await connect_raw(server.port_numbers()[0])
     raw.transport.write(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
-    await until(entered.is_set)
+    await until(left.entered.is_set)
     raw.transport.abortConnection()
     await until(lambda: not server.site.houweb_connections)
     await server.shutdown()  # nothing to wait for: no connection is open
-    release.set()
+    left.release.set()
     assert "still running after" not in messages(logged)
     assert "abandoned URL handler tests.test_server." in messages(logged)
-    assert ".left (GET /left, running for " in messages(logged)
+    assert ".blocks (GET /left, running for " in messages(logged)
 
 
 @pytest_twisted.ensureDeferred
