@@ -67,6 +67,9 @@ class APIFunctionTarget:
     arg_types: Mapping[str, Callable[[Any], Any]] | None = None
     ports: tuple[int, ...] = (0,)
 
+    def __str__(self) -> str:
+        return f"API function {self.name} ({describe(self.function)})"
+
     def bind(
         self, request: Request, args: list[Any], kwargs: dict[str, Any]
     ) -> inspect.BoundArguments:
@@ -175,7 +178,7 @@ def answer_api(call: Call) -> Response | Deferred[Response]:
         bound = target.bind(request, api_call.args, api_call.kwargs)
     except ArgumentError as exc:
         return json_error(str(exc), 422)
-    d = call.run(_invoker(target), target, bound)
+    d = call.run(_invoker(target), target, bound, shown_as=target)
     d.addCallback(encode_result, target.name, target.return_binary)
     d.addErrback(_failure_response, call, target)
     return d
@@ -212,8 +215,7 @@ def _failure_response(failure: Failure, call: Call, target: APIFunctionTarget) -
     if failure.check(ResultError):
         log.error("houweb: {message}", message=str(failure.value))
         return json_error(str(failure.value), 500)
-    what = f"API function {target.name} ({describe(target.function)})"
-    log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=what)
+    log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=str(target))
     if not call.context.config.debug:
         return json_error("Internal server error", 500)
     exc = failure.value

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from twisted.web import http, server
 
 from ._status import label
-from ._uploads import FormError, FormReceiver, form_receiver
+from ._uploads import FormError, FormReceiver, form_receiver, not_stored
 
 
 def _text(raw: bytes) -> str:
@@ -34,7 +34,9 @@ class HouwebChannel(http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.site.houweb_connections.add(self)
+        if not self.site.houweb_admit(self):
+            self.refuse(503, "too many connections; try again later")
+            return
         # Asked once per connection, not per request (getsockname is a syscall).
         self.houweb_local = self.transport.getHost()
         self.houweb_secure = self.isSecure()
@@ -124,9 +126,13 @@ class HouwebChannel(http.HTTPChannel):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line (414) or header line (431) too long to read."""
-        status, text = (
-            (431, "header line too long") if self.requests else (414, "request line too long")
-        )
+        if self.requests:
+            self.refuse(431, "header line too long")
+        else:
+            self.refuse(414, "request line too long")
+
+    def refuse(self, status: int, text: str) -> None:
+        """Answer a plain error and close, reading nothing more."""
         self._houweb_rejected = True
         self.transport.write(plain_error(status, text))
         self.transport.loseConnection()
@@ -140,6 +146,10 @@ class HouwebChannel(http.HTTPChannel):
             self.transport.loseConnection()
         else:
             self.persistent = False
+
+
+def _drop(data: bytes) -> None:
+    """Where the rest of a body that cannot be stored goes."""
 
 
 def plain_error(status: int, text: str) -> bytes:
@@ -164,8 +174,9 @@ class HouwebRequest(server.Request):
 
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
     houweb_form: Any = None
-    #: Why a multipart body could not be parsed (the snapshot answers 400).
-    houweb_form_error: FormError | None = None
+    #: Why the body could not be parsed or stored (the snapshot answers with
+    #: its status: 400, 413, 507...).
+    houweb_body_error: FormError | None = None
     houweb_upload: FormReceiver | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
@@ -193,7 +204,22 @@ class HouwebRequest(server.Request):
         if self.houweb_body_sink is not None:
             self.houweb_body_sink(data)
         else:
+            self._store(data)
+
+    def _store(self, data: bytes) -> None:
+        """
+        Add ``data`` to the body twisted.web keeps (in a temp file above
+        100 000 bytes). If the disk is full, the rest of the body is read
+        and dropped, and the request answered with the error.
+        """
+        try:
             super().handleContentChunk(data)
+        except OSError as exc:
+            self.houweb_body_error = not_stored(exc)
+            stored: Any = self.content
+            stored.close()  # an unnamed temp file: closing deletes it
+            self.content = io.BytesIO()  # type: ignore[assignment]
+            self.houweb_body_sink = _drop
 
     def gotLength(self, length: int | None) -> None:
         """
@@ -221,7 +247,7 @@ class HouwebRequest(server.Request):
         try:
             self.houweb_form = self.houweb_upload.finish()
         except FormError as exc:
-            self.houweb_form_error = exc
+            self.houweb_body_error = exc
 
     def _too_slow(self) -> None:
         if self.channel is not None and self.channel.requests and self.channel.requests[-1] is self:

@@ -21,6 +21,8 @@ DEFAULT_SHUTDOWN_GRACE = 10.0
 DEFAULT_IDLE_TIMEOUT = 60.0
 #: Seconds a request's headers and body may take to arrive (trickled bodies).
 DEFAULT_REQUEST_TIMEOUT = 300.0
+#: Connections one server keeps open at once; more are answered 503 and closed.
+DEFAULT_MAX_CONNECTIONS = 1000
 _ENDPOINT_TYPES = ("tcp", "tcp6", "ssl")
 
 
@@ -41,7 +43,9 @@ def _seconds(name: str, value: object, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'at least 0' if allow_zero else 'more than 0'}, not {value}")
+        raise ValueError(
+            f"{name} must be {'at least 0' if allow_zero else 'more than 0'}, not {value}"
+        )
     return float(value)
 
 
@@ -85,6 +89,7 @@ class ServerConfig:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     token: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
     def from_arguments(
@@ -102,6 +107,7 @@ class ServerConfig:
         idle_timeout: object = DEFAULT_IDLE_TIMEOUT,
         request_timeout: object = DEFAULT_REQUEST_TIMEOUT,
         token: object = None,
+        max_connections: object = DEFAULT_MAX_CONNECTIONS,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -142,6 +148,7 @@ class ServerConfig:
             idle_timeout=_seconds("idle_timeout", idle_timeout),
             request_timeout=_seconds("request_timeout", request_timeout),
             token=token,
+            max_connections=_int("max_connections", max_connections, 1),
         )
 
     def endpoint_descriptions(self) -> list[str]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
@@ -59,6 +60,52 @@ def call_user_code(
     if is_async(function):
         return maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
     return deferToThreadPool(reactor, pool, function, *args, **kwargs)
+
+
+class RunningCall(NamedTuple):
+    """One call of user code in progress, as shutdown reports it."""
+
+    #: The function called, or what names it (``str()`` gives the name).
+    subject: object
+    request: Request
+    started: float
+
+    def __str__(self) -> str:
+        name = describe(self.subject) if callable(self.subject) else str(self.subject)
+        seconds = time.monotonic() - self.started
+        method, path = self.request.method(), self.request.path()
+        return f"{name} ({method} {path}, running for {seconds:.1f}s)"
+
+
+class RunningCalls:
+    """
+    The calls of user code in progress, so that a shutdown that runs out of
+    grace can name the handlers that would not return. Tracking costs one
+    dict insert and one removal per call, both on the reactor thread.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[Deferred[Any], RunningCall] = {}
+
+    def track(self, running: Deferred[Any], subject: object, request: Request) -> Deferred[Any]:
+        """
+        :param subject: the function called, or what names it in the log.
+        :returns: ``running``, counted as in progress until it fires.
+        """
+        self._calls[running] = RunningCall(subject, request, time.monotonic())
+        running.addBoth(self._done, running)
+        return running
+
+    def _done(self, result: object, running: Deferred[Any]) -> object:
+        del self._calls[running]
+        return result
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def snapshot(self) -> list[RunningCall]:
+        """:returns: the calls in progress, longest running first."""
+        return sorted(self._calls.values(), key=lambda call: call.started)
 
 
 class HandlerResultError(TypeError):

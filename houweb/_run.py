@@ -19,6 +19,7 @@ from twisted.internet.error import ReactorNotRunning
 from . import _logging, _reload, _workers
 from ._config import (
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE,
     ServerConfig,
@@ -63,6 +64,7 @@ def run(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     token: str | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     workers: int = 1,
 ) -> None:
     """
@@ -90,6 +92,9 @@ def run(
         arrive, however slowly they trickle in (answered 408 after that).
     :param token: a shared secret: when set, every request must send
         ``Authorization: Bearer <token>`` or gets 401.
+    :param max_connections: the most connections open at once (default
+        1000, per process); a connection beyond them is answered 503 and
+        closed at once.
     :param workers: how many processes serve the ports (foreground only,
         POSIX): this one and ``workers - 1`` copies of the program, each with
         its own memory and thread pool.
@@ -110,6 +115,7 @@ def run(
         idle_timeout=idle_timeout,
         request_timeout=request_timeout,
         token=token,
+        max_connections=max_connections,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _workers.check_workers(workers, background)

@@ -239,8 +239,14 @@ class Server:
             )
             for channel in list(self.site.houweb_connections):
                 channel.transport.abortConnection()
+        self._report_abandoned()
         self.pool.stop()
         log.info("houweb: stopped")
+
+    def _report_abandoned(self) -> None:
+        """Name each call of user code still running (its client may be gone)."""
+        for call in self.context.running.snapshot():
+            log.warn("houweb: abandoned {call}", call=str(call))
 
 
 def _cannot_listen(exc: CannotListenError) -> str:

@@ -25,7 +25,7 @@ from twisted.web.resource import Resource
 from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
-from ._dispatch import as_response, call_user_code, describe, failure_response
+from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
 from ._registry import Match, Registry, URLHandlerTarget
 from ._render import discard, raw_response, write_response
 from ._request import Request
@@ -51,6 +51,8 @@ class ServerContext:
     request_filters: list[Callable[[Request], Response | None]] = field(default_factory=list)
     #: Each may add headers to every response (CORS, say).
     response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
+    #: The calls of user code in progress (named at shutdown if they hang).
+    running: RunningCalls = field(default_factory=RunningCalls)
 
 
 @dataclass
@@ -62,9 +64,18 @@ class Call:
     request: Request
     match: Match
 
-    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """Call user code: in the pool, or on the reactor if it is ``async def``."""
-        return call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
+    def run(
+        self, function: Callable[..., Any], *args: Any, shown_as: object = None, **kwargs: Any
+    ) -> Deferred[Any]:
+        """
+        Call user code: in the pool, or on the reactor if it is ``async def``.
+
+        :param shown_as: what names the call if shutdown finds it still
+            running (its ``str()``); ``function`` itself by default.
+        """
+        running = call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
+        subject = function if shown_as is None else shown_as
+        return self.context.running.track(running, subject, self.request)
 
     def failed(self, failure: Failure, what: str) -> Response:
         """The 500 answer for user code that raised."""
@@ -89,7 +100,7 @@ def responder(target_type: type) -> Callable[[Responder], Responder]:
 def _answer_url_handler(call: Call) -> Deferred[Response]:
     handler = call.match.target.handler  # type: ignore[attr-defined]
     what = f"URL handler {describe(handler)}"
-    d = call.run(handler, call.request)
+    d = call.run(handler, call.request, shown_as=what)
     d.addCallback(as_response)
     d.addErrback(call.failed, what)
     return d
@@ -216,6 +227,7 @@ class HouwebSite(server.Site):
         )
         self.noisy = False
         self.houweb_connections: set[HouwebChannel] = set()
+        self._refusing = False
         self._in_flight: set[HouwebRequest] = set()
         self._waiting_for_close: list[Deferred[None]] = []
 
@@ -225,6 +237,27 @@ class HouwebSite(server.Site):
 
     def log(self, request: Any) -> None:
         """No access log: houweb logs requests itself in debug mode."""
+
+    def houweb_admit(self, channel: HouwebChannel) -> bool:
+        """
+        Count ``channel`` as open, unless ``max_connections`` are open
+        already; the first refusal of a run of them is logged.
+
+        :returns: whether ``channel`` may be served.
+        """
+        limit = self.houweb.config.max_connections
+        if len(self.houweb_connections) >= limit:
+            if not self._refusing:
+                self._refusing = True
+                log.warn(
+                    "houweb: {limit} connections open (max_connections); "
+                    "answering new ones 503 until some close",
+                    limit=limit,
+                )
+            return False
+        self._refusing = False
+        self.houweb_connections.add(channel)
+        return True
 
     def houweb_track(self, treq: HouwebRequest) -> None:
         """Count ``treq`` as in flight until it is finished or its client left."""

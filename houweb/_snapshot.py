@@ -17,7 +17,8 @@ FORM_URLENCODED = "application/x-www-form-urlencoded"
 class BadRequest(ValueError):
     """
     The request cannot be handled as sent; the message says why and
-    :attr:`status` is the answer's status (400, or 413 for oversized forms).
+    :attr:`status` is the answer's status (400, 413 for oversized forms, 507
+    for a body the full disk could not hold).
     """
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -68,8 +69,8 @@ def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
     :param parse: decode the query string and form body (an error answer for
         a request that cannot be decoded does without them).
     :raises BadRequest: for a query string or urlencoded body that is not
-        valid percent-encoded UTF-8, or a multipart body that could not be
-        parsed.
+        valid percent-encoded UTF-8, or a body that could not be parsed
+        (multipart) or stored (the disk full).
     """
     target = treq.uri.decode("latin-1")
     header_lines = treq.houweb_header_lines
@@ -102,9 +103,9 @@ def _fields(
     treq: Any, target: str, header_lines: list[tuple[str, str]]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, Any]]:
     """:returns: the query fields, the form fields and the uploaded files."""
-    form_error = getattr(treq, "houweb_form_error", None)
-    if form_error is not None:
-        raise BadRequest(str(form_error), form_error.status)
+    body_error = getattr(treq, "houweb_body_error", None)
+    if body_error is not None:
+        raise BadRequest(str(body_error), body_error.status)
     query = target.partition("?")[2]
     try:
         get_lists = parse_form(query) if query else {}

@@ -126,6 +126,13 @@ SETTINGS = (
         _number,
     ),
     Setting(
+        "max-connections",
+        None,
+        "1000",
+        "The most connections open at once; one more is answered 503 and closed.",
+        _integer,
+    ),
+    Setting(
         "token-file",
         None,
         None,

@@ -11,6 +11,7 @@ values (form fields and files) or a :class:`FormError`; it dispatches nothing.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import threading
@@ -39,6 +40,11 @@ IN_MEMORY_BUDGET_FACTOR = 4
 MAX_PART_HEADER_SIZE = 8192
 
 MULTIPART_FORM = "multipart/form-data"
+#: The ``errno`` values of a write that failed because the disk (or the
+#: user's disk quota) is full.
+DISK_FULL = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
+)
 
 
 class FormError(ValueError):
@@ -47,9 +53,34 @@ class FormError(ValueError):
     message for the client and :attr:`status` the HTTP status to answer with.
     """
 
+    #: What the message starts with.
+    prefix = "request body could not be decoded: "
+
     def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(f"request body could not be decoded: {reason}")
+        super().__init__(self.prefix + reason)
         self.status = status
+
+
+class BodyNotStored(FormError):
+    """A request body (or an upload in it) that could not be written to disk."""
+
+    prefix = "request body could not be stored: "
+
+
+def not_stored(error: OSError) -> BodyNotStored:
+    """
+    Log why a request body could not be written to its temp file.
+
+    :returns: the error to answer with: 507 Insufficient Storage when the disk
+        or the quota is full, else 500; its message names no server path.
+    """
+    log.warn(
+        "houweb: could not store a request body in {directory}: {error}",
+        directory=tempfile.gettempdir(),
+        error=error,
+    )
+    reason = (error.strerror or "write error").lower()
+    return BodyNotStored(reason, 507 if error.errno in DISK_FULL else 500)
 
 
 def remove_quietly(path: str) -> None:
@@ -140,8 +171,12 @@ class UploadedFile:
             if self._data is None:
                 return
             handle, path = new_temp_file()
-            with handle:
-                handle.write(self._data)
+            try:
+                with handle:
+                    handle.write(self._data)
+            except OSError:  # the disk is full, say: leave nothing half-written
+                remove_quietly(path)
+                raise
             self._path, self._data = path, None
 
     def read(self, max_size: int = -1) -> bytes:
@@ -229,16 +264,27 @@ class _FileSpool:
             self._buffer += chunk
 
     def finish(self, field_name: str, name: str, content_type: str) -> UploadedFile:
-        """:returns: the complete file; its temp file, if any, is closed."""
+        """
+        :returns: the complete file; its temp file, if any, is closed.
+        :raises OSError: if the last bytes could not be written (the temp
+            file is deleted then).
+        """
         if self._file is None:
             return UploadedFile(field_name, name, content_type, data=bytes(self._buffer))
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            self.abandon()
+            raise
         return UploadedFile(field_name, name, content_type, path=self._path)
 
     def abandon(self) -> None:
         """Drop a part that will never complete, deleting its temp file."""
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # its last bytes could not be written: they are not wanted
+                pass
             remove_quietly(self._path)  # type: ignore[arg-type]
 
 
@@ -298,6 +344,8 @@ class FormReceiver:
             self._fail(FormError(_reason(exc)))
         except FormError as exc:
             self._fail(exc)
+        except OSError as exc:  # a temp file could not be written: the disk is full
+            self._fail(not_stored(exc))
 
     def finish(self) -> tuple[dict[str, list[str]], dict[str, UploadedFile]]:
         """
@@ -306,7 +354,7 @@ class FormReceiver:
         :returns: the form fields (every value, in order) and the files by
             field name (the last of a name wins).
         :raises FormError: if the body was not valid ``multipart/form-data``
-            (its temp files are deleted then).
+            or could not be stored (its temp files are deleted then).
         """
         if self.error is None and self._parser is not None:
             try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -131,6 +132,7 @@ class ServerProcess:
             text=True,
         )
         self.lines: list[str] = []
+        self._drain: threading.Thread | None = None
 
     def wait_for_line(self, prefix: str, timeout: float = 20) -> str:
         """Read output until a line starting with ``prefix``; return that line."""
@@ -156,17 +158,23 @@ class ServerProcess:
         Go on reading the child's output in the background, so a chatty
         server never blocks on a full pipe.
         """
-        import threading
 
         def drain() -> None:
             assert self.process.stdout is not None
             for line in self.process.stdout:
                 self.lines.append(line)
 
-        threading.Thread(target=drain, daemon=True).start()
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
 
     def output(self, timeout: float = 20) -> str:
         """Wait for the process to end; return everything it printed."""
+        if self._drain is not None:
+            # The drain thread is the only reader: communicate() would race it
+            # for the last lines.
+            self.process.wait(timeout)
+            self._drain.join(timeout)
+            return "".join(self.lines)
         rest, _ = self.process.communicate(timeout=timeout)
         return "".join(self.lines) + (rest or "")
 

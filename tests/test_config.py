@@ -33,6 +33,7 @@ def test_defaults():
     assert config.max_in_memory_file_upload_size == 2_621_440
     assert config.max_request_size == 3_221_225_472
     assert config.interface == "127.0.0.1"
+    assert config.max_connections == 1000
     assert config.endpoint_descriptions() == ["tcp:8008:interface=127.0.0.1"]
 
 
@@ -52,6 +53,8 @@ def test_defaults():
         (dict(listen=["unix:/tmp/x"]), ValueError, "unix:/tmp/x"),
         (dict(listen=["tcp:notaport"]), ValueError, "tcp:notaport"),
         (dict(settings=42), TypeError, "settings"),
+        (dict(max_connections=0), ValueError, "max_connections"),
+        (dict(max_connections="10"), TypeError, "max_connections"),
     ],
 )
 def test_bad_arguments_are_named(arguments, error, name):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 
@@ -15,7 +16,7 @@ from houweb._config import ServerConfig
 from houweb._server import Server
 
 from .conftest import messages
-from .support import sleep
+from .support import connect_raw, sleep
 from .test_dispatch import until
 
 
@@ -86,16 +87,25 @@ async def test_start_up_log_names_each_url_and_its_reach(serve, logged):
         assert f"listening on http://127.0.0.1:{port}/ (loopback only)" in messages(logged)
 
 
+class Blocking:
+    """A handler that blocks until released; registered as URL handler and API function."""
+
+    def __init__(self, path: str, answer: str) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+        def blocks(request: houweb.Request) -> str:
+            self.entered.set()
+            self.release.wait(60)
+            return answer
+
+        houweb.urlHandler(path)(blocks)
+        houweb.apiFunction()(blocks)
+
+
 @pytest_twisted.ensureDeferred
 async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refused(serve, client):
-    entered, release = threading.Event(), threading.Event()
-
-    @houweb.urlHandler("/slow")
-    def slow(request):
-        entered.set()
-        release.wait(30)
-        return "finished"
-
+    slow = Blocking("/slow", "finished")
+    entered, release = slow.entered, slow.release
     server = await serve()
     port = server.port_numbers()[0]
     reply = defer.ensureDeferred(client.get(port, "/slow"))
@@ -110,25 +120,73 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
     await stopped
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        ("/stuck?x=1", None, r"URL handler tests\.test_server\.\S+\.blocks \(POST /stuck, "),
+        (
+            "/api",
+            b'["blocks", [], {}]',
+            r"API function blocks \(tests\.test_server\.\S+\.blocks\) \(POST /api, ",
+        ),
+    ],
+)
 @pytest_twisted.ensureDeferred
-async def test_handler_that_never_returns_is_abandoned_after_the_grace(serve, client, logged):
-    entered, release = threading.Event(), threading.Event()
-
-    @houweb.urlHandler("/stuck")
-    def stuck(request):
-        entered.set()
-        release.wait(60)
-        return "never sent"
-
+async def test_handler_that_never_returns_is_abandoned_and_named_after_the_grace(
+    serve, client, logged, path, body, named
+):
+    stuck = Blocking("/stuck", "never sent")
     server = await serve(shutdown_grace=0.3)
-    port = server.port_numbers()[0]
-    reply = defer.ensureDeferred(client.get(port, "/stuck"))
-    await until(entered.is_set)
+    headers = {"Content-Type": "application/json"}
+    reply = defer.ensureDeferred(
+        client.post(server.port_numbers()[0], path, data=body, headers=headers)
+    )
+    await until(stuck.entered.is_set)
     await server.shutdown()
+    stuck.release.set()
     assert "still running after the 0.3s shutdown grace" in messages(logged)
+    found = re.search(f"abandoned {named}running for (\\d+\\.\\d)s\\)", messages(logged))
+    assert found, messages(logged)
+    assert 0.3 <= float(found.group(1)) < 30
     with pytest.raises(ResponseNeverReceived):  # its connection was dropped
         await reply
-    release.set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_running_handler_whose_client_left_is_named_when_shutdown_abandons_it(
+    serve, logged
+):
+    left = Blocking("/left", "nobody to send it to")
+    server = await serve(shutdown_grace=30)
+    raw = await connect_raw(server.port_numbers()[0])
+    raw.transport.write(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+    await until(left.entered.is_set)
+    raw.transport.abortConnection()
+    await until(lambda: not server.site.houweb_connections)
+    await server.shutdown()  # nothing to wait for: no connection is open
+    left.release.set()
+    assert "still running after" not in messages(logged)
+    assert "abandoned URL handler tests.test_server." in messages(logged)
+    assert ".blocks (GET /left, running for " in messages(logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_finished_raising_and_async_handlers_are_no_longer_counted_as_running(serve, client):
+    houweb.urlHandler("/ok")(lambda request: "ok")
+
+    @houweb.urlHandler("/raises")
+    def raises(request):
+        raise RuntimeError("boom")
+
+    @houweb.urlHandler("/async")
+    async def later(request):
+        return "later"
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    for path, status in [("/ok", 200), ("/raises", 500), ("/async", 200)]:
+        assert (await client.get(port, path)).status == status
+    assert len(server.context.running) == 0
 
 
 @pytest_twisted.ensureDeferred

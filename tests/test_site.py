@@ -1,4 +1,4 @@
-"""Connection-level protection in the site: idle and request timeouts."""
+"""Connection-level protection in the site: idle and request timeouts, max_connections."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ from twisted.internet import defer
 
 import houweb
 
-from .support import connect_raw, sleep
+from .conftest import messages
+from .support import connect_raw, raw_request, sleep
 from .test_dispatch import until
+
+GET_AND_CLOSE = b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+async def hold(server, count):
+    """:returns: ``count`` idle raw connections, once the server has them all."""
+    held = [await connect_raw(server.port_numbers()[0]) for _ in range(count)]
+    await until(lambda: len(server.site.houweb_connections) >= count)
+    return held
 
 
 @pytest_twisted.ensureDeferred
@@ -42,7 +52,25 @@ async def test_many_idle_connections_do_not_stop_a_normal_request(serve, client)
     houweb.urlHandler("/x")(lambda request: "served")
     server = await serve(idle_timeout=1.0)
     port = server.port_numbers()[0]
-    idle = [await connect_raw(port) for _ in range(300)]
-    await until(lambda: len(server.site.houweb_connections) >= 300)
+    idle = await hold(server, 300)
     assert (await client.get(port, "/x")).text == "served"
     await defer.gatherResults([conn.done for conn in idle])  # all closed by the timeout
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_beyond_max_connections_get_503_and_the_others_are_served(serve, logged):
+    houweb.urlHandler("/x")(lambda request: "served")
+    server = await serve(max_connections=3)
+    port = server.port_numbers()[0]
+    held = await hold(server, 3)
+    for _ in range(2):
+        refused = await raw_request(port, b"", timeout=5)
+        assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert b"Connection: close" in refused and b"too many connections" in refused
+    assert messages(logged).count("3 connections open (max_connections)") == 1
+    held[0].transport.write(GET_AND_CLOSE)
+    assert (await held[0].done).endswith(b"\r\n\r\nserved")
+    await until(lambda: len(server.site.houweb_connections) == 2)
+    assert (await raw_request(port, GET_AND_CLOSE)).endswith(b"\r\n\r\nserved")
+    for conn in held[1:]:
+        conn.transport.loseConnection()

@@ -52,6 +52,7 @@ def test_defaults_are_run_defaults():
         "shutdown_grace": 10.0,
         "idle_timeout": 60.0,
         "request_timeout": 300.0,
+        "max_connections": 1000,
         "token": None,
         "ports": [],
         "listen": [],
@@ -69,6 +70,7 @@ def test_options_become_run_arguments(tmp_path):
         "--max-request-size=1000",
         "--interface=::1",
         "--shutdown-grace=2.5",
+        "--max-connections=50",
         f"--token-file={token}",
         "--extra-port=0",
         "--listen=tcp:0:interface=127.0.0.1",
@@ -80,6 +82,7 @@ def test_options_become_run_arguments(tmp_path):
     assert arguments["max_request_size"] == 1000
     assert arguments["interface"] == "::1" and arguments["shutdown_grace"] == 2.5
     assert arguments["token"] == "s3cret"
+    assert arguments["max_connections"] == 50
     assert arguments["ports"] == [0]
     assert arguments["listen"] == ["tcp:0:interface=127.0.0.1", "tcp6:0:interface=\\:\\:1"]
 
@@ -94,6 +97,7 @@ def test_options_become_run_arguments(tmp_path):
         (["--max-in-memory-file-upload-size=x"], "--max-in-memory-file-upload-size:"),
         (["--shutdown-grace=-1"], "--shutdown-grace:"),
         (["--shutdown-grace=soon"], "--shutdown-grace: expected a number"),
+        (["--max-connections=0"], "--max-connections: max_connections must be at least 1"),
         (["--listen=udp:53"], "--listen: listen entry 'udp:53'"),
         (["--extra-port=8008"], "--extra-port: ports [8008] repeats a port or the main port 8008"),
         (["--token-file=/nonexistent/token"], "--token-file: cannot read"),
