@@ -261,3 +261,32 @@ def ws_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     size = len(payload)
     head += bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big")
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def debian_program(command: str, package: str) -> str:
+    """
+    :returns: the path of ``command``, installing Debian's ``package`` when
+        it is missing; skips the test (saying why) only when it cannot be
+        installed.
+    """
+    import shutil
+
+    import pytest
+
+    found = shutil.which(command)
+    if found:
+        return found
+    why = "apt-get is not available"
+    if shutil.which("apt-get"):
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "-q", package],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        why = f"apt-get install {package} failed: {last[0]}"
+    found = shutil.which(command)
+    if not found:
+        pytest.skip(f"{command} is missing and {why}")
+    return found

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from .support import ROOT, ServerProcess, ws_connect
+from .support import ROOT, ServerProcess, debian_program, ws_connect
 
 PROGRESS = os.path.join(ROOT, "examples", "progress")
 
@@ -56,27 +55,8 @@ async def test_progress_example_refuses_sockets_without_a_job(serve):
 
 
 def chromium() -> str:
-    """
-    The path of Chromium, installing Debian's package when it is missing;
-    skips the test (saying why) only when it cannot be installed.
-    """
-    found = shutil.which("chromium")
-    if found:
-        return found
-    why = "apt-get is not available"
-    if shutil.which("apt-get"):
-        result = subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        why = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        why = f"apt-get install chromium failed: {why[0]}"
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip(f"headless Chromium test skipped: chromium is missing and {why}")
-    return found
+    """Chromium, installed from Debian's package when missing (else the test skips)."""
+    return debian_program("chromium", "chromium")
 
 
 def dump_dom(url: str, budget_ms: int = 30000) -> str:
