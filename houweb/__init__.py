@@ -15,6 +15,7 @@ from . import _reactor
 
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
+from ._api import APIError, apiFunction
 from ._errors import Error, OperationFailed
 from ._registry import urlHandler
 from ._request import Request
@@ -24,11 +25,13 @@ from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
 
 __all__ = [
+    "APIError",
     "Error",
     "OperationFailed",
     "Request",
     "Response",
     "UploadedFile",
+    "apiFunction",
     "errorResponse",
     "fileResponse",
     "isInDebugMode",

@@ -9,6 +9,7 @@ import asyncio
 import html
 import json
 
+from ._api import APIError, apiFunction
 from ._registry import urlHandler
 from ._request import Request
 from ._response import Response
@@ -22,6 +23,9 @@ _INDEX = """<!DOCTYPE html>
 <li><a href="/request">/request</a>: what a handler sees of the request, as JSON</li>
 <li><a href="/slow?seconds=0.5">/slow?seconds=0.5</a>: an <code>async def</code> handler</li>
 </ul>
+<p>An API function, <code>geo.vector_length</code>:</p>
+<pre>curl -d 'json=["geo.vector_length", [1, 2, 3], {}]' http://127.0.0.1:8008/api
+curl -d 'json=["houweb.functions", [], {}]' http://127.0.0.1:8008/api</pre>
 </body></html>
 """
 
@@ -55,3 +59,10 @@ def register() -> None:
         seconds = min(float(request.GET().get("seconds", "0.5")), 5.0)
         await asyncio.sleep(seconds)
         return Response(f"waited {seconds}s without holding a thread", content_type="text/plain")
+
+    @apiFunction(namespace="geo", arg_types={"x": float, "y": float, "z": float})
+    def vector_length(request: Request, x: float, y: float, z: float) -> float:
+        """Return the length of the vector (x, y, z)."""
+        if min(x, y, z) < 0:
+            raise APIError("coordinates must not be negative")
+        return (x * x + y * y + z * z) ** 0.5

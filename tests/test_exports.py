@@ -11,6 +11,8 @@ EXPECTED = {
     "isInDebugMode",
     "serverPorts",
     "urlHandler",
+    "apiFunction",
+    "APIError",
     "Request",
     "Response",
     "errorResponse",

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from houweb.__main__ import parse
+from houweb.client import Service
 
 from .children import Child, app, free_port, get, in_background, refuses
 
@@ -70,6 +71,8 @@ def test_serves_an_app_on_the_port_given():
 def test_without_app_serves_the_demo():
     with Child.houweb("--port=0") as child:
         assert get(child.port(), "/hello") == (200, "Hello world")
+        demo = Service(f"http://127.0.0.1:{child.port()}/api", timeout=10)
+        assert demo.geo.vector_length("1", 2, 3) == 3.7416573867739413
 
 
 def test_bad_option_fails_before_listening():

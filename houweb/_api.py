@@ -1,0 +1,240 @@
+"""
+API functions: :func:`apiFunction` registers Python functions that clients
+call through ``POST /api``, and the responder here answers those calls.
+
+How a call is spelled on the wire and how results are encoded lives in
+``_api_wire``; this module binds arguments, runs the function (in the pool,
+or on the reactor when it is ``async def``) and turns what happens into the
+documented status codes (spec §13.5).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from . import _registry
+from ._api_wire import CallError, ResultError, encode_result, parse_call
+from ._dispatch import describe, format_traceback, is_async
+from ._registry import APIEndpoint, Ports, normalize_ports
+from ._request import Request
+from ._response import Response, json_error
+from ._site import Call, responder
+
+log = Logger(namespace="houweb")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The namespace of houweb's own API functions; users may not register in it.
+RESERVED_NAMESPACE = "houweb"
+INTROSPECTION = RESERVED_NAMESPACE + ".functions"
+
+
+class APIError(Exception):
+    """
+    Raise in an API function to answer 422 with ``{"error": msg}``.
+
+    :param msg: a string, or any JSON-encodable value (sent as an object).
+    """
+
+    def __init__(self, msg: object = "") -> None:
+        super().__init__(msg)
+
+    @property
+    def message(self) -> object:
+        """The value sent as ``"error"``."""
+        return self.args[0] if self.args else ""
+
+
+class ArgumentError(TypeError):
+    """The client's arguments do not fit the function (answered with 422)."""
+
+
+@dataclass(frozen=True)
+class APIFunctionTarget:
+    """A function registered with :func:`apiFunction`, as the registry holds it."""
+
+    name: str
+    function: Callable[..., Any]
+    signature: inspect.Signature
+    return_binary: bool = False
+    arg_types: Mapping[str, Callable[[Any], Any]] | None = None
+    ports: tuple[int, ...] = (0,)
+
+    def bind(
+        self, request: Request, args: list[Any], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments:
+        """
+        :returns: the arguments of the call, the Request first.
+        :raises ArgumentError: when they do not fit the signature.
+        """
+        try:
+            return self.signature.bind(request, *args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"{self.name}: {exc}") from None
+
+    def convert(self, bound: inspect.BoundArguments) -> None:
+        """Apply ``arg_types`` to the bound arguments (user code: not on the reactor)."""
+        for name, argument_type in (self.arg_types or {}).items():
+            for values in _holders(bound, self.signature):
+                if name in values:
+                    values[name] = _converted(name, values[name], argument_type)
+
+
+def _holders(bound: inspect.BoundArguments, signature: inspect.Signature) -> list[dict[str, Any]]:
+    """The dicts an argument may sit in: the bound names, and a ``**kwargs``."""
+    holders: list[dict[str, Any]] = [bound.arguments]  # type: ignore[list-item]
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD and parameter.name in bound.arguments:
+            holders.append(bound.arguments[parameter.name])
+    return holders
+
+
+def _converted(name: str, value: object, argument_type: Callable[[Any], Any]) -> Any:
+    try:
+        return argument_type(value)
+    except Exception:  # noqa: BLE001 - any failure to convert is the client's 422
+        type_name = getattr(argument_type, "__name__", repr(argument_type))
+        raise ArgumentError(
+            f"argument {name!r}: cannot convert {value!r} with {type_name}"
+        ) from None
+
+
+def apiFunction(
+    namespace: str | None = None,
+    return_binary: bool = False,
+    arg_types: Mapping[str, Callable[[Any], Any]] | None = None,
+    ports: Ports = [],
+) -> Callable[[F], F]:
+    """
+    Make the decorated function callable through ``POST /api`` as
+    ``namespace.name`` (or ``name`` without a namespace).
+
+    The function's first parameter is the :class:`~houweb.Request`; the rest
+    come from the client. Plain functions run in the thread pool, ``async
+    def`` ones on the reactor.
+
+    :param return_binary: always answer ``application/octet-stream``.
+    :param arg_types: parameter name → callable that converts the client's
+        value (``{"x": float}``) before the call.
+    :param ports: the ports it is callable on, as for :func:`urlHandler`.
+    :returns: a decorator that returns the function unchanged.
+    """
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    if namespace == RESERVED_NAMESPACE:
+        raise ValueError(f"the API namespace {RESERVED_NAMESPACE!r} is reserved for houweb")
+    if arg_types is not None and not all(callable(t) for t in arg_types.values()):
+        raise TypeError("arg_types must map parameter names to callables")
+    bindings = normalize_ports(ports)
+
+    def register(function: F) -> F:
+        if not callable(function):
+            raise TypeError("apiFunction decorates a function")
+        name = f"{namespace}.{function.__name__}" if namespace else function.__name__
+        target = APIFunctionTarget(
+            name,
+            function,
+            inspect.signature(function),
+            bool(return_binary),
+            dict(arg_types) if arg_types else None,
+            tuple(sorted(bindings)),
+        )
+        _registry.REGISTRY.add_function(name, list(bindings), target)
+        return function
+
+    return register
+
+
+@responder(APIEndpoint)
+def answer_api(call: Call) -> Response | Deferred[Response]:
+    """Answer one ``/api`` request: parse, find, bind, run, encode."""
+    request = call.request
+    if request.method() != "POST":
+        response = json_error("API functions must be called with POST", 405)
+        response.setHeader("Allow", "POST")
+        return response
+    try:
+        api_call = parse_call(request)
+    except CallError as exc:
+        return json_error(str(exc), exc.status)
+    target = _find(call, api_call.name)
+    if target is None:
+        return json_error(f"unknown API function {api_call.name!r}", 404)
+    try:
+        bound = target.bind(request, api_call.args, api_call.kwargs)
+    except ArgumentError as exc:
+        return json_error(str(exc), 422)
+    d = call.run(_invoker(target), target, bound)
+    d.addCallback(encode_result, target.name, target.return_binary)
+    d.addErrback(_failure_response, call, target)
+    return d
+
+
+def _find(call: Call, name: str) -> APIFunctionTarget | None:
+    context = call.context
+    if name == INTROSPECTION:
+        return _introspection(call)
+    target = context.registry.function(name, call.request.port(), context.main_port)
+    return target if isinstance(target, APIFunctionTarget) else None
+
+
+def _invoker(target: APIFunctionTarget) -> Callable[..., Any]:
+    return _invoke_async if is_async(target.function) else _invoke
+
+
+def _invoke(target: APIFunctionTarget, bound: inspect.BoundArguments) -> Any:
+    target.convert(bound)
+    return target.function(*bound.args, **bound.kwargs)
+
+
+async def _invoke_async(target: APIFunctionTarget, bound: inspect.BoundArguments) -> Any:
+    target.convert(bound)
+    return await target.function(*bound.args, **bound.kwargs)
+
+
+def _failure_response(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
+    """The JSON error answer for a call that raised (spec §13.5)."""
+    if failure.check(APIError):
+        return json_error(failure.value.message, 422)  # type: ignore[union-attr]
+    if failure.check(ArgumentError):
+        return json_error(str(failure.value), 422)
+    if failure.check(ResultError):
+        log.error("houweb: {message}", message=str(failure.value))
+        return json_error(str(failure.value), 500)
+    what = f"API function {target.name} ({describe(target.function)})"
+    log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=what)
+    if not call.context.config.debug:
+        return json_error("Internal server error", 500)
+    exc = failure.value
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return json_error(message, 500, traceback=format_traceback(failure))
+
+
+def _introspection(call: Call) -> APIFunctionTarget:
+    """``houweb.functions``: the functions visible on this port (like system.listMethods)."""
+    context = call.context
+
+    def functions(request: Request) -> list[dict[str, Any]]:
+        visible = context.registry.functions(request.port(), context.main_port)
+        return [describe_function(visible[name]) for name in sorted(visible)]  # type: ignore[arg-type]
+
+    return APIFunctionTarget(INTROSPECTION, functions, inspect.signature(functions))
+
+
+def describe_function(target: APIFunctionTarget) -> dict[str, Any]:
+    """:returns: what introspection tells of one function."""
+    parameters = list(target.signature.parameters.values())[1:]
+    return {
+        "name": target.name,
+        "signature": str(target.signature.replace(parameters=parameters)),
+        "doc": inspect.getdoc(target.function) or "",
+        "return_binary": target.return_binary,
+        "ports": list(target.ports),
+    }
