@@ -25,11 +25,9 @@ def upload(request: houweb.Request) -> houweb.Response:
     return houweb.Response(str(request.files()["file"].size()), content_type="text/plain")
 
 
-if hasattr(houweb, "apiFunction"):  # the /api endpoint, once houweb has it
-
-    @houweb.apiFunction()
-    def add(request: houweb.Request, a: int, b: int) -> int:
-        return a + b
+@houweb.apiFunction()
+def add(request: houweb.Request, a: int, b: int) -> int:
+    return a + b
 
 
 houweb.registerStaticFilesDirectory(options.files, "/static")
