@@ -55,6 +55,20 @@ class Results:
         samples = self.load.get(endpoint, {}).get(server)
         return statistics.median(s.result.rps for s in samples) if samples else None
 
+    def rps_ratio(self, endpoint: str, server: str, base: str = BASELINE) -> float | None:
+        """
+        :returns: the median over rounds of ``server``'s req/s divided by
+            ``base``'s in the same round: two runs a few seconds apart share
+            most of whatever else loads the machine, so the ratio is steadier
+            than either figure.
+        """
+        ours = self.load.get(endpoint, {}).get(server)
+        theirs = self.load.get(endpoint, {}).get(base)
+        if not ours or not theirs:
+            return None
+        pairs = [(a.result.rps, b.result.rps) for a, b in zip(ours, theirs) if b.result.rps]
+        return statistics.median(a / b for a, b in pairs) if pairs else None
+
     def latency(self, endpoint: str, server: str) -> tuple[float, float] | None:
         """:returns: median p50 and p99 in ms."""
         samples = self.load.get(endpoint, {}).get(server)
@@ -74,7 +88,7 @@ class Results:
         return statistics.median(runs) if runs else None
 
 
-def _ratio(value: float | None, base: float | None) -> str:
+def _ratio(value: float | None, base: float | None = 1.0) -> str:
     if value is None or not base:
         return "-"
     return f"{value / base:.2f}×"
@@ -88,7 +102,6 @@ def load_rows(results: Results, servers: Sequence[str]) -> list[list[str]]:
     """Rows of the throughput table: one per endpoint and server."""
     rows = []
     for endpoint, by_server in results.load.items():
-        base_rps = results.rps(endpoint, BASELINE)
         base_rss = results.peak_rss(endpoint, BASELINE)
         for server in servers:
             if (endpoint, server) in results.failed:
@@ -105,7 +118,7 @@ def load_rows(results: Results, servers: Sequence[str]) -> list[list[str]]:
                     endpoint,
                     server,
                     _num(rps) + (f" ({errors} errors)" if errors else ""),
-                    _ratio(rps, base_rps),
+                    _ratio(results.rps_ratio(endpoint, server)),
                     _num(p50, 2),
                     _num(p99, 2),
                     f"{p99 / p50:.1f}" if p50 else "-",
@@ -177,8 +190,7 @@ def targets(results: Results) -> list[Target]:
     """Issue 7's targets, checked against this run."""
     found: list[Target] = []
     for endpoint in ("hello", "api"):
-        rps, base = results.rps(endpoint, "houweb"), results.rps(endpoint, BASELINE)
-        ratio = rps / base if rps and base else None
+        ratio = results.rps_ratio(endpoint, "houweb")
         found.append(
             Target(
                 f"{endpoint}: ≥ 1.0× the bare design's req/s",
@@ -195,10 +207,8 @@ def targets(results: Results) -> list[Target]:
                 None if spread is None else spread <= 3.0,
             )
         )
-    reference = results.rps("static", STATIC_REFERENCE)
     for endpoint in ("static", "file"):
-        rps = results.rps(endpoint, "houweb")
-        ratio = rps / reference if rps and reference else None
+        ratio = results.rps_ratio(endpoint, "houweb", STATIC_REFERENCE)
         found.append(
             Target(
                 f"{endpoint}: ≥ 1.0× twisted.web static.File's req/s",
@@ -306,7 +316,9 @@ when it is missing, and the peers from bench/requirements.txt.
 
 Every figure is a median over the rounds; each round runs every endpoint on
 every server one after another, in a rotating order, so that load from
-elsewhere on the machine is spread over all of them. "× bare" divides by the
+elsewhere on the machine is spread over all of them. The req/s ratios are
+medians of per-round ratios (runs seconds apart share most of the noise).
+"× bare" divides by the
 bare design houweb is built on (`klein-pool`: a Klein route per endpoint,
 handlers in a 4-thread pool through deferToThreadPool, Twisted's asyncio
 reactor on uvloop's loop). For req/s higher is better; for latency, memory
