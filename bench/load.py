@@ -13,6 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 _REQS = re.compile(r"Requests/sec:\s*([\d.]+)")
+_TOTAL = re.compile(r"(\d+) requests in")
 _PERCENTILE = re.compile(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", re.M)
 _BAD = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)")
 _ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
@@ -26,6 +27,7 @@ class LoadResult:
     p50: float
     p99: float
     errors: int
+    requests: int = 0
 
 
 def wrk_script(endpoint: str) -> str | None:
@@ -66,6 +68,11 @@ def parse_wrk(output: str) -> LoadResult:
     socket_errors = _ERRORS.search(output)
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
+    total = _TOTAL.search(output)
     return LoadResult(
-        float(reqs.group(1)), percentiles.get(50, 0.0), percentiles.get(99, 0.0), errors
+        float(reqs.group(1)),
+        percentiles.get(50, 0.0),
+        percentiles.get(99, 0.0),
+        errors,
+        int(total.group(1)) if total else 0,
     )

@@ -134,6 +134,15 @@ class ServerProcess:
             pass
         return 0
 
+    def cpu_seconds(self) -> float:
+        """:returns: the CPU time (user + system, every thread) the server has used."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset_peak(self) -> None:
         """Start counting the peak RSS (VmHWM) afresh, where Linux allows it."""
         try:

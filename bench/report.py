@@ -22,10 +22,15 @@ STATIC_REFERENCE = "twisted-web"
 
 @dataclass(frozen=True)
 class LoadSample:
-    """One wrk run of one server on one endpoint, with the server's peak RSS."""
+    """
+    One wrk run of one server on one endpoint, with the server's peak RSS and
+    the CPU time it spent per request (all its threads): unlike req/s, CPU
+    time per request hardly moves when other programs load the machine.
+    """
 
     result: LoadResult
     peak_rss: int
+    cpu_per_request: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,11 @@ class Results:
         pairs = [(a.result.rps, b.result.rps) for a, b in zip(ours, theirs) if b.result.rps]
         return statistics.median(a / b for a, b in pairs) if pairs else None
 
+    def cpu_per_request(self, endpoint: str, server: str) -> float | None:
+        """:returns: the median CPU seconds the server spent per request."""
+        samples = self.load.get(endpoint, {}).get(server)
+        return statistics.median(s.cpu_per_request for s in samples) if samples else None
+
     def latency(self, endpoint: str, server: str) -> tuple[float, float] | None:
         """:returns: median p50 and p99 in ms."""
         samples = self.load.get(endpoint, {}).get(server)
@@ -103,15 +113,17 @@ def load_rows(results: Results, servers: Sequence[str]) -> list[list[str]]:
     rows = []
     for endpoint, by_server in results.load.items():
         base_rss = results.peak_rss(endpoint, BASELINE)
+        base_cpu = results.cpu_per_request(endpoint, BASELINE)
         for server in servers:
             if (endpoint, server) in results.failed:
-                rows.append([endpoint, server, "failed"] + ["-"] * 6)
+                rows.append([endpoint, server, "failed"] + ["-"] * 8)
                 continue
             if server not in by_server:
                 continue
             rps = results.rps(endpoint, server)
             p50, p99 = results.latency(endpoint, server) or (0.0, 0.0)
             rss = results.peak_rss(endpoint, server)
+            cpu = results.cpu_per_request(endpoint, server)
             errors = sum(s.result.errors for s in by_server[server])
             rows.append(
                 [
@@ -122,6 +134,8 @@ def load_rows(results: Results, servers: Sequence[str]) -> list[list[str]]:
                     _num(p50, 2),
                     _num(p99, 2),
                     f"{p99 / p50:.1f}" if p50 else "-",
+                    _num(cpu * 1e6 if cpu else None),
+                    _ratio(cpu, base_cpu),
                     _num(rss / MIB if rss else None, 1),
                     _ratio(rss, base_rss),
                 ]
@@ -137,6 +151,8 @@ LOAD_HEADER = [
     "p50 ms",
     "p99 ms",
     "p99/p50",
+    "CPU µs/req",
+    "× bare",
     "peak RSS MiB",
     "× bare",
 ]
@@ -322,7 +338,10 @@ medians of per-round ratios (runs seconds apart share most of the noise).
 bare design houweb is built on (`klein-pool`: a Klein route per endpoint,
 handlers in a 4-thread pool through deferToThreadPool, Twisted's asyncio
 reactor on uvloop's loop). For req/s higher is better; for latency, memory
-and seconds lower is better. Peak RSS is the server's VmHWM during the run
+and seconds lower is better. CPU µs/req is the server's CPU time (all its
+threads, from /proc/PID/stat) over the requests wrk completed: it hardly
+moves when other programs load the machine, so it shows an optimisation
+where req/s is too noisy. Peak RSS is the server's VmHWM during the run
 (reset before each run through /proc/PID/clear_refs).
 
 The servers, in bench/servers/: `houweb` (handlers in its pool, run() in the

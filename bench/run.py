@@ -138,13 +138,15 @@ def measure_load(
             for server in order[shift:] + order[:shift]:
                 url = f"http://127.0.0.1:{server.port}{LOAD_PATHS[endpoint]}"
                 server.reset_peak()
+                cpu = server.cpu_seconds()
                 result = run_wrk(url, args.duration, args.connections, cores, wrk_script(endpoint))
-                results.add_load(
-                    endpoint, server.spec.name, LoadSample(result, server.status("VmHWM"))
-                )
+                cpu = server.cpu_seconds() - cpu
+                sample = LoadSample(result, server.status("VmHWM"), cpu / max(1, result.requests))
+                results.add_load(endpoint, server.spec.name, sample)
                 print(
                     f"bench: round {round_number + 1} {endpoint:6} {server.spec.name:11} "
-                    f"{result.rps:10,.0f} req/s  p50 {result.p50:6.2f} ms  p99 {result.p99:6.2f} ms",
+                    f"{result.rps:10,.0f} req/s  p50 {result.p50:6.2f} ms  p99 {result.p99:6.2f} ms"
+                    f"  {sample.cpu_per_request * 1e6:7.1f} CPU µs/req",
                     flush=True,
                 )
 
