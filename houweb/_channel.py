@@ -35,7 +35,18 @@ class HouwebChannel(http.HTTPChannel):
         self.site.houweb_connections.add(self)
         # Asked once per connection, not per request (getsockname is a syscall).
         self.houweb_local = self.transport.getHost()
-        self.houweb_secure = self.isSecure()
+        self.houweb_secure = bool(super().isSecure())
+
+    def getHost(self) -> Any:
+        """
+        The local address, as found when the connection was made: twisted.web
+        asks for every request (a getsockname call), Klein for every route.
+        """
+        return self.houweb_local
+
+    def isSecure(self) -> bool:
+        """Whether the connection is TLS, as found when it was made (Klein asks twice a request)."""
+        return self.houweb_secure
 
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
