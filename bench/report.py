@@ -354,6 +354,9 @@ stream the body through the multipart package's push parser into a temporary
 file (twisted.web and Klein after twisted.web spooled the body to a temporary
 file of its own: its in-memory request.args parsing is turned off for
 multipart bodies, as it needs about 12 times the upload's size in memory).
+
+Profiles, and what stands in the way of the targets not met: bench/PROFILE.md
+(`python -m bench.profile` takes them).
 """
 
 
