@@ -3,6 +3,19 @@ from setuptools import setup
 with open("README.rst", encoding="utf-8") as readme:
     long_description = readme.read()
 
+
+def _requirements(path: str) -> list[str]:
+    """The requirement lines of ``path`` (comments dropped), or none if it is absent."""
+    try:
+        with open(path, encoding="utf-8") as lines:
+            return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    except FileNotFoundError:  # an sdist without bench/
+        return []
+
+
+# One list for both: pip install '.[bench]' and the harness's setup step.
+bench_requirements = _requirements("bench/requirements.txt")
+
 setup(
     name="houweb",
     version="0.1.0",
@@ -41,6 +54,8 @@ setup(
             "hypothesis>=6.100",
             "cryptography",  # self-signed certificates for the TLS tests
         ],
+        # python -m bench: the peer servers and the profiler.
+        "bench": bench_requirements,
     },
     entry_points={"console_scripts": ["houweb = houweb.__main__:main"]},
     classifiers=[

@@ -48,6 +48,20 @@ async def test_a_request_that_trickles_in_gets_408(serve, client):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_request_whose_headers_trickle_in_gets_408(serve, client):
+    houweb.urlHandler("/x")(lambda request: "x")
+    server = await serve(request_timeout=0.5, idle_timeout=30)
+    raw = await connect_raw(server.port_numbers()[0])
+    raw.transport.write(b"GET /x HTTP/1.1\r\n")
+    for _ in range(20):  # a header byte every 50 ms keeps the idle timer from firing
+        if raw.done.called:
+            break
+        raw.transport.write(b"X")
+        await sleep(0.05)
+    assert (await raw.done).startswith(b"HTTP/1.1 408 Request Timeout")
+
+
+@pytest_twisted.ensureDeferred
 async def test_many_idle_connections_do_not_stop_a_normal_request(serve, client):
     houweb.urlHandler("/x")(lambda request: "served")
     server = await serve(idle_timeout=1.0)
