@@ -75,8 +75,10 @@ class ServerProcess:
     ready_after: float | None = field(default=None)
 
     @classmethod
-    def start(cls, spec: ServerSpec, files: str, cores: Cores, log_dir: str) -> ServerProcess:
-        """Start ``spec`` on a free port; see :meth:`wait_ready`."""
+    def start(
+        cls, spec: ServerSpec, files: str, cores: Cores, log_dir: str, *extra: str
+    ) -> ServerProcess:
+        """Start ``spec`` on a free port (``extra``: more arguments); see :meth:`wait_ready`."""
         port = free_port()
         log_path = os.path.join(log_dir, f"{spec.name}-{port}.log")
         command = [
@@ -88,6 +90,7 @@ class ServerProcess:
             str(port),
             "--files",
             files,
+            *extra,
         ]
         env = dict(
             os.environ,

@@ -51,6 +51,7 @@ def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--files", required=True, help="directory holding " + STATIC_NAME)
+    parser.add_argument("--workers", type=int, default=1, help="processes (houweb only)")
     return parser.parse_args()
 
 

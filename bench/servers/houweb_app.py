@@ -31,4 +31,4 @@ def add(request: houweb.Request, a: int, b: int) -> int:
 
 
 houweb.registerStaticFilesDirectory(options.files, "/static")
-houweb.run(port=options.port, max_num_threads=4, in_background=False)
+houweb.run(port=options.port, max_num_threads=4, in_background=False, workers=options.workers)
