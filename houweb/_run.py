@@ -175,14 +175,17 @@ def _forget(server: Server) -> None:
 
 def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -> None:
     server = Server(config, reactor)
+    # Before listening: a signal that comes once a port is open (a worker
+    # told to stop as it starts, say) shuts down once the reactor runs.
+    restore = _install_signal_handlers(reactor)
     started = server.start()
     failure: list[Any] = []
     started.addErrback(failure.append)
     if failure:  # binding happens at once, before the reactor runs
+        restore()
         failure[0].raiseException()
     _process.set_server(server)
     server.shutdown_requested().addCallback(lambda _: _forget(server))
-    restore = _install_signal_handlers(reactor)
     supervisor = None
     try:
         supervisor = _workers.start_workers(reactor, workers)
