@@ -16,9 +16,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from ._coroutines import run_coroutine
+from ._pool import HandlerPool
 from ._request import Request
 from ._response import Response, errorResponse
 
@@ -51,7 +51,7 @@ def call_user_code(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     reactor: Any,
-    pool: ThreadPool,
+    pool: HandlerPool,
 ) -> Deferred[Any]:
     """
     Call ``function(*args, **kwargs)``: in ``pool`` when it is a plain
@@ -59,7 +59,7 @@ def call_user_code(
     """
     if is_async(function):
         return maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
-    return deferToThreadPool(reactor, pool, function, *args, **kwargs)
+    return deferToThreadPool(reactor, pool, function, *args, **kwargs)  # type: ignore[arg-type]
 
 
 class RunningCall(NamedTuple):

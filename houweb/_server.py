@@ -9,7 +9,6 @@ through this class.
 from __future__ import annotations
 
 import ipaddress
-import threading
 from typing import Any
 
 from twisted.internet import defer
@@ -17,42 +16,18 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from . import _registry
 from ._auth import token_filter
 from ._config import ServerConfig
 from ._cors import install_cors
 from ._errors import OperationFailed
+from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
 from ._site import HouwebSite, ServerContext
 
 log = Logger(namespace="houweb")
-
-
-def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
-    thread = threading.Thread(*args, **kwargs)
-    thread.daemon = True
-    return thread
-
-
-class HandlerPool(ThreadPool):
-    """
-    The pool plain handlers run in: at most ``max_num_threads`` daemon threads.
-    Stopping never waits for a handler that does not return.
-    """
-
-    threadFactory = staticmethod(_daemon_thread)  # type: ignore[assignment]
-
-    def __init__(self, size: int) -> None:
-        super().__init__(minthreads=0, maxthreads=size, name="houweb")
-
-    def stop(self) -> None:
-        """Let idle workers end; a handler still running is abandoned."""
-        self.joined = True
-        self.started = False
-        self._team.quit()
 
 
 def _reach(host: str) -> str:

@@ -18,7 +18,6 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -26,6 +25,7 @@ from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
+from ._pool import HandlerPool
 from ._registry import Match, Registry, URLHandlerTarget
 from ._render import discard, raw_response, write_response
 from ._request import Request
@@ -44,7 +44,7 @@ class ServerContext:
 
     config: ServerConfig
     reactor: Any
-    pool: ThreadPool
+    pool: HandlerPool
     registry: Registry = field(default_factory=lambda: _registry.REGISTRY)
     main_port: int = 0
     #: Each may answer a request before routing (a CORS preflight, say).
