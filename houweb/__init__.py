@@ -11,6 +11,8 @@ plain Python package, on Twisted.
     houweb.run(port=8008)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import _reactor
 
 _reactor.install()  # before Klein imports twisted.internet.reactor
@@ -24,8 +26,10 @@ from ._response import Response, errorResponse, fileResponse, notFoundResponse, 
 from ._run import isInDebugMode, requestShutdown, run, serverPorts
 from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
-from ._websocket import WebSocket, webSocket
 from ._wsgi import registerWSGIApp
+
+if TYPE_CHECKING:
+    from ._websocket import WebSocket, webSocket
 
 __all__ = [
     "APIError",
@@ -51,3 +55,17 @@ __all__ = [
     "urlHandler",
     "webSocket",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """
+    ``WebSocket`` and ``webSocket``, imported on first use: they load autobahn,
+    which a server without WebSockets need not pay for at start-up (PEP 562).
+    """
+    if name in ("WebSocket", "webSocket"):
+        from . import _websocket
+
+        value = getattr(_websocket, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
