@@ -230,14 +230,17 @@ def _forget(server: Server) -> None:
 
 def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -> None:
     server = Server(config, reactor)
-    started = server.start()
+    # Before listening: once "listening on" is logged, Ctrl-C and SIGTERM shut
+    # down gracefully (a worker's parent may send SIGTERM right then). A
+    # signal before the reactor runs is handled as soon as it does.
+    restore = _install_signal_handlers(reactor)
     failure: list[Any] = []
-    started.addErrback(failure.append)
+    server.start().addErrback(failure.append)
     if failure:  # binding happens at once, before the reactor runs
+        restore()
         failure[0].raiseException()
     _process.set_server(server)
     server.shutdown_requested().addCallback(lambda _: _forget(server))
-    restore = _install_signal_handlers(reactor)
     supervisor = None
     try:
         process_workers = _loaded("_workers")  # imported if there are workers, or this is one
