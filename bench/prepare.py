@@ -1,10 +1,12 @@
 """
 The setup step: wrk from Debian's packages, the peer servers from PyPI
-(``bench/requirements.txt``), and the 1 MiB file the servers serve.
+(``bench/requirements.txt``), the 1 MiB file the servers serve, and the
+bytecode of houweb and the bench servers.
 """
 
 from __future__ import annotations
 
+import compileall
 import importlib.util
 import os
 import shutil
@@ -15,6 +17,7 @@ from .servers import SERVERS
 from .servers.common import STATIC_NAME, STATIC_SIZE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 
 
@@ -59,3 +62,15 @@ def make_files(directory: str) -> str:
         with open(path, "wb") as out:
             out.write(os.urandom(STATIC_SIZE))
     return directory
+
+
+def compile_sources() -> None:
+    """
+    Write the bytecode of houweb and of the bench servers, as installing a
+    package does (pip compiles what it installs; the peers are compiled
+    already). Otherwise a server started with ``PYTHONDONTWRITEBYTECODE`` set
+    compiles houweb's sources on every start, and the cold start counts that
+    too (about 25 ms, measured).
+    """
+    for package in ("houweb", "bench"):
+        compileall.compile_dir(os.path.join(ROOT, package), quiet=1)

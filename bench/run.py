@@ -174,6 +174,7 @@ def measure_cold(
     specs: list[ServerSpec], runs: int, files: str, cores: Cores, log_dir: str, results: Results
 ) -> None:
     """Start each server ``runs`` times (interleaved); time until it first answers."""
+    prepare.compile_sources()
     for _ in range(runs):
         for spec in specs:
             server = ServerProcess.start(spec, files, cores, log_dir)

@@ -11,21 +11,26 @@ plain Python package, on Twisted.
     houweb.run(port=8008)
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import _reactor
 
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
 from ._api import APIError, apiFunction
 from ._errors import Error, OperationFailed
-from ._handlers import AsyncURLHandler, URLHandler
 from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
 from ._run import isInDebugMode, requestShutdown, run, serverPorts
 from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
-from ._websocket import WebSocket, webSocket
-from ._wsgi import registerWSGIApp
+
+if TYPE_CHECKING:
+    from ._handlers import AsyncURLHandler, URLHandler
+    from ._websocket import WebSocket, webSocket
+    from ._wsgi import registerWSGIApp
 
 __all__ = [
     "APIError",
@@ -51,3 +56,27 @@ __all__ = [
     "urlHandler",
     "webSocket",
 ]
+
+
+#: Public names imported on first use (PEP 562), with their modules: a server
+#: that uses none of them does not pay for loading them (autobahn for
+#: WebSockets, twisted.web.wsgi) at start-up. Each module registers its
+#: responder with the site when imported, before anything of it can be
+#: registered, so nothing else needs them.
+_ON_FIRST_USE = {
+    "AsyncURLHandler": "._handlers",
+    "URLHandler": "._handlers",
+    "WebSocket": "._websocket",
+    "registerWSGIApp": "._wsgi",
+    "webSocket": "._websocket",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """:returns: a name of :data:`_ON_FIRST_USE`, imported now."""
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -44,13 +44,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
-import watchfiles
 from twisted.logger import Logger, LogLevel
 
 from . import _logging
 from ._config import ServerConfig
+from ._run import STARTED, requestShutdown, serverPorts
+
+if TYPE_CHECKING:
+    import watchfiles
 
 log = Logger(namespace="houweb")
 
@@ -61,8 +64,6 @@ SETTLE_SECONDS = 0.2
 RESCAN_MS = 1000
 
 _HOUWEB_DIR = Path(__file__).resolve().parent
-#: When this program started (near enough: when houweb was imported).
-_STARTED = time.time()
 
 
 # -- Which files are the application's ------------------------------------
@@ -168,6 +169,8 @@ class SourceWatcher:
         :param stop: ends the iteration when set.
         :returns: lists of changed files that exist, as they happen.
         """
+        import watchfiles  # here: it costs start-up time a server that does not reload need not pay
+
         stop = stop if stop is not None else threading.Event()
         while not stop.is_set():
             self._watched = self._files()
@@ -454,7 +457,7 @@ class ReloadingReactor:
         return application_files([settings] if isinstance(settings, str) else [])
 
     def _start_watching(self) -> None:
-        watcher = SourceWatcher(self._watched_files, since=_STARTED)
+        watcher = SourceWatcher(self._watched_files, since=STARTED)
 
         def watch() -> None:
             for changed in watcher.changes(self._stop_watching):
@@ -466,8 +469,6 @@ class ReloadingReactor:
 
     def _restart(self, changed: list[str]) -> None:
         """On the reactor thread: keep the sockets, stop accepting, shut down gracefully."""
-        from ._run import requestShutdown, serverPorts  # _run imports this module
-
         program = Program.current()
         if not serverPorts() or program is None:
             return  # already stopping
@@ -565,7 +566,7 @@ def _wait_for_a_fix(state: RestartState, more_files: set[str]) -> NoReturn:
     for kept in state.listeners:
         kept.close()
     files = set(state.files) | more_files | application_files()
-    watcher = SourceWatcher(lambda: files, any_python_file=True, since=_STARTED)
+    watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
     for changed in watcher.changes():
         if compiles(changed):
             log.info("houweb: {file} changed, restarting", file=", ".join(changed))

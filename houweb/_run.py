@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.error import ReactorNotRunning
 
-from . import _logging, _reload, _workers
+from . import _logging
 from ._config import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
@@ -27,6 +29,13 @@ from ._config import (
 from ._errors import OperationFailed
 from ._reactor import BackgroundReactor, get_reactor, is_interactive, register_before_exit
 from ._server import Server
+
+if TYPE_CHECKING:
+    from ._workers import Workers
+
+#: When houweb was imported: near enough when the program started. Reloading
+#: also restarts for sources saved after that, before it watched them.
+STARTED = time.time()
 
 
 class _Process:
@@ -118,19 +127,65 @@ def run(
         max_connections=max_connections,
     )
     background = is_interactive() if in_background is None else bool(in_background)
-    workers = _workers.check_workers(workers, background)
+    workers = _check_workers(workers, background)
     reactor = _claim_reactor()
     _begin_logging(config.debug)
     if background or (_process.background and _process.background.is_alive()):
-        _reload.not_in_foreground(reload_source_changes)
+        _not_in_foreground(reload_source_changes)
         server = _start_in_background(config, reactor)
         if not background:
             _wait_in_foreground(server)
     else:
-        if _workers.is_worker():
+        if _is_worker():
             reload_source_changes = False  # the first process reloads, and its workers with it
-        reactor = _reload.reloading(reactor, reload_source_changes, config, keep=workers > 1)
+        reactor = _reloading(reactor, reload_source_changes, config, keep=workers > 1)
         _serve_in_foreground(config, reactor, workers)
+
+
+# Reloading (_reload) and workers (_workers) are imported only when asked for:
+# they cost start-up time a plain server need not pay. A process that a
+# restart or a worker start made imports them before its program runs, and
+# they hold what it inherited (listening sockets, its worker number).
+
+
+def _loaded(name: str) -> Any:
+    """:returns: the module ``houweb.<name>`` if it is imported already, else ``None``."""
+    return sys.modules.get(f"{__package__}.{name}")
+
+
+def _is_worker() -> bool:
+    """:returns: whether this process is a worker started by another houweb process."""
+    workers = _loaded("_workers")
+    return workers is not None and bool(workers.is_worker())
+
+
+def _check_workers(workers: object, background: bool) -> int:
+    """:returns: ``run()``'s ``workers`` argument, checked (see ``_workers.check_workers``)."""
+    if type(workers) is int and workers == 1:
+        return 1
+    from . import _workers
+
+    return _workers.check_workers(workers, background)
+
+
+def _reloading(
+    reactor: Any, reload_source_changes: bool | None, config: ServerConfig, keep: bool
+) -> Any:
+    """:returns: the reactor a foreground server serves through (see ``_reload.reloading``)."""
+    wanted = config.debug if reload_source_changes is None else bool(reload_source_changes)
+    if not (wanted or keep) and _loaded("_reload") is None:
+        return reactor  # nothing to reload, keep or adopt
+    from . import _reload
+
+    return _reload.reloading(reactor, reload_source_changes, config, keep=keep)
+
+
+def _not_in_foreground(reload_source_changes: bool | None) -> None:
+    """A background server: see ``_reload.not_in_foreground``."""
+    if reload_source_changes or _loaded("_reload") is not None:
+        from . import _reload
+
+        _reload.not_in_foreground(reload_source_changes)
 
 
 def _claim_reactor() -> Any:
@@ -175,12 +230,12 @@ def _forget(server: Server) -> None:
 
 def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -> None:
     server = Server(config, reactor)
-    # Before listening: a signal that comes once a port is open (a worker
-    # told to stop as it starts, say) shuts down once the reactor runs.
+    # Before listening: once "listening on" is logged, Ctrl-C and SIGTERM shut
+    # down gracefully (a worker's parent may send SIGTERM right then). A
+    # signal before the reactor runs is handled as soon as it does.
     restore = _install_signal_handlers(reactor)
-    started = server.start()
     failure: list[Any] = []
-    started.addErrback(failure.append)
+    server.start().addErrback(failure.append)
     if failure:  # binding happens at once, before the reactor runs
         restore()
         failure[0].raiseException()
@@ -188,8 +243,10 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
     server.shutdown_requested().addCallback(lambda _: _forget(server))
     supervisor = None
     try:
-        supervisor = _workers.start_workers(reactor, workers)
-        _workers.watch_parent(reactor, _shut_down_here)
+        process_workers = _loaded("_workers")  # imported if there are workers, or this is one
+        if process_workers is not None:
+            supervisor = process_workers.start_workers(reactor, workers)
+            process_workers.watch_parent(reactor, _shut_down_here)
         _stop_reactor_when_done(reactor, server, supervisor)
         freeze_start_up_heap()
         reactor.run(installSignalHandlers=False)
@@ -201,9 +258,7 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
         _forget(server)
 
 
-def _stop_reactor_when_done(
-    reactor: Any, server: Server, supervisor: _workers.Workers | None
-) -> None:
+def _stop_reactor_when_done(reactor: Any, server: Server, supervisor: Workers | None) -> None:
     """Stop the reactor once the server, and its workers if any, have stopped."""
     done: defer.Deferred[Any] = server.stopped()
     if supervisor is not None:
@@ -220,8 +275,11 @@ def freeze_start_up_heap() -> None:
     only what requests allocate: measured on hello-world, p99 latency fell
     from about 30 ms to 6 ms and throughput rose 15%. Done only when houweb
     owns the process (foreground), never inside an embedding application.
+
+    No ``gc.collect()`` first: start-up leaves about 60 unreachable objects
+    among some 56,000 (measured on bench/servers/houweb_app.py), and finding
+    them took 20-40 ms of the cold start.
     """
-    gc.collect()
     gc.freeze()
 
 
@@ -242,7 +300,7 @@ def _install_signal_handlers(reactor: Any) -> Any:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     # A worker leaves Ctrl-C (sent to the whole process group) to its parent.
-    names = ["SIGTERM"] if _workers.is_worker() else ["SIGINT", "SIGTERM", "SIGBREAK"]
+    names = ["SIGTERM"] if _is_worker() else ["SIGINT", "SIGTERM", "SIGBREAK"]
     numbers = [getattr(signal, n) for n in names if hasattr(signal, n)]
     received: list[int] = []
 
@@ -270,7 +328,8 @@ def requestShutdown() -> None:
     progress finish, then stops. Returns at once; callable from any thread,
     handlers included. Does nothing when no server runs.
     """
-    if _workers.stop_all_from_worker():
+    process_workers = _loaded("_workers")
+    if process_workers is not None and process_workers.stop_all_from_worker():
         return
     _shut_down_here()
 
