@@ -14,6 +14,7 @@ request's producer.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -21,6 +22,14 @@ from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import http, static
 from zope.interface import implementer
+
+#: What ``sendfile`` answers for a file it cannot send (some file systems,
+#: special files): such a file is read and written instead.
+_UNSUPPORTED = frozenset(
+    getattr(errno, name)
+    for name in ("EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "ESPIPE")
+    if hasattr(errno, name)
+)
 
 #: Bytes sent in one reactor turn at most before letting other connections
 #: run: more than the socket buffer takes, so a turn ends when it is full.
@@ -68,7 +77,8 @@ class SendfileProducer:
     Sends ``size`` bytes of an open file from ``offset`` as the body of a
     twisted.web request on a plain TCP connection, then finishes the request
     and closes the file. A short file (it shrank since its size was sent)
-    aborts the connection; so does a send error (the client went away).
+    aborts the connection; so does a send error (the client went away). A
+    file ``sendfile`` refuses is sent by twisted.web's producer instead.
     """
 
     def __init__(self, request: Any, file: Any, offset: int, size: int) -> None:
@@ -117,8 +127,11 @@ class SendfileProducer:
             except BlockingIOError:
                 self._when_writable()
                 return
-            except OSError:
-                self._transport.abortConnection()
+            except OSError as error:
+                if error.errno in _UNSUPPORTED:
+                    self._read_instead()
+                else:
+                    self._transport.abortConnection()
                 return
             if sent == 0:
                 self._transport.abortConnection()
@@ -135,6 +148,13 @@ class SendfileProducer:
         request.unregisterProducer()
         request.finish()
         self.stopProducing()
+
+    def _read_instead(self) -> None:
+        """Send the rest with twisted.web's producer: sendfile refused this file."""
+        request, file = self.request, self._file
+        self.request = None
+        request.unregisterProducer()
+        static.SingleRangeStaticProducer(request, file, self._offset, self._remaining).start()
 
     def _when_writable(self) -> None:
         """

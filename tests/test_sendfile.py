@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -203,3 +204,24 @@ def test_sendfile_producer_stops_once():
     producer.stopProducing()
     producer.stopProducing()
     assert file.closed == 1 and producer.request is None
+
+
+@pytest.mark.parametrize("after", [0, 100_000])
+@pytest_twisted.ensureDeferred
+async def test_a_file_sendfile_refuses_is_read_and_written_instead(
+    serve, client, big_file, monkeypatch, after
+):
+    real = os.sendfile
+    sent = [0]
+
+    def refusing(out: int, source: int, offset: int, count: int) -> int:
+        if sent[0] >= after:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        done = real(out, source, offset, min(count, after - sent[0]))
+        sent[0] += done
+        return done
+
+    monkeypatch.setattr(os, "sendfile", refusing)
+    port = await serve_file(serve, big_file)
+    reply = await client.get(port, "/f", headers={"Range": "bytes=10-"})
+    assert reply.status == 206 and reply.body == big_file.read_bytes()[10:]
