@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor, ssl
+from twisted.internet import defer, protocol, reactor, ssl
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.web import static
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
@@ -176,6 +177,20 @@ async def test_a_file_is_sent_byte_exact_over_tls_without_sendfile(
     assert not sendfile_calls
 
 
+class Chunks(protocol.Protocol):
+    """Collects what arrives as a list of chunks until the connection closes."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done: defer.Deferred[list[bytes]] = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.done.callback(self.chunks)
+
+
 class _Request:
     method = b"GET"
     code = 200
@@ -225,3 +240,28 @@ async def test_a_file_sendfile_refuses_is_read_and_written_instead(
     port = await serve_file(serve, big_file)
     reply = await client.get(port, "/f", headers={"Range": "bytes=10-"})
     assert reply.status == 206 and reply.body == big_file.read_bytes()[10:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_waits_for_a_file_being_sent_to_a_slow_reader(
+    serve, tmp_path, sendfile_calls
+):
+    huge = tmp_path / "huge.bin"  # more than the socket buffers hold
+    with open(huge, "wb") as out:
+        out.truncate(64 * 1024 * 1024)
+    houweb.urlHandler("/f")(lambda request: houweb.fileResponse(str(huge)))
+    server = await serve(shutdown_grace=30)
+    raw = Chunks()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", server.port_numbers()[0])
+    await connectProtocol(endpoint, raw)
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+    await sleep(0.1)
+    raw.transport.pauseProducing()
+    stopped = server.shutdown()
+    await sleep(0.2)
+    assert not stopped.called
+    raw.transport.resumeProducing()
+    head, body = split(b"".join(await raw.done))
+    await stopped
+    assert head.startswith(b"HTTP/1.1 200 OK") and body == bytes(64 * 1024 * 1024)
+    assert sendfile_calls
