@@ -177,6 +177,16 @@ async def test_a_file_is_sent_byte_exact_over_tls_without_sendfile(
     assert not sendfile_calls
 
 
+@pytest_twisted.ensureDeferred
+async def test_without_os_sendfile_twisted_webs_producer_sends_the_file(
+    serve, client, big_file, monkeypatch
+):
+    monkeypatch.delattr(os, "sendfile")
+    port = await serve_file(serve, big_file)
+    reply = await client.get(port, "/f")
+    assert reply.status == 200 and reply.body == big_file.read_bytes()
+
+
 class Chunks(protocol.Protocol):
     """Collects what arrives as a list of chunks until the connection closes."""
 
