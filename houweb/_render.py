@@ -2,7 +2,8 @@
 Writing a :class:`houweb.Response` onto a twisted.web request, on the reactor
 thread: status and headers, then the body, or the file streamed from disk with
 twisted.web's static file machinery (a producer, so the file is never read
-whole; Range, HEAD, If-Modified-Since, plus an ETag and If-None-Match).
+whole; Range, HEAD, If-Modified-Since, plus an ETag and If-None-Match), its
+body sent with ``os.sendfile`` where it can be (see ``_sendfile``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from twisted.logger import Logger
 from twisted.web import http, server, static
 
 from ._response import Response
+from ._sendfile import sendfile_producer
 from ._status import phrase
 from ._uploads import remove_quietly
 
@@ -70,9 +72,11 @@ class StreamedFile(static.File):
 
     def makeProducer(self, request: Any, fileForReading: Any) -> Any:
         if self._status == 200:
-            return super().makeProducer(request, fileForReading)
-        self._setContentHeaders(request)
-        return static.NoRangeStaticProducer(request, fileForReading)
+            producer = super().makeProducer(request, fileForReading)
+        else:
+            self._setContentHeaders(request)
+            producer = static.NoRangeStaticProducer(request, fileForReading)
+        return sendfile_producer(request, producer)
 
 
 def entity_tag(size: int, modified: float) -> bytes:
