@@ -20,6 +20,7 @@ _reactor.install()  # before Klein imports twisted.internet.reactor
 
 from ._api import APIError, apiFunction
 from ._errors import Error, OperationFailed
+from ._opdef import registerOpdefPath
 from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
@@ -48,6 +49,7 @@ __all__ = [
     "isInDebugMode",
     "notFoundResponse",
     "redirect",
+    "registerOpdefPath",
     "registerStaticFilesDirectory",
     "registerWSGIApp",
     "requestShutdown",

@@ -12,6 +12,7 @@ EXPECTED = {
     "serverPorts",
     "urlHandler",
     "apiFunction",
+    "registerOpdefPath",
     "APIError",
     "Request",
     "Response",

@@ -1,0 +1,59 @@
+"""
+:func:`registerOpdefPath`: the URL prefix under which Houdini serves
+node-type definition sections (``/opdef/obj/geo?Help``). houweb has no
+Houdini scene, so the prefix answers 501 unless the application provides
+the answers itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from . import _registry
+from ._dispatch import as_response, describe
+from ._request import Request
+from ._response import Response, errorResponse
+from ._site import Call, responder
+
+Provider = Callable[[Request, str], Any]
+
+NOT_IN_HOUDINI = "node-type help (opdef) is only available inside Houdini"
+
+
+@dataclass(frozen=True)
+class OpdefPath:
+    """A prefix registered with :func:`registerOpdefPath`."""
+
+    provider: Provider | None
+
+
+def registerOpdefPath(prefix: str = "/opdef", *, provider: Provider | None = None) -> None:
+    """
+    Answer requests below ``prefix`` on every port, as Houdini answers its
+    node-type help there.
+
+    :param prefix: a URL path, as for ``urlHandler``.
+    :param provider: ``provider(request, path)`` returns the Response for the
+        path below ``prefix`` (runs in the thread pool, or on the reactor if
+        ``async def``). Without it every such request gets 501.
+    """
+    if provider is not None and not callable(provider):
+        raise TypeError("provider must be callable")
+    _registry.REGISTRY.add_path(_registry.PREFIX, prefix, [-1], OpdefPath(provider))
+
+
+@responder(OpdefPath)
+def _answer_opdef(call: Call) -> Response | Deferred[Response]:
+    provider = call.match.target.provider  # type: ignore[attr-defined]
+    request = call.request
+    if provider is None:
+        return errorResponse(request, NOT_IN_HOUDINI, 501)
+    below = request.path()[len(call.match.path) :] if call.match.path != "/" else request.path()
+    what = f"opdef provider {describe(provider)}"
+    d = call.run(provider, request, below, shown_as=what)
+    d.addCallback(as_response, what)
+    d.addErrback(call.failed, what)
+    return d
