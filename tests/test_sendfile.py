@@ -264,9 +264,11 @@ async def test_shutdown_waits_for_a_file_being_sent_to_a_slow_reader(
     raw = Chunks()
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", server.port_numbers()[0])
     await connectProtocol(endpoint, raw)
-    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
-    await sleep(0.1)
+    # Not reading at all: the server can only fill the socket buffers (a few
+    # MiB), so the 64 MiB answer is still being sent when shutdown begins.
     raw.transport.pauseProducing()
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+    await sleep(0.2)
     stopped = server.shutdown()
     await sleep(0.2)
     assert not stopped.called
