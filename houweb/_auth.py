@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Callable
 
+from ._registry import is_api_path
 from ._request import Request
 from ._response import Response, errorResponse, json_error
 
@@ -28,7 +29,7 @@ def token_filter(token: str) -> Callable[[Request], Response | None]:
         supplied = request.header("Authorization").strip().encode()
         if hmac.compare_digest(supplied, expected):
             return None
-        if request.path().rstrip("/") == "/api":
+        if is_api_path(request.path()):
             response = json_error(_MESSAGE, 401)
         else:
             response = errorResponse(request, _MESSAGE, 401)

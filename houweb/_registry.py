@@ -60,6 +60,15 @@ def serves(bindings: frozenset[int], port: int, main_port: int) -> bool:
     )
 
 
+#: Where API functions are called (on every port).
+API_PATH = "/api"
+
+
+def is_api_path(path: str) -> bool:
+    """:returns: whether a decoded request path is the ``/api`` endpoint (``/api/`` too)."""
+    return normalize_path(path) == API_PATH
+
+
 def check_path(path: str) -> str:
     """
     Validate a registered URL path and return its normalised form.
@@ -81,7 +90,7 @@ def check_handler_path(path: str) -> str:
         reserved for API functions.
     """
     norm = check_path(path)
-    if norm == "/api":
+    if norm == API_PATH:
         raise ValueError("/api is reserved for API functions (use apiFunction)")
     return norm
 
@@ -123,7 +132,7 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._paths: dict[tuple[str, str], dict[frozenset[int], object]] = {
-            (EXACT, "/api"): {frozenset({ALL_PORTS}): APIEndpoint()}
+            (EXACT, API_PATH): {frozenset({ALL_PORTS}): APIEndpoint()}
         }
         self._functions: dict[str, dict[frozenset[int], object]] = {}
         self._listeners: list[Callable[[frozenset[int], str], None]] = []

@@ -26,7 +26,7 @@ from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
 from ._pool import HandlerPool
-from ._registry import Match, Registry, URLHandlerTarget
+from ._registry import Match, Registry, URLHandlerTarget, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
 from ._response import Response, errorResponse, notFoundResponse
@@ -283,7 +283,7 @@ class HouwebSite(server.Site):
         )
         response = (
             Response(f'{{"error": "{message}"}}', status, "application/json")
-            if path.rstrip("/") == "/api"
+            if is_api_path(path)
             else errorResponse(request, message, status)
         )
         for response_filter in self.houweb.response_filters:

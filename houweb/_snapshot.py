@@ -8,6 +8,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from ._registry import is_api_path
 from ._request import Request, parse_form
 from ._response import Response, errorResponse, json_error
 
@@ -27,7 +28,7 @@ class BadRequest(ValueError):
 
     def response(self, request: Request) -> Response:
         """:returns: the error answer: always JSON on ``/api``, errorResponse style elsewhere."""
-        if request.path().rstrip("/") == "/api":
+        if is_api_path(request.path()):
             return json_error(str(self), self.status)
         return errorResponse(request, str(self), self.status)
 
