@@ -302,17 +302,25 @@ class RestartState:
         )
 
 
+def houweb_command(statement: str, *args: str) -> list[str]:
+    """
+    :returns: the command line of a new Python process, with this one's
+        interpreter flags, that imports this houweb and runs ``statement``
+        (its entry point removes the ``sys.path`` entry again), ``args``
+        becoming ``sys.argv[1:]``.
+    """
+    houweb_parent = str(_HOUWEB_DIR.parent)
+    code = f"import sys; sys.path.insert(0, {houweb_parent!r}); {statement}"
+    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    return [sys.executable, *flags, "-c", code, *args]
+
+
 def restart(state: RestartState) -> NoReturn:
     """Replace this process by a new run of ``state.program``, keeping the kept sockets."""
-    houweb_parent = str(_HOUWEB_DIR.parent)
-    code = (
-        f"import sys; sys.path.insert(0, {houweb_parent!r}); "
-        "from houweb._reload import rerun; rerun()"
-    )
-    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.execv(sys.executable, [sys.executable, *flags, "-c", code, state.to_json()])
+    command = houweb_command("from houweb._reload import rerun; rerun()", state.to_json())
+    os.execv(sys.executable, command)
 
 
 # -- The reactor the server listens through ------------------------------------

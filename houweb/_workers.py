@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer, protocol, task
@@ -33,7 +31,7 @@ from twisted.logger import Logger
 
 from . import _logging, _reload
 from ._errors import OperationFailed
-from ._reload import Listener, Program, RestartState
+from ._reload import Listener, Program, RestartState, houweb_command
 
 log = Logger(namespace="houweb")
 
@@ -91,7 +89,9 @@ class Workers:
         self._count = count
         self._running: dict[int, _WorkerProcess] = {}
         self._stopping = False
-        self._all_ended: defer.Deferred[None] = defer.Deferred()
+        self._all_ended = False
+        self._when_ended: list[defer.Deferred[None]] = []
+        self._kill_later: Any = None
 
     def start(self) -> None:
         """Start workers 1 to N - 1."""
@@ -121,14 +121,12 @@ class Workers:
         worker = _WorkerProcess(self, number)
         fds: dict[int, Any] = {0: 0, 1: 1, 2: 2}
         fds.update({kept.fd: kept.fd for kept in self._listeners if kept.fd is not None})
-        state = replace(self._state, files=[])
-        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-        houweb_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = (
-            f"import sys; sys.path.insert(0, {houweb_parent!r}); "
-            "from houweb._workers import work; work()"
+        argv = houweb_command(
+            "from houweb._workers import work; work()",
+            self._state.to_json(),
+            str(number),
+            str(os.getpid()),
         )
-        argv = [sys.executable, *flags, "-c", code, state.to_json(), str(number), str(os.getpid())]
         self._reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ), childFDs=fds)
         self._running[number] = worker
         log.info("houweb: started worker {number} (pid {pid})", number=number, pid=worker.pid)
@@ -138,9 +136,7 @@ class Workers:
         if self._running.get(worker.number) is worker:
             del self._running[worker.number]
         if self._stopping:
-            if not self._running and not self._all_ended.called:
-                self._close_sockets()
-                self._all_ended.callback(None)
+            self._finish_if_all_ended()
             return
         log.error(
             "houweb: worker {number} (pid {pid}) ended ({status}); starting it again",
@@ -159,15 +155,29 @@ class Workers:
         """
         if not self._stopping:
             self._stopping = True
-            if not self._running:
-                self._close_sockets()
-                self._all_ended.callback(None)
             for worker in list(self._running.values()):
                 worker.signal("TERM")
             if self._running:
-                late = self._reactor.callLater(grace + 2, self.kill)
-                self._all_ended.addBoth(lambda result: late.active() and late.cancel() or result)
-        return self._all_ended
+                self._kill_later = self._reactor.callLater(grace + 2, self.kill)
+            self._finish_if_all_ended()
+        ended: defer.Deferred[None] = defer.Deferred()
+        if self._all_ended:
+            ended.callback(None)
+        else:
+            self._when_ended.append(ended)
+        return ended
+
+    def _finish_if_all_ended(self) -> None:
+        """Once stopping and no worker runs: close the sockets, wake who waits."""
+        if self._running or self._all_ended:
+            return
+        self._all_ended = True
+        if self._kill_later is not None and self._kill_later.active():
+            self._kill_later.cancel()
+        self._close_sockets()
+        waiting, self._when_ended = self._when_ended, []
+        for ended in waiting:
+            ended.callback(None)
 
     def kill(self) -> None:
         """Stop every worker still running at once (SIGKILL)."""
