@@ -84,8 +84,11 @@ class APIFunctionTarget:
 
     def convert(self, bound: inspect.BoundArguments) -> None:
         """Apply ``arg_types`` to the bound arguments (user code: not on the reactor)."""
-        for name, argument_type in (self.arg_types or {}).items():
-            for values in _holders(bound, self.signature):
+        if not self.arg_types:
+            return
+        holders = _holders(bound, self.signature)
+        for name, argument_type in self.arg_types.items():
+            for values in holders:
                 if name in values:
                     values[name] = _converted(name, values[name], argument_type)
 
