@@ -87,15 +87,17 @@ class Server:
         self.config = config
         self.reactor = reactor
         self.pool = HandlerPool(config.max_num_threads)
+        settings = load_settings(config.settings)
         self.context = ServerContext(
             config=config,
             reactor=reactor,
             pool=self.pool,
             registry=registry if registry is not None else _registry.REGISTRY,
+            settings=settings,
         )
         if config.token is not None:
             self.context.request_filters.append(token_filter(config.token))
-        install_cors(self.context, load_settings(config.settings).cors_origins)
+        install_cors(self.context, settings.cors_origins)
         self.site = HouwebSite(self.context)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []

@@ -1,7 +1,8 @@
 """
 The ``settings`` argument of ``run()``: a Python file read like a Django
 settings module (its module-level UPPERCASE names are the settings), or a
-``dict`` of those names. For now it holds the CORS whitelist.
+``dict`` of those names: the CORS whitelist, and Django's names for the
+Host allow-list, the trusted origins and the limits on form bodies.
 
 Loading happens before any port listens, so a broken file stops ``run()``
 with :class:`~houweb.OperationFailed` naming the file and the problem.
@@ -24,7 +25,21 @@ log = Logger(namespace="houweb")
 
 #: The classic and the modern name of Django's usual CORS setting; same meaning.
 CORS_NAMES = ("CORS_ORIGIN_WHITELIST", "CORS_ALLOWED_ORIGINS")
-KNOWN_NAMES = frozenset(CORS_NAMES)
+KNOWN_NAMES = frozenset(
+    (
+        *CORS_NAMES,
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "USE_X_FORWARDED_HOST",
+        "DATA_UPLOAD_MAX_MEMORY_SIZE",
+        "DATA_UPLOAD_MAX_NUMBER_FIELDS",
+    )
+)
+
+#: Django's defaults: 2.5 MB of url-encoded or JSON body, or of the non-file
+#: fields of a multipart body, and 1000 fields.
+DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -36,6 +51,17 @@ class Settings:
     #: Origins allowed cross-origin requests: ``"*"``, ``"null"`` or
     #: ``scheme://host[:port]``; empty means CORS is off.
     cors_origins: tuple[str, ...] = ()
+    #: Django's ALLOWED_HOSTS; ``None`` means the default for the addresses
+    #: the server listens on (loopback names when all are loopback, else ``*``).
+    allowed_hosts: tuple[str, ...] | None = None
+    #: Django's CSRF_TRUSTED_ORIGINS: more origins allowed to change state.
+    csrf_trusted_origins: tuple[str, ...] = ()
+    #: Django's USE_X_FORWARDED_HOST: check X-Forwarded-Host instead of Host.
+    use_x_forwarded_host: bool = False
+    #: Django's DATA_UPLOAD_MAX_MEMORY_SIZE (bytes); ``None`` for no limit.
+    data_upload_max_memory_size: int | None = DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
+    #: Django's DATA_UPLOAD_MAX_NUMBER_FIELDS; ``None`` for no limit.
+    data_upload_max_number_fields: int | None = DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS
 
 
 def load_settings(source: Source) -> Settings:
@@ -82,7 +108,41 @@ def _settings_from(namespace: dict[str, Any], where: str) -> Settings:
     for name in CORS_NAMES:
         if name in names:
             origins += _origins(names[name], name, where)
-    return Settings(cors_origins=tuple(origins))
+    allowed_hosts = None
+    if "ALLOWED_HOSTS" in names:
+        allowed_hosts = tuple(_strings(names["ALLOWED_HOSTS"], "ALLOWED_HOSTS", where))
+    trusted = ()
+    if "CSRF_TRUSTED_ORIGINS" in names:
+        trusted = tuple(_origins(names["CSRF_TRUSTED_ORIGINS"], "CSRF_TRUSTED_ORIGINS", where))
+    return Settings(
+        cors_origins=tuple(origins),
+        allowed_hosts=allowed_hosts,
+        csrf_trusted_origins=trusted,
+        use_x_forwarded_host=bool(names.get("USE_X_FORWARDED_HOST", False)),
+        data_upload_max_memory_size=_limit(
+            names, "DATA_UPLOAD_MAX_MEMORY_SIZE", DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE, where
+        ),
+        data_upload_max_number_fields=_limit(
+            names, "DATA_UPLOAD_MAX_NUMBER_FIELDS", DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS, where
+        ),
+    )
+
+
+def _strings(value: object, name: str, where: str) -> list[str]:
+    """:raises OperationFailed: unless ``value`` is a list or tuple of strings."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise OperationFailed(f"{where}: {name} must be a list or tuple of strings")
+    return list(value)
+
+
+def _limit(names: Mapping[str, Any], name: str, default: int, where: str) -> int | None:
+    """:returns: a Django-style limit: a number of at least 0, or ``None`` for none."""
+    value = names.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OperationFailed(f"{where}: {name} must be an int of at least 0, or None")
+    return value
 
 
 def _origins(value: object, name: str, where: str) -> list[str]:

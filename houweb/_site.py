@@ -30,6 +30,7 @@ from ._registry import Match, Registry, URLHandlerTarget, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
 from ._response import Response, errorResponse, notFoundResponse
+from ._settings import Settings
 from ._snapshot import BadRequest, decode_path, snapshot
 
 log = Logger(namespace="houweb")
@@ -47,6 +48,8 @@ class ServerContext:
     pool: HandlerPool
     registry: Registry = field(default_factory=lambda: _registry.REGISTRY)
     main_port: int = 0
+    #: The settings file's values (CORS, ALLOWED_HOSTS, form limits...).
+    settings: Settings = field(default_factory=Settings)
     #: Each may answer a request before routing (a CORS preflight, say).
     request_filters: list[Callable[[Request], Response | None]] = field(default_factory=list)
     #: Each may add headers to every response (CORS, say).
