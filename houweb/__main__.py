@@ -3,6 +3,9 @@
 foreground, with the options of ``twistd houweb`` plus ``--log-format`` and
 reload switches. Without ``--app`` it serves the demo application on
 http://127.0.0.1:8008/. ``python -m houweb --help`` lists everything.
+
+``python -m houweb run SCRIPT [ARGS...]`` runs a script written for
+Houdini's server unchanged instead (see :mod:`houweb._script`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class CommandLineOptions(Options):
     {command} --app myapp.py --debug
   Plain handlers on two cores: two processes serving the same port:
     {command} --app myapp.py --workers 2
+  A script written for Houdini (import hwebserver, calls run() itself),
+  unchanged, with its own arguments:
+    {command} run myscript.py ARGS...
 """
     optFlags: list[list[Any]] = [
         ["reload", "r", "Restart when a source file of the application changes (on with --debug)."],
@@ -95,7 +101,16 @@ def main(argv: list[str] | None = None) -> None:
 
     :param argv: the arguments, ``sys.argv[1:]`` by default.
     """
-    options = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        if len(argv) < 2:
+            print("usage: python -m houweb run SCRIPT [ARGS...]", file=sys.stderr)
+            raise SystemExit(2)
+        from ._script import run_script
+
+        run_script(argv[1], argv[2:])
+        return
+    options = parse(argv)
     begin_logging(options["log-format"])
     load_applications(options)
     try:
