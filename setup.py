@@ -25,7 +25,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=["houweb", "twisted.plugins"],
-    package_data={"houweb": ["py.typed"]},
+    package_data={"houweb": ["py.typed", "_web/*.js", "_web/*.html"]},
     install_requires=[
         # 24.7.0 fixes out-of-order pipelined responses (CVE-2023-46137) and
         # request smuggling (CVE-2022-24801).

@@ -19,7 +19,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from . import _registry
+from . import _api_views  # noqa: F401 - registers the responder of /api/openapi.json etc.
+from . import _describe, _registry
 from ._api_wire import CallError, ResultError, encode_result, parse_call
 from ._dispatch import describe, format_traceback, is_async
 from ._registry import APIEndpoint, Ports, normalize_ports
@@ -190,7 +191,7 @@ def answer_api(call: Call) -> Response | Deferred[Response]:
 def _find(call: Call, name: str) -> APIFunctionTarget | None:
     context = call.context
     if name == INTROSPECTION:
-        return _introspection(call)
+        return _introspection(call) if context.settings.api_docs else None
     target = context.registry.function(name, call.request.port(), context.main_port)
     return target if isinstance(target, APIFunctionTarget) else None
 
@@ -238,12 +239,19 @@ def _introspection(call: Call) -> APIFunctionTarget:
 
 
 def describe_function(target: APIFunctionTarget) -> dict[str, Any]:
-    """:returns: what introspection tells of one function."""
-    parameters = list(target.signature.parameters.values())[1:]
+    """
+    :returns: what introspection tells of one function: from the same
+        :func:`~houweb._describe.describe` as ``/api/openapi.json`` and
+        ``/api/client.js``, its arguments' and result's JSON Schemas included.
+    """
+    d = _describe.describe(target)
     return {
-        "name": target.name,
-        "signature": str(target.signature.replace(parameters=parameters)),
-        "doc": inspect.getdoc(target.function) or "",
-        "return_binary": target.return_binary,
-        "ports": list(target.ports),
+        "name": d.name,
+        "signature": d.signature,
+        "doc": d.doc,
+        "return_binary": d.return_binary,
+        "ports": d.ports,
+        "parameters": d.parameters,
+        "result": d.result,
+        "result_media_type": d.result_media_type,
     }

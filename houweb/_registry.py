@@ -64,6 +64,15 @@ def serves(bindings: frozenset[int], port: int, main_port: int) -> bool:
 API_PATH = "/api"
 
 
+#: houweb's descriptions of the API functions (``_api_views``), by path;
+#: like ``/api`` they are on every port and no handler may take them.
+API_VIEW_PATHS = {
+    "/api/openapi.json": "openapi",
+    "/api/docs": "docs",
+    "/api/client.js": "client",
+}
+
+
 def is_api_path(path: str) -> bool:
     """:returns: whether a decoded request path is the ``/api`` endpoint (``/api/`` too)."""
     return normalize_path(path) == API_PATH
@@ -92,6 +101,8 @@ def check_handler_path(path: str) -> str:
     norm = check_path(path)
     if norm == API_PATH:
         raise ValueError("/api is reserved for API functions (use apiFunction)")
+    if norm in API_VIEW_PATHS:
+        raise ValueError(f"{norm} is reserved for houweb's description of the API functions")
     return norm
 
 
@@ -123,6 +134,13 @@ class APIEndpoint:
     """The ``/api`` endpoint, on every port of every registry."""
 
 
+@dataclass(frozen=True)
+class APIViewEndpoint:
+    """One of :data:`API_VIEW_PATHS`: ``view`` names which."""
+
+    view: str
+
+
 class Registry:
     """
     Registrations by path and kind, and functions by name, each with the ports
@@ -132,7 +150,11 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._paths: dict[tuple[str, str], dict[frozenset[int], object]] = {
-            (EXACT, API_PATH): {frozenset({ALL_PORTS}): APIEndpoint()}
+            (EXACT, API_PATH): {frozenset({ALL_PORTS}): APIEndpoint()},
+            **{
+                (EXACT, path): {frozenset({ALL_PORTS}): APIViewEndpoint(view)}
+                for path, view in API_VIEW_PATHS.items()
+            },
         }
         self._functions: dict[str, dict[frozenset[int], object]] = {}
         self._listeners: list[Callable[[frozenset[int], str], None]] = []
@@ -212,8 +234,8 @@ class Registry:
         }
 
     def is_empty(self) -> bool:
-        """:returns: whether nothing at all is registered (``/api`` aside)."""
-        return len(self._paths) == 1 and not self._functions
+        """:returns: whether nothing at all is registered (``/api`` and its views aside)."""
+        return len(self._paths) == 1 + len(API_VIEW_PATHS) and not self._functions
 
 
 def _pick(

@@ -33,6 +33,7 @@ KNOWN_NAMES = frozenset(
         "USE_X_FORWARDED_HOST",
         "DATA_UPLOAD_MAX_MEMORY_SIZE",
         "DATA_UPLOAD_MAX_NUMBER_FIELDS",
+        "API_DOCS",
     )
 )
 
@@ -62,6 +63,10 @@ class Settings:
     data_upload_max_memory_size: int | None = DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
     #: Django's DATA_UPLOAD_MAX_NUMBER_FIELDS; ``None`` for no limit.
     data_upload_max_number_fields: int | None = DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS
+    #: houweb's API_DOCS: describe the API functions (``houweb.functions``,
+    #: ``/api/openapi.json``, ``/api/docs``, ``/api/client.js``); ``False``
+    #: answers 404 there, as if they did not exist.
+    api_docs: bool = True
 
 
 def load_settings(source: Source) -> Settings:
@@ -125,6 +130,7 @@ def _settings_from(namespace: dict[str, Any], where: str) -> Settings:
         data_upload_max_number_fields=_limit(
             names, "DATA_UPLOAD_MAX_NUMBER_FIELDS", DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS, where
         ),
+        api_docs=_flag(names, "API_DOCS", True, where),
     )
 
 
@@ -133,6 +139,14 @@ def _strings(value: object, name: str, where: str) -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise OperationFailed(f"{where}: {name} must be a list or tuple of strings")
     return list(value)
+
+
+def _flag(names: Mapping[str, Any], name: str, default: bool, where: str) -> bool:
+    """:raises OperationFailed: unless the setting is ``True`` or ``False``."""
+    value = names.get(name, default)
+    if not isinstance(value, bool):
+        raise OperationFailed(f"{where}: {name} must be True or False, not {value!r}")
+    return value
 
 
 def _limit(names: Mapping[str, Any], name: str, default: int, where: str) -> int | None:

@@ -1,0 +1,202 @@
+"""
+The OpenAPI 3.1 document of the API functions visible on one port, built
+from their :class:`~houweb._describe.Description` alone.
+
+Every function is called through the same ``POST /api``, and OpenAPI allows
+one POST per path, so each function gets the path ``/api#<name>``: the
+fragment names the operation and is never sent (HTTP clients drop it), so
+every generated call lands on ``/api``, the body naming the function as the
+wire protocol says (spec §13.3). The request bodies are the protocol's own
+dialects: the JSON body ``[name, args, kwargs]`` and the form field ``json``
+holding the same array (urlencoded, or multipart with the file parts). The
+error answers are the ones ``/api`` sends (§13.5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._describe import FILE_SCHEMA, JSON_SCHEMA_DIALECT, JSON_TYPE, OCTET_STREAM, Description
+
+OPENAPI_VERSION = "3.1.0"
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+_ERRORS = {
+    "400": "The request does not spell a call: no `json` or `cmd_function` field, "
+    "JSON that is not `[name, args, kwargs]`, an unsupported Content-Type, a body "
+    "that cannot be decoded, or a file part clashing with an argument.",
+    "404": "No API function of that name on this port.",
+    "413": "The request body is larger than the server's `max_request_size`.",
+    "422": "The arguments do not fit the function, an `arg_types` conversion failed, "
+    "or the function raised `APIError` (its message is the `error`).",
+    "500": "The function raised another exception (`Internal server error`, or the "
+    "exception and a `traceback` in debug mode), or its result cannot be sent.",
+}
+
+
+def openapi_document(
+    descriptions: list[Description], title: str = "houweb API", token: bool = False
+) -> dict[str, Any]:
+    """
+    :param descriptions: the functions to document, in the order to list them.
+    :param token: the server requires ``Authorization: Bearer``: say so.
+    :returns: the OpenAPI 3.1 document, JSON-encodable.
+    """
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    responses = {
+        status: {"description": text, "content": {JSON_TYPE: {"schema": error_ref}}}
+        for status, text in _ERRORS.items()
+    }
+    if token:
+        responses["401"] = {
+            "description": "The request lacks `Authorization: Bearer <token>`.",
+            "content": {JSON_TYPE: {"schema": error_ref}},
+        }
+    document: dict[str, Any] = {
+        "openapi": OPENAPI_VERSION,
+        "jsonSchemaDialect": JSON_SCHEMA_DIALECT,
+        "info": {
+            "title": title,
+            "version": "1",
+            "description": "The API functions of this houweb server, called with "
+            "`POST /api` (houweb's and Houdini's `/api` protocol). Each operation's "
+            "path ends in `#<function name>`, which HTTP clients do not send: "
+            "the function is named in the body.",
+        },
+        "paths": {f"/api#{d.name}": {"post": _operation(d)} for d in descriptions},
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "description": "What went wrong: a string, or the JSON "
+                            "value an API function gave APIError."
+                        },
+                        "traceback": {
+                            "type": "string",
+                            "description": "The exception's traceback (debug mode only).",
+                        },
+                    },
+                    "required": ["error"],
+                }
+            },
+            "responses": {f"Error{status}": response for status, response in responses.items()},
+        },
+    }
+    tags = sorted({d.namespace for d in descriptions if d.namespace})
+    if tags:
+        document["tags"] = [{"name": tag} for tag in tags]
+    if token:
+        document["components"]["securitySchemes"] = {"token": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"token": []}]
+    return document
+
+
+def _operation(d: Description) -> dict[str, Any]:
+    call = call_schema(d)
+    form = {
+        "type": "object",
+        "properties": {
+            "json": {
+                "type": "string",
+                "contentMediaType": JSON_TYPE,
+                "contentSchema": call,
+                "description": "The call as JSON: " + _example(d),
+            }
+        },
+        "required": ["json"],
+    }
+    multipart = {
+        "type": "object",
+        "properties": {
+            **form["properties"],
+            **{name: dict(FILE_SCHEMA) for name in d.files},
+        },
+        "required": ["json", *[name for name in d.files if name in d.parameters.get("required", [])]],
+    }
+    content: dict[str, Any] = {}
+    if not d.files:
+        content[JSON_TYPE] = {"schema": call}
+        content[FORM_URLENCODED] = {"schema": form}
+    content[MULTIPART] = {"schema": multipart}
+    operation: dict[str, Any] = {
+        "operationId": d.name,
+        "summary": d.summary or d.name,
+        "description": _operation_text(d),
+        "requestBody": {"required": True, "content": content},
+        "responses": {
+            "200": _success(d),
+            **{status: {"$ref": f"#/components/responses/Error{status}"} for status in _ERRORS},
+        },
+    }
+    if d.namespace:
+        operation["tags"] = [d.namespace]
+    return operation
+
+
+def _operation_text(d: Description) -> str:
+    lines = [d.doc] if d.doc else []
+    lines.append(f"Python signature: `{d.name}{d.signature}`.")
+    lines.append(
+        f"Call it with the JSON array {_example(d)} as the body (`application/json`) "
+        "or as the form field `json`; or as the form fields `cmd_function="
+        f"{d.name}` and one string field per argument."
+    )
+    if d.files:
+        lines.append(
+            "File arguments are multipart parts named after the parameter: "
+            + ", ".join(f"`{name}`" for name in d.files)
+            + "."
+        )
+    return "\n\n".join(lines)
+
+
+def _example(d: Description) -> str:
+    return f'`["{d.name}", [], {{...}}]`'
+
+
+def _success(d: Description) -> dict[str, Any]:
+    if d.result is None:
+        return {
+            "description": "The result, as bytes.",
+            "content": {OCTET_STREAM: {"schema": dict(FILE_SCHEMA)}},
+        }
+    return {"description": "The result, as JSON.", "content": {JSON_TYPE: {"schema": d.result}}}
+
+
+def call_schema(d: Description) -> dict[str, Any]:
+    """
+    :returns: the JSON Schema of the array ``[name, args, kwargs]`` that
+        calls ``d`` with positional-only arguments (and ``*args``) in
+        ``args`` and every other argument by name in ``kwargs``.
+    """
+    properties = d.parameters["properties"]
+    positional = [properties[name] for name in d.positional_only]
+    required = d.parameters.get("required", [])
+    args: dict[str, Any] = {"type": "array"}
+    if positional:
+        args["prefixItems"] = positional
+        args["minItems"] = sum(1 for name in d.positional_only if name in required)
+    if d.var_positional:
+        args["items"] = properties[d.var_positional].get("items", {})
+    elif positional:
+        args["items"] = False
+    else:
+        args["maxItems"] = 0
+    by_name = set(d.positional_only) | {d.var_positional} | set(d.files)
+    kwargs: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: s for name, s in properties.items() if name not in by_name},
+    }
+    kwargs_required = [name for name in required if name not in by_name]
+    if kwargs_required:
+        kwargs["required"] = kwargs_required
+    kwargs["additionalProperties"] = d.parameters["additionalProperties"]
+    return {
+        "type": "array",
+        "prefixItems": [{"const": d.name}, args, kwargs],
+        "minItems": 3,
+        "maxItems": 3,
+    }
