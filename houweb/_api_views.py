@@ -3,6 +3,8 @@ houweb's own descriptions of the API functions visible on a port, each built
 from :func:`~houweb._describe.describe`:
 
 - ``GET /api/openapi.json``: the OpenAPI 3.1 document (``_openapi``);
+  ``?dialect=json`` or ``?dialect=form`` lists one request body per
+  operation, for generators that cannot handle two;
 - ``GET /api/client.js``: an ES module calling them from a browser
   (``await api.geo.vector_length(1, 2, 3)``);
 - ``GET /api/docs``: the explorer page, a form per function, built on
@@ -20,7 +22,7 @@ import json
 from importlib import resources
 
 from ._describe import Description, describe
-from ._openapi import openapi_document
+from ._openapi import DIALECTS, openapi_document
 from ._registry import APIViewEndpoint
 from ._response import Response, errorResponse, notFoundResponse
 from ._site import Call, responder
@@ -44,7 +46,15 @@ def answer_api_view(call: Call) -> Response:
     view = call.match.target.view  # type: ignore[attr-defined]
     descriptions = visible_descriptions(call)
     if view == "openapi":
-        document = openapi_document(descriptions, token=call.context.config.token is not None)
+        dialect = request.GET().get("dialect")
+        if dialect is not None and dialect not in DIALECTS:
+            message = f"dialect must be {' or '.join(DIALECTS)}, not {dialect!r}"
+            return errorResponse(request, message, 400)
+        document = openapi_document(
+            descriptions,
+            token=call.context.config.token is not None,
+            dialects=DIALECTS if dialect is None else (dialect,),
+        )
         response = Response(json.dumps(document, indent=1), 200, "application/json")
     elif view == "client":
         response = Response(client_module(descriptions), 200, "text/javascript; charset=utf-8")

@@ -35,12 +35,23 @@ _ERRORS = {
 }
 
 
+#: The request body dialects an operation can list (``?dialect=`` picks one).
+DIALECTS = ("json", "form")
+
+
 def openapi_document(
-    descriptions: list[Description], title: str = "houweb API", token: bool = False
+    descriptions: list[Description],
+    title: str = "houweb API",
+    token: bool = False,
+    dialects: tuple[str, ...] = DIALECTS,
 ) -> dict[str, Any]:
     """
     :param descriptions: the functions to document, in the order to list them.
     :param token: the server requires ``Authorization: Bearer``: say so.
+    :param dialects: the request bodies to list for functions without files:
+        ``json`` (the JSON body) and ``form`` (the urlencoded field ``json``).
+        Some generators (openapi-python-client) build a broken method for an
+        operation with two request bodies; they are given one.
     :returns: the OpenAPI 3.1 document, JSON-encodable.
     """
     error_ref = {"$ref": "#/components/schemas/Error"}
@@ -64,7 +75,7 @@ def openapi_document(
             "path ends in `#<function name>`, which HTTP clients do not send: "
             "the function is named in the body.",
         },
-        "paths": {f"/api#{d.name}": {"post": _operation(d)} for d in descriptions},
+        "paths": {f"/api#{d.name}": {"post": _operation(d, dialects)} for d in descriptions},
         "components": {
             "schemas": {
                 "Error": {
@@ -94,7 +105,7 @@ def openapi_document(
     return document
 
 
-def _operation(d: Description) -> dict[str, Any]:
+def _operation(d: Description, dialects: tuple[str, ...]) -> dict[str, Any]:
     call = call_schema(d)
     form = {
         "type": "object",
@@ -116,11 +127,16 @@ def _operation(d: Description) -> dict[str, Any]:
         },
         "required": ["json", *[name for name in d.files if name in d.parameters.get("required", [])]],
     }
-    content: dict[str, Any] = {}
-    if not d.files:
-        content[JSON_TYPE] = {"schema": call}
-        content[FORM_URLENCODED] = {"schema": form}
-    content[MULTIPART] = {"schema": multipart}
+    # Files need a multipart body (the form field ``json`` and a part per
+    # file); without files, the JSON body and the urlencoded form field.
+    if d.files:
+        content: dict[str, Any] = {MULTIPART: {"schema": multipart}}
+    else:
+        content = {}
+        if "json" in dialects:
+            content[JSON_TYPE] = {"schema": call}
+        if "form" in dialects:
+            content[FORM_URLENCODED] = {"schema": form}
     operation: dict[str, Any] = {
         "operationId": d.name,
         "summary": d.summary or d.name,
@@ -184,6 +200,7 @@ def call_schema(d: Description) -> dict[str, Any]:
     elif positional:
         args["items"] = False
     else:
+        args["items"] = {}
         args["maxItems"] = 0
     by_name = set(d.positional_only) | {d.var_positional} | set(d.files)
     kwargs: dict[str, Any] = {
