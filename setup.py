@@ -53,6 +53,10 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
             "cryptography",  # self-signed certificates for the TLS tests
+            # /api/openapi.json must validate with a standard validator ...
+            "openapi-spec-validator>=0.7",
+            # ... and a standard generator must build a working client from it.
+            "openapi-python-client>=0.21",
         ],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,

@@ -647,6 +647,10 @@ def test_a_decorator_used_without_parentheses_says_how_to_use_it(registry):
 # Introspection.
 
 
+#: The keys of spec §13.6; houweb.functions adds the describer's schemas.
+SPEC_KEYS = ("name", "signature", "doc", "return_binary", "ports")
+
+
 @pytest_twisted.ensureDeferred
 async def test_houweb_functions_lists_the_functions_visible_on_the_port(serve, client):
     server = await serve(ports=[0])
@@ -655,7 +659,7 @@ async def test_houweb_functions_lists_the_functions_visible_on_the_port(serve, c
     houweb.apiFunction(return_binary=True, ports=[extra])(lambda request, data=b"": data)
 
     listed = json.loads((await call(client, main, "houweb.functions")).body)
-    assert listed == [
+    assert [{key: entry[key] for key in SPEC_KEYS} for entry in listed] == [
         {
             "name": "geo.vector_length",
             "signature": "(x, y, z)",
@@ -664,6 +668,8 @@ async def test_houweb_functions_lists_the_functions_visible_on_the_port(serve, c
             "ports": [0],
         }
     ]
+    # And the JSON Schemas of houweb._describe (tests/test_api_docs.py).
+    assert listed[0]["parameters"]["required"] == ["x", "y", "z"]
     on_extra = json.loads((await call(client, extra, "houweb.functions")).body)
     assert [entry["name"] for entry in on_extra] == ["<lambda>"]
     assert on_extra[0]["signature"] == "(data=b'')" and on_extra[0]["ports"] == [extra]

@@ -1,0 +1,466 @@
+"""
+The descriptions of the API functions (houweb/_describe.py, _openapi.py,
+_api_views.py): one describer; houweb.functions, /api/openapi.json,
+/api/client.js and /api/docs built from it; the token, the ports and the
+API_DOCS switch applying to all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any, Literal, Optional
+
+import pytest
+import pytest_twisted
+from openapi_spec_validator import validate
+from twisted.internet import threads
+
+import houweb
+from houweb._describe import FILE_SCHEMA, describe
+
+from .browser import Browser, chromium_or_skip
+
+JSON_HEADERS = {"Content-Type": ["application/json"]}
+
+
+def register_examples(seen: list[Any]) -> None:
+    """The functions the tests call; each call is appended to ``seen``."""
+
+    @houweb.apiFunction("geo", arg_types={"x": float, "y": float, "z": float})
+    def vector_length(request, x, y, z):
+        """Return the length of the vector (x, y, z)."""
+        seen.append(("vector_length", x, y, z))
+        return (x * x + y * y + z * z) ** 0.5
+
+    @houweb.apiFunction("files", return_binary=True)
+    def upper(request, data: houweb.UploadedFile, suffix: str = "") -> bytes:
+        """
+        Upper-case an uploaded file.
+
+        :param data: the file to read.
+        :param suffix: appended to the result.
+        """
+        content = data.read()
+        seen.append(("upper", content, suffix))
+        return content.upper() + suffix.encode()
+
+    @houweb.apiFunction()
+    def divide(request, a: float, b: float = 1.0) -> float:
+        """Divide a by b."""
+        seen.append(("divide", a, b))
+        if b == 0:
+            raise houweb.APIError("b must not be 0")
+        return a / b
+
+
+async def api_call(client, port, name, *args, **kwargs):
+    body = json.dumps([name, list(args), kwargs]).encode()
+    return await client.post(port, "/api", data=body, headers=JSON_HEADERS)
+
+
+async def get_json(client, port, path, **kwargs):
+    reply = await client.get(port, path, **kwargs)
+    assert reply.status == 200, reply.text
+    return json.loads(reply.body)
+
+
+def client_module_functions(text: str) -> list[dict[str, Any]]:
+    """The descriptions client.js embeds (the JSON between its markers)."""
+    start = text.index("export const functions = ") + len("export const functions = ")
+    end = text.index(";\n", start)
+    return json.loads(text[start:end].replace("<\\/", "</"))
+
+
+# The describer.
+
+
+def kitchen_sink(
+    request,
+    a: int,
+    /,
+    b: str,
+    *rest: float,
+    c: Optional[list[int]] = None,
+    flag: bool = False,
+    mode: Literal["x", "y"] = "x",
+    **extra: str,
+) -> dict[str, float]:
+    """
+    Do everything.
+
+    More text.
+
+    :param b: the name,
+        on two lines.
+    :returns: a mapping.
+    """
+
+
+def test_the_describer_turns_a_signature_into_json_schema(registry):
+    houweb.apiFunction("k")(kitchen_sink)
+    d = describe(registry.function("k.kitchen_sink", 0, 0))
+    assert d.parameters == {
+        "type": "object",
+        "properties": {
+            "a": {"type": "integer"},
+            "b": {"type": "string", "description": "the name, on two lines."},
+            "rest": {"type": "array", "items": {"type": "number"}},
+            "c": {
+                "anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}],
+                "default": None,
+            },
+            "flag": {"type": "boolean", "default": False},
+            "mode": {"enum": ["x", "y"], "default": "x"},
+        },
+        "required": ["a", "b"],
+        "additionalProperties": {"type": "string"},
+    }
+    assert (d.order, d.positional_only) == (["a", "b", "c", "flag", "mode"], ["a"])
+    assert (d.var_positional, d.var_keyword, d.files) == ("rest", "extra", [])
+    assert d.result == {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+        "description": "a mapping.",
+    }
+    assert d.result_media_type == "application/json"
+    assert (d.summary, d.namespace) == ("Do everything.", "k")
+
+
+def test_the_describer_uses_arg_types_files_and_binary_results(registry):
+    register_examples([])
+
+    def parse(value):
+        return value
+
+    houweb.apiFunction(arg_types={"v": parse})(lambda request, v: v)
+    vector = describe(registry.function("geo.vector_length", 0, 0))
+    assert vector.parameters["properties"]["x"] == {"type": "number"}
+    assert vector.result == {} and vector.result_media_type == "application/json"
+    upper = describe(registry.function("files.upper", 0, 0))
+    assert upper.files == ["data"]
+    assert upper.parameters["properties"]["data"] == {**FILE_SCHEMA, "description": "the file to read."}
+    assert upper.result is None and upper.result_media_type == "application/octet-stream"
+    custom = describe(registry.function("<lambda>", 0, 0))
+    assert custom.parameters["properties"]["v"] == {"description": "converted with parse"}
+
+
+# The four views agree.
+
+
+@pytest_twisted.ensureDeferred
+async def test_houweb_functions_openapi_and_client_js_describe_every_function_alike(serve, client):
+    register_examples([])
+    houweb.apiFunction("k")(kitchen_sink)
+    port = (await serve()).port_numbers()[0]
+    listed = json.loads((await api_call(client, port, "houweb.functions")).body)
+    document = await get_json(client, port, "/api/openapi.json")
+    module = (await client.get(port, "/api/client.js")).text
+    embedded = {f["name"]: f for f in client_module_functions(module)}
+    names = ["divide", "files.upper", "geo.vector_length", "k.kitchen_sink"]
+    assert [f["name"] for f in listed] == names == sorted(embedded)
+    assert sorted(path.split("#", 1)[1] for path in document["paths"]) == names
+    for entry in listed:
+        name = entry["name"]
+        assert embedded[name]["parameters"] == entry["parameters"]
+        assert embedded[name]["result"] == entry["result"]
+        operation = document["paths"][f"/api#{name}"]["post"]
+        assert operation["operationId"] == name
+        content = operation["requestBody"]["content"]
+        if "application/json" in content:
+            call = content["application/json"]["schema"]["prefixItems"]
+            assert call[0] == {"const": name}
+            by_name = {k: v for k, v in entry["parameters"]["properties"].items()}
+            for key, schema in call[2]["properties"].items():
+                assert by_name[key] == schema
+        else:
+            assert set(content) == {"multipart/form-data"}
+            parts = content["multipart/form-data"]["schema"]["properties"]
+            assert parts["data"] == FILE_SCHEMA
+        success = operation["responses"]["200"]["content"]
+        if entry["result_media_type"] == "application/octet-stream":
+            assert list(success) == ["application/octet-stream"]
+        else:
+            assert success["application/json"]["schema"] == entry["result"]
+
+
+# OpenAPI.
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_openapi_document_validates_and_lists_the_errors_api_sends(serve, client):
+    register_examples([])
+    port = (await serve()).port_numbers()[0]
+    reply = await client.get(port, "/api/openapi.json")
+    assert reply.header("Content-Type") == "application/json"
+    document = json.loads(reply.body)
+    validate(document)
+    for dialect in ("json", "form"):
+        validate(await get_json(client, port, f"/api/openapi.json?dialect={dialect}"))
+    assert document["openapi"].startswith("3.1")
+    operation = document["paths"]["/api#divide"]["post"]
+    assert set(operation["requestBody"]["content"]) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+    }
+    assert set(operation["responses"]) == {"200", "400", "404", "413", "422", "500"}
+    error_schema = document["components"]["schemas"]["Error"]
+    # What /api really sends for 422, 404 and 400 fits the documented Error.
+    for reply in (
+        await api_call(client, port, "divide", 1, 0),
+        await api_call(client, port, "nope"),
+        await client.post(port, "/api", data=b"[]", headers=JSON_HEADERS),
+    ):
+        body = json.loads(reply.body)
+        assert str(reply.status) in operation["responses"]
+        assert set(body) <= set(error_schema["properties"]) and "error" in body
+    bad = await client.get(port, "/api/openapi.json?dialect=xml")
+    assert bad.status == 400 and "dialect" in bad.text
+
+
+def _generate_and_call(workdir: str, port: int) -> str:
+    """Generate a client with openapi-python-client; run a script using it."""
+    generated = subprocess.run(
+        [
+            sys.executable, "-m", "openapi_python_client", "generate",
+            "--path", "openapi.json", "--meta", "none", "--output-path", "houweb_client",
+        ],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    script = textwrap.dedent(
+        """
+        import importlib, json, sys
+        from houweb_client import Client, models
+        client = Client(base_url=f"http://127.0.0.1:{sys.argv[1]}")
+        operation = importlib.import_module("houweb_client.api.geo.geo_vector_length")
+        body_type = next(getattr(models, n) for n in dir(models) if n.startswith("GeoVectorLength"))
+        result = operation.sync(
+            client=client,
+            body=["geo.vector_length", [], body_type.from_dict({"x": 1, "y": 2, "z": 3})],
+        )
+        divide = importlib.import_module("houweb_client.api.default.divide")
+        divide_type = next(getattr(models, n) for n in dir(models) if n.startswith("Divide"))
+        error = divide.sync(client=client, body=["divide", [], divide_type.from_dict({"a": 1, "b": 0})])
+        print(json.dumps([result, error.error]))
+        """
+    )
+    called = subprocess.run(
+        [sys.executable, "-c", script, str(port)],
+        cwd=workdir, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert called.returncode == 0, called.stdout + called.stderr
+    return called.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_generated_by_openapi_python_client_calls_a_function(
+    serve, client, tmp_path
+):
+    seen: list[Any] = []
+    register_examples(seen)
+    port = (await serve()).port_numbers()[0]
+    # openapi-python-client builds a broken method for an operation with two
+    # request bodies, so it gets the JSON-body dialect alone.
+    reply = await client.get(port, "/api/openapi.json?dialect=json")
+    (tmp_path / "openapi.json").write_bytes(reply.body)
+    output = await threads.deferToThread(_generate_and_call, str(tmp_path), port)
+    assert json.loads(output.strip().splitlines()[-1]) == [14**0.5, "b must not be 0"]
+    assert seen == [("vector_length", 1.0, 2.0, 3.0), ("divide", 1, 0)]
+
+
+# Ports, token, the switch, the paths.
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_function_bound_to_another_port_is_not_described_on_the_main_port(serve, client):
+    server = await serve(ports=[0])
+    main, extra = server.port_numbers()
+    register_examples([])
+    houweb.apiFunction("hidden", ports=[extra])(lambda request: "secret")
+    for port, expected in ((main, False), (extra, True)):
+        document = await get_json(client, port, "/api/openapi.json")
+        module = (await client.get(port, "/api/client.js")).text
+        listed = json.loads((await api_call(client, port, "houweb.functions")).body)
+        assert ("/api#hidden.<lambda>" in document["paths"]) is expected
+        assert ("hidden.<lambda>" in [f["name"] for f in client_module_functions(module)]) is expected
+        assert ("hidden.<lambda>" in [f["name"] for f in listed]) is expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_descriptions_need_the_token_like_everything_else(serve, client):
+    register_examples([])
+    port = (await serve(token="s3cret")).port_numbers()[0]
+    for path in ("/api/openapi.json", "/api/client.js", "/api/docs"):
+        reply = await client.get(port, path)
+        assert reply.status == 401 and "divide" not in reply.text
+    authorized = {"Authorization": ["Bearer s3cret"]}
+    document = await get_json(client, port, "/api/openapi.json", headers=authorized)
+    validate(document)
+    assert document["security"] == [{"token": []}]
+    assert "Error401" in document["components"]["responses"]
+    for path in ("/api/client.js", "/api/docs"):
+        assert (await client.get(port, path, headers=authorized)).status == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_docs_false_turns_every_description_off_but_not_api(serve, client):
+    register_examples([])
+    port = (await serve(settings={"API_DOCS": False})).port_numbers()[0]
+    for path in ("/api/openapi.json", "/api/client.js", "/api/docs"):
+        assert (await client.get(port, path)).status == 404
+    assert (await api_call(client, port, "houweb.functions")).status == 404
+    reply = await api_call(client, port, "divide", 6, 3)
+    assert (reply.status, json.loads(reply.body)) == (200, 2.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_docs_must_be_true_or_false(serve):
+    with pytest.raises(houweb.OperationFailed, match="API_DOCS must be True or False"):
+        await serve(settings={"API_DOCS": "no"})
+
+
+def test_no_handler_can_take_the_description_paths(registry):
+    for path in ("/api/openapi.json", "/api/docs", "/api/docs/", "/api/client.js"):
+        with pytest.raises(ValueError, match="reserved"):
+            houweb.urlHandler(path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_prefix_handler_at_the_root_shadows_neither_api_nor_its_descriptions(
+    serve, client
+):
+    register_examples([])
+    houweb.urlHandler("/", is_prefix=True)(lambda request: houweb.Response("catch-all"))
+    port = (await serve()).port_numbers()[0]
+    assert (await client.get(port, "/api/docs")).text != "catch-all"
+    assert (await get_json(client, port, "/api/openapi.json"))["openapi"].startswith("3.1")
+    assert (await client.get(port, "/api/other")).text == "catch-all"
+    reply = await api_call(client, port, "divide", 6, 3)
+    assert (reply.status, reply.body) == (200, b"2.0")
+    post = await client.post(port, "/api/docs", data=b"")
+    assert post.status == 405 and post.header("Allow") == "GET, HEAD"
+
+
+# In a browser.
+
+
+@pytest.fixture
+def browser():
+    chromium = chromium_or_skip()
+    with Browser(chromium) as opened:
+        yield opened
+
+
+def in_browser(function, *args):
+    return threads.deferToThread(function, *args)
+
+
+WAIT_READY = """
+new Promise((resolve) => {
+  if (document.body.dataset.ready) return resolve(true);
+  new MutationObserver((_, observer) => {
+    if (document.body.dataset.ready) { observer.disconnect(); resolve(true); }
+  }).observe(document.body, { attributes: true });
+})
+"""
+
+
+def fill_and_call(name: str, values: dict[str, str]) -> str:
+    """JavaScript: fill the explorer's form of ``name``, press Call, await the answer."""
+    return f"""
+(async () => {{
+  const section = document.getElementById({json.dumps("fn-" + name)});
+  for (const [field, value] of Object.entries({json.dumps(values)})) {{
+    section.querySelector(`[name="${{field}}"]`).value = value;
+  }}
+  const answer = section.querySelector("pre.answer");
+  const settled = new Promise((resolve) => new MutationObserver((_, observer) => {{
+    if (["done", "failed"].includes(answer.dataset.state)) {{ observer.disconnect(); resolve(); }}
+  }}).observe(answer, {{ attributes: true }}));
+  section.querySelector("button").click();
+  await settled;
+  return {{ state: answer.dataset.state, status: answer.dataset.status || null, text: answer.textContent }};
+}})()
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_page_calls_a_function_and_shows_the_422_message(
+    serve, browser
+):
+    seen: list[Any] = []
+    register_examples(seen)
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    await in_browser(browser.evaluate, WAIT_READY)
+    titles = await in_browser(
+        browser.evaluate, "[...document.querySelectorAll('section h2')].map(h => h.firstChild.textContent)"
+    )
+    assert titles == ["divide", "files.upper", "geo.vector_length"]
+    docs = await in_browser(browser.evaluate, "document.getElementById('fn-divide').textContent")
+    assert "Divide a by b." in docs
+
+    done = await in_browser(browser.evaluate, fill_and_call("divide", {"a": "6", "b": "3"}))
+    assert done == {"state": "done", "status": None, "text": "2"}
+    assert seen == [("divide", 6, 3)]
+
+    failed = await in_browser(browser.evaluate, fill_and_call("divide", {"a": "6", "b": "0"}))
+    assert failed == {"state": "failed", "status": "422", "text": "422: b must not be 0"}
+    missing = await in_browser(browser.evaluate, fill_and_call("divide", {"a": "", "b": "2"}))
+    assert missing["status"] == "422"
+    assert missing["text"] == "422: divide: missing a required argument: 'a'"
+    assert seen == [("divide", 6, 3), ("divide", 6, 0)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_js_calls_functions_from_a_page_houweb_serves(serve, browser):
+    seen: list[Any] = []
+    register_examples(seen)
+    houweb.urlHandler("/app")(
+        lambda request: houweb.Response("<!DOCTYPE html><title>app</title><p>app</p>")
+    )
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/app")
+    results = await in_browser(
+        browser.evaluate,
+        """
+(async () => {
+  const { api, call, APIError } = await import("/api/client.js");
+  const length = await api.geo.vector_length(1, 2, 3);
+  const quarter = await api.divide.kw({ a: 1, b: 4 });
+  const blob = await api.files.upper(new File(["abc"], "a.txt"), "!");
+  const errors = [];
+  for (const attempt of [() => api.divide(1, 0), () => call("nope")]) {
+    try { await attempt(); errors.push(null); }
+    catch (e) { errors.push([e instanceof APIError, e.status, e.message]); }
+  }
+  return { length, quarter, blob: [blob instanceof Blob, blob.type, await blob.text()], errors };
+})()
+""",
+    )
+    assert results == {
+        "length": 14**0.5,
+        "quarter": 0.25,
+        "blob": [True, "application/octet-stream", "ABC!"],
+        "errors": [[True, 422, "b must not be 0"], [True, 404, "unknown API function 'nope'"]],
+    }
+    assert seen == [
+        ("vector_length", 1.0, 2.0, 3.0),
+        ("divide", 1, 4),
+        ("upper", b"abc", "!"),
+        ("divide", 1, 0),
+    ]
+
+
+def test_a_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setenv("PATH", os.devnull)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
+        chromium_or_skip()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        chromium_or_skip()
