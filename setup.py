@@ -56,7 +56,9 @@ setup(
             # /api/openapi.json must validate with a standard validator ...
             "openapi-spec-validator>=0.7",
             # ... and a standard generator must build a working client from it.
-            "openapi-python-client>=0.21",
+            "openapi-python-client>=0.28",
+            # Checks real calls against the JSON Schemas it documents.
+            "jsonschema>=4.18",
         ],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,

@@ -19,8 +19,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from . import _api_views  # noqa: F401 - registers the responder of /api/openapi.json etc.
 from . import _describe, _registry
+from ._api_views import answer_api_view  # noqa: F401 - the responder of /api/docs and co.
 from ._api_wire import CallError, ResultError, encode_result, parse_call
 from ._dispatch import describe, format_traceback, is_async
 from ._registry import APIEndpoint, Ports, normalize_ports

@@ -51,6 +51,7 @@ class Description:
     :ivar order: the parameter names in signature order (the Request left
         out), for positional calls.
     :ivar positional_only: those that cannot be given by name.
+    :ivar keyword_only: those that can only be given by name.
     :ivar var_positional: the name of ``*args``, if any.
     :ivar var_keyword: the name of ``**kwargs``, if any.
     :ivar files: parameters that arrive as uploaded files (multipart parts).
@@ -66,6 +67,7 @@ class Description:
     parameters: dict[str, Any]
     order: list[str]
     positional_only: list[str]
+    keyword_only: list[str]
     var_positional: str | None
     var_keyword: str | None
     files: list[str]
@@ -134,8 +136,11 @@ def describe(target: Any) -> Description:
         doc=doc,
         signature=str(target.signature.replace(parameters=parameters)),
         parameters=arguments,
-        order=[p.name for p in parameters if p.kind not in (_Kind.VAR_POSITIONAL, _Kind.VAR_KEYWORD)],
+        order=[
+            p.name for p in parameters if p.kind not in (_Kind.VAR_POSITIONAL, _Kind.VAR_KEYWORD)
+        ],
         positional_only=[p.name for p in parameters if p.kind is _Kind.POSITIONAL_ONLY],
+        keyword_only=[p.name for p in parameters if p.kind is _Kind.KEYWORD_ONLY],
         var_positional=var_positional,
         var_keyword=var_keyword,
         files=files,
@@ -226,7 +231,12 @@ def schema_of(annotation: Any) -> dict[str, Any]:
             return {"type": "array", "items": schema_of(args[0])}
         if args:
             items = [schema_of(arg) for arg in args]
-            return {"type": "array", "prefixItems": items, "minItems": len(items), "maxItems": len(items)}
+            return {
+                "type": "array",
+                "prefixItems": items,
+                "minItems": len(items),
+                "maxItems": len(items),
+            }
         return {"type": "array"}
     if origin in (dict, collections.abc.Mapping):
         if args and args[0] is str:

@@ -125,7 +125,10 @@ def _operation(d: Description, dialects: tuple[str, ...]) -> dict[str, Any]:
             **form["properties"],
             **{name: dict(FILE_SCHEMA) for name in d.files},
         },
-        "required": ["json", *[name for name in d.files if name in d.parameters.get("required", [])]],
+        "required": [
+            "json",
+            *[name for name in d.files if name in d.parameters.get("required", [])],
+        ],
     }
     # Files need a multipart body (the form field ``json`` and a part per
     # file); without files, the JSON body and the urlencoded form field.
@@ -185,16 +188,22 @@ def _success(d: Description) -> dict[str, Any]:
 def call_schema(d: Description) -> dict[str, Any]:
     """
     :returns: the JSON Schema of the array ``[name, args, kwargs]`` that
-        calls ``d`` with positional-only arguments (and ``*args``) in
-        ``args`` and every other argument by name in ``kwargs``.
+        calls ``d`` with positional-only arguments in ``args`` (all before
+        ``*args`` and its items, if it has one) and every other argument by
+        name in ``kwargs``.
     """
     properties = d.parameters["properties"]
-    positional = [properties[name] for name in d.positional_only]
+    # With *args, every parameter before it must be given by position too.
+    if d.var_positional:
+        by_position = [name for name in d.order if name not in d.keyword_only]
+    else:
+        by_position = d.positional_only
+    positional = [properties[name] for name in by_position]
     required = d.parameters.get("required", [])
     args: dict[str, Any] = {"type": "array"}
     if positional:
         args["prefixItems"] = positional
-        args["minItems"] = sum(1 for name in d.positional_only if name in required)
+        args["minItems"] = sum(1 for name in by_position if name in required)
     if d.var_positional:
         args["items"] = properties[d.var_positional].get("items", {})
     elif positional:
@@ -202,7 +211,7 @@ def call_schema(d: Description) -> dict[str, Any]:
     else:
         args["items"] = {}
         args["maxItems"] = 0
-    by_name = set(d.positional_only) | {d.var_positional} | set(d.files)
+    by_name = set(by_position) | {d.var_positional} | set(d.files)
     kwargs: dict[str, Any] = {
         "type": "object",
         "properties": {name: s for name, s in properties.items() if name not in by_name},

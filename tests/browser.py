@@ -90,7 +90,15 @@ class Browser:
         # A Python trampoline puts the pipe ends on fds 3 and 4, where
         # Chromium wants them, and execs it (no preexec_fn: the parent has threads).
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _TRAMPOLINE, str(to_child_read), str(from_child_write), *command, "about:blank"],
+            [
+                sys.executable,
+                "-c",
+                _TRAMPOLINE,
+                str(to_child_read),
+                str(from_child_write),
+                *command,
+                "about:blank",
+            ],
             pass_fds=(to_child_read, from_child_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -140,7 +148,10 @@ class Browser:
             self._stderr.append(line)
 
     def send(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """
@@ -187,7 +198,8 @@ class Browser:
         problems = [
             e["params"]
             for e in self.events
-            if e["method"] in ("Runtime.exceptionThrown", "Log.entryAdded", "Runtime.consoleAPICalled")
+            if e["method"]
+            in ("Runtime.exceptionThrown", "Log.entryAdded", "Runtime.consoleAPICalled")
         ]
         stderr = b"".join(self._stderr[-20:]).decode(errors="replace")
         return f"page messages: {problems!r}; chromium stderr: {stderr}"

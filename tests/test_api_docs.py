@@ -12,8 +12,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
+import jsonschema
 import pytest
 import pytest_twisted
 from openapi_spec_validator import validate
@@ -84,7 +85,7 @@ def kitchen_sink(
     /,
     b: str,
     *rest: float,
-    c: Optional[list[int]] = None,
+    c: list[int] | None = None,
     flag: bool = False,
     mode: Literal["x", "y"] = "x",
     **extra: str,
@@ -120,6 +121,7 @@ def test_the_describer_turns_a_signature_into_json_schema(registry):
         "additionalProperties": {"type": "string"},
     }
     assert (d.order, d.positional_only) == (["a", "b", "c", "flag", "mode"], ["a"])
+    assert d.keyword_only == ["c", "flag", "mode"]
     assert (d.var_positional, d.var_keyword, d.files) == ("rest", "extra", [])
     assert d.result == {
         "type": "object",
@@ -142,7 +144,10 @@ def test_the_describer_uses_arg_types_files_and_binary_results(registry):
     assert vector.result == {} and vector.result_media_type == "application/json"
     upper = describe(registry.function("files.upper", 0, 0))
     assert upper.files == ["data"]
-    assert upper.parameters["properties"]["data"] == {**FILE_SCHEMA, "description": "the file to read."}
+    assert upper.parameters["properties"]["data"] == {
+        **FILE_SCHEMA,
+        "description": "the file to read.",
+    }
     assert upper.result is None and upper.result_media_type == "application/octet-stream"
     custom = describe(registry.function("<lambda>", 0, 0))
     assert custom.parameters["properties"]["v"] == {"description": "converted with parse"}
@@ -221,6 +226,40 @@ async def test_the_openapi_document_validates_and_lists_the_errors_api_sends(ser
     assert bad.status == 400 and "dialect" in bad.text
 
 
+@pytest_twisted.ensureDeferred
+async def test_calls_that_fit_the_documented_json_body_are_ones_api_accepts(serve, client):
+    seen: list[Any] = []
+    houweb.apiFunction("k")(kitchen_sink)
+    houweb.apiFunction("k")(lambda request, a, *more, b=0: seen.append((a, more, b)))
+    register_examples(seen)
+    port = (await serve()).port_numbers()[0]
+    document = await get_json(client, port, "/api/openapi.json")
+
+    def schema(name):
+        content = document["paths"][f"/api#{name}"]["post"]["requestBody"]["content"]
+        return jsonschema.Draft202012Validator(content["application/json"]["schema"])
+
+    fitting = [
+        ["k.kitchen_sink", [1, "n", 2.5], {"c": [1], "flag": True, "more": "x"}],
+        ["k.<lambda>", [1, 2, 3], {"b": 4}],
+        ["divide", [], {"a": 6, "b": 3}],
+        ["geo.vector_length", [], {"x": 1, "y": 2, "z": 3}],
+    ]
+    for call in fitting:
+        schema(call[0]).validate(call)
+        reply = await client.post(port, "/api", data=json.dumps(call).encode(), headers=JSON_HEADERS)
+        assert reply.status == 200, (call, reply.text)
+    assert seen == [(1, (2, 3), 4), ("divide", 6, 3), ("vector_length", 1.0, 2.0, 3.0)]
+    not_fitting = [
+        ["divide", [], {"b": 3}],
+        ["divide", [6], {}],
+        ["divide", [], {"a": "six"}],
+        ["k.kitchen_sink", [], {"a": 1, "b": "n"}],
+    ]
+    for call in not_fitting:
+        assert not schema(call[0]).is_valid(call), call
+
+
 def _generate_and_call(workdir: str, port: int) -> str:
     """Generate a client with openapi-python-client; run a script using it."""
     generated = subprocess.run(
@@ -286,7 +325,9 @@ async def test_a_function_bound_to_another_port_is_not_described_on_the_main_por
         module = (await client.get(port, "/api/client.js")).text
         listed = json.loads((await api_call(client, port, "houweb.functions")).body)
         assert ("/api#hidden.<lambda>" in document["paths"]) is expected
-        assert ("hidden.<lambda>" in [f["name"] for f in client_module_functions(module)]) is expected
+        assert (
+            "hidden.<lambda>" in [f["name"] for f in client_module_functions(module)]
+        ) is expected
         assert ("hidden.<lambda>" in [f["name"] for f in listed]) is expected
 
 
@@ -330,9 +371,7 @@ def test_no_handler_can_take_the_description_paths(registry):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_prefix_handler_at_the_root_shadows_neither_api_nor_its_descriptions(
-    serve, client
-):
+async def test_a_prefix_handler_at_the_root_shadows_neither_api_nor_its_descriptions(serve, client):
     register_examples([])
     houweb.urlHandler("/", is_prefix=True)(lambda request: houweb.Response("catch-all"))
     port = (await serve()).port_numbers()[0]
@@ -389,16 +428,15 @@ def fill_and_call(name: str, values: dict[str, str]) -> str:
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_explorer_page_calls_a_function_and_shows_the_422_message(
-    serve, browser
-):
+async def test_the_explorer_page_calls_a_function_and_shows_the_422_message(serve, browser):
     seen: list[Any] = []
     register_examples(seen)
     port = (await serve()).port_numbers()[0]
     await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
     await in_browser(browser.evaluate, WAIT_READY)
     titles = await in_browser(
-        browser.evaluate, "[...document.querySelectorAll('section h2')].map(h => h.firstChild.textContent)"
+        browser.evaluate,
+        "[...document.querySelectorAll('section h2')].map(h => h.firstChild.textContent)",
     )
     assert titles == ["divide", "files.upper", "geo.vector_length"]
     docs = await in_browser(browser.evaluate, "document.getElementById('fn-divide').textContent")

@@ -49,7 +49,9 @@ export async function call(name, args = [], kwargs = {}) {
     // Files travel as parts named after their parameter: give every
     // positional argument its name so none moves.
     const description = byName.get(name);
-    const order = description ? description.order : [];
+    const order = description
+      ? description.order.filter((p) => !description.keyword_only.includes(p))
+      : [];
     positional.slice(0, order.length).forEach((value, index) => {
       if (description.positional_only.includes(order[index])) {
         throw new TypeError(`${name}: positional-only argument ${order[index]} cannot be a file`);
