@@ -7,6 +7,7 @@ from :func:`~houweb._describe.describe`:
   operation, for generators that cannot handle two;
 - ``GET /api/client.js``: an ES module calling them from a browser
   (``await api.geo.vector_length(1, 2, 3)``);
+- ``GET /api/client.d.ts``: its TypeScript declarations (``_typescript``);
 - ``GET /api/docs``: the explorer page, a form per function, built on
   ``client.js``.
 
@@ -26,6 +27,7 @@ from ._openapi import DIALECTS, openapi_document
 from ._registry import APIViewEndpoint
 from ._response import Response, errorResponse, notFoundResponse
 from ._site import Call, responder
+from ._typescript import declarations
 
 #: Where the package's web files are (package data).
 _WEB = "_web"
@@ -35,7 +37,7 @@ _FUNCTIONS_PLACEHOLDER = "/*HOUWEB_FUNCTIONS*/[]"
 
 @responder(APIViewEndpoint)
 def answer_api_view(call: Call) -> Response:
-    """Answer ``GET /api/openapi.json``, ``/api/client.js`` or ``/api/docs``."""
+    """Answer ``GET /api/openapi.json``, ``/api/client.js``, ``/api/client.d.ts`` or ``/api/docs``."""
     request = call.request
     if not call.context.settings.api_docs:
         return notFoundResponse(request)
@@ -58,6 +60,11 @@ def answer_api_view(call: Call) -> Response:
         response = Response(json.dumps(document, indent=1), 200, "application/json")
     elif view == "client":
         response = Response(client_module(descriptions), 200, "text/javascript; charset=utf-8")
+        response.setHeader("X-TypeScript-Types", "/api/client.d.ts")
+    elif view == "types":
+        response = Response(
+            declarations(descriptions), 200, "application/typescript; charset=utf-8"
+        )
     else:
         response = Response(_web_file("explorer.html"), 200, "text/html; charset=utf-8")
         response.setHeader(

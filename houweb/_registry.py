@@ -70,6 +70,7 @@ API_VIEW_PATHS = {
     "/api/openapi.json": "openapi",
     "/api/docs": "docs",
     "/api/client.js": "client",
+    "/api/client.d.ts": "types",
 }
 
 

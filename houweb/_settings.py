@@ -1,8 +1,9 @@
 """
 The ``settings`` argument of ``run()``: a Python file read like a Django
 settings module (its module-level UPPERCASE names are the settings), or a
-``dict`` of those names: the CORS whitelist, and Django's names for the
-Host allow-list, the trusted origins and the limits on form bodies.
+``dict`` of those names: the CORS whitelist, Django's names for the
+Host allow-list, the trusted origins and the limits on form bodies, and
+houweb's ``API_DOCS`` (describe the API functions, ``True`` by default).
 
 Loading happens before any port listens, so a broken file stops ``run()``
 with :class:`~houweb.OperationFailed` naming the file and the problem.

@@ -26,6 +26,7 @@ from houweb._describe import FILE_SCHEMA, describe
 from .browser import Browser, chromium_or_skip
 
 JSON_HEADERS = {"Content-Type": ["application/json"]}
+VIEW_PATHS = ("/api/openapi.json", "/api/client.js", "/api/client.d.ts", "/api/docs")
 
 
 def register_examples(seen: list[Any]) -> None:
@@ -165,6 +166,20 @@ async def test_houweb_functions_openapi_and_client_js_describe_every_function_al
     document = await get_json(client, port, "/api/openapi.json")
     module = (await client.get(port, "/api/client.js")).text
     embedded = {f["name"]: f for f in client_module_functions(module)}
+    types = (await client.get(port, "/api/client.d.ts")).text
+    assert "vector_length: APIFunction<[x: number, y: number, z: number]" in types
+    assert (
+        "upper: APIFunction<[data: Blob, suffix?: string], { data: Blob; suffix?: string }, Blob>"
+        in types
+    )
+    assert (
+        "divide: APIFunction<[a: number, b?: number], { a: number; b?: number }, number>" in types
+    )
+    assert (
+        "kitchen_sink: APIFunction<[a: number, b: string, ...rest: Array<number>], "
+        '{ b: string; c?: (Array<number>) | (null); flag?: boolean; mode?: "x" | "y"; '
+        "[name: string]: any }, { [name: string]: number }>;"
+    ) in types
     names = ["divide", "files.upper", "geo.vector_length", "k.kitchen_sink"]
     assert [f["name"] for f in listed] == names == sorted(embedded)
     assert sorted(path.split("#", 1)[1] for path in document["paths"]) == names
@@ -247,7 +262,9 @@ async def test_calls_that_fit_the_documented_json_body_are_ones_api_accepts(serv
     ]
     for call in fitting:
         schema(call[0]).validate(call)
-        reply = await client.post(port, "/api", data=json.dumps(call).encode(), headers=JSON_HEADERS)
+        reply = await client.post(
+            port, "/api", data=json.dumps(call).encode(), headers=JSON_HEADERS
+        )
         assert reply.status == 200, (call, reply.text)
     assert seen == [(1, (2, 3), 4), ("divide", 6, 3), ("vector_length", 1.0, 2.0, 3.0)]
     not_fitting = [
@@ -323,8 +340,10 @@ async def test_a_function_bound_to_another_port_is_not_described_on_the_main_por
     for port, expected in ((main, False), (extra, True)):
         document = await get_json(client, port, "/api/openapi.json")
         module = (await client.get(port, "/api/client.js")).text
+        types = (await client.get(port, "/api/client.d.ts")).text
         listed = json.loads((await api_call(client, port, "houweb.functions")).body)
         assert ("/api#hidden.<lambda>" in document["paths"]) is expected
+        assert ('"<lambda>": APIFunction<[]' in types) is expected
         assert (
             "hidden.<lambda>" in [f["name"] for f in client_module_functions(module)]
         ) is expected
@@ -335,7 +354,7 @@ async def test_a_function_bound_to_another_port_is_not_described_on_the_main_por
 async def test_the_descriptions_need_the_token_like_everything_else(serve, client):
     register_examples([])
     port = (await serve(token="s3cret")).port_numbers()[0]
-    for path in ("/api/openapi.json", "/api/client.js", "/api/docs"):
+    for path in VIEW_PATHS:
         reply = await client.get(port, path)
         assert reply.status == 401 and "divide" not in reply.text
     authorized = {"Authorization": ["Bearer s3cret"]}
@@ -343,7 +362,7 @@ async def test_the_descriptions_need_the_token_like_everything_else(serve, clien
     validate(document)
     assert document["security"] == [{"token": []}]
     assert "Error401" in document["components"]["responses"]
-    for path in ("/api/client.js", "/api/docs"):
+    for path in VIEW_PATHS:
         assert (await client.get(port, path, headers=authorized)).status == 200
 
 
@@ -351,7 +370,7 @@ async def test_the_descriptions_need_the_token_like_everything_else(serve, clien
 async def test_api_docs_false_turns_every_description_off_but_not_api(serve, client):
     register_examples([])
     port = (await serve(settings={"API_DOCS": False})).port_numbers()[0]
-    for path in ("/api/openapi.json", "/api/client.js", "/api/docs"):
+    for path in VIEW_PATHS:
         assert (await client.get(port, path)).status == 404
     assert (await api_call(client, port, "houweb.functions")).status == 404
     reply = await api_call(client, port, "divide", 6, 3)
@@ -365,7 +384,7 @@ async def test_api_docs_must_be_true_or_false(serve):
 
 
 def test_no_handler_can_take_the_description_paths(registry):
-    for path in ("/api/openapi.json", "/api/docs", "/api/docs/", "/api/client.js"):
+    for path in [*VIEW_PATHS, "/api/docs/"]:
         with pytest.raises(ValueError, match="reserved"):
             houweb.urlHandler(path)
 
@@ -382,6 +401,8 @@ async def test_a_prefix_handler_at_the_root_shadows_neither_api_nor_its_descript
     assert (reply.status, reply.body) == (200, b"2.0")
     post = await client.post(port, "/api/docs", data=b"")
     assert post.status == 405 and post.header("Allow") == "GET, HEAD"
+    head = await client.request("HEAD", port, "/api/openapi.json")
+    assert (head.status, head.body, head.header("Content-Type")) == (200, b"", "application/json")
 
 
 # In a browser.
