@@ -390,10 +390,16 @@ def test_no_handler_can_take_the_description_paths(registry):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_prefix_handler_at_the_root_shadows_neither_api_nor_its_descriptions(serve, client):
+async def test_no_prefix_handler_or_static_directory_shadows_api_or_its_descriptions(
+    serve, client, tmp_path
+):
     register_examples([])
     houweb.urlHandler("/", is_prefix=True)(lambda request: houweb.Response("catch-all"))
+    (tmp_path / "docs").write_text("a static file")
+    (tmp_path / "other").write_text("a static file")
+    houweb.registerStaticFilesDirectory(str(tmp_path), "/api/docs")
     port = (await serve()).port_numbers()[0]
+    assert (await client.get(port, "/api/docs/other")).text == "a static file"
     assert (await client.get(port, "/api/docs")).text != "catch-all"
     assert (await get_json(client, port, "/api/openapi.json"))["openapi"].startswith("3.1")
     assert (await client.get(port, "/api/other")).text == "catch-all"
