@@ -221,6 +221,10 @@ def schema_of(annotation: Any) -> dict[str, Any]:
         return {"enum": list(args)} if all(_is_json(v) for v in args) else {}
     if origin is typing.Union or (hasattr(types, "UnionType") and origin is types.UnionType):
         options = [schema_of(arg) for arg in args]
+        if FILE_SCHEMA in options and all(
+            o is FILE_SCHEMA or o == {"type": "null"} for o in options
+        ):
+            return FILE_SCHEMA  # Optional[UploadedFile]: a file part that may be left out
         if any(option == {} or option is FILE_SCHEMA for option in options):
             return {}
         return {"anyOf": options}

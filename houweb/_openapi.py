@@ -107,24 +107,16 @@ def openapi_document(
 
 def _operation(d: Description, dialects: tuple[str, ...]) -> dict[str, Any]:
     call = call_schema(d)
-    form = {
-        "type": "object",
-        "properties": {
-            "json": {
-                "type": "string",
-                "contentMediaType": JSON_TYPE,
-                "contentSchema": call,
-                "description": "The call as JSON: " + _example(d),
-            }
-        },
-        "required": ["json"],
+    json_field = {
+        "type": "string",
+        "contentMediaType": JSON_TYPE,
+        "contentSchema": call,
+        "description": "The call as JSON: " + _example(d),
     }
+    form = {"type": "object", "properties": {"json": json_field}, "required": ["json"]}
     multipart = {
         "type": "object",
-        "properties": {
-            **form["properties"],
-            **{name: dict(FILE_SCHEMA) for name in d.files},
-        },
+        "properties": {"json": json_field, **{name: dict(FILE_SCHEMA) for name in d.files}},
         "required": [
             "json",
             *[name for name in d.files if name in d.parameters.get("required", [])],

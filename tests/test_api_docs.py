@@ -133,6 +133,10 @@ def test_the_describer_turns_a_signature_into_json_schema(registry):
     assert (d.summary, d.namespace) == ("Do everything.", "k")
 
 
+def optional_file(request, data: houweb.UploadedFile | None = None) -> None:
+    """An upload that may be left out."""
+
+
 def test_the_describer_uses_arg_types_files_and_binary_results(registry):
     register_examples([])
 
@@ -150,6 +154,9 @@ def test_the_describer_uses_arg_types_files_and_binary_results(registry):
         "description": "the file to read.",
     }
     assert upper.result is None and upper.result_media_type == "application/octet-stream"
+    houweb.apiFunction("maybe")(optional_file)
+    maybe = describe(registry.function("maybe.optional_file", 0, 0))
+    assert maybe.files == ["data"] and "required" not in maybe.parameters
     custom = describe(registry.function("<lambda>", 0, 0))
     assert custom.parameters["properties"]["v"] == {"description": "converted with parse"}
 

@@ -14,8 +14,8 @@
 /** The functions' descriptions (name, doc, JSON Schemas of the arguments and result). */
 export const functions = /*HOUWEB_FUNCTIONS*/[];
 
-/** Where calls go: /api on the server this module came from. */
-export const endpoint = new URL("/api", import.meta.url).href;
+/** Where calls go: the /api beside this module (relative, so a proxy's path prefix is kept). */
+export const endpoint = new URL("../api", import.meta.url).href;
 
 /** Extra headers sent with every call (e.g. {Authorization: "Bearer ..."}). */
 export const headers = {};
