@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,7 @@ import houweb
 from houweb._describe import FILE_SCHEMA, describe
 
 from .browser import Browser, chromium_or_skip
+from .support import ROOT
 
 JSON_HEADERS = {"Content-Type": ["application/json"]}
 VIEW_PATHS = ("/api/openapi.json", "/api/client.js", "/api/client.d.ts", "/api/docs")
@@ -169,10 +171,6 @@ async def test_houweb_functions_openapi_and_client_js_describe_every_function_al
     register_examples([])
     houweb.apiFunction("k")(kitchen_sink)
     port = (await serve()).port_numbers()[0]
-    listed = json.loads((await api_call(client, port, "houweb.functions")).body)
-    document = await get_json(client, port, "/api/openapi.json")
-    module = (await client.get(port, "/api/client.js")).text
-    embedded = {f["name"]: f for f in client_module_functions(module)}
     types = (await client.get(port, "/api/client.d.ts")).text
     assert "vector_length: APIFunction<[x: number, y: number, z: number]" in types
     assert (
@@ -187,8 +185,24 @@ async def test_houweb_functions_openapi_and_client_js_describe_every_function_al
         '{ b: string; c?: (Array<number>) | (null); flag?: boolean; mode?: "x" | "y"; '
         "[name: string]: any }, { [name: string]: number }>;"
     ) in types
-    names = ["divide", "files.upper", "geo.vector_length", "k.kitchen_sink"]
-    assert [f["name"] for f in listed] == names == sorted(embedded)
+    names = await assert_views_agree(client, port)
+    assert names == ["divide", "files.upper", "geo.vector_length", "k.kitchen_sink"]
+
+
+async def assert_views_agree(client, port) -> list[str]:
+    """
+    Check that houweb.functions, client.js and openapi.json describe every
+    function on ``port`` alike, and that the document validates.
+
+    :returns: the names of the functions.
+    """
+    listed = json.loads((await api_call(client, port, "houweb.functions")).body)
+    document = await get_json(client, port, "/api/openapi.json")
+    validate(document)
+    module = (await client.get(port, "/api/client.js")).text
+    embedded = {f["name"]: f for f in client_module_functions(module)}
+    names = [f["name"] for f in listed]
+    assert names == sorted(embedded)
     assert sorted(path.split("#", 1)[1] for path in document["paths"]) == names
     for entry in listed:
         name = entry["name"]
@@ -200,18 +214,45 @@ async def test_houweb_functions_openapi_and_client_js_describe_every_function_al
         if "application/json" in content:
             call = content["application/json"]["schema"]["prefixItems"]
             assert call[0] == {"const": name}
-            by_name = {k: v for k, v in entry["parameters"]["properties"].items()}
+            by_name = entry["parameters"]["properties"]
             for key, schema in call[2]["properties"].items():
                 assert by_name[key] == schema
         else:
             assert set(content) == {"multipart/form-data"}
             parts = content["multipart/form-data"]["schema"]["properties"]
-            assert parts["data"] == FILE_SCHEMA
+            for file_name in embedded[name]["files"]:
+                assert parts[file_name] == FILE_SCHEMA
         success = operation["responses"]["200"]["content"]
         if entry["result_media_type"] == "application/octet-stream":
             assert list(success) == ["application/octet-stream"]
         else:
             assert success["application/json"]["schema"] == entry["result"]
+    return names
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_views_agree_on_the_readme_and_example_functions(serve, client):
+    readme = open(os.path.join(ROOT, "README.rst"), encoding="utf-8").read()
+    example = readme.split("API functions\n-------------\n", 1)[1].split(".. code-block:: python")[
+        1
+    ]
+    code = textwrap.dedent(example.split("\nThe first parameter", 1)[0])
+    exec(compile(code, "README.rst", "exec"), {"houweb": houweb})
+    runpy.run_path(os.path.join(ROOT, "examples", "progress", "server.py"), run_name="progress")
+    port = (await serve()).port_numbers()[0]
+    names = await assert_views_agree(client, port)
+    assert names == ["geo.vector_length", "jobs.render"]
+    document = await get_json(client, port, "/api/openapi.json")
+    render = document["paths"]["/api#jobs.render"]["post"]
+    call = render["requestBody"]["content"]["application/json"]["schema"]["prefixItems"][2]
+    assert call["properties"] == {
+        "job": {"type": "string"},
+        "steps": {"type": "integer", "default": 40},
+        "seconds": {"type": "number", "default": 2.0},
+    }
+    assert render["responses"]["200"]["content"]["application/json"]["schema"] == {"type": "object"}
+    reply = await api_call(client, port, "geo.vector_length", 1, 2, -3)
+    assert (reply.status, json.loads(reply.body)) == (422, {"error": "z must be positive"})
 
 
 # OpenAPI.
