@@ -69,7 +69,7 @@ def answer_api_view(call: Call) -> Response:
         response = Response(_web_file("explorer.html"), 200, "text/html; charset=utf-8")
         response.setHeader(
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; connect-src 'self' blob:; "
             "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'self'",
         )

@@ -242,6 +242,20 @@ class Browser:
             raise BrowserError(f"JavaScript threw: {text}")
         return result["result"].get("value")
 
+    def set_files(self, selector: str, paths: list[str]) -> None:
+        """Choose ``paths`` in the page's ``<input type=file>`` matching ``selector``."""
+        root = self.send("DOM.getDocument", session=self.session)["root"]["nodeId"]
+        found = self.send(
+            "DOM.querySelector", {"nodeId": root, "selector": selector}, session=self.session
+        )
+        if not found.get("nodeId"):
+            raise BrowserError(f"no element matches {selector!r}")
+        self.send(
+            "DOM.setFileInputFiles",
+            {"files": paths, "nodeId": found["nodeId"]},
+            session=self.session,
+        )
+
     def close(self) -> None:
         """Close the browser (by its PID if it does not go) and delete its profile."""
         try:

@@ -530,6 +530,33 @@ async def test_the_explorer_page_calls_a_function_and_shows_the_422_message(serv
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_explorer_page_uploads_a_chosen_file_and_offers_the_bytes_answer(
+    serve, browser, tmp_path
+):
+    seen: list[Any] = []
+    register_examples(seen)
+    port = (await serve()).port_numbers()[0]
+    chosen = tmp_path / "chosen.txt"
+    chosen.write_bytes(b"abcd")
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    await in_browser(browser.evaluate, WAIT_READY)
+    await in_browser(browser.set_files, '[id="fn-files.upper"] input[type=file]', [str(chosen)])
+    done = await in_browser(browser.evaluate, fill_and_call("files.upper", {"suffix": "!"}))
+    assert done == {
+        "state": "done",
+        "status": None,
+        "text": "5 bytes (application/octet-stream) download",
+    }
+    assert seen == [("upper", b"abcd", "!")]
+    downloaded = await in_browser(
+        browser.evaluate,
+        """fetch(document.querySelector('[id="fn-files.upper"] pre.answer a').href)
+             .then(r => r.text())""",
+    )
+    assert downloaded == "ABCD!"
+
+
+@pytest_twisted.ensureDeferred
 async def test_client_js_calls_functions_from_a_page_houweb_serves(serve, browser):
     seen: list[Any] = []
     register_examples(seen)
