@@ -26,6 +26,9 @@ _INDEX = """<!DOCTYPE html>
 <p>An API function, <code>geo.vector_length</code>:</p>
 <pre>curl -d 'json=["geo.vector_length", [1, 2, 3], {}]' http://127.0.0.1:8008/api
 curl -d 'json=["houweb.functions", [], {}]' http://127.0.0.1:8008/api</pre>
+<p>Every API function, described: <a href="/api/docs">/api/docs</a> (call them from the
+browser), <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1) and
+<a href="/api/client.js">/api/client.js</a> (<code>await api.geo.vector_length(1, 2, 3)</code>).</p>
 </body></html>
 """
 
