@@ -443,12 +443,16 @@ async def test_too_many_parts_is_a_400(serve, client, monkeypatch):
 
 
 @pytest_twisted.ensureDeferred
-async def test_form_fields_over_their_limit_are_a_413(serve, client, monkeypatch):
-    monkeypatch.setattr(_uploads, "MAX_FIELDS_SIZE", 1000)
-    houweb.urlHandler("/up")(lambda request: "called")
-    port = (await serve()).port_numbers()[0]
+async def test_form_fields_over_data_upload_max_memory_size_are_a_413(serve, client):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    port = (await serve(settings={"DATA_UPLOAD_MAX_MEMORY_SIZE": 1000})).port_numbers()[0]
     reply = await post_form(client, port, "/up", form_body(("a", "x" * 600), ("b", "y" * 600)))
-    assert reply.status == 413 and b"form fields exceed 1000 bytes" in reply.body
+    assert reply.status == 413
+    assert b"form fields exceed 1000 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE in the settings)" in reply.body
+    assert called == []
+    fits = await post_form(client, port, "/up", form_body(("a", "x" * 600), ("f", "f", "", b"z" * 5000)))
+    assert fits.text == "called"
 
 
 @pytest_twisted.ensureDeferred
