@@ -623,3 +623,163 @@ def test_a_200mb_upload_does_not_grow_server_memory_by_anything_near_its_size(tm
     )
     assert growth < 32 * 1024 * 1024
     assert os.listdir(spool) == []
+
+
+# Ownership: the body and the uploads belong to the Request, for as long as
+# the handler, or anything it started, holds it (issue 14, items 1 and 11).
+
+
+async def until(condition: Any, timeout: float = 10.0) -> bool:
+    """Wait (bounded) for ``condition()`` to become true; :returns: whether it did."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        await sleep(0.02)
+    return bool(condition())
+
+
+async def send_and_leave(port: int, server: Any, body: bytes, content_type: str, started: Any) -> None:
+    """Send a whole request, wait for its handler to start, then disconnect."""
+    raw = await connect_raw(port)
+    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+    raw.transport.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert await until(started.is_set), "the handler should have started"
+    raw.transport.abortConnection()
+    assert await until(lambda: not server.site.houweb_connections), "the server saw the client go"
+
+
+@pytest_twisted.ensureDeferred
+async def test_body_and_uploads_stay_readable_after_the_client_left(serve, client, upload_dir):
+    data = os.urandom(300_000)  # over 100 000 bytes: twisted.web keeps it in a temp file
+    started, gate, got = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        got.append((request.body(), request.files()))
+        return "late"
+
+    def upload_handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        upload = request.files()["f"]
+        got.append((upload.read(), b"".join(upload.chunks())))
+        return "late"
+
+    houweb.urlHandler("/up")(handler)
+    server = await serve(max_in_memory_file_upload_size=10)
+    port = server.port_numbers()[0]
+    await send_and_leave(port, server, data, "application/octet-stream", started)
+    gate.set()
+    assert await until(lambda: got)
+    assert got[0][0] == data
+
+    houweb.urlHandler("/up")(upload_handler)
+    started.clear(), gate.clear(), got.clear()
+    await send_and_leave(port, server, form_body(("f", "f.bin", "", data)), FORM_TYPE, started)
+    assert os.listdir(upload_dir), "the upload is on disk while the handler waits"
+    gate.set()
+    assert await until(lambda: got)
+    assert got[0] == (data, data)
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_thread_the_handler_started_reads_the_request_after_the_answer(
+    serve, client, upload_dir
+):
+    data = os.urandom(200_000)
+    gate, got, threads = threading.Event(), [], []
+
+    def later(request: houweb.Request) -> None:
+        gate.wait(10)
+        got.append((request.body(), request.files()["f"].read()))
+
+    def handler(request: houweb.Request) -> str:
+        thread = threading.Thread(target=later, args=(request,))
+        threads.append(thread)
+        thread.start()
+        return "answered"
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "f.bin", "", data)))
+    assert reply.text == "answered"
+    assert len(os.listdir(upload_dir)) == 1, "the thread still holds the upload"
+    gate.set()
+    await deferToThread(threads[0].join, 10)
+    assert got == [(b"", data)]
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_async_url_handler_reads_the_upload_after_send(serve, client, upload_dir):
+    data = os.urandom(50_000)
+    gate, got = threading.Event(), []
+
+    class Late(houweb.AsyncURLHandler):
+        def handle(self, request: houweb.Request) -> None:
+            request.send(houweb.Response("sent"))
+            gate.wait(10)
+            got.append(request.files()["f"].read())
+
+    Late("/up")
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "f.bin", "", data)))
+    assert reply.text == "sent"
+    gate.set()
+    assert await until(lambda: got)
+    assert got == [data]
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_save_to_disk_after_the_client_left_leaves_no_temp_file(serve, client, upload_dir):
+    started, gate, saved = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        upload = request.files()["f"]
+        upload.saveToDisk()
+        saved.append(os.path.exists(upload.temporaryFilePath()))
+        return "late"
+
+    houweb.urlHandler("/up")(handler)
+    server = await serve()
+    port = server.port_numbers()[0]
+    await send_and_leave(port, server, form_body(("f", "f.bin", "", b"x" * 100)), FORM_TYPE, started)
+    gate.set()
+    assert await until(lambda: saved)
+    assert saved == [True]
+    assert await until_empty(upload_dir) == []
+
+
+def test_upload_temp_files_carry_the_pid(upload_dir):
+    handle, path = _uploads.new_temp_file()
+    handle.close()
+    assert os.path.basename(path).startswith(f"houweb-upload-{os.getpid()}-")
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_removes_upload_files_of_dead_processes_only(serve, upload_dir):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        names = {
+            "dead": f"houweb-upload-{ended.pid}-abc",
+            "alive": f"houweb-upload-{alive.pid}-abc",
+            "mine": f"houweb-upload-{os.getpid()}-abc",
+            "no pid": "houweb-upload-abcdef",
+            "other": f"other-{ended.pid}-abc",
+        }
+        for name in names.values():
+            with open(os.path.join(upload_dir, name), "wb") as made:
+                made.write(b"x")
+        await serve()
+        left = set(os.listdir(upload_dir))
+    finally:
+        alive.stdin.close()  # type: ignore[union-attr]
+        alive.wait(10)
+    assert left == set(names.values()) - {names["dead"]}
