@@ -53,6 +53,7 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
             "cryptography",  # self-signed certificates for the TLS tests
+            "flask",  # a real WSGI framework's multipart upload through registerWSGIApp
         ],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,
