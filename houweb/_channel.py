@@ -284,10 +284,15 @@ class HouwebRequest(server.Request):
         self.content = self.houweb_body.reader()  # type: ignore[assignment]
 
     def _let_go(self) -> None:
-        """The request is over: what it received is the houweb.Request's alone now."""
+        """
+        The request is over: what it received is the houweb.Request's alone
+        now (Klein keeps this request in a reference cycle, so anything left
+        here would live until the garbage collector runs).
+        """
         self.houweb_body = None
         self.houweb_form = None
         self.houweb_upload = None
+        self.houweb_body_sink = None
 
     def _finish_form(self) -> None:
         if self.houweb_upload is None:

@@ -17,6 +17,7 @@ import pytest
 import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import deferToThread
 
 import houweb
@@ -783,3 +784,109 @@ async def test_start_removes_upload_files_of_dead_processes_only(serve, upload_d
         alive.stdin.close()  # type: ignore[union-attr]
         alive.wait(10)
     assert left == set(names.values()) - {names["dead"]}
+
+
+# Form fields held in memory: capped per request by DATA_UPLOAD_MAX_MEMORY_SIZE,
+# and across concurrent requests by the server's budget (issue 15, item 5).
+
+FORM_MEMORY_APP = MEMORY_APP.replace(
+    '@houweb.urlHandler("/memory")',
+    """@houweb.urlHandler("/form")
+def form(request):
+    return str(len(request.POST().get("a", "")))
+
+@houweb.urlHandler("/memory")""",
+)
+
+
+def _curl_field(port: int, path: Any) -> tuple[int, bytes]:
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "-", "-w", "\\n%{http_code}", "-F", f"a=<{path}",
+         f"http://127.0.0.1:{port}/form"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    body, _, status = result.stdout.rpartition(b"\n")
+    return int(status), body
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_six_concurrent_60mb_form_fields_are_413_and_do_not_grow_server_memory(tmp_path):
+    script = tmp_path / "form_memory_app.py"
+    script.write_text(FORM_MEMORY_APP)
+    field = tmp_path / "field.txt"
+    with open(field, "wb") as out:
+        for _ in range(60):
+            out.write(b"x" * (1024 * 1024))
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"y" * 1000)
+    server = ServerProcess(str(script))
+    try:
+        port = server.port()
+        assert _curl_field(port, small) == (200, b"1000")  # warm up
+        before = _memory(port)
+        results: list[tuple[int, bytes]] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(_curl_field(port, field)))
+            for _ in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        after = _memory(port)
+        assert _curl_field(port, small) == (200, b"1000"), "the server keeps serving"
+    finally:
+        server.kill()
+    growth = after["VmHWM"] - before["VmHWM"]
+    print(
+        f"\n6 x 60 MB form fields: server peak RSS {before['VmHWM'] / 2**20:.1f} MiB before,"
+        f" {after['VmHWM'] / 2**20:.1f} MiB after (+{growth / 2**20:.1f} MiB)"
+    )
+    assert len(results) == 6
+    for status, body in results:
+        assert status == 413
+        assert b"form fields exceed 2621440 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE" in body
+    assert growth < 48 * 1024 * 1024
+
+
+@pytest_twisted.ensureDeferred
+async def test_form_fields_of_concurrent_requests_share_one_memory_budget(
+    serve, client, monkeypatch
+):
+    monkeypatch.setattr(_uploads, "FORM_MEMORY_BUDGET", 1000)
+    started, gate, called = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        called.append(request.POST()["who"])
+        started.set()
+        gate.wait(10)
+        return "ok"
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve()).port_numbers()[0]
+    first = ensureDeferred(
+        post_form(client, port, "/up", form_body(("who", "first"), ("pad", "p" * 600)))
+    )
+    assert await until(started.is_set)
+    second = await post_form(client, port, "/up", form_body(("who", "second"), ("pad", "p" * 600)))
+    assert second.status == 503
+    assert b"too much form data in memory" in second.body
+    gate.set()
+    assert (await first).text == "ok"
+    third = await post_form(client, port, "/up", form_body(("who", "third"), ("pad", "p" * 600)))
+    assert third.text == "ok"
+    assert called == ["first", "third"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_more_form_fields_than_data_upload_max_number_fields_is_a_400(serve, client):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    port = (await serve(settings={"DATA_UPLOAD_MAX_NUMBER_FIELDS": 3})).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(*[("a", "1")] * 4))
+    assert reply.status == 400 and b"more than 3 form fields" in reply.body
+    assert called == []
+    fits = await post_form(client, port, "/up", form_body(*[("a", "1")] * 3))
+    assert fits.text == "called"
