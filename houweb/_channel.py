@@ -264,6 +264,7 @@ class HouwebRequest(server.Request):
             budget=context.form_memory,
             max_fields_size=context.settings.data_upload_max_memory_size,
             max_fields=context.settings.data_upload_max_number_fields,
+            max_files=context.settings.data_upload_max_number_files,
         )
         if receiver is not None and site.houweb_wants_raw_body(
             getattr(self.channel, "_path", None) or b"/", self.channel.houweb_local

@@ -33,6 +33,7 @@ KNOWN_NAMES = frozenset(
         "USE_X_FORWARDED_HOST",
         "DATA_UPLOAD_MAX_MEMORY_SIZE",
         "DATA_UPLOAD_MAX_NUMBER_FIELDS",
+        "DATA_UPLOAD_MAX_NUMBER_FILES",
     )
 )
 
@@ -40,6 +41,9 @@ KNOWN_NAMES = frozenset(
 #: fields of a multipart body, and 1000 fields.
 DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+#: Django's default: 100 files in one multipart body (each one past the
+#: in-memory budget is a temp file, made on the reactor thread).
+DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES = 100
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -62,6 +66,8 @@ class Settings:
     data_upload_max_memory_size: int | None = DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
     #: Django's DATA_UPLOAD_MAX_NUMBER_FIELDS; ``None`` for no limit.
     data_upload_max_number_fields: int | None = DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS
+    #: Django's DATA_UPLOAD_MAX_NUMBER_FILES; ``None`` for no limit.
+    data_upload_max_number_files: int | None = DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES
 
 
 def load_settings(source: Source) -> Settings:
@@ -124,6 +130,9 @@ def _settings_from(namespace: dict[str, Any], where: str) -> Settings:
         ),
         data_upload_max_number_fields=_limit(
             names, "DATA_UPLOAD_MAX_NUMBER_FIELDS", DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS, where
+        ),
+        data_upload_max_number_files=_limit(
+            names, "DATA_UPLOAD_MAX_NUMBER_FILES", DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES, where
         ),
     )
 

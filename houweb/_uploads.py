@@ -40,10 +40,6 @@ CHUNK_SIZE = 64 * 1024
 #: Most parts one body may have (the ``multipart`` package's own default of
 #: 128 is too few for a folder of textures).
 MAX_PARTS = 10_000
-#: Most file parts one body may have: each one past the in-memory budget is a
-#: temp file created on the reactor thread, so a body of thousands of tiny
-#: files would stall every other client (answered 400).
-MAX_FILES = 1000
 #: Most bytes the non-file fields of one body may hold in all when the
 #: settings set no ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (``None``): they are kept
 #: in memory as ``str``, so unlike files they cannot be spooled.
@@ -500,6 +496,10 @@ class FormReceiver:
         ``DATA_UPLOAD_MAX_MEMORY_SIZE``); ``None`` for :data:`MAX_FIELDS_SIZE`.
     :param max_fields: the most non-file fields (the settings'
         ``DATA_UPLOAD_MAX_NUMBER_FIELDS``); ``None`` for no limit.
+    :param max_files: the most file parts (the settings'
+        ``DATA_UPLOAD_MAX_NUMBER_FILES``); ``None`` for no limit. Each one past
+        the in-memory budget is a temp file made on the reactor thread, so a
+        body of thousands of tiny files would stall every other client.
     """
 
     def __init__(
@@ -510,6 +510,7 @@ class FormReceiver:
         budget: MemoryBudget | None = None,
         max_fields_size: int | None = None,
         max_fields: int | None = None,
+        max_files: int | None = None,
     ) -> None:
         self._in_memory_limit = in_memory_limit
         self._memory_left = in_memory_limit * IN_MEMORY_BUDGET_FACTOR
@@ -517,6 +518,7 @@ class FormReceiver:
         self.memory = FormMemory(budget if budget is not None else MemoryBudget())
         self._max_fields_size = MAX_FIELDS_SIZE if max_fields_size is None else max_fields_size
         self._max_fields = max_fields
+        self._max_files = max_files
         self._fields_size = 0
         self._field_count = 0
         self._file_count = 0
@@ -609,8 +611,11 @@ class FormReceiver:
         is_file = segment.filename is not None
         if is_file:
             self._file_count += 1
-            if self._file_count > MAX_FILES:
-                raise FormError(f"more than {MAX_FILES} files in one request")
+            if self._max_files is not None and self._file_count > self._max_files:
+                raise FormError(
+                    f"more than {self._max_files} files in one request "
+                    "(DATA_UPLOAD_MAX_NUMBER_FILES in the settings)"
+                )
         else:
             self._field_count += 1
             if self._max_fields is not None and self._field_count > self._max_fields:

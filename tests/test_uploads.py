@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -890,3 +891,55 @@ async def test_more_form_fields_than_data_upload_max_number_fields_is_a_400(serv
     assert called == []
     fits = await post_form(client, port, "/up", form_body(*[("a", "1")] * 3))
     assert fits.text == "called"
+
+
+# One temp file per tiny part: capped per request (issue 15, item 7).
+
+
+def tiny_files_body(count: int) -> bytes:
+    part = b'--%s\r\nContent-Disposition: form-data; name="f%%d"; filename="t"\r\n\r\nxx\r\n' % (
+        BOUNDARY.encode()
+    )
+    return b"".join(part % i for i in range(count)) + b"--%s--\r\n" % BOUNDARY.encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
+    serve, client, upload_dir, monkeypatch
+):
+    made: list[str] = []
+    real_new_temp_file = _uploads.new_temp_file
+
+    def counted() -> Any:
+        handle, path = real_new_temp_file()
+        made.append(path)
+        return handle, path
+
+    monkeypatch.setattr(_uploads, "new_temp_file", counted)
+    called: list[int] = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    houweb.urlHandler("/ping")(lambda request: "pong")
+    port = (await serve(max_in_memory_file_upload_size=0)).port_numbers()[0]
+    assert (await client.get(port, "/ping")).text == "pong"
+    attack = tiny_files_body(9990)
+    attacks = [
+        ensureDeferred(post_form(client, port, "/up", attack)) for _ in range(3)
+    ]
+    latencies: list[float] = []
+    while not all(d.called for d in attacks) and len(latencies) < 500:
+        started = time.perf_counter()
+        assert (await client.get(port, "/ping")).text == "pong"
+        latencies.append(time.perf_counter() - started)
+    replies = [await d for d in attacks]
+    latencies.sort()
+    print(
+        f"\n3 x 9990 tiny file parts: {len(made)} temp files made; ping latency"
+        f" median {latencies[len(latencies) // 2] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+    )
+    for reply in replies:
+        assert reply.status == 400 and b"more than 100 files in one request" in reply.body
+    assert called == []
+    assert len(made) <= 3 * 100
+    # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core machine.
+    assert latencies[len(latencies) // 2] < 0.1 and latencies[-1] < 1.0
+    assert await until_empty(upload_dir) == []
