@@ -59,7 +59,7 @@ class RequestBody:
             self._file.seek(position)
             return self._file.read(size)
 
-    def bytes(self) -> bytes:
+    def read_all(self) -> bytes:
         """:returns: the whole body (loaded into memory)."""
         return self.read_at(0, -1)
 

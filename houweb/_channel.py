@@ -256,7 +256,7 @@ class HouwebRequest(server.Request):
 
     def _form_receiver(self) -> FormReceiver | None:
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
-        site = self.channel.site
+        site: Any = self.channel.site
         context = site.houweb
         receiver = form_receiver(
             content_type,
@@ -267,7 +267,8 @@ class HouwebRequest(server.Request):
             max_files=context.settings.data_upload_max_number_files,
         )
         if receiver is not None and site.houweb_wants_raw_body(
-            getattr(self.channel, "_path", None) or b"/", self.channel.houweb_local
+            getattr(self.channel, "_path", None) or b"/",
+            getattr(self.channel, "houweb_local", None),
         ):
             receiver.discard()
             return None
@@ -281,7 +282,8 @@ class HouwebRequest(server.Request):
         only that reader.
         """
         held = (self.houweb_upload.memory,) if self.houweb_upload is not None else ()
-        self.houweb_body = RequestBody(self.content, held)
+        stored: Any = self.content
+        self.houweb_body = RequestBody(stored, held)
         self.content = self.houweb_body.reader()  # type: ignore[assignment]
 
     def _let_go(self) -> None:

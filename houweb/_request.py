@@ -191,7 +191,7 @@ class Request:
         if isinstance(self._body, bytes):
             return self._body
         if isinstance(self._body, RequestBody):
-            return self._body.bytes()
+            return self._body.read_all()
         with self._body_lock:
             self._body.seek(0)
             return self._body.read()

@@ -124,7 +124,7 @@ def _fields(
 def _body_text(treq: Any) -> str:
     """:returns: the body (an urlencoded form), decoded strictly."""
     body = getattr(treq, "houweb_body", None)
-    return body.bytes().decode("utf-8", "strict") if body is not None else ""
+    return body.read_all().decode("utf-8", "strict") if body is not None else ""
 
 
 def _header(lines: list[tuple[str, str]], lower: str) -> str:

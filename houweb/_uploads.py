@@ -680,9 +680,7 @@ def boundary_of(content_type: str) -> str | None:
     return options.get("boundary") or None
 
 
-def form_receiver(
-    content_type: str, in_memory_limit: int, **limits: Any
-) -> FormReceiver | None:
+def form_receiver(content_type: str, in_memory_limit: int, **limits: Any) -> FormReceiver | None:
     """
     :param limits: the keyword arguments of :class:`FormReceiver` (budget, limits).
     :returns: a receiver for a ``multipart/form-data`` body with this

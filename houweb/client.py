@@ -179,9 +179,7 @@ def is_binary(status: int, content_type: str) -> bool:
     return status == 200 and _media_type(content_type) == OCTET_STREAM
 
 
-def decode_answer(
-    status: int, content_type: str, body: bytes, location: str | None = None
-) -> Any:
+def decode_answer(status: int, content_type: str, body: bytes, location: str | None = None) -> Any:
     """
     :returns: the result of a call: ``bytes`` for ``application/octet-stream``,
         the decoded JSON for ``application/json``.
@@ -199,7 +197,9 @@ def decode_answer(
         return body
     text = body.decode("utf-8", "replace")
     if kind != JSON_TYPE:
-        raise APIError(status, f"expected a JSON answer, got {kind or 'no Content-Type'}: {text[:200]}")
+        raise APIError(
+            status, f"expected a JSON answer, got {kind or 'no Content-Type'}: {text[:200]}"
+        )
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -357,7 +357,9 @@ class Service(_Service):
         if watchdog.fired:
             raise TimeoutError(f"no complete answer within {self._timeout:g} seconds")
         try:
-            result = decode_answer(response.status, answer_type, data, response.getheader("Location"))
+            result = decode_answer(
+                response.status, answer_type, data, response.getheader("Location")
+            )
         except APIError as exc:
             if response.status != 429:
                 raise
@@ -457,7 +459,9 @@ class AsyncService(_Service):
             await deferLater(reactor, wait, lambda: None)
             attempt += 1
 
-    async def _attempt(self, treq: Any, payload: str, files: dict[str, File]) -> tuple[int, Any, Any]:
+    async def _attempt(
+        self, treq: Any, payload: str, files: dict[str, File]
+    ) -> tuple[int, Any, Any]:
         streams = {key: open(file.path, "rb") for key, file in files.items()}
         try:
             response = await treq.post(
@@ -487,7 +491,11 @@ class AsyncService(_Service):
         location = (response.headers.getRawHeaders("Location") or [None])[0]
         retry_after = (response.headers.getRawHeaders("Retry-After") or [None])[0]
         try:
-            return response.code, retry_after, decode_answer(response.code, content_type, body, location)
+            return (
+                response.code,
+                retry_after,
+                decode_answer(response.code, content_type, body, location),
+            )
         except APIError as exc:
             if response.code != 429:
                 raise

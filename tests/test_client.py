@@ -314,8 +314,7 @@ class _Trickle(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.loop is None:
             self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 40\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
             )
             self.loop = task.LoopingCall(self.transport.write, b" ")
             self.loop.start(0.2)
@@ -410,7 +409,10 @@ def test_a_binary_result_is_streamed_not_buffered(tmp_path):
         for _ in range(100):
             out.write(block)
     server = subprocess.Popen(
-        [sys.executable, "-c", _BINARY_SERVER, str(big)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", _BINARY_SERVER, str(big)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         port = int(server.stdout.readline().split()[1])

@@ -451,9 +451,13 @@ async def test_form_fields_over_data_upload_max_memory_size_are_a_413(serve, cli
     port = (await serve(settings={"DATA_UPLOAD_MAX_MEMORY_SIZE": 1000})).port_numbers()[0]
     reply = await post_form(client, port, "/up", form_body(("a", "x" * 600), ("b", "y" * 600)))
     assert reply.status == 413
-    assert b"form fields exceed 1000 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE in the settings)" in reply.body
+    assert (
+        b"form fields exceed 1000 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE in the settings)" in reply.body
+    )
     assert called == []
-    fits = await post_form(client, port, "/up", form_body(("a", "x" * 600), ("f", "f", "", b"z" * 5000)))
+    fits = await post_form(
+        client, port, "/up", form_body(("a", "x" * 600), ("f", "f", "", b"z" * 5000))
+    )
     assert fits.text == "called"
 
 
@@ -640,7 +644,9 @@ async def until(condition: Any, timeout: float = 10.0) -> bool:
     return bool(condition())
 
 
-async def send_and_leave(port: int, server: Any, body: bytes, content_type: str, started: Any) -> None:
+async def send_and_leave(
+    port: int, server: Any, body: bytes, content_type: str, started: Any
+) -> None:
     """Send a whole request, wait for its handler to start, then disconnect."""
     raw = await connect_raw(port)
     head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
@@ -750,7 +756,9 @@ async def test_save_to_disk_after_the_client_left_leaves_no_temp_file(serve, cli
     houweb.urlHandler("/up")(handler)
     server = await serve()
     port = server.port_numbers()[0]
-    await send_and_leave(port, server, form_body(("f", "f.bin", "", b"x" * 100)), FORM_TYPE, started)
+    await send_and_leave(
+        port, server, form_body(("f", "f.bin", "", b"x" * 100)), FORM_TYPE, started
+    )
     gate.set()
     assert await until(lambda: saved)
     assert saved == [True]
@@ -767,7 +775,9 @@ def test_upload_temp_files_carry_the_pid(upload_dir):
 async def test_start_removes_upload_files_of_dead_processes_only(serve, upload_dir):
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    alive = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         names = {
             "dead": f"houweb-upload-{ended.pid}-abc",
@@ -802,8 +812,17 @@ def form(request):
 
 def _curl_field(port: int, path: Any) -> tuple[int, bytes]:
     result = subprocess.run(
-        ["curl", "-sS", "-o", "-", "-w", "\\n%{http_code}", "-F", f"a=<{path}",
-         f"http://127.0.0.1:{port}/form"],
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\\n%{http_code}",
+            "-F",
+            f"a=<{path}",
+            f"http://127.0.0.1:{port}/form",
+        ],
         capture_output=True,
         timeout=120,
         check=True,
@@ -922,9 +941,7 @@ async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
     port = (await serve(max_in_memory_file_upload_size=0)).port_numbers()[0]
     assert (await client.get(port, "/ping")).text == "pong"
     attack = tiny_files_body(9990)
-    attacks = [
-        ensureDeferred(post_form(client, port, "/up", attack)) for _ in range(3)
-    ]
+    attacks = [ensureDeferred(post_form(client, port, "/up", attack)) for _ in range(3)]
     latencies: list[float] = []
     while not all(d.called for d in attacks) and len(latencies) < 500:
         started = time.perf_counter()

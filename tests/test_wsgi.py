@@ -65,8 +65,8 @@ async def test_wsgi_app_gets_the_raw_multipart_body(serve, client):
     houweb.registerWSGIApp(environ_app, "/app")
     port = (await serve()).port_numbers()[0]
     body = (
-        b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n"
-        b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f.txt\"\r\n\r\nxyz\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="f.txt"\r\n\r\nxyz\r\n'
         b"--b--\r\n"
     )
     headers = {"Content-Type": "multipart/form-data; boundary=b"}
@@ -77,6 +77,7 @@ async def test_wsgi_app_gets_the_raw_multipart_body(serve, client):
 @pytest_twisted.ensureDeferred
 async def test_a_flask_upload_through_registerWSGIApp_works(serve, client):
     import flask  # in the test extra: never skipped
+
     app = flask.Flask("uploads")
 
     @app.route("/up", methods=["POST"])
