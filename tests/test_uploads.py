@@ -721,6 +721,32 @@ async def test_a_thread_the_handler_started_reads_the_request_after_the_answer(
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_thread_the_handler_started_reads_a_large_body_after_the_answer(serve, client):
+    data = os.urandom(300_000)  # over 100 000 bytes: twisted.web's body file
+    gate, got, threads = threading.Event(), [], []
+
+    def later(request: houweb.Request) -> None:
+        gate.wait(10)
+        got.append(request.body())
+
+    def handler(request: houweb.Request) -> str:
+        thread = threading.Thread(target=later, args=(request,))
+        threads.append(thread)
+        thread.start()
+        return "answered"
+
+    houweb.urlHandler("/raw")(handler)
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(
+        port, "/raw", data=data, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert reply.text == "answered"
+    gate.set()
+    await deferToThread(threads[0].join, 10)
+    assert got == [data]
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_async_url_handler_reads_the_upload_after_send(serve, client, upload_dir):
     data = os.urandom(50_000)
     gate, got = threading.Event(), []
