@@ -59,6 +59,7 @@ setup(
             "openapi-python-client>=0.28",
             # Checks real calls against the JSON Schemas it documents.
             "jsonschema>=4.18",
+            "flask",  # a real WSGI framework's multipart upload through registerWSGIApp
         ],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,

@@ -118,11 +118,15 @@ class ResultError(TypeError):
 
 def encode_result(result: object, name: str, return_binary: bool) -> Response:
     """
-    :returns: the 200 answer for ``result``: a Response as is, bytes as
+    :returns: the 200 answer for ``result``: a Response as is (with
+        ``return_binary``, as ``application/octet-stream`` whatever it said,
+        so that clients read a ``fileResponse`` as binary), bytes as
         ``application/octet-stream``, anything else as JSON.
     :raises ResultError: for a result that cannot be sent.
     """
     if isinstance(result, Response):
+        if return_binary:
+            result.setHeader("Content-Type", OCTET_STREAM)
         return result
     if isinstance(result, (bytes, bytearray, memoryview)):
         return Response(bytes(result), content_type=OCTET_STREAM)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from twisted.web import http, server
 
+from ._body import RequestBody
 from ._status import label
 from ._uploads import FormError, FormReceiver, form_receiver, not_stored
 
@@ -193,6 +194,9 @@ class HouwebRequest(server.Request):
     #: its status: 400, 413, 507...).
     houweb_body_error: FormError | None = None
     houweb_upload: FormReceiver | None = None
+    #: The body, once it has arrived: taken from twisted.web (whose
+    #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
+    houweb_body: RequestBody | None = None
     #: Fires ``request_timeout`` after the request began to arrive, unless it has.
     _houweb_deadline: Any = None
     _houweb_arrived = False
@@ -237,8 +241,9 @@ class HouwebRequest(server.Request):
     def gotLength(self, length: int | None) -> None:
         """
         The headers are in: a ``multipart/form-data`` body is parsed as it
-        arrives rather than stored; its temp files are deleted when the
-        request is over (response sent, or client gone).
+        arrives rather than stored (unless its target wants the raw body: a
+        WSGI app). The temp files of a body cut short or bad are deleted when
+        the request is over; those of a complete one belong to the Request.
         """
         receiver = None if length == 0 else self._form_receiver()
         if receiver is None:
@@ -250,9 +255,47 @@ class HouwebRequest(server.Request):
         self.notifyFinish().addBoth(lambda _: receiver.discard())
 
     def _form_receiver(self) -> FormReceiver | None:
-        content_type = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
-        limit = self.channel.site.houweb.config.max_in_memory_file_upload_size
-        return form_receiver(_text(content_type), limit)
+        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
+        site: Any = self.channel.site
+        context = site.houweb
+        receiver = form_receiver(
+            content_type,
+            context.config.max_in_memory_file_upload_size,
+            budget=context.form_memory,
+            max_fields_size=context.settings.data_upload_max_memory_size,
+            max_fields=context.settings.data_upload_max_number_fields,
+            max_files=context.settings.data_upload_max_number_files,
+        )
+        if receiver is not None and site.houweb_wants_raw_body(
+            getattr(self.channel, "_path", None) or b"/",
+            getattr(self.channel, "houweb_local", None),
+        ):
+            receiver.discard()
+            return None
+        return receiver
+
+    def _own_body(self) -> None:
+        """
+        The body is complete: the Request will own it (with what its form
+        holds in memory). twisted.web keeps a reader of its own, whose
+        ``close()`` when the response finishes or the client leaves closes
+        only that reader.
+        """
+        held = (self.houweb_upload.memory,) if self.houweb_upload is not None else ()
+        stored: Any = self.content
+        self.houweb_body = RequestBody(stored, held)
+        self.content = self.houweb_body.reader()  # type: ignore[assignment]
+
+    def _let_go(self) -> None:
+        """
+        The request is over: what it received is the houweb.Request's alone
+        now (Klein keeps this request in a reference cycle, so anything left
+        here would live until the garbage collector runs).
+        """
+        self.houweb_body = None
+        self.houweb_form = None
+        self.houweb_upload = None
+        self.houweb_body_sink = None
 
     def _finish_form(self) -> None:
         if self.houweb_upload is None:
@@ -288,11 +331,17 @@ class HouwebRequest(server.Request):
         self._houweb_arrived = True
         self._cancel_deadline()
         self._finish_form()
+        self._own_body()
         super().requestReceived(command, path, version)
+
+    def finish(self) -> None:
+        super().finish()
+        self._let_go()
 
     def connectionLost(self, reason: Any) -> None:
         self._cancel_deadline()
         super().connectionLost(reason)
+        self._let_go()
 
     def process(self) -> None:
         self.channel.site.houweb_track(self)

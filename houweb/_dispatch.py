@@ -144,9 +144,23 @@ def failure_response(request: Request, failure: Failure, debug: bool, what: str)
         log.error("houweb: {what}: {message}", what=what, message=str(failure.value))
         return errorResponse(request, str(failure.value), 500)
     log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=what)
-    if debug:
-        return Response(format_traceback(failure), 500, "text/plain")
-    return errorResponse(request, "Internal server error", 500)
+    try:
+        if debug:
+            return Response(format_traceback(failure), 500, "text/plain")
+        return errorResponse(request, "Internal server error", 500)
+    finally:
+        _let_go_of_locals(failure)
+
+
+def _let_go_of_locals(failure: Failure) -> None:
+    """
+    Clear the local variables of the finished frames in ``failure``'s
+    traceback (the log keeps the failure, with its frames as text): they hold
+    the handler's Request, whose body and uploads must not outlive it.
+    """
+    tb = failure.value.__traceback__ or failure.tb
+    if tb is not None:
+        traceback.clear_frames(tb)
 
 
 def format_traceback(failure: Failure) -> str:

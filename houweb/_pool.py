@@ -77,6 +77,9 @@ class HandlerPool:
             if call is _STOP:
                 return
             _run(*call)
+            # Forget the call now, not when the next one comes: its arguments
+            # (a Request, and the uploads it owns) must not outlive it.
+            del call
 
 
 def _run(
@@ -86,6 +89,7 @@ def _run(
         result = func(*args, **kw)
         ok = True
     except BaseException:  # noqa: BLE001 - handed to the caller as a Failure
+        del args, kw  # the Failure's traceback keeps this frame: not the Request in it
         result = Failure()
         ok = False
     if onResult is None:

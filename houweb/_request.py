@@ -13,11 +13,16 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Callable, Union
 
+from ._body import RequestBody
+
 if TYPE_CHECKING:
     from ._response import Response
     from ._uploads import UploadedFile
 
-BodySource = Union[bytes, IO[bytes]]
+#: What a Request's body is given as: bytes, a file (read under a lock), or
+#: the :class:`RequestBody` houweb took from twisted.web, which the Request
+#: then owns.
+BodySource = Union[bytes, IO[bytes], RequestBody]
 
 
 class HeaderDict(dict):  # type: ignore[type-arg]
@@ -178,9 +183,15 @@ class Request:
         return dict(self._files)
 
     def body(self) -> bytes:
-        """:returns: the raw body, ``b""`` when there is none (loads it whole)."""
+        """
+        :returns: the raw body, ``b""`` when there is none (loads it whole).
+            It can be read for as long as the Request is referenced, also
+            after the client left or the response was sent.
+        """
         if isinstance(self._body, bytes):
             return self._body
+        if isinstance(self._body, RequestBody):
+            return self._body.read_all()
         with self._body_lock:
             self._body.seek(0)
             return self._body.read()

@@ -26,6 +26,7 @@ from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
 from ._site import HouwebSite, ServerContext
+from ._uploads import remove_stale_uploads
 
 log = Logger(namespace="houweb")
 
@@ -141,6 +142,7 @@ class Server:
             if number not in self._port_numbers:
                 self._port_numbers.append(number)
         self.context.main_port = self._port_numbers[0]
+        remove_stale_uploads()  # a process killed mid-upload left them
         self.pool.start()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))

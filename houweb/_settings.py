@@ -35,6 +35,7 @@ KNOWN_NAMES = frozenset(
         "DATA_UPLOAD_MAX_MEMORY_SIZE",
         "DATA_UPLOAD_MAX_NUMBER_FIELDS",
         "API_DOCS",
+        "DATA_UPLOAD_MAX_NUMBER_FILES",
     )
 )
 
@@ -42,6 +43,9 @@ KNOWN_NAMES = frozenset(
 #: fields of a multipart body, and 1000 fields.
 DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+#: Django's default: 100 files in one multipart body (each one past the
+#: in-memory budget is a temp file, made on the reactor thread).
+DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES = 100
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -68,6 +72,8 @@ class Settings:
     #: ``/api/openapi.json``, ``/api/docs``, ``/api/client.js``); ``False``
     #: answers 404 there, as if they did not exist.
     api_docs: bool = True
+    #: Django's DATA_UPLOAD_MAX_NUMBER_FILES; ``None`` for no limit.
+    data_upload_max_number_files: int | None = DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES
 
 
 def load_settings(source: Source) -> Settings:
@@ -132,6 +138,9 @@ def _settings_from(namespace: dict[str, Any], where: str) -> Settings:
             names, "DATA_UPLOAD_MAX_NUMBER_FIELDS", DEFAULT_DATA_UPLOAD_MAX_NUMBER_FIELDS, where
         ),
         api_docs=_flag(names, "API_DOCS", True, where),
+        data_upload_max_number_files=_limit(
+            names, "DATA_UPLOAD_MAX_NUMBER_FILES", DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES, where
+        ),
     )
 
 

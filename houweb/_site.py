@@ -32,6 +32,7 @@ from ._request import Request
 from ._response import Response, errorResponse, notFoundResponse
 from ._settings import Settings
 from ._snapshot import BadRequest, decode_path, snapshot
+from ._uploads import MemoryBudget
 
 log = Logger(namespace="houweb")
 
@@ -56,6 +57,8 @@ class ServerContext:
     response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
     #: The calls of user code in progress (named at shutdown if they hang).
     running: RunningCalls = field(default_factory=RunningCalls)
+    #: The bytes the forms of all requests may hold in memory at once.
+    form_memory: MemoryBudget = field(default_factory=MemoryBudget)
 
 
 @dataclass
@@ -239,6 +242,21 @@ class HouwebSite(server.Site):
 
     def log(self, request: Any) -> None:
         """No access log: houweb logs requests itself in debug mode."""
+
+    def houweb_wants_raw_body(self, target: bytes, local: Any) -> bool:
+        """
+        :param target: the request target as sent.
+        :param local: the local address the request arrived on.
+        :returns: whether the target this request will be routed to reads the
+            raw body itself (a WSGI app reads ``wsgi.input``), so that a
+            multipart body must be stored, not parsed into fields and files.
+        """
+        try:
+            path = decode_path(target)
+        except BadRequest:
+            return False
+        match = self.houweb.registry.match(path, getattr(local, "port", 0), self.houweb.main_port)
+        return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
     def houweb_admit(self, channel: HouwebChannel) -> bool:
         """

@@ -75,7 +75,7 @@ def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
     """
     target = treq.uri.decode("latin-1")
     header_lines = treq.houweb_header_lines
-    content = treq.content
+    content = getattr(treq, "houweb_body", None)
     get_lists: dict[str, list[str]] = {}
     post_lists: dict[str, list[str]] = {}
     files: dict[str, Any] = {}
@@ -116,10 +116,15 @@ def _fields(
             return get_lists, post_lists, files
         if media_type(_header(header_lines, "content-type")) != FORM_URLENCODED:
             return get_lists, {}, {}
-        treq.content.seek(0)
-        return get_lists, parse_form(treq.content.read().decode("utf-8", "strict")), {}
+        return get_lists, parse_form(_body_text(treq)), {}
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"invalid percent-encoding or UTF-8 in the query or form: {exc}") from None
+
+
+def _body_text(treq: Any) -> str:
+    """:returns: the body (an urlencoded form), decoded strictly."""
+    body = getattr(treq, "houweb_body", None)
+    return body.read_all().decode("utf-8", "strict") if body is not None else ""
 
 
 def _header(lines: list[tuple[str, str]], lower: str) -> str:

@@ -6,7 +6,7 @@ prefix, run by twisted.web's WSGI container in houweb's thread pool.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred
@@ -26,6 +26,9 @@ class WSGITarget:
 
     application: WSGIApplication
     path: str
+    #: The app reads the body itself (``wsgi.input``): houweb stores a
+    #: multipart body as sent instead of parsing it into fields and files.
+    wants_raw_body: ClassVar[bool] = True
 
 
 def registerWSGIApp(application: WSGIApplication, path: str, ports: Ports = []) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
+import time
 import urllib.error
 
 import pytest
 import pytest_twisted
-from twisted.internet import threads
+from twisted.internet import endpoints, protocol, reactor, task, threads
 
 import houweb
 from houweb.client import APIError, AsyncService, File, Service
@@ -50,6 +53,12 @@ async def start(serve, **arguments) -> str:
     register_functions()
     port = (await serve(**arguments)).port_numbers()[0]
     return f"http://127.0.0.1:{port}/api"
+
+
+def read_result(result):
+    """A binary result is a file object: read it whole and close it."""
+    with result:
+        return result.read()
 
 
 def in_thread(function, *args, **kwargs):
@@ -113,9 +122,9 @@ async def test_a_non_json_error_body_becomes_the_message(serve):
 
 
 @pytest_twisted.ensureDeferred
-async def test_sync_octet_stream_comes_back_as_bytes(serve):
+async def test_sync_octet_stream_comes_back_as_a_response_file(serve):
     url = await start(serve)
-    assert await in_thread(Service(url).raw) == b"\x00\x01"
+    assert await in_thread(lambda: read_result(Service(url).raw())) == b"\x00\x01"
 
 
 @pytest_twisted.ensureDeferred
@@ -163,8 +172,8 @@ async def test_the_token_is_sent_as_a_bearer_header(serve):
     with pytest.raises(APIError) as refused:
         await in_thread(Service(url).raw)
     assert refused.value.status_code == 401
-    assert await in_thread(Service(url, token="s3cret").raw) == b"\x00\x01"
-    assert await AsyncService(url, token="s3cret").raw() == b"\x00\x01"
+    assert await in_thread(lambda: read_result(Service(url, token="s3cret").raw())) == b"\x00\x01"
+    assert read_result(await AsyncService(url, token="s3cret").raw()) == b"\x00\x01"
 
 
 @pytest_twisted.ensureDeferred
@@ -172,7 +181,7 @@ async def test_async_service_gives_the_same_results_and_errors(serve, tmp_path):
     url = await start(serve)
     svc = AsyncService(url, timeout=10)
     assert await svc.geo.vector_length(1, 2, 3) == 3.7416573867739413
-    assert await svc.raw() == b"\x00\x01"
+    assert read_result(await svc.raw()) == b"\x00\x01"
     path = tmp_path / "hello.txt"
     path.write_bytes(b"hello")
     stored = await svc.images.store(name="greeting", data=File(path))
@@ -229,3 +238,197 @@ try:
 except APIError as exc:
     print(json.dumps([svc.add(1, 2), str(exc)]))
 """
+
+
+# Issue 14, item 13: what the client accepts, how long it waits, where it posts.
+
+
+@pytest_twisted.ensureDeferred
+async def test_return_binary_sends_a_file_response_as_octet_stream(serve, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes("héllo\n".encode() * 100)
+
+    @houweb.apiFunction(return_binary=True)
+    def download(request):
+        return houweb.fileResponse(str(path))
+
+    url = await start(serve)
+    svc = Service(url, timeout=10)
+    got = await in_thread(lambda: read_result(svc.download()))
+    assert got == path.read_bytes()
+    assert read_result(await AsyncService(url, timeout=10).download()) == path.read_bytes()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_200_answer_that_is_not_json_is_an_api_error(serve):
+    @houweb.urlHandler("/proxy")
+    def proxy(request):
+        return houweb.Response("<html>please log in</html>", 200, "text/html")
+
+    port = (await serve()).port_numbers()[0]
+    url = f"http://127.0.0.1:{port}/proxy"
+    with pytest.raises(APIError) as error:
+        await in_thread(Service(url).anything)
+    assert error.value.status_code == 200
+    assert "expected a JSON answer, got text/html" in error.value.message
+    with pytest.raises(APIError) as async_error:
+        await AsyncService(url).anything()
+    assert async_error.value.status_code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redirect_is_an_api_error_and_the_token_never_follows_it(serve):
+    stolen = []
+
+    @houweb.urlHandler("/steal")
+    def steal(request):
+        stolen.append(request.header("Authorization"))
+        return houweb.Response("null", content_type="application/json")
+
+    other = (await serve()).port_numbers()[0]
+
+    @houweb.urlHandler("/moved")
+    def moved(request):
+        response = houweb.Response("", 302)
+        response.setHeader("Location", f"http://127.0.0.1:{other}/steal")
+        return response
+
+    port = (await serve()).port_numbers()[0]
+    url = f"http://127.0.0.1:{port}/moved"
+    with pytest.raises(APIError) as error:
+        await in_thread(Service(url, token="s3cret").anything)
+    assert error.value.status_code == 302
+    assert f"redirected to http://127.0.0.1:{other}/steal; not followed" in error.value.message
+    with pytest.raises(APIError) as async_error:
+        await AsyncService(url, token="s3cret").anything()
+    assert async_error.value.status_code == 302
+    assert stolen == []
+
+
+class _Trickle(protocol.Protocol):
+    """Answers headers at once, then its body one byte every 0.2 s."""
+
+    def connectionMade(self) -> None:
+        self.loop = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.loop is None:
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+            )
+            self.loop = task.LoopingCall(self.transport.write, b" ")
+            self.loop.start(0.2)
+
+    def connectionLost(self, reason: object) -> None:
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_is_a_deadline_for_the_whole_call():
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        protocol.Factory.forProtocol(_Trickle)
+    )
+    url = f"http://127.0.0.1:{port.getHost().port}/api"
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await in_thread(Service(url, timeout=1).anything)
+        took = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await AsyncService(url, timeout=1).anything()
+        async_took = time.monotonic() - started
+    finally:
+        await port.stopListening()
+    # A byte every 0.2 s for 40 bytes: 8 s if the timeout were per read.
+    assert took < 4 and async_took < 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_429_is_retried_with_backoff_then_given_up(serve):
+    calls = []
+
+    @houweb.urlHandler("/busy")
+    def busy(request):
+        calls.append(1)
+        if len(calls) % 3:
+            response = houweb.Response('{"error": "slow down"}', 429, "application/json")
+            response.setHeader("Retry-After", "0")
+            return response
+        return houweb.Response('"done"', content_type="application/json")
+
+    port = (await serve()).port_numbers()[0]
+    url = f"http://127.0.0.1:{port}/busy"
+    assert await in_thread(Service(url, timeout=10).anything) == "done"
+    assert len(calls) == 3
+    assert await AsyncService(url, timeout=10).anything() == "done"
+    assert len(calls) == 6
+    with pytest.raises(APIError) as error:
+        await in_thread(Service(url, retries=1).anything)
+    assert error.value.status_code == 429 and error.value.message == "slow down"
+    assert len(calls) == 8
+
+
+_BINARY_SERVER = """
+import houweb, sys, threading
+@houweb.apiFunction(return_binary=True)
+def download(request):
+    return houweb.fileResponse(sys.argv[1])
+houweb.run(port=0, in_background=True)
+print("PORT", houweb.serverPorts()[0], flush=True)
+threading.Event().wait()
+"""
+
+_STREAMING_CLIENT = """
+import hashlib, json, sys
+from houweb.client import Service
+
+def peak():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+
+svc = Service(f"http://127.0.0.1:{sys.argv[1]}/api", timeout=60)
+before = peak()
+digest = hashlib.sha256()
+with svc.download() as result:
+    kind = type(result).__name__
+    for piece in iter(lambda: result.read(1 << 16), b""):
+        digest.update(piece)
+print(json.dumps([kind, digest.hexdigest(), peak() - before]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_binary_result_is_streamed_not_buffered(tmp_path):
+    block = os.urandom(1024 * 1024)
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as out:
+        for _ in range(100):
+            out.write(block)
+    server = subprocess.Popen(
+        [sys.executable, "-c", _BINARY_SERVER, str(big)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        port = int(server.stdout.readline().split()[1])
+        client = subprocess.run(
+            [sys.executable, "-c", _STREAMING_CLIENT, str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+    finally:
+        server.kill()
+        server.wait()
+    assert client.returncode == 0, client.stderr
+    kind, digest, growth = json.loads(client.stdout)
+    print(f"\n100 MiB binary result: client peak RSS +{growth / 2**20:.1f} MiB")
+    assert kind == "ResponseFile"
+    assert digest == hashlib.sha256(block * 100).hexdigest()
+    assert growth < 32 * 1024 * 1024

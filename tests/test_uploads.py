@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import deferToThread
 
 import houweb
@@ -443,12 +445,20 @@ async def test_too_many_parts_is_a_400(serve, client, monkeypatch):
 
 
 @pytest_twisted.ensureDeferred
-async def test_form_fields_over_their_limit_are_a_413(serve, client, monkeypatch):
-    monkeypatch.setattr(_uploads, "MAX_FIELDS_SIZE", 1000)
-    houweb.urlHandler("/up")(lambda request: "called")
-    port = (await serve()).port_numbers()[0]
+async def test_form_fields_over_data_upload_max_memory_size_are_a_413(serve, client):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    port = (await serve(settings={"DATA_UPLOAD_MAX_MEMORY_SIZE": 1000})).port_numbers()[0]
     reply = await post_form(client, port, "/up", form_body(("a", "x" * 600), ("b", "y" * 600)))
-    assert reply.status == 413 and b"form fields exceed 1000 bytes" in reply.body
+    assert reply.status == 413
+    assert (
+        b"form fields exceed 1000 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE in the settings)" in reply.body
+    )
+    assert called == []
+    fits = await post_form(
+        client, port, "/up", form_body(("a", "x" * 600), ("f", "f", "", b"z" * 5000))
+    )
+    assert fits.text == "called"
 
 
 @pytest_twisted.ensureDeferred
@@ -619,3 +629,360 @@ def test_a_200mb_upload_does_not_grow_server_memory_by_anything_near_its_size(tm
     )
     assert growth < 32 * 1024 * 1024
     assert os.listdir(spool) == []
+
+
+# Ownership: the body and the uploads belong to the Request, for as long as
+# the handler, or anything it started, holds it (issue 14, items 1 and 11).
+
+
+async def until(condition: Any, timeout: float = 10.0) -> bool:
+    """Wait (bounded) for ``condition()`` to become true; :returns: whether it did."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        await sleep(0.02)
+    return bool(condition())
+
+
+async def send_and_leave(
+    port: int, server: Any, body: bytes, content_type: str, started: Any
+) -> None:
+    """Send a whole request, wait for its handler to start, then disconnect."""
+    raw = await connect_raw(port)
+    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+    raw.transport.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert await until(started.is_set), "the handler should have started"
+    raw.transport.abortConnection()
+    assert await until(lambda: not server.site.houweb_connections), "the server saw the client go"
+
+
+@pytest_twisted.ensureDeferred
+async def test_body_and_uploads_stay_readable_after_the_client_left(serve, client, upload_dir):
+    data = os.urandom(300_000)  # over 100 000 bytes: twisted.web keeps it in a temp file
+    started, gate, got = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        got.append((request.body(), request.files()))
+        return "late"
+
+    def upload_handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        upload = request.files()["f"]
+        got.append((upload.read(), b"".join(upload.chunks())))
+        return "late"
+
+    houweb.urlHandler("/up")(handler)
+    server = await serve(max_in_memory_file_upload_size=10)
+    port = server.port_numbers()[0]
+    await send_and_leave(port, server, data, "application/octet-stream", started)
+    gate.set()
+    assert await until(lambda: got)
+    assert got[0][0] == data
+
+    houweb.urlHandler("/up")(upload_handler)
+    started.clear(), gate.clear(), got.clear()
+    await send_and_leave(port, server, form_body(("f", "f.bin", "", data)), FORM_TYPE, started)
+    assert os.listdir(upload_dir), "the upload is on disk while the handler waits"
+    gate.set()
+    assert await until(lambda: got)
+    assert got[0] == (data, data)
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_thread_the_handler_started_reads_the_request_after_the_answer(
+    serve, client, upload_dir
+):
+    data = os.urandom(200_000)
+    gate, got, threads = threading.Event(), [], []
+
+    def later(request: houweb.Request) -> None:
+        gate.wait(10)
+        got.append((request.body(), request.files()["f"].read()))
+
+    def handler(request: houweb.Request) -> str:
+        thread = threading.Thread(target=later, args=(request,))
+        threads.append(thread)
+        thread.start()
+        return "answered"
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "f.bin", "", data)))
+    assert reply.text == "answered"
+    assert len(os.listdir(upload_dir)) == 1, "the thread still holds the upload"
+    gate.set()
+    await deferToThread(threads[0].join, 10)
+    assert got == [(b"", data)]
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_thread_the_handler_started_reads_a_large_body_after_the_answer(serve, client):
+    data = os.urandom(300_000)  # over 100 000 bytes: twisted.web's body file
+    gate, got, threads = threading.Event(), [], []
+
+    def later(request: houweb.Request) -> None:
+        gate.wait(10)
+        got.append(request.body())
+
+    def handler(request: houweb.Request) -> str:
+        thread = threading.Thread(target=later, args=(request,))
+        threads.append(thread)
+        thread.start()
+        return "answered"
+
+    houweb.urlHandler("/raw")(handler)
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(
+        port, "/raw", data=data, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert reply.text == "answered"
+    gate.set()
+    await deferToThread(threads[0].join, 10)
+    assert got == [data]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_async_url_handler_reads_the_upload_after_send(serve, client, upload_dir):
+    data = os.urandom(50_000)
+    gate, got = threading.Event(), []
+
+    class Late(houweb.AsyncURLHandler):
+        def handle(self, request: houweb.Request) -> None:
+            request.send(houweb.Response("sent"))
+            gate.wait(10)
+            got.append(request.files()["f"].read())
+
+    Late("/up")
+    port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(("f", "f.bin", "", data)))
+    assert reply.text == "sent"
+    gate.set()
+    assert await until(lambda: got)
+    assert got == [data]
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_save_to_disk_after_the_client_left_leaves_no_temp_file(serve, client, upload_dir):
+    started, gate, saved = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        upload = request.files()["f"]
+        upload.saveToDisk()
+        saved.append(os.path.exists(upload.temporaryFilePath()))
+        return "late"
+
+    houweb.urlHandler("/up")(handler)
+    server = await serve()
+    port = server.port_numbers()[0]
+    await send_and_leave(
+        port, server, form_body(("f", "f.bin", "", b"x" * 100)), FORM_TYPE, started
+    )
+    gate.set()
+    assert await until(lambda: saved)
+    assert saved == [True]
+    assert await until_empty(upload_dir) == []
+
+
+def test_upload_temp_files_carry_the_pid(upload_dir):
+    handle, path = _uploads.new_temp_file()
+    handle.close()
+    assert os.path.basename(path).startswith(f"houweb-upload-{os.getpid()}-")
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_removes_upload_files_of_dead_processes_only(serve, upload_dir):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    alive = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        names = {
+            "dead": f"houweb-upload-{ended.pid}-abc",
+            "alive": f"houweb-upload-{alive.pid}-abc",
+            "mine": f"houweb-upload-{os.getpid()}-abc",
+            "no pid": "houweb-upload-abcdef",
+            "other": f"other-{ended.pid}-abc",
+        }
+        for name in names.values():
+            with open(os.path.join(upload_dir, name), "wb") as made:
+                made.write(b"x")
+        await serve()
+        left = set(os.listdir(upload_dir))
+    finally:
+        alive.stdin.close()  # type: ignore[union-attr]
+        alive.wait(10)
+    assert left == set(names.values()) - {names["dead"]}
+
+
+# Form fields held in memory: capped per request by DATA_UPLOAD_MAX_MEMORY_SIZE,
+# and across concurrent requests by the server's budget (issue 15, item 5).
+
+FORM_MEMORY_APP = MEMORY_APP.replace(
+    '@houweb.urlHandler("/memory")',
+    """@houweb.urlHandler("/form")
+def form(request):
+    return str(len(request.POST().get("a", "")))
+
+@houweb.urlHandler("/memory")""",
+)
+
+
+def _curl_field(port: int, path: Any) -> tuple[int, bytes]:
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\\n%{http_code}",
+            "-F",
+            f"a=<{path}",
+            f"http://127.0.0.1:{port}/form",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    body, _, status = result.stdout.rpartition(b"\n")
+    return int(status), body
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_six_concurrent_60mb_form_fields_are_413_and_do_not_grow_server_memory(tmp_path):
+    script = tmp_path / "form_memory_app.py"
+    script.write_text(FORM_MEMORY_APP)
+    field = tmp_path / "field.txt"
+    with open(field, "wb") as out:
+        for _ in range(60):
+            out.write(b"x" * (1024 * 1024))
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"y" * 1000)
+    server = ServerProcess(str(script))
+    try:
+        port = server.port()
+        assert _curl_field(port, small) == (200, b"1000")  # warm up
+        before = _memory(port)
+        results: list[tuple[int, bytes]] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(_curl_field(port, field)))
+            for _ in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        after = _memory(port)
+        assert _curl_field(port, small) == (200, b"1000"), "the server keeps serving"
+    finally:
+        server.kill()
+    growth = after["VmHWM"] - before["VmHWM"]
+    print(
+        f"\n6 x 60 MB form fields: server peak RSS {before['VmHWM'] / 2**20:.1f} MiB before,"
+        f" {after['VmHWM'] / 2**20:.1f} MiB after (+{growth / 2**20:.1f} MiB)"
+    )
+    assert len(results) == 6
+    for status, body in results:
+        assert status == 413
+        assert b"form fields exceed 2621440 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE" in body
+    assert growth < 48 * 1024 * 1024
+
+
+@pytest_twisted.ensureDeferred
+async def test_form_fields_of_concurrent_requests_share_one_memory_budget(
+    serve, client, monkeypatch
+):
+    monkeypatch.setattr(_uploads, "FORM_MEMORY_BUDGET", 1000)
+    started, gate, called = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        called.append(request.POST()["who"])
+        started.set()
+        gate.wait(10)
+        return "ok"
+
+    houweb.urlHandler("/up")(handler)
+    port = (await serve()).port_numbers()[0]
+    first = ensureDeferred(
+        post_form(client, port, "/up", form_body(("who", "first"), ("pad", "p" * 600)))
+    )
+    assert await until(started.is_set)
+    second = await post_form(client, port, "/up", form_body(("who", "second"), ("pad", "p" * 600)))
+    assert second.status == 503
+    assert b"too much form data in memory" in second.body
+    gate.set()
+    assert (await first).text == "ok"
+    third = await post_form(client, port, "/up", form_body(("who", "third"), ("pad", "p" * 600)))
+    assert third.text == "ok"
+    assert called == ["first", "third"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_more_form_fields_than_data_upload_max_number_fields_is_a_400(serve, client):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    port = (await serve(settings={"DATA_UPLOAD_MAX_NUMBER_FIELDS": 3})).port_numbers()[0]
+    reply = await post_form(client, port, "/up", form_body(*[("a", "1")] * 4))
+    assert reply.status == 400 and b"more than 3 form fields" in reply.body
+    assert called == []
+    fits = await post_form(client, port, "/up", form_body(*[("a", "1")] * 3))
+    assert fits.text == "called"
+
+
+# One temp file per tiny part: capped per request (issue 15, item 7).
+
+
+def tiny_files_body(count: int) -> bytes:
+    part = b'--%s\r\nContent-Disposition: form-data; name="f%%d"; filename="t"\r\n\r\nxx\r\n' % (
+        BOUNDARY.encode()
+    )
+    return b"".join(part % i for i in range(count)) + b"--%s--\r\n" % BOUNDARY.encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
+    serve, client, upload_dir, monkeypatch
+):
+    made: list[str] = []
+    real_new_temp_file = _uploads.new_temp_file
+
+    def counted() -> Any:
+        handle, path = real_new_temp_file()
+        made.append(path)
+        return handle, path
+
+    monkeypatch.setattr(_uploads, "new_temp_file", counted)
+    called: list[int] = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or "called")
+    houweb.urlHandler("/ping")(lambda request: "pong")
+    port = (await serve(max_in_memory_file_upload_size=0)).port_numbers()[0]
+    assert (await client.get(port, "/ping")).text == "pong"
+    attack = tiny_files_body(9990)
+    attacks = [ensureDeferred(post_form(client, port, "/up", attack)) for _ in range(3)]
+    latencies: list[float] = []
+    while not all(d.called for d in attacks) and len(latencies) < 500:
+        started = time.perf_counter()
+        assert (await client.get(port, "/ping")).text == "pong"
+        latencies.append(time.perf_counter() - started)
+    replies = [await d for d in attacks]
+    latencies.sort()
+    print(
+        f"\n3 x 9990 tiny file parts: {len(made)} temp files made; ping latency"
+        f" median {latencies[len(latencies) // 2] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+    )
+    for reply in replies:
+        assert reply.status == 400 and b"more than 100 files in one request" in reply.body
+    assert called == []
+    assert len(made) <= 3 * 100
+    # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core machine.
+    assert latencies[len(latencies) // 2] < 0.1 and latencies[-1] < 1.0
+    assert await until_empty(upload_dir) == []

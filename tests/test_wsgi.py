@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 
 import pytest
@@ -56,3 +58,47 @@ def test_registerWSGIApp_checks_its_arguments(registry):
         houweb.registerWSGIApp("not an app", "/app")
     with pytest.raises(ValueError):
         houweb.registerWSGIApp(environ_app, "app")
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsgi_app_gets_the_raw_multipart_body(serve, client):
+    houweb.registerWSGIApp(environ_app, "/app")
+    port = (await serve()).port_numbers()[0]
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="f.txt"\r\n\r\nxyz\r\n'
+        b"--b--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    reply = await client.post(port, "/app/up", data=body, headers=headers)
+    assert json.loads(reply.body)["body"] == body.decode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_flask_upload_through_registerWSGIApp_works(serve, client):
+    import flask  # in the test extra: never skipped
+
+    app = flask.Flask("uploads")
+
+    @app.route("/up", methods=["POST"])
+    def upload():
+        sent = flask.request.files["f"]
+        return {
+            "name": sent.filename,
+            "sha256": hashlib.sha256(sent.read()).hexdigest(),
+            "title": flask.request.form["title"],
+        }
+
+    houweb.registerWSGIApp(app, "/flask")
+    # A large upload too: over twisted.web's 100 000 bytes, the body is a temp file.
+    port = (await serve()).port_numbers()[0]
+    for data in (b"small", os.urandom(300_000)):
+        reply = await client.post(
+            port, "/flask/up", data={"title": "cat"}, files={"f": ("cat.png", "image/png", data)}
+        )
+        assert reply.status == 200, reply.body
+        assert json.loads(reply.body) == {
+            "name": "cat.png",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "title": "cat",
+        }
