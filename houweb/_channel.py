@@ -80,6 +80,13 @@ class HouwebChannel(http.HTTPChannel):
         return bool(super().headerReceived(line))
 
     def allHeadersReceived(self) -> None:
+        request = self.requests[-1]
+        refusal = self.site.houweb.guard.refusal(
+            self._command, request.requestHeaders, self.houweb_local.port, self.houweb_secure
+        )
+        if refusal is not None:
+            self.reject(refusal.status, refusal.message, refusal.headers)
+            return
         limit = self.site.houweb_max_request_size
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
@@ -122,10 +129,14 @@ class HouwebChannel(http.HTTPChannel):
         if not self._houweb_rejected:
             super().allContentReceived()
 
-    def reject(self, status: int, message: str) -> None:
+    def reject(
+        self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         """
         Answer the request being received with an error and close the
         connection without reading the rest of its body.
+
+        :param headers: more headers for the answer.
         """
         request = self.requests[-1]
         payload = self.site.houweb_rejection(
@@ -134,6 +145,7 @@ class HouwebChannel(http.HTTPChannel):
             getattr(self, "_command", None) or b"GET",
             getattr(self, "_path", None) or b"/",
             request,
+            headers,
         )
         self._houweb_rejected = True
         self.transport.write(payload)

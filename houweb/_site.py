@@ -25,11 +25,12 @@ from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
+from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
 from ._registry import Match, Registry, URLHandlerTarget, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
-from ._response import Response, errorResponse, notFoundResponse
+from ._response import Response, errorResponse, json_error, notFoundResponse
 from ._settings import Settings
 from ._snapshot import BadRequest, decode_path, snapshot
 
@@ -56,6 +57,9 @@ class ServerContext:
     response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
     #: The calls of user code in progress (named at shutdown if they hang).
     running: RunningCalls = field(default_factory=RunningCalls)
+    #: What a request's headers must pass before its body is read (Host
+    #: allow-list, Origin check, token).
+    guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
 
 
 @dataclass
@@ -272,9 +276,18 @@ class HouwebSite(server.Site):
             treq.notifyFinish().addBoth(lambda _: _log_request(treq, started))
 
     def houweb_rejection(
-        self, status: int, message: str, method: bytes, target: bytes, treq: HouwebRequest
+        self,
+        status: int,
+        message: str,
+        method: bytes,
+        target: bytes,
+        treq: HouwebRequest,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
-        """:returns: the bytes of an error answer sent before the body was read."""
+        """
+        :param headers: more headers for the answer (``WWW-Authenticate``).
+        :returns: the bytes of an error answer sent before the body was read.
+        """
         path = target.split(b"?")[0].decode("latin-1")
         request = Request(
             method=method.decode("latin-1"),
@@ -285,10 +298,10 @@ class HouwebSite(server.Site):
             client_address=("", 0),
         )
         response = (
-            Response(f'{{"error": "{message}"}}', status, "application/json")
-            if is_api_path(path)
-            else errorResponse(request, message, status)
+            json_error(message, status) if is_api_path(path) else errorResponse(request, message, status)
         )
+        for name, value in headers:
+            response.setHeader(name, value)
         for response_filter in self.houweb.response_filters:
             response_filter(request, response)
         return raw_response(response)

@@ -89,7 +89,7 @@ async def test_download_as_filename_sends_content_disposition(
 @pytest_twisted.ensureDeferred
 async def test_the_file_is_sent_with_its_size_as_content_length(serve, data_file):
     port = await serve_file(serve, lambda: houweb.fileResponse(str(data_file)))
-    raw = await raw_request(port, b"GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await raw_request(port, b"GET /f HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     head, body = raw.split(b"\r\n\r\n", 1)
     assert b"\r\nContent-Length: 1024" in head and b"\r\nAccept-Ranges: bytes" in head
     assert body == DATA
@@ -115,7 +115,7 @@ async def test_delete_file_removes_the_file_after_a_mid_transfer_disconnect(serv
         out.truncate(64 * 1024 * 1024)
     port = await serve_file(serve, lambda: houweb.fileResponse(str(big), delete_file=True))
     raw = await connect_raw(port)
-    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: localhost\r\n\r\n")
     for _ in range(100):
         if len(raw.data) > 100_000:
             break
