@@ -13,8 +13,12 @@ from typing import Any, Callable
 
 from twisted.web import http, server
 
+from ._render import SERVER
 from ._status import label
 from ._uploads import FormError, FormReceiver, form_receiver, not_stored
+
+
+_SERVER = SERVER.encode("ascii")
 
 
 def _text(raw: bytes) -> str:
@@ -183,7 +187,7 @@ def plain_error(status: int, text: str) -> bytes:
     """:returns: a minimal ``text/plain`` error answer that closes the connection."""
     body = text.encode("utf-8") + b"\n"
     return (
-        f"HTTP/1.1 {label(status)}\r\nContent-Type: text/plain\r\n"
+        f"HTTP/1.1 {label(status)}\r\nServer: {SERVER}\r\nContent-Type: text/plain\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode("ascii") + body
 
@@ -305,6 +309,13 @@ class HouwebRequest(server.Request):
     def connectionLost(self, reason: Any) -> None:
         self._cancel_deadline()
         super().connectionLost(reason)
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        # twisted.web's process() sets "Server: TwistedWeb/<version>": houweb
+        # names itself, without a version (a handler may set its own).
+        if value is server.version:
+            value = _SERVER
+        super().setHeader(name, value)
 
     def process(self) -> None:
         self.channel.site.houweb_track(self)
