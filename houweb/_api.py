@@ -191,7 +191,9 @@ def _find(call: Call, name: str) -> APIFunctionTarget | None:
     context = call.context
     if name == INTROSPECTION:
         return _introspection(call)
-    target = context.registry.function(name, call.request.port(), context.main_port)
+    target = context.registry.function(
+        name, call.request.port(), context.main_port, context.main_aliases
+    )
     return target if isinstance(target, APIFunctionTarget) else None
 
 
@@ -231,7 +233,9 @@ def _introspection(call: Call) -> APIFunctionTarget:
     context = call.context
 
     def functions(request: Request) -> list[dict[str, Any]]:
-        visible = context.registry.functions(request.port(), context.main_port)
+        visible = context.registry.functions(
+            request.port(), context.main_port, context.main_aliases
+        )
         return [describe_function(visible[name]) for name in sorted(visible)]  # type: ignore[arg-type]
 
     return APIFunctionTarget(INTROSPECTION, functions, inspect.signature(functions))

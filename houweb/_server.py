@@ -147,10 +147,17 @@ class Server:
             if number not in self._port_numbers:
                 self._port_numbers.append(number)
         self.context.main_port = self._port_numbers[0]
+        self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
         self.pool.start()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
         self._warn_about_registrations()
+
+    def _listen_numbers(self) -> frozenset[int]:
+        """:returns: the numbers the ``listen`` endpoints (listed last) were bound to."""
+        count = len(self.config.listen)
+        listen_ports = self.listening[len(self.listening) - count :] if count else []
+        return frozenset(port.getHost().port for port in listen_ports)
 
     def _warn_about_registrations(self) -> None:
         if self.registry.is_empty():

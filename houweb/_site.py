@@ -49,6 +49,9 @@ class ServerContext:
     pool: HandlerPool
     registry: Registry = field(default_factory=lambda: _registry.REGISTRY)
     main_port: int = 0
+    #: The numbers of the main port's other addresses: the ``listen``
+    #: endpoints answer what the main port answers (plus their own bindings).
+    main_aliases: frozenset[int] = frozenset()
     #: The settings file's values (CORS, ALLOWED_HOSTS, form limits...).
     settings: Settings = field(default_factory=Settings)
     #: Each may answer a request before routing (a CORS preflight, say).
@@ -134,7 +137,9 @@ class _Router:
             early = request_filter(request)
             if early is not None:
                 return self.send(treq, request, early)
-        match = self.context.registry.match(path, request.port(), self.context.main_port)
+        match = self.context.registry.match(
+            path, request.port(), self.context.main_port, self.context.main_aliases
+        )
         answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
         if match is None or answer_for is None:
             return self.send(treq, request, notFoundResponse(request))
