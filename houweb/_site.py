@@ -129,7 +129,7 @@ class _Router:
         """
         path = treq.houweb_path  # decoded by _Guard
         try:
-            request = snapshot(treq, path)
+            request = snapshot(treq, path, settings=self.context.settings)
         except BadRequest as exc:
             request = snapshot(treq, path, parse=False)
             return self.send(treq, request, exc.response(request))
