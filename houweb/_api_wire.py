@@ -23,8 +23,8 @@ from typing import Any
 
 from ._forms import BodyError, check_size
 from ._request import Request, body_size
-from ._settings import DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
 from ._response import Response
+from ._settings import DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 JSON_TYPE = "application/json"

@@ -10,6 +10,7 @@ beyond loopback safely (with TLS, so the token is not sent in the clear).
 from __future__ import annotations
 
 import hmac
+
 MESSAGE = "this server requires an Authorization: Bearer token"
 CHALLENGE = ("WWW-Authenticate", 'Bearer realm="houweb"')
 

@@ -17,7 +17,6 @@ from ._render import SERVER
 from ._status import label
 from ._uploads import FormError, FormReceiver, form_receiver, not_stored
 
-
 _SERVER = SERVER.encode("ascii")
 
 
@@ -133,9 +132,7 @@ class HouwebChannel(http.HTTPChannel):
         if not self._houweb_rejected:
             super().allContentReceived()
 
-    def reject(
-        self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
+    def reject(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """
         Answer the request being received with an error and close the
         connection without reading the rest of its body.

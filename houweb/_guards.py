@@ -249,10 +249,18 @@ class HeaderGuard:
 
     def _cors_preflight(self, method: bytes, get: Callable[[bytes], list[bytes] | None]) -> bool:
         """A CORS preflight of a whitelisted origin: browsers send it without credentials."""
-        if method != b"OPTIONS" or self.cors is None or get(b"access-control-request-method") is None:
+        if (
+            method != b"OPTIONS"
+            or self.cors is None
+            or get(b"access-control-request-method") is None
+        ):
             return False
         origin = get(b"origin")
-        return origin is not None and len(origin) == 1 and self.cors.allows(origin[0].decode("latin-1"))
+        return (
+            origin is not None
+            and len(origin) == 1
+            and self.cors.allows(origin[0].decode("latin-1"))
+        )
 
 
 def _own_origin(host: list[bytes] | None, secure: bool) -> Origin | None:

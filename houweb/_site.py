@@ -303,7 +303,9 @@ class HouwebSite(server.Site):
             client_address=("", 0),
         )
         response = (
-            json_error(message, status) if is_api_path(path) else errorResponse(request, message, status)
+            json_error(message, status)
+            if is_api_path(path)
+            else errorResponse(request, message, status)
         )
         for name, value in headers:
             response.setHeader(name, value)

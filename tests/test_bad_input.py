@@ -23,7 +23,9 @@ CASES = {
     "encoded NUL in path": b"GET /a%00b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     "overlong utf-8 in path": b"GET /%C0%AE%C0%AE/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     "bad utf-8 in query": b"GET /echo?q=%FF HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    "header line too long": b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    "header line too long": b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+    + b"a" * 20000
+    + b"\r\n\r\n",
     "request line too long": b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
     "headers too large in total": b"GET / HTTP/1.1\r\n"
     + b"X-A: "
@@ -54,7 +56,9 @@ async def test_malformed_request_is_a_4xx_and_server_keeps_serving(serve, client
 async def test_unknown_methods_reach_the_handler(serve):
     houweb.urlHandler("/m")(lambda request: request.method())
     port = (await serve()).port_numbers()[0]
-    raw = await raw_request(port, b"BREW /m HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    raw = await raw_request(
+        port, b"BREW /m HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert status_of(raw) == 200 and raw.endswith(b"BREW")
 
 
@@ -63,7 +67,8 @@ async def test_duplicate_headers_are_joined_not_rejected(serve):
     houweb.urlHandler("/h")(lambda request: request.headers()["Accept"])
     port = (await serve()).port_numbers()[0]
     raw = await raw_request(
-        port, b"GET /h HTTP/1.1\r\nHost: localhost\r\nAccept: a\r\nAccept: b\r\nConnection: close\r\n\r\n"
+        port,
+        b"GET /h HTTP/1.1\r\nHost: localhost\r\nAccept: a\r\nAccept: b\r\nConnection: close\r\n\r\n",
     )
     assert status_of(raw) == 200 and raw.endswith(b"a, b")
 

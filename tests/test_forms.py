@@ -135,7 +135,9 @@ async def test_api_bodies_are_capped_and_run_nothing_when_refused(serve):
     assert status(reply) == 400
     assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in json.loads(body_of(reply))["error"]
     assert ran == []
-    ok = await raw_request(port, post("/api", json.dumps(["f.echo", ["hi"], {}]).encode(), "application/json"))
+    ok = await raw_request(
+        port, post("/api", json.dumps(["f.echo", ["hi"], {}]).encode(), "application/json")
+    )
     assert json.loads(body_of(ok)) == "hi" and ran == ["hi"]
 
 

@@ -55,7 +55,9 @@ def check_answer(port: int, payload: bytes) -> None:
         match = STATUS_LINE.match(answer)
         assert match, answer[:200]
         assert int(match.group(1)) < 500, (payload[:300], answer[:300])
-    follow_up = exchange(port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 10)
+    follow_up = exchange(
+        port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 10
+    )
     assert follow_up.startswith(b"HTTP/1.1 200 OK"), follow_up[:200]
 
 
@@ -105,7 +107,8 @@ def test_random_request_lines(fuzz_port, method, path, query, version):
 def test_random_headers(fuzz_port, headers):
     lines = b"".join(n.encode() + b": " + v + b"\r\n" for n, v in headers)
     check_answer(
-        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n"
+        fuzz_port,
+        b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n",
     )
 
 

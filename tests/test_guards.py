@@ -15,7 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 
 import houweb
 from houweb._config import ServerConfig
-from houweb._guards import LOOPBACK_HOSTS, HostAllowList, OriginPolicy, Origin
+from houweb._guards import LOOPBACK_HOSTS, HostAllowList, Origin, OriginPolicy
 from houweb._server import allowed_hosts
 
 from .support import WSClient, connect_raw, raw_request, ws_handshake
@@ -74,7 +74,9 @@ async def test_a_foreign_host_gets_400_and_reaches_no_handler_file_api_or_socket
     replies = [
         await raw_request(port, http("GET", "/act", host)),
         await raw_request(port, http("GET", "/static/secret.txt", host)),
-        await raw_request(port, http("POST", "/api", host, f"Content-Type: {FORM}", body=api_form())),
+        await raw_request(
+            port, http("POST", "/api", host, f"Content-Type: {FORM}", body=api_form())
+        ),
         await raw_request(port, ws_handshake("/ws").replace(b"127.0.0.1", host.encode())),
     ]
     for reply in replies:

@@ -87,9 +87,7 @@ async def test_missing_key_file_is_operation_failed_naming_the_endpoint(registry
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_readme_recipe_serves_ordinary_handlers_over_tls_with_the_token(
-    serve, tmp_path
-):
+async def test_the_readme_recipe_serves_ordinary_handlers_over_tls_with_the_token(serve, tmp_path):
     """
     README: run(port=8008, interface=..., token=..., listen=["ssl:8443:..."]).
     A listen endpoint is another address of the main port: it answers what is
@@ -138,7 +136,9 @@ async def test_the_readme_recipe_serves_ordinary_handlers_over_tls_with_the_toke
     assert ran == ["hello", "api"]
     # Without the token: 401 before anything runs.
     assert (await fetch("/hello"))[0] == 401
-    assert (await fetch("/api", method="POST", data={"json": '["scene.double", [1], {}]'}))[0] == 401
+    assert (await fetch("/api", method="POST", data={"json": '["scene.double", [1], {}]'}))[
+        0
+    ] == 401
     assert ran == ["hello", "api"]
     # The main port does not answer what is bound to the TLS port's number.
     plain = await treq.get(f"http://127.0.0.1:{main}/tls-only", headers=auth, persistent=False)
