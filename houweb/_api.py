@@ -178,7 +178,8 @@ def answer_api(call: Call) -> Response | Deferred[Response]:
         return response
     called = _Called()
     d = call.run(_answer_in_pool, call, called, shown_as=called)
-    d.addCallbacks(_then_async, _failure_response, (call,), None, (call, called))
+    d.addErrback(_failure_response, call, called)
+    d.addCallback(_then_async, call)  # a Response passes through
     return d
 
 
@@ -229,15 +230,23 @@ def _then_async(outcome: Response | _OnReactor, call: Call) -> Response | Deferr
     if not isinstance(outcome, _OnReactor):
         return outcome
     target = outcome.target
-    context = call.context
     d = call.run(_invoke_async, target, outcome.bound, shown_as=target)
-    d.addCallback(
-        lambda result: deferToThreadPool(
-            context.reactor, context.pool, encode_result, result, target.name, target.return_binary
-        )
-    )
+    d.addCallback(_encode_in_pool, call, target)
     d.addErrback(_failure_response, call, target)
     return d
+
+
+def _encode_in_pool(result: object, call: Call, target: APIFunctionTarget) -> Deferred[Response]:
+    """:returns: the answer for ``result``, encoded in a pool thread."""
+    context = call.context
+    return deferToThreadPool(
+        context.reactor,
+        context.pool,  # type: ignore[arg-type]
+        encode_result,
+        result,
+        target.name,
+        target.return_binary,
+    )
 
 
 def _find(call: Call, name: str) -> APIFunctionTarget | None:
