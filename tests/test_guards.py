@@ -363,3 +363,17 @@ def test_origins_compare_scheme_host_and_port():
     assert Origin.parse("null") is None and Origin.parse("ftp://a.test") is None
     policy = OriginPolicy(["*"])
     assert not policy.foreign(b"http://evil.example", None, None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_allow_list_can_differ_per_port_for_set_settings_for_port(serve):
+    ran: list[str] = []
+    houweb.urlHandler("/act", ports=[-1])(lambda request: ran.append("act") or "done")
+    server = await serve(ports=[0])
+    main, extra = server.port_numbers()
+    server.context.guard.set_allowed_hosts(["extra.test"], port=extra)
+    assert status(await raw_request(extra, http("GET", "/act", "extra.test"))) == 200
+    assert status(await raw_request(extra, http("GET", "/act", "localhost"))) == 400
+    assert status(await raw_request(main, http("GET", "/act", "localhost"))) == 200
+    assert status(await raw_request(main, http("GET", "/act", "extra.test"))) == 400
+    assert ran == ["act", "act"]
