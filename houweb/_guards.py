@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ._auth import CHALLENGE, MESSAGE, TokenCheck
@@ -112,20 +112,20 @@ class Origin:
         return cls(scheme, domain, int(port) if port else _DEFAULT_PORTS[scheme])
 
 
-@dataclass
 class OriginPolicy:
     """
     Which origins may send requests that change state (every method but GET,
     HEAD and OPTIONS, and every WebSocket handshake): the request's own
     origin, the CORS whitelist's and ``CSRF_TRUSTED_ORIGINS``' (which, as in
     Django, may name ``https://*.example.com`` for every subdomain).
+
+    :param trusted: the origins of the CORS whitelist and of
+        ``CSRF_TRUSTED_ORIGINS``; ``"*"`` trusts every origin, ``"null"``
+        the opaque one.
     """
 
-    trusted: Iterable[str] = ()
-    any_origin: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        entries = [t.strip().lower().rstrip("/") for t in self.trusted]
+    def __init__(self, trusted: Iterable[str] = ()) -> None:
+        entries = [t.strip().lower().rstrip("/") for t in trusted]
         self.any_origin = "*" in entries
         self._null = "null" in entries
         self._exact = frozenset(o for o in map(Origin.parse, entries) if o is not None)
