@@ -243,11 +243,12 @@ def allowed_hosts(config: ServerConfig, from_settings: tuple[str, ...] | None) -
     """
     :returns: the server's ALLOWED_HOSTS: ``run()``'s (``--allowed-host``),
         else the settings file's, else the loopback names when every address
-        listened on is loopback, else ``*``.
+        listened on is loopback, else ``*``. An empty list means the default
+        (as Django's ``ALLOWED_HOSTS = []`` does in debug mode), not "no host".
     """
-    if config.allowed_hosts is not None:
+    if config.allowed_hosts:
         return config.allowed_hosts
-    if from_settings is not None:
+    if from_settings:
         return from_settings
     return default_allowed_hosts(config.interfaces())
 

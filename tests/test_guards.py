@@ -173,6 +173,10 @@ def test_the_default_allow_list_is_loopback_names_only_when_every_address_is_loo
     assert hosts(listen=["ssl:8443:privateKey=k.pem"]) == ("*",)  # every interface
     assert hosts(listen=["tcp6:9000:interface=\\:\\:1"]) == LOOPBACK_HOSTS
     assert hosts(interface="0.0.0.0", allowed_hosts=["my.host"]) == ("my.host",)
+    assert hosts(allowed_hosts=[]) == LOOPBACK_HOSTS  # empty: the default, as in Django
+    config = ServerConfig.from_arguments()
+    assert allowed_hosts(config, ()) == LOOPBACK_HOSTS
+    assert allowed_hosts(config, ("from.settings",)) == ("from.settings",)
 
 
 def test_host_patterns_follow_django():
