@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -165,39 +166,98 @@ def apiFunction(
 
 @responder(APIEndpoint)
 def answer_api(call: Call) -> Response | Deferred[Response]:
-    """Answer one ``/api`` request: parse, find, bind, run, encode."""
-    request = call.request
-    if request.method() != "POST":
+    """
+    Answer one ``/api`` request. Everything that grows with the payload runs
+    in the pool, never on the reactor: decoding the call (JSON or form),
+    and for a plain function the call itself and the encoding of its result,
+    all in one pool job. An ``async def`` function then runs on the reactor
+    and its result is encoded in the pool.
+    """
+    if call.request.method() != "POST":
         response = json_error("API functions must be called with POST", 405)
         response.setHeader("Allow", "POST")
         return response
+    called = _Called()
+    d = call.run(_answer_in_pool, call, called, shown_as=called)
+    d.addErrback(_failure_response, call, called)
+    d.addCallback(_then_async, call)  # a Response passes through
+    return d
+
+
+class _Called:
+    """What names an ``/api`` call at shutdown: the function, once the call is decoded."""
+
+    target: APIFunctionTarget | None = None
+
+    def __str__(self) -> str:
+        return str(self.target) if self.target is not None else "an /api call being decoded"
+
+
+@dataclass(frozen=True)
+class _OnReactor:
+    """An ``async def`` function to run on the reactor, its arguments bound."""
+
+    target: APIFunctionTarget
+    bound: inspect.BoundArguments
+
+
+def _answer_in_pool(call: Call, called: _Called) -> Response | _OnReactor:
+    """
+    In a pool thread: decode the call, find and bind the function; run a
+    plain one and encode its result.
+
+    :returns: the answer, or what must run on the reactor.
+    """
+    request = call.request
     try:
-        api_call = parse_call(request)
+        api_call = parse_call(request, call.context.settings.data_upload_max_memory_size)
     except CallError as exc:
         return json_error(str(exc), exc.status)
     target = _find(call, api_call.name)
     if target is None:
         return json_error(f"unknown API function {api_call.name!r}", 404)
+    called.target = target
     try:
         bound = target.bind(request, api_call.args, api_call.kwargs)
     except ArgumentError as exc:
         return json_error(str(exc), 422)
-    d = call.run(_invoker(target), target, bound, shown_as=target)
-    d.addCallback(encode_result, target.name, target.return_binary)
+    if is_async(target.function):
+        return _OnReactor(target, bound)
+    return encode_result(_invoke(target, bound), target.name, target.return_binary)
+
+
+def _then_async(outcome: Response | _OnReactor, call: Call) -> Response | Deferred[Response]:
+    """Run an ``async def`` function on the reactor, then encode its result in the pool."""
+    if not isinstance(outcome, _OnReactor):
+        return outcome
+    target = outcome.target
+    d = call.run(_invoke_async, target, outcome.bound, shown_as=target)
+    d.addCallback(_encode_in_pool, call, target)
     d.addErrback(_failure_response, call, target)
     return d
+
+
+def _encode_in_pool(result: object, call: Call, target: APIFunctionTarget) -> Deferred[Response]:
+    """:returns: the answer for ``result``, encoded in a pool thread."""
+    context = call.context
+    return deferToThreadPool(
+        context.reactor,
+        context.pool,  # type: ignore[arg-type]
+        encode_result,
+        result,
+        target.name,
+        target.return_binary,
+    )
 
 
 def _find(call: Call, name: str) -> APIFunctionTarget | None:
     context = call.context
     if name == INTROSPECTION:
         return _introspection(call) if context.settings.api_docs else None
-    target = context.registry.function(name, call.request.port(), context.main_port)
+    target = context.registry.function(
+        name, call.request.port(), context.main_port, context.main_aliases
+    )
     return target if isinstance(target, APIFunctionTarget) else None
-
-
-def _invoker(target: APIFunctionTarget) -> Callable[..., Any]:
-    return _invoke_async if is_async(target.function) else _invoke
 
 
 def _invoke(target: APIFunctionTarget, bound: inspect.BoundArguments) -> Any:
@@ -210,7 +270,7 @@ async def _invoke_async(target: APIFunctionTarget, bound: inspect.BoundArguments
     return await target.function(*bound.args, **bound.kwargs)
 
 
-def _failure_response(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
+def _failure_response(failure: Failure, call: Call, target: object) -> Response:
     """The JSON error answer for a call that raised (spec §13.5)."""
     if failure.check(APIError):
         return json_error(failure.value.message, 422)  # type: ignore[union-attr]
@@ -232,7 +292,9 @@ def _introspection(call: Call) -> APIFunctionTarget:
     context = call.context
 
     def functions(request: Request) -> list[dict[str, Any]]:
-        visible = context.registry.functions(request.port(), context.main_port)
+        visible = context.registry.functions(
+            request.port(), context.main_port, context.main_aliases
+        )
         return [describe_function(visible[name]) for name in sorted(visible)]  # type: ignore[arg-type]
 
     return APIFunctionTarget(INTROSPECTION, functions, inspect.signature(functions))

@@ -21,8 +21,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._request import Request
+from ._forms import BodyError, check_size
+from ._request import Request, body_size
 from ._response import Response
+from ._settings import DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 JSON_TYPE = "application/json"
@@ -46,17 +48,29 @@ class APICall:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_call(request: Request) -> APICall:
+def parse_call(
+    request: Request, max_size: int | None = DEFAULT_DATA_UPLOAD_MAX_MEMORY_SIZE
+) -> APICall:
     """
+    :param max_size: ``DATA_UPLOAD_MAX_MEMORY_SIZE``: the largest JSON or
+        url-encoded body decoded (``None``: no limit).
     :returns: the call a ``POST /api`` request spells.
-    :raises CallError: (400) naming what is missing or malformed.
+    :raises CallError: (400) naming what is missing or malformed; (413) for
+        a body above ``max_size``.
     """
     content_type = _media_type(request.contentType())
     if content_type == JSON_TYPE:
+        try:
+            check_size(body_size(request), max_size, "JSON body")
+        except BodyError as exc:
+            raise CallError(str(exc), exc.status) from None
         return _with_files(_from_json_body(request.body()), request)
-    if content_type not in FORM_TYPES and request.body():
+    if content_type not in FORM_TYPES and body_size(request):
         raise CallError(f"unsupported Content-Type {content_type!r} for /api")
-    form = request.POST()
+    try:
+        form = request.POST()
+    except BodyError as exc:
+        raise CallError(str(exc), exc.status) from None
     if "json" in form:
         return _with_files(_from_json(form["json"], "form field 'json'"), request)
     if "cmd_function" in form:
@@ -144,8 +158,13 @@ def _json_text(result: object, name: str) -> str:
         return json.dumps(result, allow_nan=False, default=_refuse)
     except _Unencodable as exc:
         reason = f"object of type {exc.args[0]}"
-    except ValueError:
-        reason = f"out of range float value {_non_finite(result)}"
+    except RecursionError:
+        reason = "it is nested too deeply"
+    except ValueError as exc:
+        if "circular" in str(exc).lower():
+            reason = "it contains a circular reference (a list or dict inside itself)"
+        else:
+            reason = f"out of range float value {_non_finite(result)}"
     raise ResultError(f"result of {name} is not JSON serializable: {reason}")
 
 
@@ -158,12 +177,20 @@ def _refuse(value: object) -> object:
 
 
 def _non_finite(value: object) -> str:
-    """:returns: ``nan``, ``inf`` or ``-inf``: the first such float in ``value``."""
+    """
+    :returns: ``nan``, ``inf`` or ``-inf``: the first such float in
+        ``value``; each container is looked into once, so a cycle ends.
+    """
     stack = [value]
+    seen: set[int] = set()
     while stack:
         item = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             return repr(item)
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
         if isinstance(item, dict):
             stack.extend(reversed([*item.keys(), *item.values()]))
         elif isinstance(item, (list, tuple)):

@@ -14,8 +14,11 @@ from typing import Any, Callable
 from twisted.web import http, server
 
 from ._body import RequestBody
+from ._render import SERVER
 from ._status import label
 from ._uploads import FormError, FormReceiver, form_receiver, not_stored
+
+_SERVER = SERVER.encode("ascii")
 
 
 def _text(raw: bytes) -> str:
@@ -81,6 +84,13 @@ class HouwebChannel(http.HTTPChannel):
         return bool(super().headerReceived(line))
 
     def allHeadersReceived(self) -> None:
+        request = self.requests[-1]
+        refusal = self.site.houweb.guard.refusal(
+            self._command, request.requestHeaders, self.houweb_local.port, self.houweb_secure
+        )
+        if refusal is not None:
+            self.reject(refusal.status, refusal.message, refusal.headers)
+            return
         limit = self.site.houweb_max_request_size
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
@@ -123,10 +133,12 @@ class HouwebChannel(http.HTTPChannel):
         if not self._houweb_rejected:
             super().allContentReceived()
 
-    def reject(self, status: int, message: str) -> None:
+    def reject(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """
         Answer the request being received with an error and close the
         connection without reading the rest of its body.
+
+        :param headers: more headers for the answer.
         """
         request = self.requests[-1]
         payload = self.site.houweb_rejection(
@@ -135,6 +147,7 @@ class HouwebChannel(http.HTTPChannel):
             getattr(self, "_command", None) or b"GET",
             getattr(self, "_path", None) or b"/",
             request,
+            headers,
         )
         self._houweb_rejected = True
         self.transport.write(payload)
@@ -172,7 +185,7 @@ def plain_error(status: int, text: str) -> bytes:
     """:returns: a minimal ``text/plain`` error answer that closes the connection."""
     body = text.encode("utf-8") + b"\n"
     return (
-        f"HTTP/1.1 {label(status)}\r\nContent-Type: text/plain\r\n"
+        f"HTTP/1.1 {label(status)}\r\nServer: {SERVER}\r\nContent-Type: text/plain\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode("ascii") + body
 
@@ -342,6 +355,13 @@ class HouwebRequest(server.Request):
         self._cancel_deadline()
         super().connectionLost(reason)
         self._let_go()
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        # twisted.web's process() sets "Server: TwistedWeb/<version>": houweb
+        # names itself, without a version (a handler may set its own).
+        if value is server.version:
+            value = _SERVER
+        super().setHeader(name, value)
 
     def process(self) -> None:
         self.channel.site.houweb_track(self)

@@ -8,6 +8,7 @@ accept and reject exactly the same values.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,16 @@ def check_listen(entry: object) -> str:
     return entry
 
 
+def listen_interface(entry: str) -> str:
+    """:returns: the ``interface=`` of a ``listen`` entry, ``""`` (every interface) without one."""
+    parts = re.split(r"(?<!\\):", entry)
+    for part in parts[2:]:
+        name, eq, value = part.partition("=")
+        if eq and name == "interface":
+            return value.replace("\\:", ":")
+    return ""
+
+
 def listen_port(entry: str) -> int:
     """:returns: the port number a ``listen`` entry asks for."""
     return int(entry.split(":")[1])
@@ -90,6 +101,9 @@ class ServerConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     token: str | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Django's ALLOWED_HOSTS given to run() (it wins over the settings
+    #: file's); ``None``: the settings file's, else the default.
+    allowed_hosts: tuple[str, ...] | None = None
 
     @classmethod
     def from_arguments(
@@ -108,6 +122,7 @@ class ServerConfig:
         request_timeout: object = DEFAULT_REQUEST_TIMEOUT,
         token: object = None,
         max_connections: object = DEFAULT_MAX_CONNECTIONS,
+        allowed_hosts: object = None,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -130,7 +145,13 @@ class ServerConfig:
             raise TypeError("token must be a non-empty str or None")
         if settings is not None and not isinstance(settings, (str, os.PathLike, dict)):
             raise TypeError(f"settings must be a path or a dict, not {type(settings).__name__}")
+        if allowed_hosts is not None and (
+            not isinstance(allowed_hosts, (list, tuple))
+            or not all(isinstance(h, str) and h for h in allowed_hosts)
+        ):
+            raise TypeError("allowed_hosts must be a list of host names (non-empty str) or None")
         return cls(
+            allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts),  # type: ignore[arg-type]
             port=main,
             debug=bool(debug),
             max_num_threads=_int("max_num_threads", max_num_threads, 1),
@@ -156,3 +177,13 @@ class ServerConfig:
         interface = self.interface.replace(":", "\\:")
         tcp = [f"tcp:{p}:interface={interface}" for p in (self.port, *self.ports)]
         return tcp + list(self.listen)
+
+    def interfaces(self) -> list[str]:
+        """
+        :returns: the address each endpoint listens on (``""`` for every
+            interface), decided before listening, for the default ALLOWED_HOSTS.
+        """
+        found = [self.interface] * (1 + len(self.ports))
+        for entry in self.listen:
+            found.append(listen_interface(entry))
+        return found

@@ -39,12 +39,14 @@ class CORSPolicy:
         self._any = "*" in entries
         self._origins = frozenset(entries - {"*"})
 
+    def allows(self, origin: str) -> bool:
+        """:returns: whether the ``Origin`` value ``origin`` is whitelisted."""
+        return bool(origin) and (self._any or origin.lower() in self._origins)
+
     def allowed_origin(self, request: Request) -> str | None:
         """:returns: the request's ``Origin`` if it is whitelisted, else ``None``."""
         origin = request.header("Origin")
-        if origin and (self._any or origin.lower() in self._origins):
-            return origin
-        return None
+        return origin if self.allows(origin) else None
 
     def preflight(self, request: Request) -> Response | None:
         """
@@ -74,15 +76,17 @@ class CORSPolicy:
             response.setHeader("Vary", f"{vary}, Origin")
 
 
-def install_cors(context: Any, origins: Iterable[str]) -> None:
+def install_cors(context: Any, origins: Iterable[str]) -> CORSPolicy | None:
     """
     Turn CORS on for ``origins`` in a server's context; nothing happens for
-    an empty whitelist. The preflight filter goes first, so a preflight (which
-    browsers send without credentials) is answered even when a token is required.
+    an empty whitelist.
+
+    :returns: the policy, or ``None`` for an empty whitelist.
     """
     origins = list(origins)
     if not origins:
-        return
+        return None
     policy = CORSPolicy(origins)
     context.request_filters.insert(0, policy.preflight)
     context.response_filters.append(policy.add_headers)
+    return policy

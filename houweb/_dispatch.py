@@ -18,6 +18,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from ._coroutines import run_coroutine
+from ._forms import BodyError
 from ._pool import HandlerPool
 from ._request import Request
 from ._response import Response, errorResponse
@@ -138,11 +139,17 @@ def describe(function: Callable[..., Any]) -> str:
 def failure_response(request: Request, failure: Failure, debug: bool, what: str) -> Response:
     """
     Log a handler's exception with its traceback and answer 500: the traceback
-    in the body only in debug mode.
+    in the body only in debug mode. A :class:`BodyError` the handler let
+    through (``request.POST()`` of a form too large or malformed) is answered
+    with its own status (413 or 400) and message instead.
     """
     if failure.check(HandlerResultError):
         log.error("houweb: {what}: {message}", what=what, message=str(failure.value))
         return errorResponse(request, str(failure.value), 500)
+    if failure.check(BodyError):
+        # The client's fault (a form too large or malformed), not the handler's.
+        error: BodyError = failure.value  # type: ignore[assignment]
+        return errorResponse(request, str(error), error.status)
     log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=what)
     try:
         if debug:

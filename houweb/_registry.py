@@ -53,10 +53,18 @@ def normalize_ports(ports: Ports) -> frozenset[int]:
     return frozenset(bindings or {MAIN_PORT})
 
 
-def serves(bindings: frozenset[int], port: int, main_port: int) -> bool:
-    """:returns: whether a registration with ``bindings`` answers on ``port``."""
-    return (
-        ALL_PORTS in bindings or port in bindings or (MAIN_PORT in bindings and port == main_port)
+def serves(
+    bindings: frozenset[int], port: int, main_port: int, aliases: frozenset[int] = frozenset()
+) -> bool:
+    """
+    :param aliases: the numbers of the main port's other addresses (the
+        ``listen`` endpoints): they answer what the main port answers.
+    :returns: whether a registration with ``bindings`` answers on ``port``.
+    """
+    if ALL_PORTS in bindings or port in bindings:
+        return True
+    return (port == main_port or port in aliases) and (
+        MAIN_PORT in bindings or main_port in bindings
     )
 
 
@@ -192,33 +200,40 @@ class Registry:
             self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def match(self, path: str, port: int, main_port: int) -> Match | None:
+    def match(
+        self, path: str, port: int, main_port: int, aliases: frozenset[int] = frozenset()
+    ) -> Match | None:
         """
         :returns: the most specific registration for the decoded request
             ``path`` on ``port``: the longest path wins; on an equal path an
             exact handler, then a static directory, then a prefix handler.
+            ``aliases``: as for :func:`serves`.
         """
         paths = self._paths
         norm = normalize_path(path)
-        target = _pick(paths.get((EXACT, norm)), port, main_port)
+        target = _pick(paths.get((EXACT, norm)), port, main_port, aliases)
         if target is not None:
             return Match(target, norm, EXACT)
         for ancestor in _ancestors(norm):
             for kind in _PREFIX_KINDS:
-                target = _pick(paths.get((kind, ancestor)), port, main_port)
+                target = _pick(paths.get((kind, ancestor)), port, main_port, aliases)
                 if target is not None:
                     return Match(target, ancestor, kind)
         return None
 
-    def function(self, name: str, port: int, main_port: int) -> object | None:
+    def function(
+        self, name: str, port: int, main_port: int, aliases: frozenset[int] = frozenset()
+    ) -> object | None:
         """:returns: the API function called ``name`` on ``port``, or ``None``."""
-        return _pick(self._functions.get(name), port, main_port)
+        return _pick(self._functions.get(name), port, main_port, aliases)
 
-    def functions(self, port: int, main_port: int) -> dict[str, object]:
+    def functions(
+        self, port: int, main_port: int, aliases: frozenset[int] = frozenset()
+    ) -> dict[str, object]:
         """:returns: every API function visible on ``port``, by name."""
         found = {}
         for name, per_binding in self._functions.items():
-            target = _pick(per_binding, port, main_port)
+            target = _pick(per_binding, port, main_port, aliases)
             if target is not None:
                 found[name] = target
         return found
@@ -240,14 +255,17 @@ class Registry:
 
 
 def _pick(
-    per_binding: dict[frozenset[int], object] | None, port: int, main_port: int
+    per_binding: dict[frozenset[int], object] | None,
+    port: int,
+    main_port: int,
+    aliases: frozenset[int] = frozenset(),
 ) -> object | None:
     """A registration bound to this port specifically beats one bound to all."""
     if not per_binding:
         return None
     fallback = None
     for bindings, target in per_binding.items():
-        if serves(bindings, port, main_port):
+        if serves(bindings, port, main_port, aliases):
             if ALL_PORTS not in bindings:
                 return target
             fallback = target

@@ -21,6 +21,9 @@ from ._uploads import remove_quietly
 
 log = Logger(namespace="houweb")
 
+#: The Server header of every answer, without a version (what a version
+#: tells is mostly which published bugs to try); a handler may replace it.
+SERVER = "houweb"
 _NO_BODY = frozenset({204, 304})
 _SKIPPED = frozenset({"content-length", "transfer-encoding"})
 #: Request headers that only make sense for a plain 200 answer.
@@ -117,12 +120,26 @@ def write_response(request: Any, response: Response, missing_file: Callable[[], 
 
 
 def _start(request: Any, response: Response) -> None:
+    """
+    Set the status and the response's headers. A header the response sets
+    replaces twisted.web's default of that name (Server, Date, Content-Type):
+    the application's value wins; repeats within the response (Set-Cookie)
+    are all sent.
+    """
     status = response.status()
     request.setResponseCode(status, phrase(status).encode("ascii"))
     headers = request.responseHeaders
+    set_here: set[str] = set()
     for name, value in response.headerLines():
-        if name.lower() not in _SKIPPED:
-            headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+        lower = name.lower()
+        if lower in _SKIPPED:
+            continue
+        raw_name, raw_value = name.encode("latin-1"), value.encode("utf-8")
+        if lower in set_here:
+            headers.addRawHeader(raw_name, raw_value)
+        else:
+            set_here.add(lower)
+            headers.setRawHeaders(raw_name, [raw_value])
 
 
 def _write_body(request: Any, response: Response) -> None:
@@ -141,7 +158,7 @@ def _write_body(request: Any, response: Response) -> None:
 def raw_response(response: Response, close: bool = True) -> bytes:
     """:returns: ``response`` serialised as HTTP/1.1 bytes, for a channel to write."""
     body = response.body()
-    lines = [f"HTTP/1.1 {response.statusLabel()}"]
+    lines = [f"HTTP/1.1 {response.statusLabel()}", f"Server: {SERVER}"]
     lines += [f"{n}: {v}" for n, v in response.headerLines() if n.lower() not in _SKIPPED]
     lines.append(f"Content-Length: {len(body)}")
     if close:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Callable, Union
 
 from ._body import RequestBody
+from ._forms import LazyForm
 
 if TYPE_CHECKING:
     from ._response import Response
@@ -46,20 +47,6 @@ class HeaderDict(dict):  # type: ignore[type-arg]
         return dict.get(self, self._key(name), default)
 
 
-def parse_form(text: str) -> dict[str, list[str]]:
-    """
-    Decode ``a=1&b=two`` (``+`` is a space, blanks kept) into lists of values.
-
-    :raises ValueError: on invalid percent-encoding or UTF-8.
-    """
-    fields: dict[str, list[str]] = {}
-    for name, value in urllib.parse.parse_qsl(
-        text, keep_blank_values=True, encoding="utf-8", errors="strict"
-    ):
-        fields.setdefault(name, []).append(value)
-    return fields
-
-
 def _last(lists: Mapping[str, Sequence[str]]) -> dict[str, str]:
     return {name: values[-1] for name, values in lists.items()}
 
@@ -85,6 +72,7 @@ class Request:
         post_lists: Mapping[str, Sequence[str]] | None = None,
         files: Mapping[str, UploadedFile] | None = None,
         sender: Callable[[Response], None] | None = None,
+        form: LazyForm | None = None,
     ) -> None:
         self._method = method
         self._path = path
@@ -101,6 +89,8 @@ class Request:
         self._post_lists = dict(post_lists) if post_lists else {}
         self._files = dict(files) if files else {}
         self._sender = sender
+        #: An url-encoded body, parsed on first use (instead of post_lists).
+        self._form = form
 
     def __repr__(self) -> str:
         return f"<Request {self._method} {self._target}>"
@@ -171,12 +161,23 @@ class Request:
         return {name: list(values) for name, values in self._get_lists.items()}
 
     def POST(self) -> dict[str, str]:
-        """:returns: the form fields of an urlencoded or multipart body."""
-        return _last(self._post_lists)
+        """
+        :returns: the form fields of an urlencoded or multipart body. An
+            urlencoded body is parsed on the first call, in the calling thread.
+        :raises BodyError: the form is larger than DATA_UPLOAD_MAX_MEMORY_SIZE
+            (status 413), has more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS or
+            is not valid (400); uncaught, houweb answers with that status.
+        """
+        return _last(self._post())
 
     def POSTLists(self) -> dict[str, list[str]]:
-        """:returns: every value of every form field, in order (extension)."""
-        return {name: list(values) for name, values in self._post_lists.items()}
+        """:returns: every value of every form field, in order (extension); raises as POST()."""
+        return {name: list(values) for name, values in self._post().items()}
+
+    def _post(self) -> Mapping[str, Sequence[str]]:
+        if self._form is None:
+            return self._post_lists
+        return self._form.fields(self.body)
 
     def files(self) -> dict[str, UploadedFile]:
         """:returns: the uploaded files, keyed by form field name."""
@@ -230,6 +231,15 @@ class Request:
         if self._sender is None:
             raise RuntimeError("Request.send() works only in AsyncURLHandler.handle()")
         self._sender(response)
+
+
+def body_size(request: Request) -> int:
+    """:returns: the size of ``request``'s body in bytes, without reading it."""
+    body = request._body
+    if isinstance(body, (bytes, RequestBody)):
+        return len(body)
+    with request._body_lock:
+        return body.seek(0, 2)
 
 
 def with_sender(request: Request, sender: Callable[[Response], None]) -> Request:

@@ -75,6 +75,7 @@ def run(
     token: str | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     workers: int = 1,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -91,7 +92,8 @@ def run(
     :param max_in_memory_file_upload_size: uploads up to this many bytes stay
         in memory (default 2.5 MB).
     :param max_request_size: the largest request body accepted (default 3 GB).
-    :param settings: a settings file (or dict) holding the CORS whitelist.
+    :param settings: a settings file (or dict) like Django's: the CORS
+        whitelist, ``ALLOWED_HOSTS``, ``CSRF_TRUSTED_ORIGINS``, the form limits.
     :param ports: more ports to listen on.
     :param interface: the address to listen on; loopback unless you say so.
     :param listen: more Twisted endpoint strings (``tcp:``, ``tcp6:``, ``ssl:``).
@@ -107,6 +109,11 @@ def run(
     :param workers: how many processes serve the ports (foreground only,
         POSIX): this one and ``workers - 1`` copies of the program, each with
         its own memory and thread pool.
+    :param allowed_hosts: Django's ``ALLOWED_HOSTS``, the host names requests
+        may be addressed to (``"name"``, ``".domain"`` with its subdomains,
+        ``"*"``); others get 400. Wins over the settings file's. ``None``: the
+        settings file's, else the loopback names when every address is
+        loopback, else ``"*"``.
     :raises OperationFailed: a port cannot be bound, houweb already runs, the
         settings cannot be loaded, or ``workers`` cannot be had here.
     """
@@ -125,6 +132,7 @@ def run(
         request_timeout=request_timeout,
         token=token,
         max_connections=max_connections,
+        allowed_hosts=allowed_hosts,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)

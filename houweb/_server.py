@@ -18,10 +18,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _registry
-from ._auth import token_filter
+from ._auth import TokenCheck
 from ._config import ServerConfig
 from ._cors import install_cors
 from ._errors import OperationFailed
+from ._guards import HeaderGuard, OriginPolicy, default_allowed_hosts
 from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
@@ -96,9 +97,14 @@ class Server:
             registry=registry if registry is not None else _registry.REGISTRY,
             settings=settings,
         )
-        if config.token is not None:
-            self.context.request_filters.append(token_filter(config.token))
-        install_cors(self.context, settings.cors_origins)
+        cors = install_cors(self.context, settings.cors_origins)
+        self.context.guard = HeaderGuard(
+            allowed_hosts(config, settings.allowed_hosts),
+            OriginPolicy((*settings.cors_origins, *settings.csrf_trusted_origins)),
+            token=TokenCheck(config.token) if config.token is not None else None,
+            cors=cors,
+            use_x_forwarded_host=settings.use_x_forwarded_host,
+        )
         self.site = HouwebSite(self.context)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
@@ -143,10 +149,17 @@ class Server:
                 self._port_numbers.append(number)
         self.context.main_port = self._port_numbers[0]
         remove_stale_uploads()  # a process killed mid-upload left them
+        self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
         self.pool.start()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
         self._warn_about_registrations()
+
+    def _listen_numbers(self) -> frozenset[int]:
+        """:returns: the numbers the ``listen`` endpoints (listed last) were bound to."""
+        count = len(self.config.listen)
+        listen_ports = self.listening[len(self.listening) - count :] if count else []
+        return frozenset(port.getHost().port for port in listen_ports)
 
     def _warn_about_registrations(self) -> None:
         if self.registry.is_empty():
@@ -226,6 +239,20 @@ class Server:
         """Name each call of user code still running (its client may be gone)."""
         for call in self.context.running.snapshot():
             log.warn("houweb: abandoned {call}", call=str(call))
+
+
+def allowed_hosts(config: ServerConfig, from_settings: tuple[str, ...] | None) -> tuple[str, ...]:
+    """
+    :returns: the server's ALLOWED_HOSTS: ``run()``'s (``--allowed-host``),
+        else the settings file's, else the loopback names when every address
+        listened on is loopback, else ``*``. An empty list means the default
+        (as Django's ``ALLOWED_HOSTS = []`` does in debug mode), not "no host".
+    """
+    if config.allowed_hosts:
+        return config.allowed_hosts
+    if from_settings:
+        return from_settings
+    return default_allowed_hosts(config.interfaces())
 
 
 def _cannot_listen(exc: CannotListenError) -> str:

@@ -25,11 +25,12 @@ from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
+from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
 from ._registry import Match, Registry, URLHandlerTarget, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
-from ._response import Response, errorResponse, notFoundResponse
+from ._response import Response, errorResponse, json_error, notFoundResponse
 from ._settings import Settings
 from ._snapshot import BadRequest, decode_path, snapshot
 from ._uploads import MemoryBudget
@@ -49,6 +50,9 @@ class ServerContext:
     pool: HandlerPool
     registry: Registry = field(default_factory=lambda: _registry.REGISTRY)
     main_port: int = 0
+    #: The numbers of the main port's other addresses: the ``listen``
+    #: endpoints answer what the main port answers (plus their own bindings).
+    main_aliases: frozenset[int] = frozenset()
     #: The settings file's values (CORS, ALLOWED_HOSTS, form limits...).
     settings: Settings = field(default_factory=Settings)
     #: Each may answer a request before routing (a CORS preflight, say).
@@ -59,6 +63,9 @@ class ServerContext:
     running: RunningCalls = field(default_factory=RunningCalls)
     #: The bytes the forms of all requests may hold in memory at once.
     form_memory: MemoryBudget = field(default_factory=MemoryBudget)
+    #: What a request's headers must pass before its body is read (Host
+    #: allow-list, Origin check, token).
+    guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
 
 
 @dataclass
@@ -125,7 +132,7 @@ class _Router:
         """
         path = treq.houweb_path  # decoded by _Guard
         try:
-            request = snapshot(treq, path)
+            request = snapshot(treq, path, settings=self.context.settings)
         except BadRequest as exc:
             request = snapshot(treq, path, parse=False)
             return self.send(treq, request, exc.response(request))
@@ -133,7 +140,9 @@ class _Router:
             early = request_filter(request)
             if early is not None:
                 return self.send(treq, request, early)
-        match = self.context.registry.match(path, request.port(), self.context.main_port)
+        match = self.context.registry.match(
+            path, request.port(), self.context.main_port, self.context.main_aliases
+        )
         answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
         if match is None or answer_for is None:
             return self.send(treq, request, notFoundResponse(request))
@@ -290,9 +299,18 @@ class HouwebSite(server.Site):
             treq.notifyFinish().addBoth(lambda _: _log_request(treq, started))
 
     def houweb_rejection(
-        self, status: int, message: str, method: bytes, target: bytes, treq: HouwebRequest
+        self,
+        status: int,
+        message: str,
+        method: bytes,
+        target: bytes,
+        treq: HouwebRequest,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
-        """:returns: the bytes of an error answer sent before the body was read."""
+        """
+        :param headers: more headers for the answer (``WWW-Authenticate``).
+        :returns: the bytes of an error answer sent before the body was read.
+        """
         path = target.split(b"?")[0].decode("latin-1")
         request = Request(
             method=method.decode("latin-1"),
@@ -303,10 +321,12 @@ class HouwebSite(server.Site):
             client_address=("", 0),
         )
         response = (
-            Response(f'{{"error": "{message}"}}', status, "application/json")
+            json_error(message, status)
             if is_api_path(path)
             else errorResponse(request, message, status)
         )
+        for name, value in headers:
+            response.setHeader(name, value)
         for response_filter in self.houweb.response_filters:
             response_filter(request, response)
         return raw_response(response)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from ._forms import LazyForm, parse_form
 from ._registry import is_api_path
-from ._request import Request, parse_form
+from ._request import Request
 from ._response import Response, errorResponse, json_error
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"
@@ -63,15 +64,19 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
+def snapshot(treq: Any, path: str, parse: bool = True, settings: Any = None) -> Request:
     """
     Build the Request a handler sees from the twisted.web request ``treq``.
+    An urlencoded body is not parsed here (on the reactor) but on first use,
+    by whoever reads it (see ``_forms``).
 
     :param parse: decode the query string and form body (an error answer for
         a request that cannot be decoded does without them).
-    :raises BadRequest: for a query string or urlencoded body that is not
-        valid percent-encoded UTF-8, or a body that could not be parsed
-        (multipart) or stored (the disk full).
+    :param settings: the server's :class:`~houweb._settings.Settings` (the
+        form limits); Django's defaults when ``None``.
+    :raises BadRequest: for a query string that is not valid percent-encoded
+        UTF-8, or a body that could not be parsed (multipart) or stored (the
+        disk full).
     """
     target = treq.uri.decode("latin-1")
     header_lines = treq.houweb_header_lines
@@ -79,8 +84,11 @@ def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
     get_lists: dict[str, list[str]] = {}
     post_lists: dict[str, list[str]] = {}
     files: dict[str, Any] = {}
+    form = None
     if parse:
         get_lists, post_lists, files = _fields(treq, target, header_lines)
+        if getattr(treq, "houweb_form", None) is None and _is_urlencoded(header_lines):
+            form = _lazy_form(treq, settings)
     channel = treq.channel
     host = getattr(channel, "houweb_local", None) or treq.getHost()
     client = treq.getClientAddress()
@@ -97,6 +105,20 @@ def snapshot(treq: Any, path: str, parse: bool = True) -> Request:
         get_lists=get_lists,
         post_lists=post_lists,
         files=files,
+        form=form,
+    )
+
+
+def _is_urlencoded(header_lines: list[tuple[str, str]]) -> bool:
+    return media_type(_header(header_lines, "content-type")) == FORM_URLENCODED
+
+
+def _lazy_form(treq: Any, settings: Any) -> LazyForm:
+    size = getattr(treq, "houweb_received", 0)
+    if settings is None:
+        return LazyForm(size)
+    return LazyForm(
+        size, settings.data_upload_max_memory_size, settings.data_upload_max_number_fields
     )
 
 
@@ -110,21 +132,13 @@ def _fields(
     query = target.partition("?")[2]
     try:
         get_lists = parse_form(query) if query else {}
-        form = getattr(treq, "houweb_form", None)
-        if form is not None:
-            post_lists, files = form
-            return get_lists, post_lists, files
-        if media_type(_header(header_lines, "content-type")) != FORM_URLENCODED:
-            return get_lists, {}, {}
-        return get_lists, parse_form(_body_text(treq)), {}
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"invalid percent-encoding or UTF-8 in the query or form: {exc}") from None
-
-
-def _body_text(treq: Any) -> str:
-    """:returns: the body (an urlencoded form), decoded strictly."""
-    body = getattr(treq, "houweb_body", None)
-    return body.read_all().decode("utf-8", "strict") if body is not None else ""
+        raise BadRequest(f"invalid percent-encoding or UTF-8 in the query: {exc}") from None
+    form = getattr(treq, "houweb_form", None)
+    if form is not None:
+        post_lists, files = form
+        return get_lists, post_lists, files
+    return get_lists, {}, {}
 
 
 def _header(lines: list[tuple[str, str]], lower: str) -> str:

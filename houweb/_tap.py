@@ -107,7 +107,14 @@ SETTINGS = (
         "The largest request body accepted, in bytes [default: 3221225472].",
         _integer,
     ),
-    Setting("settings", "s", None, "A settings file (Python) holding the CORS whitelist.", _text),
+    Setting(
+        "settings",
+        "s",
+        None,
+        "A settings file (Python, like Django's): CORS whitelist, ALLOWED_HOSTS, "
+        "CSRF_TRUSTED_ORIGINS, form limits.",
+        _text,
+    ),
     Setting(
         "shutdown-grace",
         "g",
@@ -230,6 +237,7 @@ class Options(usage.Options):
         self["extra-port"] = []
         self["static"] = []
         self["app"] = []
+        self["allowed-host"] = []
         self._arguments: dict[str, Any] = {}
 
     def getUsage(self, width: int | None = None) -> str:
@@ -252,6 +260,14 @@ class Options(usage.Options):
         self["extra-port"].append(port)
 
     opt_e = opt_extra_port
+
+    def opt_allowed_host(self, host: str) -> None:
+        """
+        A host name requests may be addressed to (repeatable; Django's
+        ALLOWED_HOSTS): name, .domain (with its subdomains) or * (any).
+        Default: localhost names when every address is loopback, else *.
+        """
+        self["allowed-host"].append(host)
 
     def opt_static(self, spec: str) -> None:
         """
@@ -279,6 +295,9 @@ class Options(usage.Options):
         for entry in self["listen"]:
             _checked("listen", listen=[entry])
         arguments["listen"] = list(self["listen"])
+        if self["allowed-host"]:
+            arguments["allowed_hosts"] = list(self["allowed-host"])
+            _checked("allowed-host", allowed_hosts=arguments["allowed_hosts"])
         # Each value was fine alone; what is left is an extra port that
         # repeats another one or the main port.
         _checked("extra-port", **arguments)

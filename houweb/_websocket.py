@@ -34,6 +34,7 @@ from . import _registry
 from ._coroutines import event_loop, run_coroutine
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
+from ._render import SERVER
 from ._request import Request
 from ._response import Response, errorResponse
 from ._site import Call, responder
@@ -202,7 +203,7 @@ def _factory(reactor: Any) -> WebSocketServerFactory:
     """The autobahn options every houweb WebSocket shares (one set per reactor)."""
     factory = _FACTORIES.get(id(reactor))
     if factory is None:
-        factory = WebSocketServerFactory(reactor=reactor)
+        factory = WebSocketServerFactory(reactor=reactor, server=SERVER)
         factory.setProtocolOptions(
             failByDrop=False,  # send the close code of a protocol error
             openHandshakeTimeout=HANDSHAKE_TIMEOUT,

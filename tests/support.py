@@ -267,7 +267,7 @@ def debian_program(command: str, package: str) -> str:
     """
     :returns: the path of ``command``, installing Debian's ``package`` when
         it is missing; skips the test (saying why) only when it cannot be
-        installed.
+        installed, and fails instead in CI (``CI=true``), where it must run.
     """
     import shutil
 
@@ -288,5 +288,7 @@ def debian_program(command: str, package: str) -> str:
         why = f"apt-get install {package} failed: {last[0]}"
     found = shutil.which(command)
     if not found:
+        if os.environ.get("CI") == "true":  # .ci/run installs it: missing there is a failure
+            pytest.fail(f"{command} is missing in CI and {why}")
         pytest.skip(f"{command} is missing and {why}")
     return found

@@ -24,7 +24,7 @@ async def test_an_announced_oversize_body_gets_413_before_100_continue(serve):
     port = await start(serve, calls, max_request_size=1000)
     reply = await raw_request(
         port,
-        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
     assert b"100 Continue" not in reply
@@ -38,7 +38,7 @@ async def test_a_body_at_the_limit_is_accepted_after_100_continue(serve):
     port = await start(serve, calls, max_request_size=1000)
     conn = await connect_raw(port)
     conn.transport.write(
-        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n"
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n"
         b"Connection: close\r\n\r\n"
     )
     for _ in range(500):
@@ -59,7 +59,7 @@ async def test_a_chunked_body_crossing_the_limit_is_cut_off_with_413(serve):
     chunk = b"%x\r\n%s\r\n" % (600, b"y" * 600)
     reply = await raw_request(
         port,
-        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3,
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3,
     )
     assert reply.startswith(b"HTTP/1.1 413 ")
     assert b"maximum request size of 1000 bytes" in reply
@@ -73,7 +73,7 @@ async def test_a_chunked_body_under_the_limit_is_served(serve):
     chunk = b"%x\r\n%s\r\n" % (300, b"y" * 300)
     reply = await raw_request(
         port,
-        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         + chunk * 3
         + b"0\r\n\r\n",
     )
@@ -84,7 +84,7 @@ async def test_a_chunked_body_under_the_limit_is_served(serve):
 async def test_an_oversize_api_call_gets_a_json_413(serve):
     port = await start(serve, [], max_request_size=10)
     reply = await raw_request(
-        port, b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nxxxxxxxxxxx"
+        port, b"POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nxxxxxxxxxxx"
     )
     assert reply.startswith(b"HTTP/1.1 413 ")
     assert b"Content-Type: application/json" in reply
@@ -99,7 +99,7 @@ async def test_a_body_longer_than_its_content_length_leaves_the_rest_as_the_next
     port = await start(serve, calls)
     reply = await raw_request(
         port,
-        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGARBAGE\r\n\r\n",
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabcGARBAGE\r\n\r\n",
     )
     assert reply.startswith(b"HTTP/1.1 200 OK") and b"got 3" in reply
     assert b"HTTP/1.1 400 Bad Request" in reply
@@ -113,7 +113,7 @@ async def test_a_body_shorter_than_its_content_length_is_a_408_after_the_request
     calls = []
     port = await start(serve, calls, request_timeout=0.5)
     reply = await raw_request(
-        port, b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", timeout=10
+        port, b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc", timeout=10
     )
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert calls == []
@@ -126,7 +126,7 @@ async def test_the_server_keeps_serving_after_each_rejection(serve, client):
     port = await start(serve, calls, max_request_size=10)
     for _ in range(3):
         reply = await raw_request(
-            port, b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nxxxxxxxxxxx"
+            port, b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nxxxxxxxxxxx"
         )
         assert reply.startswith(b"HTTP/1.1 413 ")
     assert (await client.post(port, "/up", data=b"ok")).body == b"got 2"

@@ -186,7 +186,7 @@ async def test_client_leaving_mid_handler_is_not_an_error(serve, client, logged)
 
     port = (await serve()).port_numbers()[0]
     raw = await connect_raw(port)
-    raw.transport.write(b"GET /leave HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw.transport.write(b"GET /leave HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(entered.is_set)
     raw.transport.loseConnection()
     await raw.done

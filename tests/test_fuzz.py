@@ -55,7 +55,9 @@ def check_answer(port: int, payload: bytes) -> None:
         match = STATUS_LINE.match(answer)
         assert match, answer[:200]
         assert int(match.group(1)) < 500, (payload[:300], answer[:300])
-    follow_up = exchange(port, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10)
+    follow_up = exchange(
+        port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 10
+    )
     assert follow_up.startswith(b"HTTP/1.1 200 OK"), follow_up[:200]
 
 
@@ -97,7 +99,7 @@ def test_random_request_lines(fuzz_port, method, path, query, version):
     line = f"{method} {path}{'?' + query if query else ''} {version}".encode(
         "utf-8", "surrogatepass"
     )
-    check_answer(fuzz_port, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check_answer(fuzz_port, line + b"\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 
 
 @fuzz_settings
@@ -105,7 +107,8 @@ def test_random_request_lines(fuzz_port, method, path, query, version):
 def test_random_headers(fuzz_port, headers):
     lines = b"".join(n.encode() + b": " + v + b"\r\n" for n, v in headers)
     check_answer(
-        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + lines + b"Connection: close\r\n\r\n"
+        fuzz_port,
+        b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n",
     )
 
 
@@ -123,7 +126,7 @@ def test_random_api_bodies(fuzz_port, body, length_delta):
     ):
         check_answer(
             fuzz_port,
-            b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
             + content_type
             + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % length
             + body[:length],
@@ -140,10 +143,10 @@ def test_random_bytes(fuzz_port, data):
 @given(
     base=st.sampled_from(
         [
-            b"GET /echo?a=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\nx=1&y=2",
-            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-            b'POST /api HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 68\r\nConnection: close\r\n\r\n--b\r\nContent-Disposition: form-data; name="json"\r\n\r\n["f", [], {}]\r\n--b--\r\n',
+            b"GET /echo?a=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\nx=1&y=2",
+            b"POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b'POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 68\r\nConnection: close\r\n\r\n--b\r\nContent-Disposition: form-data; name="json"\r\n\r\n["f", [], {}]\r\n--b--\r\n',
         ]
     ),
     flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4),

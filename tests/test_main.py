@@ -157,3 +157,28 @@ def test_start_up_line_names_the_url_and_its_reach():
         line = child.wait_for(r"houweb: listening on (\S+) \((.+)\)")
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", line.group(1))
         assert line.group(2) == "loopback only"
+
+
+def host_status(port: int, host: str) -> int:
+    """The status of ``GET /hello`` sent to ``port`` with ``Host: host``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET /hello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return int(conn.makefile("rb").readline().split()[1])
+
+
+def test_allowed_host_option_sets_the_host_allow_list():
+    with Child.houweb(
+        f"--app={TAP_APP}", "--port=0", "--allowed-host=app.test", "--allowed-host=.corp.test"
+    ) as child:
+        port = child.port()
+        assert host_status(port, "app.test") == 200
+        assert host_status(port, "x.corp.test") == 200
+        assert host_status(port, "localhost") == 400  # replaced, not added to
+        assert host_status(port, "rebind.attacker.example") == 400
+
+
+def test_loopback_server_refuses_foreign_host_names_by_default():
+    with Child.houweb(f"--app={TAP_APP}", "--port=0") as child:
+        port = child.port()
+        assert host_status(port, f"localhost:{port}") == 200
+        assert host_status(port, f"rebind.attacker.example:{port}") == 400

@@ -72,7 +72,10 @@ async def test_file_response_type_is_guessed_or_given(
     "name, header",
     [
         ("report.csv", 'attachment; filename="report.csv"'),
-        ("résumé.pdf", "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"),
+        (
+            "résumé.pdf",
+            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+        ),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -89,7 +92,9 @@ async def test_download_as_filename_sends_content_disposition(
 @pytest_twisted.ensureDeferred
 async def test_the_file_is_sent_with_its_size_as_content_length(serve, data_file):
     port = await serve_file(serve, lambda: houweb.fileResponse(str(data_file)))
-    raw = await raw_request(port, b"GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await raw_request(
+        port, b"GET /f HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     head, body = raw.split(b"\r\n\r\n", 1)
     assert b"\r\nContent-Length: 1024" in head and b"\r\nAccept-Ranges: bytes" in head
     assert body == DATA
@@ -115,7 +120,7 @@ async def test_delete_file_removes_the_file_after_a_mid_transfer_disconnect(serv
         out.truncate(64 * 1024 * 1024)
     port = await serve_file(serve, lambda: houweb.fileResponse(str(big), delete_file=True))
     raw = await connect_raw(port)
-    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: localhost\r\n\r\n")
     for _ in range(100):
         if len(raw.data) > 100_000:
             break
@@ -234,3 +239,63 @@ def test_entity_tags_match_strongly_weakly_or_by_star():
     assert etag_matches(b"W/" + tag, tag)
     assert etag_matches(b"*", tag)
     assert not etag_matches(b'"400-16e361"', tag)
+
+
+# Headers: the application's win
+
+
+def header_values(reply: bytes, name: str) -> list[str]:
+    head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return [
+        line.split(":", 1)[1].strip()
+        for line in head
+        if line.lower().startswith(name.lower() + ":")
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_server_header_is_houweb_without_a_version(serve, tmp_path):
+    houweb.urlHandler("/plain")(lambda request: "hi")
+    (tmp_path / "f.txt").write_text("file")
+    houweb.urlHandler("/file")(lambda request: houweb.fileResponse(str(tmp_path / "f.txt")))
+    port = (await serve()).port_numbers()[0]
+    for path in ("/plain", "/file", "/missing"):
+        reply = await raw_request(
+            port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert header_values(reply, "Server") == ["houweb"], path
+    refused = await raw_request(port, b"GET /plain HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    assert header_values(refused, "Server") == ["houweb"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_headers_a_handler_sets_replace_the_defaults(serve, tmp_path):
+    def custom(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("body", content_type="text/x-mine")
+        response.setHeader("Server", "-")
+        response.setHeader("Date", "Thu, 01 Jan 1970 00:00:00 GMT")
+        response.setHeader("Set-Cookie", "a=1")
+        response.addHeader("Set-Cookie", "b=2")
+        return response
+
+    houweb.urlHandler("/custom")(custom)
+    (tmp_path / "f.txt").write_text("file")
+
+    def file(request: houweb.Request) -> houweb.Response:
+        response = houweb.fileResponse(str(tmp_path / "f.txt"))
+        response.setHeader("Server", "files")
+        return response
+
+    houweb.urlHandler("/file")(file)
+    port = (await serve()).port_numbers()[0]
+    reply = await raw_request(
+        port, b"GET /custom HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert header_values(reply, "Server") == ["-"]
+    assert header_values(reply, "Date") == ["Thu, 01 Jan 1970 00:00:00 GMT"]
+    assert header_values(reply, "Content-Type") == ["text/x-mine"]
+    assert header_values(reply, "Set-Cookie") == ["a=1", "b=2"]
+    reply = await raw_request(
+        port, b"GET /file HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert header_values(reply, "Server") == ["files"]

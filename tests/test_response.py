@@ -186,10 +186,14 @@ async def test_on_the_wire_defaults_and_422_status_line(serve):
     houweb.urlHandler("/abc")(lambda r: houweb.Response("abc"))
     houweb.urlHandler("/422")(lambda r: houweb.Response("no", status=422))
     port = (await serve()).port_numbers()[0]
-    raw = await raw_request(port, b"GET /abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await raw_request(
+        port, b"GET /abc HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert b"\r\nContent-Type: text/html\r\n" in raw
     assert b"\r\nContent-Length: 3\r\n" in raw
-    raw = await raw_request(port, b"GET /422 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await raw_request(
+        port, b"GET /422 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert raw.startswith(b"HTTP/1.1 422 Unprocessable Entity\r\n")
 
 
@@ -202,7 +206,9 @@ async def test_chunked_response_has_no_content_length(serve):
         return response
 
     port = (await serve()).port_numbers()[0]
-    raw = await raw_request(port, b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await raw_request(
+        port, b"GET /c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     head, body = raw.split(b"\r\n\r\n", 1)
     assert b"Transfer-Encoding: chunked" in head
     assert b"Content-Length" not in head

@@ -101,7 +101,7 @@ async def test_several_ranges_keep_twisted_webs_producer(serve, client, big_file
 async def test_a_slow_reader_gets_every_byte(serve, big_file):
     port = await serve_file(serve, big_file)
     raw = await connect_raw(port)
-    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     for _ in range(3):
         raw.transport.pauseProducing()
         await sleep(0.1)
@@ -120,9 +120,9 @@ async def test_pipelined_requests_get_their_files_in_order(serve, tmp_path, big_
     port = (await serve()).port_numbers()[0]
     raw = await raw_request(
         port,
-        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     data = big_file.read_bytes()
     head, rest = split(raw)
@@ -149,7 +149,7 @@ async def test_a_client_that_disconnects_midway_leaves_the_server_serving(
         out.truncate(256 * 1024 * 1024)
     port = await serve_file(serve, huge, delete_file=True)
     raw = await connect_raw(port)
-    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: localhost\r\n\r\n")
     for _ in range(100):
         if len(raw.data) > 1_000_000:
             break
@@ -267,7 +267,7 @@ async def test_shutdown_waits_for_a_file_being_sent_to_a_slow_reader(
     # Not reading at all: the server can only fill the socket buffers (a few
     # MiB), so the 64 MiB answer is still being sent when shutdown begins.
     raw.transport.pauseProducing()
-    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw.transport.write(b"GET /f HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await sleep(0.2)
     stopped = server.shutdown()
     await sleep(0.2)

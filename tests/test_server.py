@@ -159,7 +159,7 @@ async def test_a_running_handler_whose_client_left_is_named_when_shutdown_abando
     left = Blocking("/left", "nobody to send it to")
     server = await serve(shutdown_grace=30)
     raw = await connect_raw(server.port_numbers()[0])
-    raw.transport.write(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw.transport.write(b"GET /left HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(left.entered.is_set)
     raw.transport.abortConnection()
     await until(lambda: not server.site.houweb_connections)

@@ -11,7 +11,7 @@ from .conftest import messages
 from .support import connect_raw, raw_request, sleep
 from .test_dispatch import until
 
-GET_AND_CLOSE = b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+GET_AND_CLOSE = b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
 
 async def hold(server, count):
@@ -35,7 +35,7 @@ async def test_a_request_that_trickles_in_gets_408(serve, client):
     server = await serve(request_timeout=0.5, idle_timeout=30)
     port = server.port_numbers()[0]
     raw = await connect_raw(port)
-    raw.transport.write(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    raw.transport.write(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n")
     for _ in range(20):  # a byte every 50 ms keeps the idle timer from firing
         if raw.done.called:
             break

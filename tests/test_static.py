@@ -40,7 +40,7 @@ def status_of(raw: bytes) -> int:
 
 
 async def raw_get(port: int, target: str) -> bytes:
-    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    request = f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     return await raw_request(port, request.encode("latin-1"))
 
 

@@ -75,7 +75,10 @@ def test_options_become_run_arguments(tmp_path):
         "--extra-port=0",
         "--listen=tcp:0:interface=127.0.0.1",
         "--listen=tcp6:0:interface=\\:\\:1",
+        "--allowed-host=a.test",
+        "--allowed-host=.b.test",
     ).run_arguments()
+    assert arguments["allowed_hosts"] == ["a.test", ".b.test"]
     assert arguments["port"] == 0 and arguments["debug"] is True
     assert arguments["max_num_threads"] == 2
     assert arguments["max_in_memory_file_upload_size"] == 100
@@ -99,6 +102,7 @@ def test_options_become_run_arguments(tmp_path):
         (["--shutdown-grace=soon"], "--shutdown-grace: expected a number"),
         (["--max-connections=0"], "--max-connections: max_connections must be at least 1"),
         (["--listen=udp:53"], "--listen: listen entry 'udp:53'"),
+        (["--allowed-host="], "--allowed-host: allowed_hosts must be"),
         (["--extra-port=8008"], "--extra-port: ports [8008] repeats a port or the main port 8008"),
         (["--token-file=/nonexistent/token"], "--token-file: cannot read"),
         (["--static=/nonexistent/dir"], "--static: '/nonexistent/dir' is not a directory"),

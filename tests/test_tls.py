@@ -84,3 +84,63 @@ async def test_missing_key_file_is_operation_failed_naming_the_endpoint(registry
     else:
         raise AssertionError("no OperationFailed")
     assert server.port_numbers() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_readme_recipe_serves_ordinary_handlers_over_tls_with_the_token(serve, tmp_path):
+    """
+    README: run(port=8008, interface=..., token=..., listen=["ssl:8443:..."]).
+    A listen endpoint is another address of the main port: it answers what is
+    bound to the main port, to its own number or to -1; ports= extras do not.
+    """
+    ran: list[str] = []
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "f.txt").write_text("static file")
+    houweb.urlHandler("/hello")(lambda request: ran.append("hello") or "hello")
+
+    @houweb.apiFunction("scene")
+    def double(request: houweb.Request, n: int) -> int:
+        ran.append("api")
+        return n * 2
+
+    houweb.registerStaticFilesDirectory(str(tmp_path / "www"), "/files")
+    key, cert = self_signed(tmp_path)
+    server = await serve(
+        interface="127.0.0.1",
+        token="s3cret",
+        ports=[0],
+        listen=[f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"],
+    )
+    main, extra, tls = server.port_numbers()
+    houweb.urlHandler("/extra", ports=[extra])(lambda request: "extra")
+    houweb.urlHandler("/tls-only", ports=[tls])(lambda request: "tls only")
+    trust = ssl.Certificate.loadPEM(open(cert, "rb").read())
+    agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust))
+    auth = {"Authorization": "Bearer s3cret"}
+    base = f"https://localhost:{tls}"
+
+    async def fetch(path: str, **kwargs: object) -> tuple[int, bytes]:
+        response = await treq.request(
+            kwargs.pop("method", "GET"), base + path, agent=agent, **kwargs
+        )
+        return response.code, await response.content()
+
+    assert await fetch("/hello", headers=auth) == (200, b"hello")
+    assert await fetch("/files/f.txt", headers=auth) == (200, b"static file")
+    code, body = await fetch(
+        "/api", method="POST", headers=auth, data={"json": '["scene.double", [21], {}]'}
+    )
+    assert code == 200 and body == b"42"
+    assert (await fetch("/tls-only", headers=auth))[0] == 200
+    assert (await fetch("/extra", headers=auth))[0] == 404  # bound to the extra port only
+    assert ran == ["hello", "api"]
+    # Without the token: 401 before anything runs.
+    assert (await fetch("/hello"))[0] == 401
+    assert (await fetch("/api", method="POST", data={"json": '["scene.double", [1], {}]'}))[
+        0
+    ] == 401
+    assert ran == ["hello", "api"]
+    # The main port does not answer what is bound to the TLS port's number.
+    plain = await treq.get(f"http://127.0.0.1:{main}/tls-only", headers=auth, persistent=False)
+    assert plain.code == 404
+    await plain.content()

@@ -370,7 +370,7 @@ async def test_temp_files_are_gone_after_a_client_disconnects_mid_upload(serve, 
     port = (await serve(max_in_memory_file_upload_size=10)).port_numbers()[0]
     body = form_body(("f", "a.bin", "", b"a" * 100_000))
     raw = await connect_raw(port)
-    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM_TYPE}\r\n"
+    head = f"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Type: {FORM_TYPE}\r\n"
     raw.transport.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:50_000])
     for _ in range(60):
         if os.listdir(upload_dir):

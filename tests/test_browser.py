@@ -1,0 +1,239 @@
+"""
+The attacks of issue 13 played by a real browser: headless Chromium loads an
+attacker page from another loopback origin (a cross-site form post, a
+``no-cors`` fetch, a WebSocket) and a DNS-rebinding page under a made-up name
+mapped to 127.0.0.1 on houweb's own port. None of them may reach a handler,
+while the page houweb serves itself keeps working (its fetches and WebSocket).
+
+Outcomes are observed on the servers' side: the handlers' side effects, and
+the reports the pages post back (each fires a Deferred the test waits for,
+with a bounded timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, protocol, reactor
+from twisted.web import resource, server
+
+import houweb
+
+from .support import debian_program
+
+REBIND_NAME = "rebind.test"
+WAIT = 90  # seconds: a bounded wait for each page's report
+
+
+def chromium() -> str:
+    return debian_program("chromium", "chromium")
+
+
+def chromium_arguments(profile: str) -> list[str]:
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+        f"--host-resolver-rules=MAP {REBIND_NAME} 127.0.0.1",
+        f"--user-data-dir={profile}",
+    ]
+
+
+class Browser(protocol.ProcessProtocol):
+    """
+    A headless Chromium showing one page until :meth:`stop` (by its PID);
+    ``ended`` fires with its output once it has exited.
+    """
+
+    def __init__(self, url: str, *extra: str) -> None:
+        self.output = b""
+        self.ended: defer.Deferred[bytes] = defer.Deferred()
+        self.profile = tempfile.mkdtemp(prefix="houweb-chromium-")
+        program = chromium()
+        arguments = [program, *chromium_arguments(self.profile), *extra, url]
+        self.process = reactor.spawnProcess(self, program, arguments, env=dict(os.environ))
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        shutil.rmtree(self.profile, ignore_errors=True)
+        self.ended.callback(self.output)
+
+    def stop(self) -> defer.Deferred[bytes]:
+        """Kill it (if still running) and wait until it has exited."""
+        if self.process.pid is not None:  # still running
+            self.process.signalProcess("KILL")
+            return self.ended.addTimeout(30, reactor)
+        return defer.succeed(self.output)
+
+
+async def first_of(event: defer.Deferred[Any], browser: Browser) -> Any:
+    """
+    :returns: what ``event`` fires with, within ``WAIT`` seconds.
+    :raises AssertionError: if Chromium exits first (with its output).
+    """
+    either = defer.DeferredList([event, browser.ended], fireOnOneCallback=True, consumeErrors=True)
+    value, which = await either.addTimeout(WAIT, reactor)
+    if which == 1:
+        raise AssertionError(f"Chromium exited before the page reported:\n{value!r}")
+    return value
+
+
+GOOD_PAGE = """<!DOCTYPE html><html><body><pre id="out">running</pre><script>
+async function main() {
+  const results = {};
+  const act = await fetch("/act", {method: "POST", body: "x=good",
+    headers: {"Content-Type": "application/x-www-form-urlencoded"}});
+  results.act = act.status;
+  const api = await fetch("/api", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(["victim.run", ["good page"], {}])});
+  results.api = await api.json();
+  results.ws = await new Promise(resolve => {
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    ws.onmessage = event => { resolve(event.data); ws.close(); };
+    ws.onerror = () => resolve("error");
+  });
+  await fetch("/report", {method: "POST", body: JSON.stringify(results)});
+  document.getElementById("out").textContent = JSON.stringify(results);
+}
+main();
+</script></body></html>"""
+
+#: What a rebinding attacker's page does once its name points at 127.0.0.1.
+REBIND_PAGE = """<!DOCTYPE html><html><body><script>
+fetch("/secret").then(r => r.text()).then(secret =>
+  fetch("/report", {method: "POST", body: JSON.stringify({stolen: secret})}));
+</script></body></html>"""
+
+ATTACKER_PAGE = """<!DOCTYPE html><html><body>
+<iframe name="sink"></iframe>
+<form id="form" method="POST" action="http://127.0.0.1:{port}/act" target="sink">
+  <input name="x" value="evil form">
+</form>
+<script>
+async function main() {{
+  const out = {{}};
+  const call = new URLSearchParams({{json: JSON.stringify(["victim.run", ["evil fetch"], {{}}])}});
+  try {{
+    await fetch("http://127.0.0.1:{port}/api", {{mode: "no-cors", method: "POST", body: call}});
+    out.fetch = "sent";
+  }} catch (e) {{ out.fetch = "failed"; }}
+  out.ws = await new Promise(resolve => {{
+    const ws = new WebSocket("ws://127.0.0.1:{port}/ws");
+    ws.onopen = () => resolve("open");
+    ws.onerror = () => resolve("error");
+  }});
+  out.form = await new Promise(resolve => {{
+    document.getElementsByName("sink")[0].onload = () => resolve("loaded");
+    document.getElementById("form").submit();
+  }});
+  await fetch("/done", {{method: "POST", body: JSON.stringify(out)}});
+}}
+main();
+</script></body></html>"""
+
+
+class AttackerSite(resource.Resource):
+    """The attacker's own server (another origin): its page, and where it reports."""
+
+    isLeaf = True
+
+    def __init__(self, houweb_port: int) -> None:
+        super().__init__()
+        self.page = ATTACKER_PAGE.format(port=houweb_port).encode()
+        self.done: defer.Deferred[dict[str, Any]] = defer.Deferred()
+
+    def render_GET(self, request: Any) -> bytes:
+        request.setHeader(b"content-type", b"text/html")
+        return self.page
+
+    def render_POST(self, request: Any) -> bytes:
+        if not self.done.called:
+            self.done.callback(json.loads(request.content.read()))
+        return b"ok"
+
+
+def register_victim(seen: list[tuple[str, str]], reports: defer.DeferredQueue[Any]) -> None:
+    """houweb's side: the page, the handlers an attacker wants to reach, the report sink."""
+    houweb.urlHandler("/")(lambda request: GOOD_PAGE)
+    houweb.urlHandler("/rebind")(lambda request: seen.append(("rebind page", "")) or REBIND_PAGE)
+    houweb.urlHandler("/secret")(lambda request: seen.append(("secret", "")) or "the secret")
+
+    @houweb.urlHandler("/act")
+    def act(request: houweb.Request) -> str:
+        seen.append(("act", request.POST().get("x", "")))
+        return "acted"
+
+    @houweb.apiFunction("victim")
+    def run(request: houweb.Request, who: str) -> str:
+        seen.append(("api", who))
+        return f"ran for {who}"
+
+    @houweb.webSocket("/ws")
+    class Socket(houweb.WebSocket):
+        async def connect(self, request: houweb.Request) -> None:
+            seen.append(("ws", request.header("Origin")))
+            await self.accept()
+            self.send("hello from houweb")
+
+    @houweb.urlHandler("/report")
+    async def report(request: houweb.Request) -> str:  # on the reactor
+        reports.put(json.loads(request.body()))
+        return "thanks"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="headless Chromium from Debian")
+@pytest_twisted.ensureDeferred
+async def test_chromium_pages_from_other_origins_and_rebound_names_reach_no_handler(serve):
+    chromium()  # skips (outside CI) before anything starts, if it cannot be had
+    seen: list[tuple[str, str]] = []
+    reports: defer.DeferredQueue[Any] = defer.DeferredQueue()
+    register_victim(seen, reports)
+    port = (await serve()).port_numbers()[0]
+    attacker = AttackerSite(port)
+    attacker_port = reactor.listenTCP(0, server.Site(attacker), interface="127.0.0.1")
+    try:
+        # The page houweb serves itself works: fetch, /api and WebSocket.
+        good = Browser(f"http://127.0.0.1:{port}/")
+        try:
+            report = await first_of(reports.get(), good)
+        finally:
+            await good.stop()
+        assert report == {"act": 200, "api": "ran for good page", "ws": "hello from houweb"}
+        assert ("act", "good") in seen and ("api", "good page") in seen
+        assert ("ws", f"http://127.0.0.1:{port}") in seen
+        seen.clear()
+
+        # The attacker's page, from another origin: every attempt settles,
+        # then it reports to its own server.
+        evil = Browser(f"http://127.0.0.1:{attacker_port.getHost().port}/")
+        try:
+            outcome = await first_of(attacker.done, evil)
+        finally:
+            await evil.stop()
+        assert seen == []  # no handler, API function or WebSocket was reached
+        assert outcome["ws"] == "error" and outcome["form"] == "loaded", outcome
+        # DNS rebinding: a page under a made-up name on houweb's own port.
+        # Chromium prints the page it got and exits by itself.
+        rebinding = Browser(f"http://{REBIND_NAME}:{port}/rebind", "--dump-dom")
+        rebound = await rebinding.ended.addTimeout(WAIT, reactor)
+        assert b"ALLOWED_HOSTS" in rebound, rebound[-1000:]
+        assert seen == []  # no handler, API function or WebSocket was reached
+        assert reports.pending == []  # the rebinding page never reported a secret
+    finally:
+        await attacker_port.stopListening()
