@@ -649,7 +649,7 @@ async def send_and_leave(
 ) -> None:
     """Send a whole request, wait for its handler to start, then disconnect."""
     raw = await connect_raw(port)
-    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+    head = f"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n"
     raw.transport.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
     assert await until(started.is_set), "the handler should have started"
     raw.transport.abortConnection()
