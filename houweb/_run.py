@@ -316,6 +316,21 @@ def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> 
         restore()
 
 
+def adopt(server: Server) -> None:
+    """
+    A server started by other means (``twistd houweb``) becomes this
+    process's server: :func:`requestShutdown`, :func:`isInDebugMode` and
+    :func:`serverPorts` then act on it as under ``run()``.
+
+    :raises OperationFailed: if another server runs or starts.
+    """
+    with _process.lock:
+        if _process.server is not None or _process.starting:
+            raise OperationFailed("houweb is already running in this process")
+        _process.starting = True
+    _process.record(server)
+
+
 def _forget(server: Server) -> None:
     with _process.lock:
         if _process.server is server:

@@ -34,7 +34,7 @@ def test_second_sigint_during_a_slow_request_stops_at_once():
     with foreground(60) as child:
         port = child.port()
         in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
-        time.sleep(0.3)  # the request reaches its handler
+        child.wait_for("REACHED /slow")  # the request reached its handler
         child.send_signal(signal.SIGINT)
         started = time.monotonic()
         while not refuses(port):  # the first one was handled: no longer accepting
@@ -50,7 +50,7 @@ def test_a_handler_that_never_returns_is_abandoned_after_the_grace():
     with foreground(1) as child:
         port = child.port()
         in_background(lambda: get(port, "/slow?seconds=3600", timeout=60))
-        time.sleep(0.3)
+        child.wait_for("REACHED /slow")
         started = time.monotonic()
         child.send_signal(signal.SIGTERM)
         assert child.wait() == 0
