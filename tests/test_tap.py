@@ -277,8 +277,6 @@ def alive(pid: int) -> bool:
 
 
 def test_twistd_static_option_serves_files(tmp_path):
-    if not hasattr(houweb, "registerStaticFilesDirectory"):
-        pytest.skip("houweb.registerStaticFilesDirectory (houweb/_static.py) is not there yet")
     (tmp_path / "note.txt").write_text("a note")
     with Child.twistd(
         "-n", "--pidfile=", "houweb", f"--app={TAP_APP}", "--port=0", f"--static={tmp_path}:/files"
