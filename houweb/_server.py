@@ -153,6 +153,8 @@ class Server:
     def _warn_about_registrations(self) -> None:
         if self.registry.is_empty():
             log.warn("houweb: nothing is registered; every request will get 404")
+        for overlap in self.registry.main_port_overlaps(self.context.main_port):
+            log.warn("houweb: {overlap}", overlap=overlap)
         for port in sorted(self.registry.bound_port_numbers() - set(self.port_numbers())):
             log.warn("houweb: handlers are bound to port {port}, which does not listen", port=port)
 
