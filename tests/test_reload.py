@@ -11,7 +11,6 @@ import shutil
 import ssl
 import sys
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -123,6 +122,7 @@ def test_editing_a_handler_file_changes_the_answer_on_the_same_port(copied):
         port = child.port()
         before = version(port)
         assert before.startswith("one ")
+        assert "houweb-reload" in get(port, "/threads")[1].split()  # what the --no-reload test relies on
         edit(copied / "reload_app.py", '"one"', '"two"')
         eventually(lambda: answers(port, "two"))
         assert child.wait_for(r"houweb: .*reload_app\.py changed, restarting")
@@ -223,7 +223,10 @@ def test_a_background_server_warns_and_does_not_reload():
 def test_no_reload_keeps_debug_without_restarts(copied):
     with serve_copy(copied, "--no-reload") as child:
         port = child.port()
+        # Nothing watches the sources: no watcher thread, so no restart can
+        # come, now or later (a reloading server starts it before it serves).
+        status, names = get(port, "/threads")
+        assert status == 200 and "houweb-reload" not in names.split(), names
         edit(copied / "reload_app.py", '"one"', '"two"')
-        time.sleep(3)  # a reload would have happened by now
         assert answers(port, "one")
         assert "changed, restarting" not in child.output
