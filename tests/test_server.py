@@ -16,7 +16,7 @@ from houweb._config import ServerConfig
 from houweb._server import Server
 
 from .conftest import messages
-from .support import connect_raw, sleep
+from .support import connect_raw
 from .test_dispatch import until
 
 
@@ -111,10 +111,10 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
     reply = defer.ensureDeferred(client.get(port, "/slow"))
     await until(entered.is_set)
     stopped = server.shutdown()
-    await sleep(0.05)
-    assert not stopped.called
+    await until(lambda: not listening(port))  # shutdown has begun: no longer accepting
     with pytest.raises(error.ConnectError):
         await client.get(port, "/slow")
+    assert not stopped.called  # it waits for the handler, which is still blocked
     release.set()
     assert (await reply).text == "finished"
     await stopped
