@@ -85,7 +85,7 @@ RESTART_APP = app("restart_app.py")
 
 def test_run_right_after_request_shutdown_waits_for_the_old_server_then_starts():
     with Child(RESTART_APP, "restart", "20") as child:
-        child.wait_for(r"^RESTARTED 20$", timeout=60)
+        child.wait_for(r"RESTARTED 20\b", timeout=60)
         assert child.wait() == 0
         assert "already running" not in child.output
 
@@ -101,12 +101,12 @@ def test_a_foreground_run_after_a_background_one_stops_gracefully_on_sigterm():
 def test_run_raises_operation_failed_when_the_reactor_cannot_start():
     for mode in ("background", "foreground"):
         with Child(RESTART_APP, "stopped_reactor", mode) as child:
-            failed = child.wait_for(r"^FAILED (.*)$")
+            failed = child.wait_for(r"FAILED (.*)$")
             assert "ReactorNotRestartable" in failed.group(1)
             assert child.wait() == 0
 
 
 def test_two_threads_calling_run_at_once_never_both_start():
     with Child(RESTART_APP, "race", "20") as child:
-        assert child.wait_for(r"^BOTH (\d+)$", timeout=60).group(1) == "0"
+        assert child.wait_for(r"BOTH (\d+)\b", timeout=60).group(1) == "0"
         assert child.wait() == 0

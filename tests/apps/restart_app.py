@@ -23,6 +23,12 @@ def hello(request):
     return "hello"
 
 
+def say(line):
+    """One write per line, so a log line from another thread cannot split it."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def get(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=10) as response:
         return response.read().decode()
@@ -35,14 +41,14 @@ def restart(count):
         assert get(houweb.serverPorts()[0]) == "hello"
         houweb.requestShutdown()
         done += 1
-    print(f"RESTARTED {done}", flush=True)
+    say(f"RESTARTED {done}")
 
 
 def foreground_after_background():
     houweb.run(port=0, in_background=True)
     houweb.requestShutdown()
     houweb.run(port=0, in_background=False, shutdown_grace=5)
-    print("RETURNED", flush=True)
+    say("RETURNED")
 
 
 def stopped_reactor(mode):
@@ -53,7 +59,7 @@ def stopped_reactor(mode):
     try:
         houweb.run(port=0, in_background=mode == "background")
     except houweb.OperationFailed as exc:
-        print(f"FAILED {exc}", flush=True)
+        say(f"FAILED {exc}")
 
 
 def race(rounds):
@@ -77,7 +83,7 @@ def race(rounds):
             thread.join(30)
         both += len(started) == 2
         houweb.requestShutdown()
-    print(f"BOTH {both}", flush=True)
+    say(f"BOTH {both}")
 
 
 {
