@@ -13,6 +13,7 @@ run() after run(), for the lifecycle tests. ``python restart_app.py MODE ...``:
 
 import sys
 import threading
+import time
 import urllib.request
 
 import houweb
@@ -63,6 +64,7 @@ def stopped_reactor(mode):
 
 
 def race(rounds):
+    sys.setswitchinterval(1e-6)  # threads take turns as often as possible: races show
     both = 0
     for _ in range(int(rounds)):
         barrier = threading.Barrier(2)
@@ -83,6 +85,9 @@ def race(rounds):
             thread.join(30)
         both += len(started) == 2
         houweb.requestShutdown()
+        deadline = time.monotonic() + 10  # shutdown has begun: the next round may start
+        while houweb.serverPorts() and time.monotonic() < deadline:
+            time.sleep(0.01)
     say(f"BOTH {both}")
 
 
