@@ -52,4 +52,6 @@ def test_a_test_that_cannot_run_fails_in_ci_and_skips_elsewhere(tmp_path):
 
     assert "1 skipped" in outcome("false")
     failed = outcome("true")
-    assert "1 failed" in failed and "CI=true, yet this test cannot run: the tool is missing" in failed
+    assert (
+        "1 failed" in failed and "CI=true, yet this test cannot run: the tool is missing" in failed
+    )

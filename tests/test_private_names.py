@@ -77,7 +77,9 @@ PRIVATE_NAMES = [
 
 
 @pytest.mark.parametrize(
-    ("owner", "holder", "name", "use"), PRIVATE_NAMES, ids=[f"{o}.{n}" for o, _, n, _ in PRIVATE_NAMES]
+    ("owner", "holder", "name", "use"),
+    PRIVATE_NAMES,
+    ids=[f"{o}.{n}" for o, _, n, _ in PRIVATE_NAMES],
 )
 def test_each_private_name_houweb_relies_on_still_exists(owner, holder, name, use):
     assert hasattr(holder, name), (

@@ -231,16 +231,12 @@ def test_match_prefers_longest_then_exact_static_prefix():
     assert registry.match("/other", 80, 80) is None
 
 
-def test_a_later_registration_replaces_an_earlier_one_on_every_port_they_share(
-    registry, logged
-):
+def test_a_later_registration_replaces_an_earlier_one_on_every_port_they_share(registry, logged):
     registry.add_path("exact", "/a", [0], "old")
     registry.add_path("exact", "/a", [0, 9000], "new")
     assert registry.match("/a", 8008, 8008).target == "new"  # the main port
     assert registry.match("/a", 9000, 8008).target == "new"
-    assert "exact registration for /a replaces the earlier one on the main port" in messages(
-        logged
-    )
+    assert "exact registration for /a replaces the earlier one on the main port" in messages(logged)
     registry.add_function("f", [0, 9000], "first")
     registry.add_function("f", [9000], "second")
     assert registry.function("f", 9000, 8008) == "second"

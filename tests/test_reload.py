@@ -152,7 +152,9 @@ def test_editing_a_handler_file_changes_the_answer_on_the_same_port(copied):
         port = child.port()
         before = version(port)
         assert before.startswith("one ")
-        assert "houweb-reload" in get(port, "/threads")[1].split()  # what the --no-reload test relies on
+        assert (
+            "houweb-reload" in get(port, "/threads")[1].split()
+        )  # what the --no-reload test relies on
         edit(copied / "reload_app.py", '"one"', '"two"')
         eventually(lambda: answers(port, "two"))
         assert child.wait_for(r"houweb: .*reload_app\.py changed, restarting")

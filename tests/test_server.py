@@ -227,6 +227,8 @@ async def test_calls_still_queued_when_the_grace_runs_out_are_dropped_and_never_
     assert len(ran) == 1, ran  # the two queued calls never ran, not even after the release
     log = messages(logged)
     assert "dropped 2 queued call(s) that had not started" in log
-    abandoned = re.findall(r"abandoned URL handler \S+ \(GET /queued, running for (\d+\.\d)s\)", log)
+    abandoned = re.findall(
+        r"abandoned URL handler \S+ \(GET /queued, running for (\d+\.\d)s\)", log
+    )
     assert len(abandoned) == 1, log  # only the call that started
     assert 0.3 <= float(abandoned[0]) < 30

@@ -70,7 +70,7 @@ def race(rounds):
         barrier = threading.Barrier(2)
         started = []
 
-        def start():
+        def start(barrier=barrier, started=started):
             barrier.wait()
             try:
                 houweb.run(port=0, in_background=True, shutdown_grace=5)
