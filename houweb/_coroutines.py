@@ -62,11 +62,19 @@ async def _bridged(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLo
 
 
 def event_loop(reactor: object) -> asyncio.AbstractEventLoop:
-    """:returns: the asyncio loop under Twisted's asyncio ``reactor``."""
-    loop = getattr(reactor, "_asyncioEventloop", None)
-    if loop is None:
-        raise RuntimeError("houweb needs Twisted's asyncio reactor for async handlers")
-    return loop  # type: ignore[no-any-return]
+    """
+    :returns: the asyncio loop under Twisted's asyncio ``reactor``: the loop
+        running this thread, since houweb calls this on the reactor thread
+        only (public asyncio API, instead of the reactor's private
+        ``_asyncioEventloop``).
+    :raises RuntimeError: when called elsewhere.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "houweb runs async handlers on the reactor thread, under Twisted's asyncio reactor"
+        ) from None
 
 
 def run_coroutine(coro: Coroutine[Any, Any, Any], reactor: object) -> Deferred[Any]:

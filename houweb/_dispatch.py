@@ -10,7 +10,7 @@ import functools
 import inspect
 import time
 import traceback
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
@@ -53,27 +53,53 @@ def call_user_code(
     kwargs: dict[str, Any],
     reactor: Any,
     pool: HandlerPool,
+    on_start: Callable[[], None] | None = None,
 ) -> Deferred[Any]:
     """
     Call ``function(*args, **kwargs)``: in ``pool`` when it is a plain
     function, on the reactor's asyncio loop when it is ``async def``.
+
+    :param on_start: called when ``function`` really starts: in the pool
+        thread that takes the call (not when it is queued), or at once for
+        ``async def``.
     """
     if is_async(function):
+        if on_start is not None:
+            on_start()
         return maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
+    if on_start is not None:
+        args = (on_start, function, *args)
+        function = _started_then
     return deferToThreadPool(reactor, pool, function, *args, **kwargs)  # type: ignore[arg-type]
 
 
-class RunningCall(NamedTuple):
-    """One call of user code in progress, as shutdown reports it."""
+def _started_then(
+    on_start: Callable[[], None], function: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """In the pool thread: note the start, then call ``function``."""
+    on_start()
+    return function(*args, **kwargs)
 
-    #: The function called, or what names it (``str()`` gives the name).
-    subject: object
-    request: Request
-    started: float
+
+class RunningCall:
+    """One call of user code, as shutdown reports it if it is still running."""
+
+    __slots__ = ("subject", "request", "started")
+
+    def __init__(self, subject: object, request: Request) -> None:
+        #: The function called, or what names it (``str()`` gives the name).
+        self.subject = subject
+        self.request = request
+        #: ``time.monotonic()`` when the call began to run; ``None`` while queued.
+        self.started: float | None = None
+
+    def start(self) -> None:
+        """The call begins to run (called from the thread that runs it)."""
+        self.started = time.monotonic()
 
     def __str__(self) -> str:
         name = describe(self.subject) if callable(self.subject) else str(self.subject)
-        seconds = time.monotonic() - self.started
+        seconds = time.monotonic() - self.started if self.started is not None else 0.0
         method, path = self.request.method(), self.request.path()
         return f"{name} ({method} {path}, running for {seconds:.1f}s)"
 
@@ -88,12 +114,25 @@ class RunningCalls:
     def __init__(self) -> None:
         self._calls: dict[Deferred[Any], RunningCall] = {}
 
-    def track(self, running: Deferred[Any], subject: object, request: Request) -> Deferred[Any]:
+    def call(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        reactor: Any,
+        pool: HandlerPool,
+        subject: object,
+        request: Request,
+    ) -> Deferred[Any]:
         """
+        :func:`call_user_code`, counted as in progress until it is done; its
+        running time counts from when it starts, not from when it is queued.
+
         :param subject: the function called, or what names it in the log.
-        :returns: ``running``, counted as in progress until it fires.
         """
-        self._calls[running] = RunningCall(subject, request, time.monotonic())
+        record = RunningCall(subject, request)
+        running = call_user_code(function, args, kwargs, reactor, pool, on_start=record.start)
+        self._calls[running] = record
         running.addBoth(self._done, running)
         return running
 
@@ -105,8 +144,9 @@ class RunningCalls:
         return len(self._calls)
 
     def snapshot(self) -> list[RunningCall]:
-        """:returns: the calls in progress, longest running first."""
-        return sorted(self._calls.values(), key=lambda call: call.started)
+        """:returns: the calls that started and still run, longest running first."""
+        started = [call for call in list(self._calls.values()) if call.started is not None]
+        return sorted(started, key=lambda call: call.started or 0.0)
 
 
 class HandlerResultError(TypeError):

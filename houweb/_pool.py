@@ -8,7 +8,9 @@ It offers the part of :class:`twisted.python.threadpool.ThreadPool` that
 less per call: a C ``SimpleQueue`` instead of Twisted's coordinator and
 per-worker queues, which cost about a tenth of the reactor thread's time on
 hello-world. Threads are daemons, so a handler that never returns cannot keep
-the process alive; :meth:`stop` abandons it instead of waiting.
+the process alive; :meth:`stop` abandons it instead of waiting, and drops the
+calls still queued: their clients were dropped at shutdown, so running them
+later would only run user code for nobody.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class HandlerPool:
         self.name = name
         self.threads: list[threading.Thread] = []
         self.started = False
+        self._closed = False
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
 
     def start(self) -> None:
@@ -50,11 +53,32 @@ class HandlerPool:
             self.threads.append(thread)
             thread.start()
 
-    def stop(self) -> None:
-        """Let idle threads end; a handler still running is abandoned, not waited for."""
+    def stop(self) -> int:
+        """
+        Let idle threads end; a handler still running is abandoned, not
+        waited for. Calls queued but not started are dropped (never run), and
+        so is any call made after this.
+
+        :returns: how many queued calls were dropped (also logged).
+        """
         self.started = False
+        self._closed = True
+        dropped = 0
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if call is not _STOP:
+                dropped += 1
+        if dropped:
+            log.warn(
+                "houweb: dropped {count} queued call(s) that had not started at shutdown",
+                count=dropped,
+            )
         for _ in self.threads:
             self._calls.put(_STOP)
+        return dropped
 
     def callInThreadWithCallback(
         self,
@@ -76,6 +100,9 @@ class HandlerPool:
             call = take()
             if call is _STOP:
                 return
+            if self._closed:  # queued after stop() drained the queue
+                log.warn("houweb: dropped a call queued after shutdown")
+                continue
             _run(*call)
             # Forget the call now, not when the next one comes: its arguments
             # (a Request, and the uploads it owns) must not outlive it.

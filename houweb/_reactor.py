@@ -76,19 +76,37 @@ class BackgroundReactor:
         return self._thread is threading.current_thread()
 
     def start(self) -> None:
-        """Start the reactor thread, once; return when the reactor runs."""
+        """
+        Start the reactor thread, once; return when the reactor runs.
+
+        :raises OperationFailed: with the reason, when the reactor cannot run
+            (e.g. other code ran and stopped it: ``ReactorNotRestartable``).
+        """
         if self.is_alive():
             return
-        running = threading.Event()
-        self.reactor.callWhenRunning(running.set)
-        self._thread = threading.Thread(
-            target=self.reactor.run,
-            kwargs={"installSignalHandlers": False},
-            name="houweb-reactor",
-            daemon=True,
-        )
+        settled = threading.Event()
+        ran: list[bool] = []
+        failed: list[BaseException] = []
+
+        def running() -> None:
+            ran.append(True)
+            settled.set()
+
+        def serve() -> None:
+            try:
+                self.reactor.run(installSignalHandlers=False)
+            except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
+                failed.append(exc)
+            finally:
+                settled.set()
+
+        self.reactor.callWhenRunning(running)
+        self._thread = threading.Thread(target=serve, name="houweb-reactor", daemon=True)
         self._thread.start()
-        running.wait()
+        settled.wait()
+        if not ran:
+            reason = failed[0] if failed else RuntimeError("reactor.run() returned at once")
+            raise OperationFailed(cannot_run_reactor(reason))
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call ``function`` on the reactor thread and wait for its (Deferred) result."""
@@ -101,6 +119,15 @@ class BackgroundReactor:
         if self.is_alive() and self._thread is not None:
             self.reactor.callFromThread(self.reactor.stop)
             self._thread.join(timeout)
+
+
+def cannot_run_reactor(exc: BaseException) -> str:
+    """:returns: why run() failed, when the reactor raised ``exc`` instead of running."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (
+        f"the Twisted reactor cannot run ({detail}); other code in this process may have "
+        "run and stopped it, and a stopped reactor cannot start again"
+    )
 
 
 def register_before_exit(function: Callable[[], None]) -> None:

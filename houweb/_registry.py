@@ -169,7 +169,11 @@ class Registry:
         self._listeners: list[Callable[[frozenset[int], str], None]] = []
 
     def add_path(self, kind: str, path: str, ports: Ports, target: object) -> None:
-        """Register ``target`` at ``path``; the same path, kind and ports replace."""
+        """
+        Register ``target`` at ``path``: for the same path and kind, it
+        replaces an earlier registration on every port both serve (see
+        :func:`_pick`), with a warning.
+        """
         bindings = normalize_ports(ports)
         key = (kind, check_path(path))
         self._store("_paths", key, bindings, target, f"{kind} registration for {path}")
@@ -185,14 +189,50 @@ class Registry:
         with self._lock:
             entries = dict(getattr(self, table))
             per_key = dict(entries.get(key, {}))
-            if bindings in per_key:
-                log.warn("houweb: {what} replaced", what=what)
+            # Removed first, so that the new one is the latest, last in order.
+            replaced = per_key.pop(bindings, None) is not None
+            shared = sorted({port for earlier in per_key for port in _overlap(earlier, bindings)})
             per_key[bindings] = target
             entries[key] = per_key
             setattr(self, table, entries)
             listeners = list(self._listeners)
+        if replaced:
+            log.warn("houweb: {what} replaced", what=what)
+        elif shared:
+            log.warn(
+                "houweb: {what} replaces the earlier one on {ports}",
+                what=what,
+                ports=", ".join(_port_name(port) for port in shared),
+            )
         for listener in listeners:
             listener(bindings, what)
+
+    def main_port_overlaps(self, main_port: int) -> list[str]:
+        """
+        :returns: one line per registration that replaces an earlier one on
+            the main port only because one is bound to the main port (``0``)
+            and the other to its number, ``main_port``: known once the server
+            listens, so :class:`~houweb._server.Server` warns about them then.
+        """
+        found = []
+        tables: list[tuple[dict[Any, dict[frozenset[int], object]], Callable[[Any], str]]] = [
+            (self._paths, lambda key: f"{key[0]} registration for {key[1]}"),
+            (self._functions, lambda key: f"API function {key}"),
+        ]
+        for table, name in tables:
+            for key, per_binding in table.items():
+                order = list(per_binding)
+                for index, later in enumerate(order):
+                    for earlier in order[:index]:
+                        numbers = _overlap(
+                            _as_numbers(earlier, main_port), _as_numbers(later, main_port)
+                        )
+                        if main_port in numbers and not _overlap(earlier, later):
+                            found.append(
+                                f"{name(key)} for ports {sorted(later)} replaces the one for "
+                                f"ports {sorted(earlier)} on main port {main_port}"
+                            )
+        return found
 
     def on_register(self, listener: Callable[[frozenset[int], str], None]) -> Callable[[], None]:
         """Call ``listener(bindings, what)`` after each registration; returns an undo."""
@@ -260,16 +300,48 @@ def _pick(
     main_port: int,
     aliases: frozenset[int] = frozenset(),
 ) -> object | None:
-    """A registration bound to this port specifically beats one bound to all."""
+    """
+    The registration that answers on ``port``, decided at lookup time (the
+    main port's number is known only then): of those that serve it, one bound
+    to this port specifically (by number, or as the main port) beats one bound
+    to all (``-1``); among equals the latest registered wins. So a later
+    registration replaces an earlier one on every port both serve: ``[0]``
+    then ``[0, 9000]`` answers from the second on both; ``[8008]`` then
+    ``[0]`` with main port 8008 answers from ``[0]`` on 8008.
+    """
     if not per_binding:
         return None
     fallback = None
-    for bindings, target in per_binding.items():
+    for bindings, target in reversed(per_binding.items()):  # latest first
         if serves(bindings, port, main_port, aliases):
             if ALL_PORTS not in bindings:
                 return target
-            fallback = target
+            if fallback is None:
+                fallback = target
     return fallback
+
+
+def _overlap(earlier: frozenset[int], later: frozenset[int]) -> frozenset[int]:
+    """
+    :returns: the bindings two registrations share as written (``0`` the main
+        port, ``-1`` every port, numbers), where the later replaces the
+        earlier. A ``-1`` registration never replaces a specific one, nor the
+        reverse: on each port the specific one wins.
+    """
+    if ALL_PORTS in earlier or ALL_PORTS in later:
+        return frozenset({ALL_PORTS}) if ALL_PORTS in earlier and ALL_PORTS in later else frozenset()
+    return earlier & later
+
+
+def _as_numbers(bindings: frozenset[int], main_port: int) -> frozenset[int]:
+    """``bindings`` with the main port (``0``) written as its number."""
+    return frozenset(main_port if port == MAIN_PORT else port for port in bindings)
+
+
+def _port_name(port: int) -> str:
+    if port == MAIN_PORT:
+        return "the main port"
+    return "every port" if port == ALL_PORTS else f"port {port}"
 
 
 #: houweb's one process-wide registry, filled by the decorators.

@@ -18,9 +18,10 @@ How, in order:
    sockets instead of binding: the ports stay the same (also those picked for
    port 0), and connections made during the restart wait in the kernel's
    backlog instead of being refused, so none is lost.
-5. If the new program fails to start, :func:`rerun` logs why, closes the
-   sockets and waits for the next change that compiles, then tries again on
-   the same port numbers.
+5. If the new program fails to start, :func:`rerun` logs why and keeps the
+   sockets listening, answering every request ``503`` (with the error in
+   debug mode), until the next change that compiles; then it tries again on
+   the same sockets.
 
 A background server (``in_background=True``) never reloads: the embedding
 application owns its process (:func:`not_in_foreground` logs a warning).
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from twisted.logger import Logger, LogLevel
+from twisted.web.resource import Resource
 
 from . import _logging
 from ._config import ServerConfig
@@ -149,6 +151,8 @@ class SourceWatcher:
         self._files = files
         self._any_python_file = any_python_file
         self._since = since
+        #: Every file watched so far: one deleted stays watched, so that
+        #: saving it again (editors that delete, then write) is seen.
         self._watched: set[str] = set()
 
     def _wanted(self, change: watchfiles.Change, path: str) -> bool:
@@ -173,8 +177,10 @@ class SourceWatcher:
 
         stop = stop if stop is not None else threading.Event()
         while not stop.is_set():
-            self._watched = self._files()
-            directories = sorted({os.path.dirname(f) for f in self._watched})
+            self._watched |= self._files()
+            directories = sorted(
+                {d for d in map(os.path.dirname, self._watched) if os.path.isdir(d)}
+            )
             if not directories:
                 stop.wait(RESCAN_MS / 1000)
                 continue
@@ -192,7 +198,7 @@ class SourceWatcher:
                 )
                 if changed:
                     yield changed
-                elif self._files() != self._watched:
+                elif not self._files() <= self._watched:
                     break  # more modules loaded: watch their directories too
 
 
@@ -287,6 +293,8 @@ class RestartState:
     listeners: list[Listener] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     log_format: str = "text"
+    #: The server's debug mode: a program that fails to start says why in its 503s.
+    debug: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -299,6 +307,7 @@ class RestartState:
             listeners=[Listener(**entry) for entry in data["listeners"]],
             files=data["files"],
             log_format=data["log_format"],
+            debug=data.get("debug", False),
         )
 
 
@@ -491,6 +500,7 @@ class ReloadingReactor:
             listeners=[record for _, record in self._listening],
             files=sorted(self._watched_files()),
             log_format=_logging.current_format(),
+            debug=self._config.debug,
         )
         self._reactor.callLater(SETTLE_SECONDS, requestShutdown)
 
@@ -558,7 +568,7 @@ def rerun() -> None:
             "houweb: the application failed to start; waiting for a change to retry",
             level=LogLevel.error,
         )
-        _wait_for_a_fix(state, traceback_files(sys.exc_info()[2]))
+        _wait_for_a_fix(state, traceback_files(sys.exc_info()[2]), traceback.format_exc())
 
 
 def traceback_files(tb: Any) -> set[str]:
@@ -570,13 +580,73 @@ def traceback_files(tb: Any) -> set[str]:
     }
 
 
-def _wait_for_a_fix(state: RestartState, more_files: set[str]) -> NoReturn:
-    for kept in state.listeners:
-        kept.close()
+def _wait_for_a_fix(state: RestartState, more_files: set[str], error: str) -> NoReturn:
+    """
+    Until a change compiles: keep the sockets and answer 503 on them (see
+    :class:`Unavailable`); then restart with the same sockets.
+    """
+    stop_answering = _answer_unavailable(state, error)
     files = set(state.files) | more_files | application_files()
     watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
     for changed in watcher.changes():
         if compiles(changed):
             log.info("houweb: {file} changed, restarting", file=", ".join(changed))
+            stop_answering()
             restart(replace(state, files=sorted(files)))
     raise AssertionError("unreachable: the watch ends only by an exception")
+
+
+def _answer_unavailable(state: RestartState, error: str) -> Callable[[], None]:
+    """
+    Answer ``503`` on the kept sockets (plain TCP; a TLS one just keeps its
+    connections waiting) from a reactor thread, so clients are not refused
+    while the application cannot start. Where the reactor cannot run (the
+    program ran it already), or sockets cannot be kept, close them instead.
+
+    :returns: a function that stops accepting again, the sockets staying open.
+    """
+    from twisted.internet import threads
+    from twisted.web.server import Site
+
+    from ._reactor import BackgroundReactor, get_reactor
+
+    try:
+        reactor = get_reactor()
+        if reactor.running:
+            raise RuntimeError("the reactor runs already")
+        site = Site(Unavailable(error if state.debug else None))
+        ports = [
+            reactor.adoptStreamPort(kept.fd, kept.family, site)
+            for kept in state.listeners
+            if kept.fd is not None and not kept.tls
+        ]
+        BackgroundReactor(reactor).start()
+    except Exception:  # noqa: BLE001 - the previous behaviour: refuse until fixed
+        log.failure("houweb: cannot answer while the application fails to start")
+        for kept in state.listeners:
+            kept.close()
+        return lambda: None
+
+    def stop_accepting() -> None:
+        threads.blockingCallFromThread(reactor, lambda: [port.stopReading() for port in ports])
+
+    return stop_accepting
+
+
+class Unavailable(Resource):
+    """Every request while the application cannot start: 503, and why in debug mode."""
+
+    isLeaf = True
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__()
+        self._error = error
+
+    def render(self, request: Any) -> bytes:
+        request.setResponseCode(503)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"retry-after", b"1")
+        message = "The application failed to start; the server waits for a fix to be saved.\n"
+        if self._error is not None:
+            message += "\n" + self._error
+        return message.encode("utf-8")

@@ -12,11 +12,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.internet.error import ReactorNotRunning
+from twisted.internet.error import ReactorNotRestartable, ReactorNotRunning
 
 from . import _logging
 from ._config import (
@@ -27,7 +27,13 @@ from ._config import (
     ServerConfig,
 )
 from ._errors import OperationFailed
-from ._reactor import BackgroundReactor, get_reactor, is_interactive, register_before_exit
+from ._reactor import (
+    BackgroundReactor,
+    cannot_run_reactor,
+    get_reactor,
+    is_interactive,
+    register_before_exit,
+)
 from ._server import Server
 
 if TYPE_CHECKING:
@@ -43,14 +49,27 @@ class _Process:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        #: The server that runs and has not been asked to stop.
         self.server: Server | None = None
+        #: The server started last, perhaps still stopping.
+        self.last: Server | None = None
+        #: A run() between its checks and recording its server: one at a time.
+        self.starting = False
         self.background: BackgroundReactor | None = None
         self.foreground_done = False
         self.exit_hook_registered = False
 
-    def set_server(self, server: Server | None) -> None:
+    def record(self, server: Server) -> None:
+        """The claimed start succeeded: ``server`` is the running one."""
         with self.lock:
-            self.server = server
+            self.server = self.last = server
+            self.starting = False
+        server.shutdown_requested().addCallback(lambda _: _forget(server))
+
+    def release(self) -> None:
+        """The claimed start is over (recorded or failed)."""
+        with self.lock:
+            self.starting = False
 
 
 _process = _Process()
@@ -137,17 +156,21 @@ def run(
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)
     reactor = _claim_reactor()
-    _begin_logging(config.debug)
-    if background or (_process.background and _process.background.is_alive()):
-        _not_in_foreground(reload_source_changes)
-        server = _start_in_background(config, reactor)
-        if not background:
-            _wait_in_foreground(server)
-    else:
-        if _is_worker():
-            reload_source_changes = False  # the first process reloads, and its workers with it
-        reactor = _reloading(reactor, reload_source_changes, config, keep=workers > 1)
-        _serve_in_foreground(config, reactor, workers)
+    try:
+        _begin_logging(config.debug)
+        if background or (_process.background and _process.background.is_alive()):
+            _not_in_foreground(reload_source_changes)
+            if background:
+                _start_in_background(config, reactor)
+            else:
+                _serve_in_foreground_from_background(config, reactor)
+        else:
+            if _is_worker():
+                reload_source_changes = False  # the first process reloads, and its workers with it
+            reactor = _reloading(reactor, reload_source_changes, config, keep=workers > 1)
+            _serve_in_foreground(config, reactor, workers)
+    finally:
+        _process.release()
 
 
 # Reloading (_reload) and workers (_workers) are imported only when asked for:
@@ -196,38 +219,124 @@ def _not_in_foreground(reload_source_changes: bool | None) -> None:
         _reload.not_in_foreground(reload_source_changes)
 
 
+#: Seconds a stopping server may take beyond its shutdown grace (closing
+#: ports, stopping the pool) before a run() waiting for it gives up.
+STOPPING_MARGIN = 2.0
+
+
 def _claim_reactor() -> Any:
-    with _process.lock:
-        if _process.server is not None:
+    """
+    Check that this run() may start a server and claim the start, in one
+    hold of the lock: two threads calling run() at once cannot both start
+    one. A server still stopping (after :func:`requestShutdown`) is waited
+    for first, up to its shutdown grace.
+
+    :returns: the reactor to serve on; the caller must call
+        ``_process.release()`` when its start is over.
+    :raises OperationFailed: houweb runs, starts in another thread, or cannot
+        start here.
+    """
+    while True:
+        with _process.lock:
+            stopping = _check_may_start()
+            if stopping is None:
+                reactor = get_reactor()
+                ours = _process.background is not None and _process.background.is_alive()
+                if reactor.running and not ours:
+                    raise OperationFailed(
+                        "the Twisted reactor is already run by other code in this process"
+                    )
+                _process.starting = True
+                return reactor
+        grace = stopping.config.shutdown_grace
+        if not stopping.wait_stopped(grace + STOPPING_MARGIN):
             raise OperationFailed(
-                f"houweb is already running on port {_process.server.port_numbers()[0]}"
+                f"the previous houweb server is still stopping {grace + STOPPING_MARGIN:g}s "
+                "after it was asked to (its shutdown grace, plus a margin)"
             )
-        if _process.foreground_done:
-            raise OperationFailed(
-                "houweb cannot start again in this process after a foreground run() returned"
-            )
-        reactor = get_reactor()
-        ours = _process.background is not None and _process.background.is_alive()
-        if reactor.running and not ours:
-            raise OperationFailed(
-                "the Twisted reactor is already run by other code in this process"
-            )
-        return reactor
+
+
+def _check_may_start() -> Server | None:
+    """
+    Under ``_process.lock``.
+
+    :returns: the previous server if it is still stopping (wait for it, then
+        check again), or ``None`` when a server may start now.
+    :raises OperationFailed: if one runs, or starts in another thread.
+    """
+    server = _process.server
+    if server is not None and not server.stop_asked:
+        raise OperationFailed(f"houweb is already running on port {server.port_numbers()[0]}")
+    if _process.starting:
+        raise OperationFailed("houweb is already starting, in another thread")
+    if _process.foreground_done:
+        raise OperationFailed(
+            "houweb cannot start again in this process after a foreground run() returned"
+        )
+    last = _process.last
+    if last is not None and last.stop_asked and not last.wait_stopped(0):
+        return last
+    return None
 
 
 def _start_in_background(config: ServerConfig, reactor: Any) -> Server:
     with _process.lock:
         if _process.background is None:
             _process.background = BackgroundReactor(reactor)
-        _process.background.start()
+        background = _process.background
         if not _process.exit_hook_registered:
             register_before_exit(_shutdown_at_exit)
             _process.exit_hook_registered = True
-        server = Server(config, reactor)
-        _process.background.call(server.start)
-        _process.set_server(server)
-        server.shutdown_requested().addCallback(lambda _: _forget(server))
-        return server
+    background.start()
+    server = Server(config, reactor)
+    background.call(server.start)
+    _process.record(server)
+    return server
+
+
+def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> None:
+    """
+    A foreground run() while the background reactor thread serves (after
+    an earlier background run()): serve from that thread, and handle
+    SIGINT/SIGTERM here as any foreground run() does.
+    """
+    done, asked = threading.Event(), threading.Event()
+
+    def first() -> None:
+        asked.set()
+        requestShutdown()
+
+    # Before listening, as _serve_in_foreground does; a signal that comes
+    # after "listening on" but before the server is recorded is seen below.
+    restore = _install_signal_handlers(first, done.set)
+    try:
+        server = _start_in_background(config, reactor)
+        server.stopped().addBoth(lambda _: done.set())
+        if asked.is_set():
+            server.ask_to_stop()
+        try:
+            while not done.wait(0.2):
+                pass
+        except KeyboardInterrupt:  # not the main thread: Python's own Ctrl-C
+            requestShutdown()
+            server.wait_stopped(server.config.shutdown_grace + STOPPING_MARGIN)
+    finally:
+        restore()
+
+
+def adopt(server: Server) -> None:
+    """
+    A server started by other means (``twistd houweb``) becomes this
+    process's server: :func:`requestShutdown`, :func:`isInDebugMode` and
+    :func:`serverPorts` then act on it as under ``run()``.
+
+    :raises OperationFailed: if another server runs or starts.
+    """
+    with _process.lock:
+        if _process.server is not None or _process.starting:
+            raise OperationFailed("houweb is already running in this process")
+        _process.starting = True
+    _process.record(server)
 
 
 def _forget(server: Server) -> None:
@@ -241,14 +350,16 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
     # Before listening: once "listening on" is logged, Ctrl-C and SIGTERM shut
     # down gracefully (a worker's parent may send SIGTERM right then). A
     # signal before the reactor runs is handled as soon as it does.
-    restore = _install_signal_handlers(reactor)
+    restore = _install_signal_handlers(
+        lambda: reactor.callFromThread(_shut_down_here),
+        lambda: reactor.callFromThread(_stop_now, reactor),
+    )
     failure: list[Any] = []
     server.start().addErrback(failure.append)
     if failure:  # binding happens at once, before the reactor runs
         restore()
         failure[0].raiseException()
-    _process.set_server(server)
-    server.shutdown_requested().addCallback(lambda _: _forget(server))
+    _process.record(server)
     supervisor = None
     try:
         process_workers = _loaded("_workers")  # imported if there are workers, or this is one
@@ -257,7 +368,12 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
             process_workers.watch_parent(reactor, _shut_down_here)
         _stop_reactor_when_done(reactor, server, supervisor)
         freeze_start_up_heap()
-        reactor.run(installSignalHandlers=False)
+        try:
+            reactor.run(installSignalHandlers=False)
+        except ReactorNotRestartable as exc:
+            server.close_ports_now()
+            server.pool.stop()
+            raise OperationFailed(cannot_run_reactor(exc)) from None
     finally:
         restore()
         if supervisor is not None:
@@ -291,20 +407,15 @@ def freeze_start_up_heap() -> None:
     gc.freeze()
 
 
-def _wait_in_foreground(server: Server) -> None:
-    """A foreground run() while the background reactor thread serves."""
-    done = threading.Event()
-    server.stopped().addBoth(lambda _: done.set())
-    try:
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        requestShutdown()
-        done.wait(server.config.shutdown_grace + 1)
+def _install_signal_handlers(
+    first: Callable[[], object], again: Callable[[], object]
+) -> Callable[[], object]:
+    """
+    Ctrl-C / SIGTERM call ``first`` (shut down gracefully); a second one
+    calls ``again`` (stop at once). Only in the main thread.
 
-
-def _install_signal_handlers(reactor: Any) -> Any:
-    """Ctrl-C / SIGTERM shut down gracefully; a second one stops at once."""
+    :returns: a function that puts the previous handlers back.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     # A worker leaves Ctrl-C (sent to the whole process group) to its parent.
@@ -315,9 +426,9 @@ def _install_signal_handlers(reactor: Any) -> Any:
     def handle(signum: int, frame: Any) -> None:
         received.append(signum)
         if len(received) == 1:
-            reactor.callFromThread(_shut_down_here)
+            first()
         else:
-            reactor.callFromThread(_stop_now, reactor)
+            again()
 
     previous = {n: signal.signal(n, handle) for n in numbers}
     return lambda: [signal.signal(n, h) for n, h in previous.items()]
@@ -346,7 +457,7 @@ def _shut_down_here() -> None:
     """Shut this process's server down (in a worker: only this worker's)."""
     server = _process.server
     if server is not None:
-        server.reactor.callFromThread(server.shutdown)
+        server.ask_to_stop()
 
 
 def isInDebugMode() -> bool:

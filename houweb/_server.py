@@ -9,6 +9,7 @@ through this class.
 from __future__ import annotations
 
 import ipaddress
+import threading
 from typing import Any
 
 from twisted.internet import defer
@@ -111,6 +112,9 @@ class Server:
         self._port_numbers: list[int] = []
         self._requested = _Notifier()
         self._stopped = _Notifier()
+        #: Set (from any thread) once shutdown is asked for, before it begins.
+        self.stop_asked = False
+        self._stopped_event = threading.Event()
         self._unwatch = lambda: None
 
     @property
@@ -136,10 +140,10 @@ class Server:
             try:
                 port = yield serverFromString(self.reactor, description).listen(self.site)
             except CannotListenError as exc:
-                self._close_ports_now()
+                self.close_ports_now()
                 raise OperationFailed(_cannot_listen(exc)) from None
             except Exception as exc:  # noqa: BLE001 - any endpoint failure (TLS keys...) is reported
-                self._close_ports_now()
+                self.close_ports_now()
                 raise OperationFailed(f"Could not listen on {description}: {exc}") from None
             self.listening.append(port)
             self._descriptions.append(description)
@@ -164,6 +168,8 @@ class Server:
     def _warn_about_registrations(self) -> None:
         if self.registry.is_empty():
             log.warn("houweb: nothing is registered; every request will get 404")
+        for overlap in self.registry.main_port_overlaps(self.context.main_port):
+            log.warn("houweb: {overlap}", overlap=overlap)
         for port in sorted(self.registry.bound_port_numbers() - set(self.port_numbers())):
             log.warn("houweb: handlers are bound to port {port}, which does not listen", port=port)
 
@@ -177,7 +183,7 @@ class Server:
 
         self._unwatch = self.registry.on_register(registered)
 
-    def _close_ports_now(self) -> None:
+    def close_ports_now(self) -> None:
         """
         Close the ports opened so far before returning. start() may run before
         the reactor does (a foreground run(), twistd), where stopListening()
@@ -201,18 +207,36 @@ class Server:
         """:returns: a Deferred that fires when shutdown is complete."""
         return self._stopped.when()
 
+    def ask_to_stop(self) -> None:
+        """Begin :meth:`shutdown` on the reactor thread; callable from any thread."""
+        self.stop_asked = True
+        self.reactor.callFromThread(self.shutdown)
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """
+        Block (not on the reactor thread) until shutdown is complete.
+
+        :returns: whether it completed within ``timeout`` seconds.
+        """
+        return self._stopped_event.wait(timeout)
+
     def shutdown(self) -> defer.Deferred[None]:
         """
         Stop accepting, let requests in flight finish for up to
         ``shutdown_grace`` seconds, drop the connections left, stop the pool.
         Calling it again just waits for the same shutdown.
         """
+        self.stop_asked = True
         if not self._requested.fired:
             self._requested.fire()
             d = defer.ensureDeferred(self._shutdown())
             d.addErrback(lambda f: log.failure("houweb: shutdown failed", f))
-            d.addBoth(lambda _: self._stopped.fire())
+            d.addBoth(lambda _: self._has_stopped())
         return self.stopped()
+
+    def _has_stopped(self) -> None:
+        self._stopped_event.set()
+        self._stopped.fire()
 
     async def _shutdown(self) -> None:
         self._unwatch()

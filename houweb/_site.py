@@ -24,7 +24,7 @@ from twisted.web.resource import Resource
 from . import _registry
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
-from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
+from ._dispatch import RunningCalls, as_response, describe, failure_response
 from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
 from ._registry import Match, Registry, URLHandlerTarget, is_api_path
@@ -86,9 +86,10 @@ class Call:
         :param shown_as: what names the call if shutdown finds it still
             running (its ``str()``); ``function`` itself by default.
         """
-        running = call_user_code(function, args, kwargs, self.context.reactor, self.context.pool)
         subject = function if shown_as is None else shown_as
-        return self.context.running.track(running, subject, self.request)
+        return self.context.running.call(
+            function, args, kwargs, self.context.reactor, self.context.pool, subject, self.request
+        )
 
     def failed(self, failure: Failure, what: str) -> Response:
         """The 500 answer for user code that raised."""

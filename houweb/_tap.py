@@ -25,9 +25,11 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
+from . import _run
 from ._config import ServerConfig
 from ._reactor import get_reactor
 from ._server import Server
@@ -392,6 +394,7 @@ class HouwebService(service.Service):
         self.setName("houweb")
         self.config = config
         self.server: Server | None = None
+        self._stopping = False
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -409,6 +412,22 @@ class HouwebService(service.Service):
         if failures:  # binding is synchronous: the error is known at once
             failures[0].raiseException()
         self.server = server
+        # requestShutdown(), isInDebugMode() and serverPorts() see this
+        # server, as under run(); requestShutdown() stops twistd.
+        _run.adopt(server)
+        server.shutdown_requested().addCallback(self._stop_twistd)
+
+    def _stop_twistd(self, _: object) -> None:
+        """
+        The server was asked to stop (requestShutdown()): stop the reactor,
+        so twistd stops every service, this one gracefully, and exits 0.
+        """
+        if not self._stopping:
+            log.info("houweb: requestShutdown() stops twistd")
+            try:
+                get_reactor().stop()
+            except ReactorNotRunning:
+                pass  # stopping already
 
     def stopService(self) -> defer.Deferred[None] | None:
         """
@@ -416,6 +435,7 @@ class HouwebService(service.Service):
         grace), then stop the pool. Ctrl-C again stops at once.
         """
         super().stopService()
+        self._stopping = True
         if self.server is None:
             return None
         stopped: defer.Deferred[None] = defer.Deferred()

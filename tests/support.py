@@ -263,15 +263,31 @@ def ws_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def in_ci() -> bool:
+    """:returns: whether the tests run in CI (``CI=true``), where nothing may skip."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_unless_ci(why: str) -> None:
+    """
+    Skip the test, saying ``why``; in CI (which runs as root with Debian's
+    packages reachable, and whose ``.ci/run`` installs what tests need)
+    fail instead, so a test that can run there never silently does not.
+    """
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI=true, yet this test cannot run: {why}")
+    pytest.skip(why)
+
+
 def debian_program(command: str, package: str) -> str:
     """
     :returns: the path of ``command``, installing Debian's ``package`` when
         it is missing; skips the test (saying why) only when it cannot be
-        installed, and fails instead in CI (``CI=true``), where it must run.
+        installed, and fails instead in CI (see :func:`skip_unless_ci`).
     """
     import shutil
-
-    import pytest
 
     found = shutil.which(command)
     if found:
@@ -288,7 +304,6 @@ def debian_program(command: str, package: str) -> str:
         why = f"apt-get install {package} failed: {last[0]}"
     found = shutil.which(command)
     if not found:
-        if os.environ.get("CI") == "true":  # .ci/run installs it: missing there is a failure
-            pytest.fail(f"{command} is missing in CI and {why}")
-        pytest.skip(f"{command} is missing and {why}")
+        skip_unless_ci(f"{command} is missing and {why}")
+    assert found is not None
     return found

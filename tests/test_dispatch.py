@@ -56,11 +56,15 @@ async def test_concurrency_is_bounded_by_max_num_threads(serve, client):
             state["active"] -= 1
         return "done"
 
-    port = (await serve(max_num_threads=2)).port_numbers()[0]
+    server = await serve(max_num_threads=2)
+    port = server.port_numbers()[0]
     replies = [client.get(port, f"/block?i={i}") for i in range(3)]
     pending = [defer.ensureDeferred(r) for r in replies]
     await until(lambda: state["started"] == 2)
-    await sleep(0.3)
+    # The third call reached the pool (it is counted) but waits: its start
+    # is recorded by the pool thread that takes it, and none is free.
+    await until(lambda: len(server.context.running) == 3)
+    assert len(server.context.running.snapshot()) == 2
     assert state["started"] == 2, "a third handler ran while two threads were busy"
     release.set()
     results = await defer.gatherResults(pending)
@@ -184,16 +188,17 @@ async def test_client_leaving_mid_handler_is_not_an_error(serve, client, logged)
         finished.set()
         return "too late"
 
-    port = (await serve()).port_numbers()[0]
+    server = await serve()
+    port = server.port_numbers()[0]
     raw = await connect_raw(port)
     raw.transport.write(b"GET /leave HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(entered.is_set)
     raw.transport.loseConnection()
     await raw.done
-    await sleep(0.05)
+    await until(lambda: not server.site.houweb_connections)  # the server saw it leave
     release.set()
     await until(finished.is_set)
-    await sleep(0.05)
+    await until(lambda: len(server.context.running) == 0)  # its answer was handled
     assert (await client.get(port, "/nothing")).status == 404
     bad = [e for e in logged if e.get("log_level") in (LogLevel.error, LogLevel.critical)]
     assert bad == []
@@ -204,8 +209,12 @@ async def test_debug_mode_logs_one_line_per_request(serve, client, logged):
     houweb.urlHandler("/hello")(lambda r: "hello")
     port = (await serve(debug=True)).port_numbers()[0]
     await client.get(port, "/hello?x=1")
-    await sleep(0.01)
-    lines = [m for m in messages(logged).splitlines() if m.startswith('"GET /hello?x=1"')]
+
+    def request_lines() -> list[str]:
+        return [m for m in messages(logged).splitlines() if m.startswith('"GET /hello?x=1"')]
+
+    await until(request_lines)  # logged once the response is written
+    lines = request_lines()
     assert len(lines) == 1
     method_path, status, size, ms = lines[0].rsplit(" ", 3)
     assert (status, size) == ("200", "5") and ms.endswith("ms")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import houweb
 
-#: hou.webServer's names houweb provides, plus its extensions (spec §2).
+#: hou.webServer's names houweb provides, plus its extensions (spec §2):
+#: exactly the public surface, nothing more, nothing less.
 EXPECTED = {
     "run",
     "requestShutdown",
@@ -28,11 +29,23 @@ EXPECTED = {
     "webSocket",
     "WebSocket",
     "registerWSGIApp",
+    # houweb's own additions
+    "UploadedFile",
+    "registerStaticFilesDirectory",
 }
 
 
-def test_every_expected_name_is_exported():
-    assert EXPECTED <= set(houweb.__all__)
+def test_all_is_exactly_the_public_surface():
+    assert set(houweb.__all__) == EXPECTED
+    assert len(houweb.__all__) == len(EXPECTED)  # no name twice
+
+
+def test_every_public_name_imports():
+    namespace: dict[str, object] = {}
+    exec("from houweb import *", namespace)  # noqa: S102 - what a star import gives
+    assert EXPECTED <= set(namespace)
+    for name in EXPECTED:
+        assert getattr(houweb, name) is namespace[name], name
 
 
 def test_all_lists_only_names_that_exist_and_is_sorted():

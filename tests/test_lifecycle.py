@@ -34,7 +34,7 @@ def test_second_sigint_during_a_slow_request_stops_at_once():
     with foreground(60) as child:
         port = child.port()
         in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
-        time.sleep(0.3)  # the request reaches its handler
+        child.wait_for("REACHED /slow")  # the request reached its handler
         child.send_signal(signal.SIGINT)
         started = time.monotonic()
         while not refuses(port):  # the first one was handled: no longer accepting
@@ -50,7 +50,7 @@ def test_a_handler_that_never_returns_is_abandoned_after_the_grace():
     with foreground(1) as child:
         port = child.port()
         in_background(lambda: get(port, "/slow?seconds=3600", timeout=60))
-        time.sleep(0.3)
+        child.wait_for("REACHED /slow")
         started = time.monotonic()
         child.send_signal(signal.SIGTERM)
         assert child.wait() == 0
@@ -78,3 +78,35 @@ def test_a_busy_extra_port_raises_naming_it_and_nothing_stays_listening():
             )
             assert child.process.poll() is None  # still running, having caught it
             assert refuses(main)
+
+
+RESTART_APP = app("restart_app.py")
+
+
+def test_run_right_after_request_shutdown_waits_for_the_old_server_then_starts():
+    with Child(RESTART_APP, "restart", "20") as child:
+        child.wait_for(r"RESTARTED 20\b", timeout=60)
+        assert child.wait() == 0
+        assert "already running" not in child.output
+
+
+def test_a_foreground_run_after_a_background_one_stops_gracefully_on_sigterm():
+    with Child(RESTART_APP, "foreground_after_background") as child:
+        child.ports(2)  # the second server listens, its signal handlers installed before
+        child.send_signal(signal.SIGTERM)
+        assert child.wait() == 0, child.output
+        assert "RETURNED" in child.output
+
+
+def test_run_raises_operation_failed_when_the_reactor_cannot_start():
+    for mode in ("background", "foreground"):
+        with Child(RESTART_APP, "stopped_reactor", mode) as child:
+            failed = child.wait_for(r"FAILED (.*)$")
+            assert "ReactorNotRestartable" in failed.group(1)
+            assert child.wait() == 0
+
+
+def test_two_threads_calling_run_at_once_never_both_start():
+    with Child(RESTART_APP, "race", "20") as child:
+        assert child.wait_for(r"BOTH (\d+)\b", timeout=60).group(1) == "0"
+        assert child.wait() == 0

@@ -125,7 +125,7 @@ def test_signal_lets_a_slow_request_finish_and_exits_0(signum):
     with Child.houweb(f"--app={TAP_APP}", "--port=0") as child:
         port = child.port()
         reply = in_background(lambda: get(port, "/slow?seconds=1"))
-        time.sleep(0.3)  # the request reaches its handler
+        child.wait_for("REACHED /slow")  # the request reached its handler
         child.send_signal(signum)
         assert reply(20) == (200, "slow done")
         assert child.wait() == 0
@@ -135,7 +135,7 @@ def test_second_sigint_during_a_slow_request_stops_at_once():
     with Child.houweb(f"--app={TAP_APP}", "--port=0", "--shutdown-grace=60") as child:
         port = child.port()
         in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
-        time.sleep(0.3)
+        child.wait_for("REACHED /slow")
         child.send_signal(signal.SIGINT)
         started = time.monotonic()
         eventually_stopped_accepting(port)

@@ -229,3 +229,47 @@ def test_match_prefers_longest_then_exact_static_prefix():
     registry.add_path("prefix", "/s/x", [], "deeper")
     assert registry.match("/s/x/y", 80, 80).target == "deeper"
     assert registry.match("/other", 80, 80) is None
+
+
+def test_a_later_registration_replaces_an_earlier_one_on_every_port_they_share(registry, logged):
+    registry.add_path("exact", "/a", [0], "old")
+    registry.add_path("exact", "/a", [0, 9000], "new")
+    assert registry.match("/a", 8008, 8008).target == "new"  # the main port
+    assert registry.match("/a", 9000, 8008).target == "new"
+    assert "exact registration for /a replaces the earlier one on the main port" in messages(logged)
+    registry.add_function("f", [0, 9000], "first")
+    registry.add_function("f", [9000], "second")
+    assert registry.function("f", 9000, 8008) == "second"
+    assert registry.function("f", 8008, 8008) == "first"  # not shared: kept
+
+
+def test_a_main_port_registration_replaces_one_bound_to_the_main_ports_number(registry):
+    registry.add_path("exact", "/b", [8008], "by number")
+    registry.add_path("exact", "/b", [0], "main")
+    assert registry.match("/b", 8008, 8008).target == "main"
+    assert registry.main_port_overlaps(8008) == [
+        "exact registration for /b for ports [0] replaces the one for ports [8008] on main port 8008"
+    ]
+    assert registry.main_port_overlaps(8009) == []
+    assert registry.match("/b", 8008, 8009).target == "by number"  # 8008 not the main port here
+
+
+def test_a_specific_binding_still_beats_every_port_whatever_the_order(registry):
+    registry.add_path("exact", "/c", [9000], "specific")
+    registry.add_path("exact", "/c", [-1], "all")
+    assert registry.match("/c", 9000, 8008).target == "specific"
+    assert registry.match("/c", 8008, 8008).target == "all"
+
+
+@pytest_twisted.ensureDeferred
+async def test_overlap_on_the_main_ports_number_answers_from_the_later_and_is_warned_at_start(
+    serve, client, logged
+):
+    from .children import free_port
+
+    port = free_port()
+    houweb.urlHandler("/d", ports=[port])(lambda request: "by number")
+    houweb.urlHandler("/d", ports=[0])(lambda request: "main")
+    await serve(port=port)
+    assert (await client.get(port, "/d")).text == "main"
+    assert f"replaces the one for ports [{port}] on main port {port}" in messages(logged)

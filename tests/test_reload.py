@@ -11,7 +11,6 @@ import shutil
 import ssl
 import sys
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -115,6 +114,36 @@ def test_source_watcher_reports_a_saved_file(tmp_path):
         stop.set()
 
 
+def test_source_watcher_still_watches_a_file_deleted_and_saved_again_later(tmp_path):
+    watched = tmp_path / "watched.py"
+    watched.write_text("x = 1\n")
+    real = os.path.realpath(watched)
+    deleted = threading.Event()
+    rescans = {"before": 0, "after": 0}
+
+    def files() -> set[str]:
+        # As application_files() does: only files that exist.
+        rescans["after" if deleted.is_set() else "before"] += 1
+        return {real} if os.path.isfile(real) else set()
+
+    stop = threading.Event()
+    changes = _reload.SourceWatcher(files).changes(stop)
+    found: list[list[str]] = []
+    reader = threading.Thread(target=lambda: found.extend(changes), daemon=True)
+    reader.start()
+    try:
+        eventually(lambda: rescans["before"] >= 2, every=0.05)  # watching, one rescan done
+        watched.unlink()
+        deleted.set()
+        eventually(lambda: rescans["after"] >= 2, every=0.05)  # rescanned without the file
+        watched.write_text("x = 2\n")
+        eventually(lambda: found, timeout=10, every=0.05)
+        assert found[0] == [real]
+    finally:
+        stop.set()
+        reader.join(10)
+
+
 # Restarts, in child processes
 
 
@@ -123,6 +152,9 @@ def test_editing_a_handler_file_changes_the_answer_on_the_same_port(copied):
         port = child.port()
         before = version(port)
         assert before.startswith("one ")
+        assert (
+            "houweb-reload" in get(port, "/threads")[1].split()
+        )  # what the --no-reload test relies on
         edit(copied / "reload_app.py", '"one"', '"two"')
         eventually(lambda: answers(port, "two"))
         assert child.wait_for(r"houweb: .*reload_app\.py changed, restarting")
@@ -146,6 +178,10 @@ def test_an_application_that_fails_to_start_comes_back_after_a_fix(copied):
         edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
         child.wait_for("the application failed to start; waiting for a change to retry")
         child.wait_for("ZeroDivisionError")
+        # The port stays open meanwhile: 503, with the error (debug mode).
+        status, body = get(port, "/version")  # never refused: at worst it waits in the backlog
+        assert status == 503, body
+        assert "failed to start" in body and "ZeroDivisionError: division by zero" in body
         edit(copied / "reload_app.py", "VERSION = 1 / 0", 'VERSION = "fixed"')
         eventually(lambda: answers(port, "fixed"))
 
@@ -223,7 +259,10 @@ def test_a_background_server_warns_and_does_not_reload():
 def test_no_reload_keeps_debug_without_restarts(copied):
     with serve_copy(copied, "--no-reload") as child:
         port = child.port()
+        # Nothing watches the sources: no watcher thread, so no restart can
+        # come, now or later (a reloading server starts it before it serves).
+        status, names = get(port, "/threads")
+        assert status == 200 and "houweb-reload" not in names.split(), names
         edit(copied / "reload_app.py", '"one"', '"two"')
-        time.sleep(3)  # a reload would have happened by now
         assert answers(port, "one")
         assert "changed, restarting" not in child.output

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+from .children import Child
 from .support import APPS, ServerProcess, get
 
 
@@ -35,21 +36,18 @@ def test_foreground_start_up_log_names_the_url_as_loopback_only():
 
 
 def signal_during_slow_request(signum: int) -> tuple[tuple[int, bytes], str, int]:
-    child = ServerProcess(os.path.join(APPS, "run_foreground.py"))
-    try:
-        port = child.port()
+    with Child(os.path.join(APPS, "run_foreground.py")) as child:
+        port = int(child.wait_for(r"^PORT (\d+)").group(1))
         result = []
         worker = threading.Thread(
             target=lambda: result.append(get(f"http://127.0.0.1:{port}/slow"))
         )
         worker.start()
-        time.sleep(0.3)  # let the request reach its handler
-        child.process.send_signal(signum)
+        child.wait_for("REACHED /slow")  # the request reached its handler
+        child.send_signal(signum)
         worker.join(20)
-        output = child.output(timeout=20)
-        return result[0], output, child.process.returncode
-    finally:
-        child.kill()
+        code = child.wait()
+        return result[0], child.output, code
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_run_returns():

@@ -16,7 +16,7 @@ from houweb._config import ServerConfig
 from houweb._server import Server
 
 from .conftest import messages
-from .support import connect_raw, sleep
+from .support import connect_raw
 from .test_dispatch import until
 
 
@@ -111,10 +111,10 @@ async def test_in_flight_request_completes_after_shutdown_and_new_ones_are_refus
     reply = defer.ensureDeferred(client.get(port, "/slow"))
     await until(entered.is_set)
     stopped = server.shutdown()
-    await sleep(0.05)
-    assert not stopped.called
+    await until(lambda: not listening(port))  # shutdown has begun: no longer accepting
     with pytest.raises(error.ConnectError):
         await client.get(port, "/slow")
+    assert not stopped.called  # it waits for the handler, which is still blocked
     release.set()
     assert (await reply).text == "finished"
     await stopped
@@ -198,3 +198,37 @@ async def test_idle_keep_alive_connections_are_closed_at_shutdown(serve, client)
     assert len(server.site.houweb_connections) == 1
     await server.shutdown()
     await until(lambda: not server.site.houweb_connections)
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_still_queued_when_the_grace_runs_out_are_dropped_and_never_run(
+    serve, client, logged
+):
+    ran: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    @houweb.urlHandler("/queued")
+    def blocks(request: houweb.Request) -> str:
+        ran.append(request.GET()["n"])
+        entered.set()
+        release.wait(60)
+        return "late"
+
+    server = await serve(max_num_threads=1, shutdown_grace=0.3)
+    port = server.port_numbers()[0]
+    replies = [defer.ensureDeferred(client.get(port, f"/queued?n={n}")) for n in range(3)]
+    for reply in replies:
+        reply.addErrback(lambda failure: None)  # their connections are dropped
+    await until(entered.is_set)
+    await until(lambda: len(server.context.running) == 3)  # one runs, two wait in the queue
+    await server.shutdown()
+    release.set()
+    await until(lambda: not any(thread.is_alive() for thread in server.pool.threads))
+    assert len(ran) == 1, ran  # the two queued calls never ran, not even after the release
+    log = messages(logged)
+    assert "dropped 2 queued call(s) that had not started" in log
+    abandoned = re.findall(
+        r"abandoned URL handler \S+ \(GET /queued, running for (\d+\.\d)s\)", log
+    )
+    assert len(abandoned) == 1, log  # only the call that started
+    assert 0.3 <= float(abandoned[0]) < 30

@@ -220,7 +220,7 @@ def test_twistd_sigterm_lets_a_slow_request_finish():
     with Child.twistd("-n", "--pidfile=", "houweb", f"--app={TAP_APP}", "--port=0") as child:
         port = child.port()
         reply = in_background(lambda: get(port, "/slow?seconds=1"))
-        time.sleep(0.3)  # the request reaches its handler
+        child.wait_for("REACHED /slow")  # the request reached its handler
         child.send_signal(signal.SIGTERM)
         assert reply(20) == (200, "slow done")
         child.wait(20)  # twistd re-raises SIGTERM on itself once stopped
@@ -233,13 +233,24 @@ def test_twistd_second_sigint_stops_at_once():
     ) as child:
         port = child.port()
         in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
-        time.sleep(0.3)
+        child.wait_for("REACHED /slow")
         child.send_signal(signal.SIGINT)
         child.wait_for("Ctrl-C again stops at once")
         started = time.monotonic()
         child.send_signal(signal.SIGINT)
         child.wait(20)
         assert time.monotonic() - started < 10
+
+
+def test_twistd_handlers_see_debug_and_ports_and_request_shutdown_stops_twistd_with_0():
+    with Child.twistd(
+        "-n", "--pidfile=", "houweb", f"--app={TAP_APP}", "--port=0", "--debug"
+    ) as child:
+        port = child.port()
+        assert get(port, "/state") == (200, f"debug=True ports=[{port}]")
+        assert get(port, "/stop") == (200, "stopping")
+        assert child.wait(20) == 0, child.output
+        assert "houweb: stopped" in child.output
 
 
 def test_twistd_daemon_writes_its_pidfile_and_logfile(tmp_path):
@@ -270,8 +281,6 @@ def alive(pid: int) -> bool:
 
 
 def test_twistd_static_option_serves_files(tmp_path):
-    if not hasattr(houweb, "registerStaticFilesDirectory"):
-        pytest.skip("houweb.registerStaticFilesDirectory (houweb/_static.py) is not there yet")
     (tmp_path / "note.txt").write_text("a note")
     with Child.twistd(
         "-n", "--pidfile=", "houweb", f"--app={TAP_APP}", "--port=0", f"--static={tmp_path}:/files"

@@ -317,10 +317,12 @@ async def test_connect_without_accept_is_403_and_no_disconnect(serve, client):
             called.append("disconnect")
 
     houweb.urlHandler("/ok")(lambda request: "ok")
-    port = (await serve()).port_numbers()[0]
+    server = await serve()
+    port = server.port_numbers()[0]
     answer = await raw_request(port, ws_handshake("/no"))
     assert answer.startswith(b"HTTP/1.1 403 ")
-    await sleep(0.1)
+    await until(lambda: not server.site.houweb_connections)  # the server saw it close
+    await sleep(0)  # one more turn: a disconnect() started then would have run by now
     assert called == ["connect"]
     assert (await client.get(port, "/ok")).text == "ok"
 

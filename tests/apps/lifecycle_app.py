@@ -23,6 +23,7 @@ reached = threading.Event()
 @houweb.urlHandler("/slow")
 def slow(request):
     reached.set()
+    print("REACHED /slow", flush=True)  # the tests wait for this line, not for a while
     time.sleep(float(request.GET().get("seconds", "1")))
     return "slow done"
 

@@ -4,6 +4,7 @@ Handlers the reload tests copy to a temporary directory, serve, and edit
 """
 
 import os
+import threading
 
 import houweb
 
@@ -13,3 +14,10 @@ VERSION = "one"
 @houweb.urlHandler("/version", ports=[-1])
 def version(request):
     return houweb.Response(f"{VERSION} {os.getpid()}", content_type="text/plain")
+
+
+@houweb.urlHandler("/threads", ports=[-1])
+def threads(request):
+    """The names of the running threads: a reloading server has its watcher, houweb-reload."""
+    names = sorted(thread.name for thread in threading.enumerate())
+    return houweb.Response(" ".join(names), content_type="text/plain")

@@ -14,6 +14,7 @@ def stop(request):
 
 @houweb.urlHandler("/slow")
 def slow(request):
+    print("REACHED /slow", flush=True)  # the tests wait for this line, not for a while
     time.sleep(1)
     return "slow done"
 

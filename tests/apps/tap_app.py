@@ -15,6 +15,7 @@ def hello(request):
 
 @houweb.urlHandler("/slow")
 def slow(request):
+    print("REACHED /slow", flush=True)  # the tests wait for this line, not for a while
     time.sleep(float(request.GET().get("seconds", "1")))
     return houweb.Response("slow done", content_type="text/plain")
 
@@ -23,3 +24,10 @@ def slow(request):
 def stop(request):
     houweb.requestShutdown()
     return houweb.Response("stopping", content_type="text/plain")
+
+
+@houweb.urlHandler("/state")
+def state(request):
+    return houweb.Response(
+        f"debug={houweb.isInDebugMode()} ports={houweb.serverPorts()}", content_type="text/plain"
+    )

@@ -1,0 +1,101 @@
+"""
+The private names of Twisted and autobahn houweb still relies on, each named
+once here with where and why, so that a release that drops one fails this
+test with a clear message instead of failing somewhere deep in a request.
+
+Those a public API could replace were replaced (the reactor's
+``_asyncioEventloop``: ``asyncio.get_running_loop()`` on the reactor
+thread). setup.py bounds Twisted and autobahn below their next major
+version; raising a bound means running this test against the new release.
+"""
+
+from __future__ import annotations
+
+import pytest
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.internet import abstract, tcp
+from twisted.logger import globalLogBeginner
+from twisted.web import http
+
+#: (what owns it, how houweb reaches it, the attribute, where houweb uses it and why).
+PRIVATE_NAMES = [
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_respondToBadRequestAndDisconnect",
+        "houweb/_channel.py overrides it to answer a malformed request in houweb's error style",
+    ),
+    (
+        "twisted.web.http.Request",
+        http.Request,
+        "_disconnected",
+        "houweb/_site.py: whether the client left before the answer was written",
+    ),
+    (
+        "twisted.logger.globalLogBeginner",
+        globalLogBeginner,
+        "_temporaryObserver",
+        "houweb/_logging.py: whether the program already began Twisted logging",
+    ),
+    (
+        "twisted.internet.tcp.Port",
+        tcp.Port,
+        "_shouldShutdown",
+        "houweb/_reload.py: keep a listening socket open for the restarted process",
+    ),
+    (
+        "twisted.internet.tcp.Port",
+        tcp.Port,
+        "_type",
+        "houweb/_reload.py: an adopted TLS port logs itself as TLS",
+    ),
+    (
+        "twisted.internet.abstract.FileDescriptor",
+        abstract.FileDescriptor(),
+        "dataBuffer",
+        "houweb/_sendfile.py: whether everything written was sent before os.sendfile",
+    ),
+    (
+        "twisted.internet.abstract.FileDescriptor",
+        abstract.FileDescriptor(),
+        "_tempDataLen",
+        "houweb/_sendfile.py: whether everything written was sent before os.sendfile",
+    ),
+    (
+        "twisted.internet.abstract.FileDescriptor",
+        abstract.FileDescriptor(),
+        "producerPaused",
+        "houweb/_sendfile.py: pause the transport while os.sendfile writes",
+    ),
+    (
+        "autobahn.twisted.websocket.WebSocketServerProtocol",
+        WebSocketServerProtocol,
+        "_connectionMade",
+        "houweb/_websocket.py extends it to hand the upgrade request to autobahn",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("owner", "holder", "name", "use"),
+    PRIVATE_NAMES,
+    ids=[f"{o}.{n}" for o, _, n, _ in PRIVATE_NAMES],
+)
+def test_each_private_name_houweb_relies_on_still_exists(owner, holder, name, use):
+    assert hasattr(holder, name), (
+        f"{owner}.{name} is gone in this Twisted/autobahn release, and {use}. "
+        "Find the public replacement (or pin the previous release in setup.py)."
+    )
+
+
+def test_setup_py_bounds_twisted_and_autobahn_below_their_next_major_version():
+    import os
+    import re
+
+    from .support import ROOT
+
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as setup:
+        text = setup.read()
+    for project in ("twisted", "autobahn"):
+        found = re.search(rf'"{project}(\[\w+\])?>=[\d.]+,<(\d+)"', text)
+        assert found, f"setup.py has no upper bound on {project}"
