@@ -99,3 +99,42 @@ def test_setup_py_bounds_twisted_and_autobahn_below_their_next_major_version():
     for project in ("twisted", "autobahn"):
         found = re.search(rf'"{project}(\[\w+\])?>=[\d.]+,<(\d+)"', text)
         assert found, f"setup.py has no upper bound on {project}"
+
+
+#: Instance attributes twisted.web's HTTPChannel sets while it reads a request
+#: line, and where houweb reads them.
+CHANNEL_ATTRIBUTES = [
+    ("_command", "houweb/_channel.py: the method, checked by the header guard before the body"),
+    ("_path", "houweb/_channel.py: the raw target, for errors answered before the body"),
+]
+
+
+@pytest.mark.parametrize(("name", "use"), CHANNEL_ATTRIBUTES, ids=[n for n, _ in CHANNEL_ATTRIBUTES])
+def test_each_request_line_attribute_houweb_reads_is_set_by_http_channel(name, use):
+    from twisted.internet.testing import StringTransport
+
+    seen = {}
+
+    class Channel(http.HTTPChannel):
+        def allHeadersReceived(self):
+            seen[name] = getattr(self, name, None)
+            super().allHeadersReceived()
+
+    channel = Channel()
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n")
+    assert seen.get(name) is not None, (
+        f"twisted.web.http.HTTPChannel no longer sets {name} while reading a request line, "
+        f"and {use}. Find the public replacement (or pin the previous release in setup.py)."
+    )
+    channel.connectionLost(None)
+
+
+def test_twisted_web_server_version_is_what_process_sets_as_server():
+    from twisted.web import server
+
+    assert isinstance(server.version, bytes), (
+        "twisted.web.server.version is gone or changed, and houweb/_channel.py compares "
+        "the Server header twisted.web's process() sets with it (by identity) to send "
+        "'Server: houweb' instead."
+    )
