@@ -1,16 +1,33 @@
 """
-Where houweb's log goes when houweb starts logging itself: ``twisted.logger``
-events written to stderr, as readable text by default or as one JSON object
-per line for machines (``python -m houweb --log-format json``).
+Where houweb's log goes when houweb starts logging itself.
 
-houweb only starts logging when nothing else did: a program (or ``twistd``)
-that set up Twisted logging keeps its own observers.
+houweb logs through ``twisted.logger`` (namespace ``houweb``, and
+``houweb.access`` for access lines). Where those events end up is decided once,
+when a server starts:
+
+- The program set up Twisted logging itself (``twistd`` does, and so does a
+  program that called ``globalLogBeginner.beginLoggingTo``): houweb adds
+  nothing; the program's observers see houweb's events.
+- The program configured Python's :mod:`logging` (the **root logger has a
+  handler**, as after :func:`logging.basicConfig` or ``dictConfig``, or the
+  ``houweb`` logger has one): every event goes to the ``logging`` logger named
+  by its Twisted namespace: ``houweb``, ``houweb.access``, ``twisted...``
+  (``twisted`` for events without one), at the matching level, with the
+  traceback of a failure as ``exc_info``.
+- Otherwise: readable lines on stderr, or one JSON object per line for
+  machines (``python -m houweb --log-format json``).
+
+An embedded :func:`houweb.run` undoes what it did when its server stops: the
+observer it added is removed, and ``warnings.showwarning``, which Twisted's
+``beginLoggingTo`` replaces, is left as the program had it all along.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import IO, Any, cast
+import warnings
+from typing import IO, Any, Callable, cast
 
 from twisted.logger import (
     FileLogObserver,
@@ -22,13 +39,26 @@ from twisted.logger import (
     eventAsJSON,
     formatEvent,
     globalLogBeginner,
+    globalLogPublisher,
     textFileLogObserver,
 )
 
 #: The values ``--log-format`` accepts; the first is the default.
 LOG_FORMATS = ("text", "json")
 
+#: What houweb chose when it began Twisted logging (empty until it did):
+#: the format (read by restarted children and workers, to log alike).
 _started_format: list[str] = []
+#: The observers houweb has added to Twisted's global publisher and not removed.
+_active: list[ILogObserver] = []
+
+_LEVELS = {
+    LogLevel.debug: logging.DEBUG,
+    LogLevel.info: logging.INFO,
+    LogLevel.warn: logging.WARNING,
+    LogLevel.error: logging.ERROR,
+    LogLevel.critical: logging.CRITICAL,
+}
 
 
 def _json_line(event: LogEvent) -> str:
@@ -60,24 +90,83 @@ def observer_for(log_format: str, stream: IO[Any]) -> ILogObserver:
     return cast(ILogObserver, FilteringLogObserver(writer, at_least_info))
 
 
+def logging_configured() -> bool:
+    """
+    :returns: whether the application configured Python's :mod:`logging`:
+        the root logger, or the ``houweb`` logger, has a handler. (Python's
+        last-resort handler, used when none is configured, does not count.)
+    """
+    return bool(logging.getLogger().handlers or logging.getLogger("houweb").handlers)
+
+
+class StdlibObserver:
+    """
+    A Twisted log observer that hands each event to the :mod:`logging` logger
+    named by the event's namespace, so an application's logging configuration
+    (handlers, levels, formats) applies to houweb's log.
+    """
+
+    def __call__(self, event: LogEvent) -> None:
+        logger = logging.getLogger(event.get("log_namespace") or "twisted")
+        level = _LEVELS.get(event.get("log_level"), logging.INFO)  # type: ignore[arg-type]
+        if not logger.isEnabledFor(level):
+            return
+        failure = event.get("log_failure")
+        exc_info = None
+        if failure is not None:
+            exc_info = (failure.type, failure.value, failure.getTracebackObject())
+        logger.log(
+            level, "%s", formatEvent(event), exc_info=exc_info, extra={"twisted_event": event}
+        )
+
+
 def logging_started() -> bool:
     """:returns: whether Twisted logging was started, by houweb or anyone."""
     return globalLogBeginner._temporaryObserver is None  # type: ignore[attr-defined]
 
 
-def begin_logging(log_format: str = "text", stream: IO[Any] | None = None) -> bool:
-    """
-    Send Twisted's log to ``stream`` (stderr by default) in ``log_format``,
-    unless logging was started already: the program's own choice wins.
+def houweb_began() -> bool:
+    """:returns: whether houweb began Twisted logging in this process."""
+    return bool(_started_format)
 
-    :returns: whether this call started logging.
+
+def begin_logging(
+    log_format: str = "text", stream: IO[Any] | None = None
+) -> Callable[[], None] | None:
     """
-    observer = observer_for(log_format, stream if stream is not None else sys.stderr)
-    if logging_started():
-        return False
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    _started_format.append(log_format)
-    return True
+    Send Twisted's log (houweb's included) where the module docstring says,
+    unless the program set up Twisted logging itself or houweb's observer is
+    in place already.
+
+    :param log_format: how lines on ``stream`` look when :mod:`logging` is
+        not configured.
+    :param stream: where those lines go (stderr by default).
+    :returns: a function that removes what this call added (call it when the
+        server stops), or ``None`` if it added nothing.
+    """
+    console = observer_for(log_format, stream if stream is not None else sys.stderr)
+    if _active or (logging_started() and not houweb_began()):
+        return None
+    observer = cast(ILogObserver, StdlibObserver()) if logging_configured() else console
+    if houweb_began():
+        globalLogPublisher.addObserver(observer)
+    else:
+        # beginLoggingTo takes over warnings.showwarning for good: keep the
+        # program's. It also replays the events buffered until now.
+        showwarning = warnings.showwarning
+        try:
+            globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+        finally:
+            warnings.showwarning = showwarning
+        _started_format.append(log_format)
+    _active.append(observer)
+
+    def end() -> None:
+        if observer in _active:
+            _active.remove(observer)
+            globalLogPublisher.removeObserver(observer)
+
+    return end
 
 
 def current_format() -> str:

@@ -95,6 +95,7 @@ def run(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     workers: int = 1,
     allowed_hosts: Sequence[str] | None = None,
+    access_log: bool = False,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -133,6 +134,8 @@ def run(
         ``"*"``); others get 400. Wins over the settings file's. ``None``: the
         settings file's, else the loopback names when every address is
         loopback, else ``"*"``.
+    :param access_log: log one line per request in the Common Log Format
+        (``twistd houweb`` and ``python -m houweb`` do by default).
     :raises OperationFailed: a port cannot be bound, houweb already runs, the
         settings cannot be loaded, or ``workers`` cannot be had here.
     """
@@ -152,16 +155,22 @@ def run(
         token=token,
         max_connections=max_connections,
         allowed_hosts=allowed_hosts,
+        access_log=access_log,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)
     reactor = _claim_reactor()
+    end_logging = None
     try:
-        _begin_logging(config.debug)
+        end_logging = _logging.begin_logging()
         if background or (_process.background and _process.background.is_alive()):
             _not_in_foreground(reload_source_changes)
             if background:
-                _start_in_background(config, reactor)
+                server = _start_in_background(config, reactor)
+                if end_logging is not None:
+                    # On the reactor thread, which owns the server's Deferreds.
+                    reactor.callFromThread(_when_stopped, server, end_logging)
+                    end_logging = None
             else:
                 _serve_in_foreground_from_background(config, reactor)
         else:
@@ -171,6 +180,13 @@ def run(
             _serve_in_foreground(config, reactor, workers)
     finally:
         _process.release()
+        if end_logging is not None:  # a foreground server stopped, or nothing started
+            end_logging()
+
+
+def _when_stopped(server: Server, function: Callable[[], None]) -> None:
+    """Call ``function()`` once ``server`` has stopped (on the reactor thread)."""
+    server.stopped().addBoth(lambda _: function())
 
 
 # Reloading (_reload) and workers (_workers) are imported only when asked for:
@@ -487,8 +503,3 @@ def _shutdown_at_exit() -> None:
         except Exception:  # noqa: BLE001 - exiting anyway
             pass
     background.stop(timeout=2)
-
-
-def _begin_logging(debug: bool) -> None:
-    """Readable log lines on stderr, unless the program set up Twisted logging."""
-    _logging.begin_logging()
