@@ -104,6 +104,8 @@ class ServerConfig:
     #: Django's ALLOWED_HOSTS given to run() (it wins over the settings
     #: file's); ``None``: the settings file's, else the default.
     allowed_hosts: tuple[str, ...] | None = None
+    #: One Common Log Format line per request (see ``houweb._access``).
+    access_log: bool = False
 
     @classmethod
     def from_arguments(
@@ -123,6 +125,7 @@ class ServerConfig:
         token: object = None,
         max_connections: object = DEFAULT_MAX_CONNECTIONS,
         allowed_hosts: object = None,
+        access_log: object = False,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -170,6 +173,7 @@ class ServerConfig:
             request_timeout=_seconds("request_timeout", request_timeout),
             token=token,
             max_connections=_int("max_connections", max_connections, 1),
+            access_log=bool(access_log),
         )
 
     def endpoint_descriptions(self) -> list[str]:

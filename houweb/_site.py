@@ -22,6 +22,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from . import _registry
+from ._access import log_access
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, describe, failure_response
@@ -245,13 +246,21 @@ class HouwebSite(server.Site):
         self.houweb_connections: set[HouwebChannel] = set()
         self._refusing = False
         self._waiting_for_close: list[Deferred[None]] = []
+        #: Called with (twisted.web request, seconds taken) as each request
+        #: is over: the access log, the debug line, metrics. None: nothing
+        #: is tracked, and a request costs no Deferred nor closure for it.
+        self.houweb_on_finish: list[Callable[[Any, float], None]] = []
+        if context.config.access_log:
+            self.houweb_on_finish.append(log_access)
+        elif context.config.debug:
+            self.houweb_on_finish.append(_log_request)
 
     @property
     def houweb_max_request_size(self) -> int:
         return self.houweb.config.max_request_size
 
     def log(self, request: Any) -> None:
-        """No access log: houweb logs requests itself in debug mode."""
+        """Not twisted.web's access log: houweb's is ``houweb_on_finish``."""
 
     def houweb_wants_raw_body(self, target: bytes, local: Any) -> bool:
         """
@@ -291,13 +300,18 @@ class HouwebSite(server.Site):
 
     def houweb_track(self, treq: HouwebRequest) -> None:
         """
-        A request is about to be answered: in debug mode, log it once it is
-        over. Nothing is done otherwise (a notifyFinish Deferred and a
-        closure per request cost about 1% of hello-world's req/s).
+        A request is about to be answered: once it is over, tell each of
+        :attr:`houweb_on_finish`. Nothing is done when there are none (a
+        notifyFinish Deferred per request costs about 1% of hello-world's
+        req/s).
         """
-        if self.houweb.config.debug:
-            started = time.perf_counter()
-            treq.notifyFinish().addBoth(lambda _: _log_request(treq, started))
+        if self.houweb_on_finish:
+            treq.notifyFinish().addBoth(self._finished, treq, time.perf_counter())
+
+    def _finished(self, _: object, treq: HouwebRequest, started: float) -> None:
+        seconds = time.perf_counter() - started
+        for on_finish in self.houweb_on_finish:
+            on_finish(treq, seconds)
 
     def houweb_rejection(
         self,
@@ -356,8 +370,9 @@ class HouwebSite(server.Site):
         return d
 
 
-def _log_request(treq: HouwebRequest, started: float) -> None:
-    elapsed = (time.perf_counter() - started) * 1000
+def _log_request(treq: HouwebRequest, seconds: float) -> None:
+    """Debug mode's line per request (when there is no access log)."""
+    elapsed = seconds * 1000
     log.info(
         '"{method} {target}" {status} {size} {ms:.1f}ms',
         method=treq.method.decode("latin-1"),

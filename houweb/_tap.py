@@ -229,7 +229,9 @@ class Options(usage.Options):
     #: More examples for --help, with ``{command}`` in them.
     more_examples = ""
     optFlags: list[list[Any]] = [
-        ["debug", "d", "Tracebacks in 500 answers and one log line per request."]
+        ["debug", "d", "Tracebacks in 500 answers and one log line per request."],
+        ["access-log", None, "One Common Log Format line per request (the default)."],
+        ["no-access-log", None, "No access log."],
     ]
     optParameters: list[list[Any]] = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
 
@@ -289,7 +291,12 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Check every value now, so nothing starts with a bad one."""
-        arguments: dict[str, Any] = {"debug": bool(self["debug"])}
+        if self["access-log"] and self["no-access-log"]:
+            raise usage.UsageError("--access-log and --no-access-log contradict each other")
+        arguments: dict[str, Any] = {
+            "debug": bool(self["debug"]),
+            "access_log": not self["no-access-log"],
+        }
         for setting in SETTINGS:
             arguments[setting.parameter] = self._converted(setting)
             _checked(setting.option, **{setting.parameter: arguments[setting.parameter]})

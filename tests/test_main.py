@@ -94,7 +94,7 @@ def test_busy_port_exits_1_naming_it_and_leaves_nothing_listening():
 
 
 def test_debug_logs_one_line_per_request():
-    with Child.houweb(f"--app={TAP_APP}", "--port=0", "--debug") as child:
+    with Child.houweb(f"--app={TAP_APP}", "--port=0", "--debug", "--no-access-log") as child:
         get(child.port(), "/hello?x=1")
         line = child.wait_for(r'"GET /hello\?x=1" 200 (\d+) (\d+\.\d)ms')
         assert int(line.group(1)) == len("hello from port ") + len(str(child.port()))

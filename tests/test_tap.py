@@ -43,6 +43,8 @@ def parsed(*args: str) -> Options:
 def test_defaults_are_run_defaults():
     assert parsed().run_arguments() == {
         "debug": False,
+        # The one default that differs: servers log access, an embedded run() does not.
+        "access_log": True,
         "port": 8008,
         "interface": "127.0.0.1",
         "max_num_threads": 4,

@@ -1,0 +1,62 @@
+"""
+The access log: one line per answered request, in the Common Log Format that
+nginx, Apache and ``twistd web`` write (and that log analysers read)::
+
+    127.0.0.1 - - [01/Dec/2026:15:17:58 +0000] "GET /hello HTTP/1.1" 200 5
+
+Lines are ``twisted.logger`` events in the namespace ``houweb.access``, so
+they go wherever houweb's log goes (see :mod:`houweb._logging`): Python's
+``logging`` logger ``houweb.access``, or stderr as text or as JSON
+(``--log-format json``), where each object also carries the fields one by
+one: ``remote``, ``method``, ``target``, ``protocol``, ``status``, ``size``,
+``duration_ms``, ``referer``, ``user_agent``.
+
+On by default for ``twistd houweb`` and ``python -m houweb``
+(``--no-access-log`` turns it off), off for an embedded :func:`houweb.run`
+(``access_log=True`` turns it on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web.http import datetimeToLogString
+
+access_log = Logger(namespace="houweb.access")
+
+
+def _header(treq: Any, name: bytes) -> str:
+    value = treq.getHeader(name)
+    return "-" if value is None else value.decode("latin-1")
+
+
+def log_access(treq: Any, seconds: float) -> None:
+    """
+    Log one access line for ``treq``, answered in ``seconds``.
+
+    :param treq: the twisted.web request, finished (or dropped by its client).
+    """
+    client = treq.getClientAddress()
+    remote = getattr(client, "host", None) or "-"
+    method = treq.method.decode("latin-1")
+    target = treq.uri.decode("latin-1")
+    protocol = treq.clientproto.decode("latin-1")
+    size = treq.sentLength
+    line = (
+        f'{remote} - - {datetimeToLogString()} "{method} {target} {protocol}" '
+        f"{treq.code} {size if size else '-'}"
+    )
+    access_log.info(
+        "{line}",
+        line=line,
+        remote=remote,
+        method=method,
+        target=target,
+        protocol=protocol,
+        status=treq.code,
+        size=size,
+        duration_ms=round(seconds * 1000, 3),
+        referer=_header(treq, b"referer"),
+        user_agent=_header(treq, b"user-agent"),
+    )
