@@ -65,7 +65,10 @@ setup(
             # Checks real calls against the JSON Schemas it documents.
             "jsonschema>=4.18",
             "flask",  # a real WSGI framework's multipart upload through registerWSGIApp
+            "prometheus_client>=0.17",  # the metrics, scraped and parsed by its parser
         ],
+        # run(metrics=True), --metrics: the Prometheus endpoint.
+        "metrics": ["prometheus_client>=0.17"],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,
     },

@@ -50,6 +50,15 @@ def _seconds(name: str, value: object, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def _path(name: str, value: object, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not (value.startswith("/") or (allow_empty and value == "")):
+        off = " (or empty: off)" if allow_empty else ""
+        raise ValueError(f"{name} must be a URL path starting with /{off}, not {value!r}")
+    return value
+
+
 def check_listen(entry: object) -> str:
     """
     :returns: ``entry`` if it is a Twisted ``tcp:``, ``tcp6:`` or ``ssl:``
@@ -106,6 +115,11 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] | None = None
     #: One Common Log Format line per request (see ``houweb._access``).
     access_log: bool = False
+    #: A Prometheus endpoint and a health check (see ``houweb._metrics``).
+    metrics: bool = False
+    metrics_path: str = "/metrics"
+    #: ``""``: no health check.
+    health_path: str = "/healthz"
 
     @classmethod
     def from_arguments(
@@ -126,6 +140,9 @@ class ServerConfig:
         max_connections: object = DEFAULT_MAX_CONNECTIONS,
         allowed_hosts: object = None,
         access_log: object = False,
+        metrics: object = False,
+        metrics_path: object = "/metrics",
+        health_path: object = "/healthz",
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -174,6 +191,9 @@ class ServerConfig:
             token=token,
             max_connections=_int("max_connections", max_connections, 1),
             access_log=bool(access_log),
+            metrics=bool(metrics),
+            metrics_path=_path("metrics_path", metrics_path),
+            health_path=_path("health_path", health_path, allow_empty=True),
         )
 
     def endpoint_descriptions(self) -> list[str]:

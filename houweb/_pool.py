@@ -42,13 +42,19 @@ class HandlerPool:
         self.started = False
         self._closed = False
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        #: One flag per thread, set while it runs a call (each thread writes
+        #: only its own: no lock).
+        self._busy: list[bool] = [False] * size
 
     def start(self) -> None:
         """Start the threads; calls made before wait for them."""
         self.started = True
         for number in range(1, self.max + 1):
             thread = threading.Thread(
-                target=self._work, name=f"PoolThread-{self.name}-{number}", daemon=True
+                target=self._work,
+                args=(number - 1,),
+                name=f"PoolThread-{self.name}-{number}",
+                daemon=True,
             )
             self.threads.append(thread)
             thread.start()
@@ -94,8 +100,17 @@ class HandlerPool:
         """Run ``func(*args, **kw)`` in a pool thread; an exception is logged."""
         self.callInThreadWithCallback(None, func, *args, **kw)
 
-    def _work(self) -> None:
+    def busy(self) -> int:
+        """:returns: how many threads are running a call now."""
+        return sum(self._busy)
+
+    def queued(self) -> int:
+        """:returns: how many calls wait for a thread (approximately, as any queue size)."""
+        return max(0, self._calls.qsize() - (0 if self.started else len(self.threads)))
+
+    def _work(self, index: int) -> None:
         take = self._calls.get
+        busy = self._busy
         while True:
             call = take()
             if call is _STOP:
@@ -103,7 +118,9 @@ class HandlerPool:
             if self._closed:  # queued after stop() drained the queue
                 log.warn("houweb: dropped a call queued after shutdown")
                 continue
+            busy[index] = True
             _run(*call)
+            busy[index] = False
             # Forget the call now, not when the next one comes: its arguments
             # (a Request, and the uploads it owns) must not outlive it.
             del call

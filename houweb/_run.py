@@ -96,6 +96,9 @@ def run(
     workers: int = 1,
     allowed_hosts: Sequence[str] | None = None,
     access_log: bool = False,
+    metrics: bool = False,
+    metrics_path: str = "/metrics",
+    health_path: str = "/healthz",
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -136,6 +139,10 @@ def run(
         loopback, else ``"*"``.
     :param access_log: log one line per request in the Common Log Format
         (``twistd houweb`` and ``python -m houweb`` do by default).
+    :param metrics: serve Prometheus metrics at ``metrics_path`` and a health
+        check at ``health_path`` (needs ``pip install 'houweb[metrics]'``).
+    :param metrics_path: where the metrics are served.
+    :param health_path: where the health check is served; ``""``: nowhere.
     :raises OperationFailed: a port cannot be bound, houweb already runs, the
         settings cannot be loaded, or ``workers`` cannot be had here.
     """
@@ -156,6 +163,9 @@ def run(
         max_connections=max_connections,
         allowed_hosts=allowed_hosts,
         access_log=access_log,
+        metrics=metrics,
+        metrics_path=metrics_path,
+        health_path=health_path,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)

@@ -24,6 +24,7 @@ from ._config import ServerConfig
 from ._cors import install_cors
 from ._errors import OperationFailed
 from ._guards import HeaderGuard, OriginPolicy, default_allowed_hosts
+from ._metrics import install_metrics
 from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
@@ -107,6 +108,7 @@ class Server:
             use_x_forwarded_host=settings.use_x_forwarded_host,
         )
         self.site = HouwebSite(self.context)
+        self.metrics = install_metrics(self.context, self.site)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []

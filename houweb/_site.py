@@ -148,6 +148,7 @@ class _Router:
         answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
         if match is None or answer_for is None:
             return self.send(treq, request, notFoundResponse(request))
+        treq.houweb_target_type = type(match.target)  # for the metrics
         answer = maybeDeferred(answer_for, Call(self.context, treq, request, match))
         return self._deliver_later(treq, request, answer)
 

@@ -149,6 +149,14 @@ SETTINGS = (
         _token_from_file,
         run_name="token",
     ),
+    Setting("metrics-path", None, "/metrics", "Where --metrics serves the metrics.", _text),
+    Setting(
+        "health-path",
+        None,
+        "/healthz",
+        "Where --metrics serves the health check ('': nowhere).",
+        _text,
+    ),
 )
 
 _VALUE_ERRORS: dict[Callable[[str], Any], str] = {
@@ -232,6 +240,11 @@ class Options(usage.Options):
         ["debug", "d", "Tracebacks in 500 answers and one log line per request."],
         ["access-log", None, "One Common Log Format line per request (the default)."],
         ["no-access-log", None, "No access log."],
+        [
+            "metrics",
+            None,
+            "Serve Prometheus metrics and a health check (pip install 'houweb[metrics]').",
+        ],
     ]
     optParameters: list[list[Any]] = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
 
@@ -297,6 +310,8 @@ class Options(usage.Options):
             "debug": bool(self["debug"]),
             "access_log": not self["no-access-log"],
         }
+        if self["metrics"]:
+            arguments["metrics"] = True
         for setting in SETTINGS:
             arguments[setting.parameter] = self._converted(setting)
             _checked(setting.option, **{setting.parameter: arguments[setting.parameter]})

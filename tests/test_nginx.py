@@ -126,3 +126,13 @@ async def test_websockets_pass_through_nginx(serve, nginx):
     assert await socket.received.get() == "echo hi"
     socket.sendClose(1000)
     await socket.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_health_check_and_metrics_pass_through_nginx(serve, client, nginx):
+    register()
+    front = nginx([(await serve(metrics=True)).port_numbers()[0]])
+    reply = await client.get(front, "/healthz")
+    assert (reply.status, reply.body) == (200, b'{"status": "ok"}')
+    metrics = await client.get(front, "/metrics")
+    assert metrics.status == 200 and b"houweb_requests_total" in metrics.body

@@ -56,6 +56,8 @@ def test_defaults_are_run_defaults():
         "request_timeout": 300.0,
         "max_connections": 1000,
         "token": None,
+        "metrics_path": "/metrics",
+        "health_path": "/healthz",
         "ports": [],
         "listen": [],
     }
