@@ -198,3 +198,21 @@ def test_the_programs_take_metrics_options():
         "",
     )
     assert "metrics" not in parse([]).run_arguments()
+
+
+def test_kinds_are_the_target_class_names_in_snake_case():
+    from houweb._api import APIFunctionTarget
+    from houweb._metrics import kind_of
+    from houweb._static import StaticDirectory
+    from houweb._websocket import WebSocketTarget
+    from houweb._wsgi import WSGITarget
+
+    assert [
+        kind_of(t) for t in (APIFunctionTarget, StaticDirectory, WebSocketTarget, WSGITarget, None)
+    ] == [
+        "api_function",
+        "static_directory",
+        "web_socket",
+        "wsgi",
+        "none",
+    ]
