@@ -120,6 +120,8 @@ class ServerConfig:
     metrics_path: str = "/metrics"
     #: ``""``: no health check.
     health_path: str = "/healthz"
+    #: The live status page at /houweb/status (see ``houweb._statuspage``).
+    status_page: bool = False
 
     @classmethod
     def from_arguments(
@@ -143,6 +145,7 @@ class ServerConfig:
         metrics: object = False,
         metrics_path: object = "/metrics",
         health_path: object = "/healthz",
+        status_page: object = False,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -194,6 +197,7 @@ class ServerConfig:
             metrics=bool(metrics),
             metrics_path=_path("metrics_path", metrics_path),
             health_path=_path("health_path", health_path, allow_empty=True),
+            status_page=bool(status_page),
         )
 
     def endpoint_descriptions(self) -> list[str]:

@@ -99,6 +99,7 @@ def run(
     metrics: bool = False,
     metrics_path: str = "/metrics",
     health_path: str = "/healthz",
+    status_page: bool = False,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -143,6 +144,9 @@ def run(
         check at ``health_path`` (needs ``pip install 'houweb[metrics]'``).
     :param metrics_path: where the metrics are served.
     :param health_path: where the health check is served; ``""``: nowhere.
+    :param status_page: a live status page at ``/houweb/status`` (what runs
+        now, the pool, connections, recent errors), for loopback clients, or
+        for those with the ``token``.
     :raises OperationFailed: a port cannot be bound, houweb already runs, the
         settings cannot be loaded, or ``workers`` cannot be had here.
     """
@@ -166,6 +170,7 @@ def run(
         metrics=metrics,
         metrics_path=metrics_path,
         health_path=health_path,
+        status_page=status_page,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)

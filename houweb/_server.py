@@ -29,6 +29,7 @@ from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
 from ._site import HouwebSite, ServerContext
+from ._statuspage import install_status_page
 from ._uploads import remove_stale_uploads
 
 log = Logger(namespace="houweb")
@@ -109,6 +110,7 @@ class Server:
         )
         self.site = HouwebSite(self.context)
         self.metrics = install_metrics(self.context, self.site)
+        self.status_page = install_status_page(self.context, self.site)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []

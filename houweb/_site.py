@@ -28,7 +28,7 @@ from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, describe, failure_response
 from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
-from ._registry import Match, Registry, URLHandlerTarget, is_api_path
+from ._registry import EXACT, Match, Registry, URLHandlerTarget, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
 from ._response import Response, errorResponse, json_error, notFoundResponse
@@ -64,6 +64,9 @@ class ServerContext:
     running: RunningCalls = field(default_factory=RunningCalls)
     #: The bytes the forms of all requests may hold in memory at once.
     form_memory: MemoryBudget = field(default_factory=MemoryBudget)
+    #: Paths houweb itself answers on this server alone, before the
+    #: registry (the status page's WebSocket): path -> target.
+    own_targets: dict[str, object] = field(default_factory=dict)
     #: What a request's headers must pass before its body is read (Host
     #: allow-list, Origin check, token).
     guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
@@ -142,9 +145,13 @@ class _Router:
             early = request_filter(request)
             if early is not None:
                 return self.send(treq, request, early)
-        match = self.context.registry.match(
-            path, request.port(), self.context.main_port, self.context.main_aliases
-        )
+        own = self.context.own_targets.get(path) if self.context.own_targets else None
+        if own is not None:
+            match: Match | None = Match(own, path, EXACT)
+        else:
+            match = self.context.registry.match(
+                path, request.port(), self.context.main_port, self.context.main_aliases
+            )
         answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
         if match is None or answer_for is None:
             return self.send(treq, request, notFoundResponse(request))

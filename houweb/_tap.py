@@ -245,6 +245,11 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics and a health check (pip install 'houweb[metrics]').",
         ],
+        [
+            "status-page",
+            None,
+            "A live status page at /houweb/status (for loopback clients, or with the token).",
+        ],
     ]
     optParameters: list[list[Any]] = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
 
@@ -312,6 +317,8 @@ class Options(usage.Options):
         }
         if self["metrics"]:
             arguments["metrics"] = True
+        if self["status-page"]:
+            arguments["status_page"] = True
         for setting in SETTINGS:
             arguments[setting.parameter] = self._converted(setting)
             _checked(setting.option, **{setting.parameter: arguments[setting.parameter]})
