@@ -1,7 +1,9 @@
-from setuptools import setup
+"""
+The computed part of houweb's metadata; the rest is in pyproject.toml
+(PEP 621), which lists what this file gives as ``dynamic``: the extras.
+"""
 
-with open("README.rst", encoding="utf-8") as readme:
-    long_description = readme.read()
+from setuptools import setup
 
 
 def _requirements(path: str) -> list[str]:
@@ -16,41 +18,12 @@ def _requirements(path: str) -> list[str]:
 # One list for both: pip install '.[bench]' and the harness's setup step.
 bench_requirements = _requirements("bench/requirements.txt")
 
+#: run(metrics=True), --metrics: the Prometheus endpoint.
+metrics_requirements = ["prometheus_client>=0.17"]
+#: The documentation site (docs/): sphinx-build -W -b html docs <dir>.
+docs_requirements = ["sphinx>=7"]
+
 setup(
-    name="houweb",
-    version="0.1.0",
-    description="Houdini's embedded web server API (hou.webServer) as a plain Python package, on Twisted",
-    long_description=long_description,
-    long_description_content_type="text/x-rst",
-    license="MIT",
-    python_requires=">=3.9",
-    packages=["houweb", "twisted.plugins"],
-    package_data={"houweb": ["py.typed", "_web/*.js", "_web/*.html"]},
-    install_requires=[
-        # 24.7.0 fixes out-of-order pipelined responses (CVE-2023-46137) and
-        # request smuggling (CVE-2022-24801).
-        # [tls]: pyOpenSSL and service_identity, for ssl: endpoints.
-        # Below the next major release: houweb uses a few private names of
-        # Twisted (tests/test_private_names.py lists them); raise the bound
-        # once that test passes against the new release.
-        "twisted[tls]>=24.7.0,<27",
-        "klein>=23.12.0",
-        # Streaming multipart/form-data parser (treq depends on it too); never
-        # python-multipart, which installs the same import name.
-        "multipart>=1.1.0",
-        # A faster event loop under Twisted's asyncio reactor (+10% req/s on
-        # hello-world); houweb falls back to asyncio's loop without it.
-        'uvloop>=0.19; sys_platform != "win32" and platform_python_implementation == "CPython"',
-        # Watches the application's sources for reload_source_changes: native
-        # file events (inotify, FSEvents, ReadDirectoryChangesW) with batching.
-        "watchfiles>=0.21",
-        # WebSockets (hwebserver's webSocket): autobahn's RFC 6455 protocol on
-        # Twisted (handshake checks, framing, masking, fragmentation, ping/pong,
-        # UTF-8 checks, close handshake) instead of a hand-written one.
-        # Below the next major release, for the private name in
-        # tests/test_private_names.py.
-        "autobahn>=24.4.2,<27",
-    ],
     extras_require={
         "test": [
             "treq>=23.11.0",
@@ -65,17 +38,16 @@ setup(
             # Checks real calls against the JSON Schemas it documents.
             "jsonschema>=4.18",
             "flask",  # a real WSGI framework's multipart upload through registerWSGIApp
-            "prometheus_client>=0.17",  # the metrics, scraped and parsed by its parser
+            # The metrics, scraped and parsed by prometheus_client's parser.
+            *metrics_requirements,
+            # The docs build without a warning (tests/test_docs.py).
+            *docs_requirements,
+            # python -m build makes the sdist and wheel tests/test_packaging.py installs.
+            "build>=1.0",
         ],
-        # run(metrics=True), --metrics: the Prometheus endpoint.
-        "metrics": ["prometheus_client>=0.17"],
+        "metrics": metrics_requirements,
+        "docs": docs_requirements,
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,
     },
-    entry_points={"console_scripts": ["houweb = houweb.__main__:main"]},
-    classifiers=[
-        "Framework :: Twisted",
-        "Programming Language :: Python :: 3",
-        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
-    ],
 )

@@ -27,6 +27,7 @@ from ._response import Response, errorResponse, fileResponse, notFoundResponse, 
 from ._run import isInDebugMode, requestShutdown, run, serverPorts
 from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from ._handlers import AsyncURLHandler, URLHandler
