@@ -13,11 +13,11 @@ import re
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import venv
 import zipfile
 
 import pytest
+import tomllib
 
 import houweb
 
