@@ -5,7 +5,7 @@ test with a clear message instead of failing somewhere deep in a request.
 
 Those a public API could replace were replaced (the reactor's
 ``_asyncioEventloop``: ``asyncio.get_running_loop()`` on the reactor
-thread). setup.py bounds Twisted and autobahn below their next major
+thread). pyproject.toml bounds Twisted and autobahn below their next major
 version; raising a bound means running this test against the new release.
 """
 
@@ -84,21 +84,21 @@ PRIVATE_NAMES = [
 def test_each_private_name_houweb_relies_on_still_exists(owner, holder, name, use):
     assert hasattr(holder, name), (
         f"{owner}.{name} is gone in this Twisted/autobahn release, and {use}. "
-        "Find the public replacement (or pin the previous release in setup.py)."
+        "Find the public replacement (or pin the previous release in pyproject.toml)."
     )
 
 
-def test_setup_py_bounds_twisted_and_autobahn_below_their_next_major_version():
+def test_the_package_bounds_twisted_and_autobahn_below_their_next_major_version():
     import os
     import re
 
     from .support import ROOT
 
-    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as setup:
-        text = setup.read()
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as pyproject:
+        text = pyproject.read()
     for project in ("twisted", "autobahn"):
         found = re.search(rf'"{project}(\[\w+\])?>=[\d.]+,<(\d+)"', text)
-        assert found, f"setup.py has no upper bound on {project}"
+        assert found, f"pyproject.toml has no upper bound on {project}"
 
 
 #: Instance attributes twisted.web's HTTPChannel sets while it reads a request
@@ -109,7 +109,9 @@ CHANNEL_ATTRIBUTES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "use"), CHANNEL_ATTRIBUTES, ids=[n for n, _ in CHANNEL_ATTRIBUTES])
+@pytest.mark.parametrize(
+    ("name", "use"), CHANNEL_ATTRIBUTES, ids=[n for n, _ in CHANNEL_ATTRIBUTES]
+)
 def test_each_request_line_attribute_houweb_reads_is_set_by_http_channel(name, use):
     from twisted.internet.testing import StringTransport
 
@@ -125,7 +127,7 @@ def test_each_request_line_attribute_houweb_reads_is_set_by_http_channel(name, u
     channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n")
     assert seen.get(name) is not None, (
         f"twisted.web.http.HTTPChannel no longer sets {name} while reading a request line, "
-        f"and {use}. Find the public replacement (or pin the previous release in setup.py)."
+        f"and {use}. Find the public replacement (or pin the previous release in pyproject.toml)."
     )
     channel.connectionLost(None)
 
