@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
         run_script(argv[1], argv[2:])
         return
     options = parse(argv)
-    begin_logging(options["log-format"])
+    # The applications first: one that configures Python's logging gets
+    # houweb's log through it (events logged meanwhile wait for the choice).
     load_applications(options)
+    begin_logging(options["log-format"], use_logging=options["log-format"] == "text")
     try:
         run(
             in_background=False,

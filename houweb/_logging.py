@@ -131,7 +131,7 @@ def houweb_began() -> bool:
 
 
 def begin_logging(
-    log_format: str = "text", stream: IO[Any] | None = None
+    log_format: str = "text", stream: IO[Any] | None = None, use_logging: bool = True
 ) -> Callable[[], None] | None:
     """
     Send Twisted's log (houweb's included) where the module docstring says,
@@ -141,13 +141,17 @@ def begin_logging(
     :param log_format: how lines on ``stream`` look when :mod:`logging` is
         not configured.
     :param stream: where those lines go (stderr by default).
+    :param use_logging: go through Python's :mod:`logging` when it is
+        configured; ``False``: write ``stream`` regardless (an explicit
+        ``--log-format json``).
     :returns: a function that removes what this call added (call it when the
         server stops), or ``None`` if it added nothing.
     """
     console = observer_for(log_format, stream if stream is not None else sys.stderr)
     if _active or (logging_started() and not houweb_began()):
         return None
-    observer = cast(ILogObserver, StdlibObserver()) if logging_configured() else console
+    stdlib = use_logging and logging_configured()
+    observer = cast(ILogObserver, StdlibObserver()) if stdlib else console
     if houweb_began():
         globalLogPublisher.addObserver(observer)
     else:

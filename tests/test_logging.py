@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .children import Child, app, get
 from .support import APPS, ServerProcess
 
 
@@ -38,3 +39,25 @@ def test_houweb_restores_what_it_changed_in_logging_when_it_stops():
     assert "CHECK showwarning-kept True" in output
     # houweb's observer was removed: an event after the stop reaches no handler.
     assert "AFTER-STOP" not in output, output
+
+
+def test_python_m_houweb_logs_through_logging_an_app_configured():
+    with Child.houweb(f"--app={app('logging_cli_app.py')}", "--port=0") as child:
+        port = int(
+            child.wait_for(
+                r"^PYLOG houweb INFO houweb: listening on http://127.0.0.1:(\d+)/"
+            ).group(1)
+        )
+        get(port, "/hello")
+        child.wait_for(
+            r'^PYLOG houweb\.access INFO 127\.0\.0\.1 - - \[.*\] "GET /hello HTTP/1\.1" 200 5$'
+        )
+        assert "[houweb#info]" not in child.output
+
+
+def test_python_m_houweb_log_format_json_wins_over_logging():
+    with Child.houweb(
+        f"--app={app('logging_cli_app.py')}", "--port=0", "--log-format=json"
+    ) as child:
+        child.wait_for(r'"text": "houweb: listening on http://127.0.0.1:(\d+)/')
+        assert "PYLOG houweb" not in child.output
