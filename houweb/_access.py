@@ -37,15 +37,45 @@ def log_access(treq: Any, seconds: float) -> None:
 
     :param treq: the twisted.web request, finished (or dropped by its client).
     """
+    size = treq.sentLength
+    _log_line(
+        treq,
+        treq.method.decode("latin-1"),
+        treq.uri.decode("latin-1"),
+        treq.clientproto.decode("latin-1"),
+        treq.code,
+        size if size else 0,
+        seconds,
+    )
+
+
+def log_rejected(
+    treq: Any, method: bytes, target: bytes, protocol: bytes, status: int, size: int
+) -> None:
+    """
+    Log one access line for a request answered when its headers arrived
+    (a missing token, a Host not allowed, a body too large), before it was
+    routed; ``treq`` knows its client but not yet its request line.
+    """
+    _log_line(
+        treq,
+        method.decode("latin-1"),
+        target.decode("latin-1"),
+        protocol.decode("latin-1"),
+        status,
+        size,
+        0.0,
+    )
+
+
+def _log_line(
+    treq: Any, method: str, target: str, protocol: str, status: int, size: int, seconds: float
+) -> None:
     client = treq.getClientAddress()
     remote = getattr(client, "host", None) or "-"
-    method = treq.method.decode("latin-1")
-    target = treq.uri.decode("latin-1")
-    protocol = treq.clientproto.decode("latin-1")
-    size = treq.sentLength
     line = (
         f'{remote} - - {datetimeToLogString()} "{method} {target} {protocol}" '
-        f"{treq.code} {size if size else '-'}"
+        f"{status} {size if size else '-'}"
     )
     access_log.info(
         "{line}",
@@ -54,7 +84,7 @@ def log_access(treq: Any, seconds: float) -> None:
         method=method,
         target=target,
         protocol=protocol,
-        status=treq.code,
+        status=status,
         size=size,
         duration_ms=round(seconds * 1000, 3),
         referer=_header(treq, b"referer"),

@@ -35,6 +35,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 #: The ``kind`` label of a request no target answered (404, a CORS
 #: preflight, the metrics and health endpoints themselves).
 UNROUTED = "none"
+#: The ``kind`` label of a request answered when its headers arrived, before
+#: routing: a missing token (401), a Host not allowed (400), a body too large
+#: (413), a request too slow (408).
+REJECTED = "rejected"
 
 _kinds: dict[type, str] = {}
 
@@ -104,6 +108,12 @@ class ServerMetrics:
         received = getattr(treq, "houweb_received", 0)
         if received:
             self.upload_bytes.inc(received)
+
+    def rejected(
+        self, treq: Any, method: bytes, target: bytes, protocol: bytes, status: int, size: int
+    ) -> None:
+        """A request was answered when its headers arrived (``houweb_on_reject``)."""
+        self.requests.labels(REJECTED, str(status)).inc()
 
     def exposition(self) -> Response:
         """:returns: the metrics in Prometheus's text format."""
@@ -175,6 +185,7 @@ def install_metrics(context: ServerContext, site: HouwebSite) -> ServerMetrics |
         return None
     metrics = ServerMetrics(context, site)
     site.houweb_on_finish.append(metrics.observe)
+    site.houweb_on_reject.append(metrics.rejected)
     metrics_path, health_path = config.metrics_path, config.health_path
 
     def answer(request: Request) -> Response | None:

@@ -22,7 +22,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from . import _registry
-from ._access import log_access
+from ._access import log_access, log_rejected
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, describe, failure_response
@@ -258,8 +258,13 @@ class HouwebSite(server.Site):
         #: is over: the access log, the debug line, metrics. None: nothing
         #: is tracked, and a request costs no Deferred nor closure for it.
         self.houweb_on_finish: list[Callable[[Any, float], None]] = []
+        #: Called with (twisted.web request, method, target, protocol,
+        #: status, size) for each request answered when its headers arrived
+        #: (a missing token, say), before routing.
+        self.houweb_on_reject: list[Callable[[Any, bytes, bytes, bytes, int, int], None]] = []
         if context.config.access_log:
             self.houweb_on_finish.append(log_access)
+            self.houweb_on_reject.append(log_rejected)
         elif context.config.debug:
             self.houweb_on_finish.append(_log_request)
 
@@ -352,7 +357,14 @@ class HouwebSite(server.Site):
             response.setHeader(name, value)
         for response_filter in self.houweb.response_filters:
             response_filter(request, response)
-        return raw_response(response)
+        payload = raw_response(response)
+        if self.houweb_on_reject:
+            # twisted.web's channel holds the request line's version until
+            # the request is complete (tests/test_private_names.py).
+            protocol = getattr(treq.channel, "_version", None) or b"HTTP/1.1"
+            for on_reject in self.houweb_on_reject:
+                on_reject(treq, method, target, protocol, status, len(payload))
+        return payload
 
     def in_flight(self) -> int:
         """

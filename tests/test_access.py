@@ -121,3 +121,20 @@ def test_embedded_run_access_log_goes_to_the_houweb_access_logger():
     output = run_logging_app("--access-log")
     assert re.search(r"^PYLOG houweb\.access INFO " + clf("/hello"), output, re.M), output
     assert re.search(r"^PYLOG houweb\.access INFO " + clf("/boom"), output, re.M)
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_refused_when_their_headers_arrived_are_logged_too(serve, client, logged):
+    ran = []
+
+    @houweb.urlHandler("/secret")
+    def secret(request):
+        ran.append(request.path())
+        return "secret"
+
+    port = (await serve(access_log=True, token="s3cret")).port_numbers()[0]
+    refused = await client.get(port, "/secret?x=1")
+    assert refused.status == 401 and ran == []
+    (line,) = messages(access_events(logged)).splitlines()
+    found = re.fullmatch(clf(r"/secret\?x=1"), line)
+    assert found and found.group(1) == "401" and int(found.group(2)) > 0, line

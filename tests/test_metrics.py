@@ -171,9 +171,9 @@ async def test_metrics_and_health_need_the_token(serve, client):
         assert refused.status == 401
         assert b"houweb_" not in refused.body and b'"status"' not in refused.body
     found = await scrape(client, port, headers={"Authorization": "Bearer s3cret"})
-    # The refused scrapes never reached the metrics: only the request counted
-    # is none; the header guard answered them before routing.
-    assert "houweb_requests_total" not in found or not found["houweb_requests_total"]
+    # The refused scrapes were answered when their headers arrived, before
+    # routing: counted as rejected, never as answered by anything.
+    assert found["houweb_requests_total"] == {(("kind", "rejected"), ("status", "401")): 2}
 
 
 @pytest_twisted.ensureDeferred
