@@ -20,8 +20,9 @@ bench_requirements = _requirements("bench/requirements.txt")
 
 #: run(metrics=True), --metrics: the Prometheus endpoint.
 metrics_requirements = ["prometheus_client>=0.17"]
-#: The documentation site (docs/): sphinx-build -W -b html docs <dir>.
-docs_requirements = ["sphinx>=7"]
+#: The documentation site (docs/): sphinx-build -W -b html docs <dir>; its
+#: benchmark charts are drawn from bench/RESULTS.md with matplotlib.
+docs_requirements = ["sphinx>=7", "matplotlib>=3.5"]
 
 setup(
     extras_require={

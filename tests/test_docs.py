@@ -46,6 +46,22 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
     assert "max_num_threads" in api and "Service" in api  # autodoc found the docstrings
     tutorial = (out / "tutorial.html").read_text(encoding="utf-8")
     assert "api.shop.total" in tutorial  # the example file, included
+    for chart in ("load_rps", "load_p99", "upload", "cold_start"):
+        assert (out / "_images" / f"{chart}.png").stat().st_size > 1000, chart
+
+
+def test_the_charts_read_the_numbers_of_bench_results():
+    sys.path.insert(0, os.path.join(DOCS, "_ext"))
+    try:
+        import benchcharts
+    finally:
+        sys.path.remove(os.path.join(DOCS, "_ext"))
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), encoding="utf-8") as file:
+        tables = benchcharts.parse_tables(file.read())
+    load = next(rows for name, rows in tables.items() if name.startswith("Load"))
+    hello = next(r for r in load if r["endpoint"] == "hello" and r["server"] == "houweb")
+    assert benchcharts.number(hello["req/s"]) > 0
+    assert {r["server"] for r in load} >= {"houweb", "klein-pool"}
 
 
 def test_the_tutorial_app_serves_and_answers_from_python():
