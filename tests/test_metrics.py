@@ -216,3 +216,16 @@ def test_kinds_are_the_target_class_names_in_snake_case():
         "wsgi",
         "none",
     ]
+
+
+def test_metrics_without_prometheus_client_say_what_to_install(monkeypatch):
+    import sys
+
+    from twisted.internet import reactor
+
+    from houweb._config import ServerConfig
+    from houweb._server import Server
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    with pytest.raises(houweb.OperationFailed, match=r"pip install 'houweb\[metrics\]'"):
+        Server(ServerConfig.from_arguments(port=0, metrics=True), reactor)
