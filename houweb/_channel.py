@@ -12,10 +12,13 @@ import io
 import re
 from typing import Any, Callable
 
+from twisted.logger import Logger
 from twisted.web import http, server
 
 from ._status import label
 from ._uploads import FormError, FormReceiver, form_receiver, not_stored
+
+log = Logger(namespace="houweb")
 
 
 def _text(raw: bytes) -> str:
@@ -58,6 +61,8 @@ class HouwebChannel(http.HTTPChannel):
     _houweb_rejected = False
     #: The authority of an absolute-form target, until the headers are in.
     _houweb_authority: bytes | None = None
+    #: Aborts the connection if the client takes nothing for idle_timeout.
+    _houweb_drain_timer: Any = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
 
@@ -82,10 +87,47 @@ class HouwebChannel(http.HTTPChannel):
         return self.houweb_secure
 
     def connectionLost(self, reason: Any) -> None:
+        self._stop_drain_timer()
         if self.houweb_upgraded is not None:
             self.houweb_upgraded.connectionLost(reason)
         super().connectionLost(reason)
         self.site.connection_closed(self)
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: the client must take some within idle_timeout."""
+        super().pauseProducing()
+        self.houweb_waiting_to_write()
+
+    def resumeProducing(self) -> None:
+        """The transport sent everything it held: the client is reading."""
+        self._stop_drain_timer()
+        super().resumeProducing()
+
+    def houweb_waiting_to_write(self) -> None:
+        """
+        Data waits for the client to read it (the transport's buffer is
+        full, or the socket's for ``sendfile``): unless the transport drains
+        within ``idle_timeout`` (it then resumes this channel), the
+        connection is aborted, so a client that never reads cannot hold its
+        connection, its file handle and its buffers for ever.
+        """
+        if self._houweb_drain_timer is None or not self._houweb_drain_timer.active():
+            timeout = self.site.houweb.config.idle_timeout
+            self._houweb_drain_timer = self.callLater(timeout, lambda: self._not_draining(timeout))
+
+    def _stop_drain_timer(self) -> None:
+        if self._houweb_drain_timer is not None and self._houweb_drain_timer.active():
+            self._houweb_drain_timer.cancel()
+        self._houweb_drain_timer = None
+
+    def _not_draining(self, timeout: float) -> None:
+        self._houweb_drain_timer = None
+        log.info(
+            "houweb: aborting the connection of {peer}: it read nothing for {timeout:g}s",
+            peer=str(self.transport.getPeer()),
+            timeout=timeout,
+        )
+        self.transport.abortConnection()
 
     def upgrade(self, protocol: Any, first: bytes) -> None:
         """
