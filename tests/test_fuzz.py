@@ -115,7 +115,9 @@ targets_without_slash = st.one_of(
 
 
 @fuzz_settings
-@given(method=methods, target=targets_without_slash, version=st.sampled_from(["HTTP/1.1", "HTTP/1.0"]))
+@given(
+    method=methods, target=targets_without_slash, version=st.sampled_from(["HTTP/1.1", "HTTP/1.0"])
+)
 def test_request_targets_that_are_not_paths(fuzz_port, method, target, version):
     line = f"{method} {target} {version}".encode("utf-8", "surrogatepass")
     check_answer(fuzz_port, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -152,7 +154,11 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
         headers += b"If-Range: " + if_range + b"\r\n"
     answer = exchange(
         fuzz_port,
-        b"GET " + target.encode() + b" HTTP/1.1\r\nHost: x\r\n" + headers + b"Connection: close\r\n\r\n",
+        b"GET "
+        + target.encode()
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + headers
+        + b"Connection: close\r\n\r\n",
     )
     match = STATUS_LINE.match(answer)
     assert match and match.group(1) in (b"200", b"206", b"416"), answer[:300]
@@ -166,7 +172,9 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
 )
 def test_many_headers_in_any_case(fuzz_port, count, names):
     lines = b"".join(b"%s: %d\r\n" % (names[i % len(names)].encode(), i) for i in range(count))
-    check_answer(fuzz_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + lines + b"Connection: close\r\n\r\n")
+    check_answer(
+        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + lines + b"Connection: close\r\n\r\n"
+    )
 
 
 @fuzz_settings

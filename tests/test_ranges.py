@@ -150,9 +150,7 @@ async def test_if_range_with_the_current_etag_gets_the_range(serve, files, clien
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest_twisted.ensureDeferred
-async def test_if_range_after_the_file_changed_gets_the_new_file_whole(
-    serve, files, client, route
-):
+async def test_if_range_after_the_file_changed_gets_the_new_file_whole(serve, files, client, route):
     port = await start(serve)
     tag = (await client.get(port, route)).header("ETag")
     changed = b"new" + DATA[3:]

@@ -53,7 +53,9 @@ def exchange(port: int, payload: bytes) -> bytes:
 
 
 def get(port: int, target: bytes, headers: bytes = b"Host: x\r\n") -> tuple[int, bytes, bytes]:
-    raw = exchange(port, b"GET " + target + b" HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n")
+    raw = exchange(
+        port, b"GET " + target + b" HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n"
+    )
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.") else 0
     return status, head, body
@@ -127,4 +129,3 @@ def test_the_ancestor_walk_ends_whatever_it_is_given(path):
         walked.append(ancestor)
         assert len(walked) <= len(path) + 2, walked
     assert walked[0] == path
-
