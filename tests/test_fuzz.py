@@ -161,7 +161,10 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
         + b"Connection: close\r\n\r\n",
     )
     match = STATUS_LINE.match(answer)
-    assert match and match.group(1) in (b"200", b"206", b"416"), answer[:300]
+    # 400 only for a header Twisted refuses outright (a NUL in it)
+    assert match and match.group(1) in (b"200", b"206", b"416", b"400"), answer[:300]
+    if match.group(1) == b"400":
+        assert b"\x00" in range_value + (if_range or b""), answer[:300]
     assert len(answer) < 2 * 65536 + 8192  # never more than about the file (64 KiB)
 
 
