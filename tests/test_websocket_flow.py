@@ -95,13 +95,14 @@ async def test_a_slow_receive_pauses_reading_instead_of_queueing(app, client):
     await ws.wait_closed()
 
 
+@pytest.mark.parametrize("how", ["await", "thread"])
 @pytest_twisted.ensureDeferred
-async def test_send_waits_for_a_client_that_does_not_read(app):
+async def test_send_waits_for_a_client_that_does_not_read(app, how):
     child, port = app
     ws = await ws_connect(port, "/flood")
     before = rss(child.process.pid)
     ws.transport.pauseProducing()  # reads nothing for now
-    ws.sendMessage(b"await")
+    ws.sendMessage(how.encode())
     try:  # the old sends never waited
         await until(lambda: "SENT ALL\n" in child.lines, timeout=5)
     except AssertionError:

@@ -5,11 +5,13 @@ outside: its RSS is read from /proc while clients push or refuse data.
 - ``/held``: ``receive()`` waits until ``/release`` is requested, then
   answers each message with the count received so far.
 - ``/flood``: on ``"await"``, sends FLOOD messages of 1 MiB, awaiting each;
-  on ``"forget"``, sends them without awaiting. Prints ``SENT ALL`` after
-  the last, ``DISCONNECT <code>`` when the connection ends.
+  on ``"thread"``, the same from a thread of its own, waiting on each
+  future; on ``"forget"``, sends them without awaiting. Prints ``SENT ALL``
+  after the last, ``DISCONNECT <code>`` when the connection ends.
 """
 
 import asyncio
+import threading
 
 import houweb
 
@@ -39,11 +41,19 @@ class Flood(houweb.WebSocket):
     max_pending_send = 8 * 1024 * 1024
 
     async def receive(self, text_data=None, bytes_data=None):
+        if text_data == "thread":
+            threading.Thread(target=self.flood_from_a_thread, daemon=True).start()
+            return
         for _ in range(FLOOD):
             if text_data == "await":
                 await self.send(bytes_data=CHUNK)
             else:
                 self.send(bytes_data=CHUNK)
+        print("SENT ALL", flush=True)
+
+    def flood_from_a_thread(self):
+        for _ in range(FLOOD):
+            self.send(bytes_data=CHUNK).result(timeout=120)
         print("SENT ALL", flush=True)
 
     async def disconnect(self, code):
@@ -52,6 +62,5 @@ class Flood(houweb.WebSocket):
 
 houweb.run(port=0, in_background=True)
 print("PORT", houweb.serverPorts()[0], flush=True)
-import threading  # noqa: E402
 
 threading.Event().wait()
