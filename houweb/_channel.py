@@ -122,12 +122,13 @@ class HouwebChannel(http.HTTPChannel):
 
     def _not_draining(self, timeout: float) -> None:
         self._houweb_drain_timer = None
+        transport: Any = self.transport
         log.info(
             "houweb: aborting the connection of {peer}: it read nothing for {timeout:g}s",
-            peer=str(self.transport.getPeer()),
+            peer=str(transport.getPeer()),
             timeout=timeout,
         )
-        self.transport.abortConnection()
+        transport.abortConnection()
 
     def upgrade(self, protocol: Any, first: bytes) -> None:
         """
@@ -195,7 +196,8 @@ class HouwebChannel(http.HTTPChannel):
         target that is not a path would never be routed).
         """
         try:
-            self._path, self._houweb_authority = origin_form(self._path)
+            # Twisted's own (private) record of the target, which it hands to the request
+            self._path, self._houweb_authority = origin_form(self._path)  # type: ignore[assignment,arg-type]
         except ValueError as exc:
             self.refuse(400, str(exc))
 

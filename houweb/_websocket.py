@@ -332,7 +332,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
-            self.transport.pauseProducing()
+            transport: Any = self.transport
+            transport.pauseProducing()
 
     def _received(self, result: object, size: int) -> object:
         """A message was taken by ``receive()``: read again once under the limit."""
@@ -340,7 +341,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         if self._reading_paused and self._pending_receive <= self.endpoint.max_pending_receive:
             self._reading_paused = False
             if not self._ended:
-                self.transport.resumeProducing()
+                transport: Any = self.transport
+                transport.resumeProducing()
         return result
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
