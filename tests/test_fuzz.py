@@ -122,7 +122,7 @@ targets_without_slash = st.one_of(
 )
 def test_request_targets_that_are_not_paths(fuzz_port, method, target, version):
     line = f"{method} {target} {version}".encode("utf-8", "surrogatepass")
-    check_answer(fuzz_port, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check_answer(fuzz_port, line + b"\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 
 
 positions = st.integers(0, 70000).map(str)
@@ -158,7 +158,7 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
         fuzz_port,
         b"GET "
         + target.encode()
-        + b" HTTP/1.1\r\nHost: x\r\n"
+        + b" HTTP/1.1\r\nHost: localhost\r\n"
         + headers
         + b"Connection: close\r\n\r\n",
     )
@@ -178,7 +178,7 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
 def test_many_headers_in_any_case(fuzz_port, count, names):
     lines = b"".join(b"%s: %d\r\n" % (names[i % len(names)].encode(), i) for i in range(count))
     check_answer(
-        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + lines + b"Connection: close\r\n\r\n"
+        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n"
     )
 
 

@@ -52,7 +52,7 @@ def exchange(port: int, payload: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def get(port: int, target: bytes, headers: bytes = b"Host: x\r\n") -> tuple[int, bytes, bytes]:
+def get(port: int, target: bytes, headers: bytes = b"Host: localhost\r\n") -> tuple[int, bytes, bytes]:
     raw = exchange(
         port, b"GET " + target + b" HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n"
     )
@@ -78,35 +78,42 @@ def test_a_target_that_is_not_a_path_is_400_and_the_server_keeps_serving(port, t
 
 
 def test_asterisk_form_options_is_400(port):
-    raw = exchange(port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = exchange(port, b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 400 ")
     still_serving(port)
 
 
 def test_an_absolute_form_target_is_routed_by_its_path_with_its_authority_as_host(port):
     status, _, body = get(
-        port, b"http://example.com:8080/echo/a%20b?x=1", b"Host: other\r\nhost: third\r\n"
+        port, b"http://localhost:8080/echo/a%20b?x=1", b"Host: other\r\nhost: third\r\n"
     )
     assert status == 200
     seen = json.loads(body)
     assert seen["path"] == "/echo/a b" and seen["GET"] == {"x": ["1"]}
     hosts = [value for name, value in seen["headers"].items() if name.lower() == "host"]
-    assert hosts == ["example.com:8080"]
+    assert hosts == ["localhost:8080"]
     still_serving(port)
 
 
 def test_an_absolute_form_target_without_a_path_is_the_root(port):
     status, _, _ = get(port, b"HTTP://127.0.0.1")
     assert status == 404  # "/" has no handler in the app: routed, answered, not hung
-    status, _, body = get(port, b"https://h?x=2")
+    status, _, body = get(port, b"https://localhost?x=2")
     assert status == 404 and b"Not found: /" in body
     still_serving(port)
 
 
 def test_an_absolute_form_target_without_a_host_header_gets_one(port):
-    status, _, body = get(port, b"http://h.example/echo", headers=b"")
+    status, _, body = get(port, b"http://localhost/echo", headers=b"")
     assert status == 200
-    assert json.loads(body)["headers"]["Host"] == "h.example"
+    assert json.loads(body)["headers"]["Host"] == "localhost"
+
+
+def test_an_absolute_form_authority_is_checked_like_a_host_header(port):
+    """A foreign authority cannot hide behind an allowed Host header (rebinding)."""
+    status, _, body = get(port, b"http://evil.example/echo", b"Host: localhost\r\n")
+    assert status == 400 and b"ALLOWED_HOSTS" in body
+    still_serving(port)
 
 
 @pytest.mark.parametrize(

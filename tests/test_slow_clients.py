@@ -60,7 +60,7 @@ async def test_a_client_that_never_reads_is_dropped_after_idle_timeout(
     for _ in range(3):
         client = await connect_raw(server.port_numbers()[0])
         client.transport.pauseProducing()  # reads nothing, ever
-        request = f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"
+        request = f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
         client.transport.write(request.encode())
         clients.append(client)
     await until(lambda: open_handles(big_file) == 3)
@@ -74,7 +74,7 @@ async def test_a_client_that_never_reads_is_dropped_after_idle_timeout(
 async def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_file(serve, big_file):
     server = await serve(idle_timeout=1)
     client = await connect_raw(server.port_numbers()[0])
-    client.transport.write(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    client.transport.write(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     body = await client.done
     assert body.endswith(b"\0" * 1024) and len(body) > BIG
 
