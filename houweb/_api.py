@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from . import _describe, _registry
 from ._api_views import answer_api_view  # noqa: F401 - the responder of /api/docs and co.
 from ._api_wire import CallError, ResultError, encode_result, parse_call
-from ._dispatch import describe, format_traceback, is_async
+from ._dispatch import describe, format_traceback, is_async, let_go_of_locals
 from ._registry import APIEndpoint, Ports, normalize_ports
 from ._request import Request
 from ._response import Response, json_error
@@ -220,11 +220,14 @@ def _failure_response(failure: Failure, call: Call, target: APIFunctionTarget) -
         log.error("houweb: {message}", message=str(failure.value))
         return json_error(str(failure.value), 500)
     log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=str(target))
-    if not call.context.config.debug:
-        return json_error("Internal server error", 500)
-    exc = failure.value
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return json_error(message, 500, traceback=format_traceback(failure))
+    try:
+        if not call.context.config.debug:
+            return json_error("Internal server error", 500)
+        exc = failure.value
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return json_error(message, 500, traceback=format_traceback(failure))
+    finally:
+        let_go_of_locals(failure)
 
 
 def _introspection(call: Call) -> APIFunctionTarget:

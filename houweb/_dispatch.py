@@ -149,10 +149,10 @@ def failure_response(request: Request, failure: Failure, debug: bool, what: str)
             return Response(format_traceback(failure), 500, "text/plain")
         return errorResponse(request, "Internal server error", 500)
     finally:
-        _let_go_of_locals(failure)
+        let_go_of_locals(failure)
 
 
-def _let_go_of_locals(failure: Failure) -> None:
+def let_go_of_locals(failure: Failure) -> None:
     """
     Clear the local variables of the finished frames in ``failure``'s
     traceback (the log keeps the failure, with its frames as text): they hold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -986,3 +987,41 @@ async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
     # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core machine.
     assert latencies[len(latencies) // 2] < 0.1 and latencies[-1] < 1.0
     assert await until_empty(upload_dir) == []
+
+
+# Uploads are freed by reference counting, not by the garbage collector, which
+# may not run for a long time on a quiet server.
+
+
+@pytest.fixture
+def no_gc() -> Any:
+    """The cyclic garbage collector off for the test: only reference counts free objects."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("kind", ["APIError", "crash", "handler crash"])
+async def test_uploads_of_a_call_that_raised_are_freed_without_the_garbage_collector(
+    serve, client, upload_dir, no_gc, kind
+):
+    def failing(request: houweb.Request, f: houweb.UploadedFile) -> None:
+        assert os.path.exists(f.temporaryFilePath())
+        if kind == "APIError":
+            raise houweb.APIError("refused")
+        raise RuntimeError("boom")
+
+    houweb.apiFunction()(failing)
+    houweb.urlHandler("/up")(lambda request: failing(request, request.files()["f"]))
+    server = await serve(max_in_memory_file_upload_size=10)
+    port = server.port_numbers()[0]
+    if kind == "handler crash":
+        reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"a" * 100)))
+    else:
+        body = form_body(("json", '["failing", [], {}]'), ("f", "a", "", b"a" * 100))
+        reply = await post_form(client, port, "/api", body)
+    assert reply.status == (422 if kind == "APIError" else 500)
+    assert await until_empty(upload_dir) == []
+    assert await until(lambda: server.context.form_memory.held == 0)
