@@ -15,7 +15,7 @@ from twisted.web import http, server
 
 from ._body import RequestBody
 from ._status import label
-from ._uploads import FormError, FormReceiver, form_receiver, not_stored
+from ._uploads import FORM_URLENCODED, FormError, FormReceiver, form_receiver, not_stored
 
 
 def _text(raw: bytes) -> str:
@@ -84,6 +84,10 @@ class HouwebChannel(http.HTTPChannel):
         limit = self.site.houweb_max_request_size
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
+            return
+        form_limit = self.requests[-1].houweb_urlencoded_limit() if self.requests else None
+        if form_limit is not None and self.length is not None and self.length > form_limit:
+            self.reject(413, form_too_large(form_limit))
             return
         super().allHeadersReceived()
 
@@ -182,6 +186,11 @@ def too_large(limit: int) -> str:
     return f"request body exceeds the maximum request size of {limit} bytes"
 
 
+def form_too_large(limit: int) -> str:
+    """:returns: the message of a 413 for an urlencoded form."""
+    return f"form fields exceed {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE in the settings)"
+
+
 class HouwebRequest(server.Request):
     """
     A twisted.web request that counts its body against the size limit and
@@ -197,6 +206,8 @@ class HouwebRequest(server.Request):
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
+    #: The most bytes of an urlencoded body (its fields are all held in memory).
+    _houweb_form_limit: int | None = None
     #: Fires ``request_timeout`` after the request began to arrive, unless it has.
     _houweb_deadline: Any = None
     _houweb_arrived = False
@@ -217,6 +228,10 @@ class HouwebRequest(server.Request):
         limit = self.channel.site.houweb_max_request_size
         if self.houweb_received > limit:
             self.channel.reject(413, too_large(limit))
+            return
+        form_limit = self._houweb_form_limit
+        if form_limit is not None and self.houweb_received > form_limit:
+            self.channel.reject(413, form_too_large(form_limit))
             return
         if self.houweb_body_sink is not None:
             self.houweb_body_sink(data)
@@ -247,6 +262,7 @@ class HouwebRequest(server.Request):
         """
         receiver = None if length == 0 else self._form_receiver()
         if receiver is None:
+            self._houweb_form_limit = self.houweb_urlencoded_limit()
             super().gotLength(length)
             return
         self.houweb_upload = receiver
@@ -273,6 +289,26 @@ class HouwebRequest(server.Request):
             receiver.discard()
             return None
         return receiver
+
+    def houweb_urlencoded_limit(self) -> int | None:
+        """
+        :returns: the most bytes this request's body may have when it is an
+            urlencoded form (every field of which is held in memory, parsed on
+            the reactor thread): the settings' ``DATA_UPLOAD_MAX_MEMORY_SIZE``,
+            as for the fields of a multipart form; ``None`` for any other
+            body, or a target that reads the raw body itself (a WSGI app).
+        """
+        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
+        if content_type.split(";", 1)[0].strip().lower() != FORM_URLENCODED:
+            return None
+        site: Any = self.channel.site
+        limit: int | None = site.houweb.settings.data_upload_max_memory_size
+        if limit is None or site.houweb_wants_raw_body(
+            getattr(self.channel, "_path", None) or b"/",
+            getattr(self.channel, "houweb_local", None),
+        ):
+            return None
+        return limit
 
     def _own_body(self) -> None:
         """

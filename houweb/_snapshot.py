@@ -116,9 +116,23 @@ def _fields(
             return get_lists, post_lists, files
         if media_type(_header(header_lines, "content-type")) != FORM_URLENCODED:
             return get_lists, {}, {}
-        return get_lists, parse_form(_body_text(treq)), {}
+        text = _body_text(treq)
+        limit = _max_fields(treq)
+        if limit is not None and len(text.split("&", limit)) > limit:
+            raise BadRequest(
+                f"more than {limit} form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS in the settings)"
+            )
+        return get_lists, parse_form(text), {}
+    except BadRequest:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"invalid percent-encoding or UTF-8 in the query or form: {exc}") from None
+
+
+def _max_fields(treq: Any) -> int | None:
+    """:returns: the settings' ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` for ``treq``'s server."""
+    context = getattr(getattr(getattr(treq, "channel", None), "site", None), "houweb", None)
+    return None if context is None else context.settings.data_upload_max_number_fields
 
 
 def _body_text(treq: Any) -> str:

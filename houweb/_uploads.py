@@ -54,6 +54,7 @@ IN_MEMORY_BUDGET_FACTOR = 4
 #: Longest header line a part may have (a long file name, percent-encoded).
 MAX_PART_HEADER_SIZE = 8192
 
+FORM_URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART_FORM = "multipart/form-data"
 #: The ``errno`` values of a write that failed because the disk (or the
 #: user's disk quota) is full.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -21,12 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import deferToThread
+from twisted.web.client import FileBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 import houweb
 from houweb import _uploads
 from houweb._uploads import FormError, FormReceiver, form_receiver
 
-from .support import ServerProcess, connect_raw, sleep
+from .support import ServerProcess, connect_raw, raw_request, sleep
 
 BOUNDARY = "houweb-7d4a"
 FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -1025,3 +1028,62 @@ async def test_uploads_of_a_call_that_raised_are_freed_without_the_garbage_colle
     assert reply.status == (422 if kind == "APIError" else 500)
     assert await until_empty(upload_dir) == []
     assert await until(lambda: server.context.form_memory.held == 0)
+
+
+# Urlencoded forms have the same limits as multipart ones (issue 15, item 5):
+# parsed on the reactor thread, an unlimited one stalled every client.
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("length", ["Content-Length", "chunked"])
+async def test_an_urlencoded_form_over_data_upload_max_memory_size_is_a_413(
+    serve, client, length
+):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or str(len(request.POST()["a"])))
+    settings = {"DATA_UPLOAD_MAX_MEMORY_SIZE": 1000}
+    port = (await serve(settings=settings)).port_numbers()[0]
+    body = b"a=" + b"x" * 1000
+    headers = {"Content-Type": URLENCODED}
+    data: Any = body
+    if length == "chunked":
+        data = FileBodyProducer(io.BytesIO(body))
+        data.length = UNKNOWN_LENGTH  # treq sends it chunked
+    reply = await client.post(port, "/up", data=data, headers=headers)
+    assert reply.status == 413
+    assert b"DATA_UPLOAD_MAX_MEMORY_SIZE" in reply.body
+    assert called == []
+    fits = await client.post(port, "/up", data=b"a=" + b"x" * 998, headers=headers)
+    assert fits.text == "998"
+
+
+@pytest_twisted.ensureDeferred
+async def test_more_urlencoded_fields_than_data_upload_max_number_fields_is_a_400(serve, client):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or str(len(request.POST())))
+    port = (await serve(settings={"DATA_UPLOAD_MAX_NUMBER_FIELDS": 3})).port_numbers()[0]
+    headers = {"Content-Type": URLENCODED}
+    reply = await client.post(port, "/up", data=b"a=1&b=2&c=3&d=4", headers=headers)
+    assert reply.status == 400 and b"more than 3 form fields" in reply.body
+    assert called == []
+    assert (await client.post(port, "/up", data=b"a=1&b=2&c=3", headers=headers)).text == "3"
+
+
+@pytest_twisted.ensureDeferred
+async def test_huge_urlencoded_forms_are_refused_with_the_default_limits(serve, client):
+    called = []
+    houweb.urlHandler("/up")(lambda request: called.append(1) or str(len(request.POST())))
+    port = (await serve()).port_numbers()[0]
+    # Before: an 8 MB body of two million fields got 200 after the reactor spent
+    # 1.5 s parsing it, every other client waiting. Now 413 on its headers alone.
+    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {URLENCODED}\r\n"
+    reply = await raw_request(port, f"{head}Content-Length: 8000000\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"DATA_UPLOAD_MAX_MEMORY_SIZE" in reply
+    # Under the 2.5 MB limit: a million empty fields, 400 without parsing them.
+    headers = {"Content-Type": URLENCODED}
+    many = await client.post(port, "/up", data=b"a&" * 1_000_000, headers=headers)
+    assert many.status == 400
+    assert "more than 1000 form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS" in many.text
+    assert called == []
