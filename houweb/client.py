@@ -235,14 +235,23 @@ class ResponseFile(io.RawIOBase):
         length = response.getheader("Content-Length")
         #: The size the server announced, ``None`` when it did not.
         self.size: int | None = int(length) if length and length.isdigit() else None
+        self._received = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """
+        :raises http.client.IncompleteRead: when the connection ends before the
+            announced size (``read1`` would simply return ``b""``, so a cut
+            download would pass for a complete, shorter one).
+        """
         if self.closed:
             raise ValueError("read of a closed ResponseFile")
         data = self._response.read1(len(buffer))
+        if not data and len(buffer) and self.size is not None and self._received < self.size:
+            raise http.client.IncompleteRead(b"", self.size - self._received)
+        self._received += len(data)
         buffer[: len(data)] = data
         return len(data)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -432,3 +433,35 @@ def test_a_binary_result_is_streamed_not_buffered(tmp_path):
     assert kind == "ResponseFile"
     assert digest == hashlib.sha256(block * 100).hexdigest()
     assert growth < 32 * 1024 * 1024
+
+
+class _CutShort(protocol.Protocol):
+    """Announces a 1000-byte binary result, sends 10 bytes of it, and hangs up."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"x" * 10
+        )
+        self.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_binary_result_cut_short_is_an_error_not_a_short_file():
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        protocol.Factory.forProtocol(_CutShort)
+    )
+    url = f"http://127.0.0.1:{port.getHost().port}/api"
+
+    def read_all() -> bytes:
+        return read_result(Service(url, timeout=5).anything())
+
+    try:
+        # Before: 10 bytes returned as if they were the whole result.
+        with pytest.raises(http.client.IncompleteRead):
+            await in_thread(read_all)
+        with pytest.raises(Exception) as async_error:
+            await AsyncService(url, timeout=5).anything()
+        assert not isinstance(async_error.value, AssertionError)
+    finally:
+        await port.stopListening()
