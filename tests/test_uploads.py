@@ -1038,9 +1038,7 @@ URLENCODED = "application/x-www-form-urlencoded"
 
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("length", ["Content-Length", "chunked"])
-async def test_an_urlencoded_form_over_data_upload_max_memory_size_is_a_413(
-    serve, client, length
-):
+async def test_an_urlencoded_form_over_data_upload_max_memory_size_is_a_413(serve, client, length):
     called = []
     houweb.urlHandler("/up")(lambda request: called.append(1) or str(len(request.POST()["a"])))
     settings = {"DATA_UPLOAD_MAX_MEMORY_SIZE": 1000}
@@ -1087,3 +1085,35 @@ async def test_huge_urlencoded_forms_are_refused_with_the_default_limits(serve, 
     assert many.status == 400
     assert "more than 1000 form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS" in many.text
     assert called == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_form_memory_budget_is_given_back_in_every_ending_without_the_gc(
+    serve, client, upload_dir, no_gc
+):
+    houweb.urlHandler("/up")(lambda request: str(sorted(request.POST())))
+    houweb.urlHandler("/crash")(lambda request: 1 / 0)
+    server = await serve(max_request_size=200_000, settings={"DATA_UPLOAD_MAX_MEMORY_SIZE": 50_000})
+    port = server.port_numbers()[0]
+    budget = server.context.form_memory
+    small = form_body(("a", "1" * 1000), ("f", "f.bin", "", b"x" * 5000))
+    assert (await post_form(client, port, "/up", small)).text == "['a']"
+    assert (await post_form(client, port, "/crash", small)).status == 500
+    assert (await post_form(client, port, "/up", form_body(("a", "1" * 60_000)))).status == 413
+    assert (await post_form(client, port, "/up", small[:-10])).status == 400
+    # Cut off at max_request_size as a chunked body grows.
+    head = f"POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM_TYPE}\r\n"
+    big = form_body(("f", "f.bin", "", b"x" * 210_000))
+    chunked = b"".join(
+        b"%x\r\n%s\r\n" % (len(big[i : i + 10_000]), big[i : i + 10_000])
+        for i in range(0, len(big), 10_000)
+    )
+    reply = await raw_request(port, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + chunked)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    # The client leaves mid-upload.
+    raw = await connect_raw(port)
+    raw.transport.write(f"{head}Content-Length: {len(small) + 100}\r\n\r\n".encode() + small[:3000])
+    assert await until(lambda: budget.held > 0)
+    raw.transport.abortConnection()
+    assert await until(lambda: budget.held == 0), f"{budget.held} bytes still counted"
+    assert await until_empty(upload_dir) == []
