@@ -85,10 +85,15 @@ class HouwebChannel(http.HTTPChannel):
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
             return
-        form_limit = self.requests[-1].houweb_urlencoded_limit() if self.requests else None
-        if form_limit is not None and self.length is not None and self.length > form_limit:
-            self.reject(413, form_too_large(form_limit))
-            return
+        if self.requests:
+            request = self.requests[-1]
+            request.houweb_raw_body = self.site.houweb_wants_raw_body(
+                getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
+            )
+            form_limit = request.houweb_urlencoded_limit()
+            if form_limit is not None and self.length is not None and self.length > form_limit:
+                self.reject(413, form_too_large(form_limit))
+                return
         super().allHeadersReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
@@ -203,6 +208,9 @@ class HouwebRequest(server.Request):
     #: its status: 400, 413, 507...).
     houweb_body_error: FormError | None = None
     houweb_upload: FormReceiver | None = None
+    #: The target reads the raw body itself (a WSGI app reads ``wsgi.input``):
+    #: houweb neither parses nor limits its form, whatever its type.
+    houweb_raw_body = False
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
@@ -260,7 +268,7 @@ class HouwebRequest(server.Request):
         WSGI app). The temp files of a body cut short or bad are deleted when
         the request is over; those of a complete one belong to the Request.
         """
-        receiver = None if length == 0 else self._form_receiver()
+        receiver = None if length == 0 or self.houweb_raw_body else self._form_receiver()
         if receiver is None:
             self._houweb_form_limit = self.houweb_urlencoded_limit()
             super().gotLength(length)
@@ -274,7 +282,7 @@ class HouwebRequest(server.Request):
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
         site: Any = self.channel.site
         context = site.houweb
-        receiver = form_receiver(
+        return form_receiver(
             content_type,
             context.config.max_in_memory_file_upload_size,
             budget=context.form_memory,
@@ -282,13 +290,6 @@ class HouwebRequest(server.Request):
             max_fields=context.settings.data_upload_max_number_fields,
             max_files=context.settings.data_upload_max_number_files,
         )
-        if receiver is not None and site.houweb_wants_raw_body(
-            getattr(self.channel, "_path", None) or b"/",
-            getattr(self.channel, "houweb_local", None),
-        ):
-            receiver.discard()
-            return None
-        return receiver
 
     def houweb_urlencoded_limit(self) -> int | None:
         """
@@ -301,13 +302,10 @@ class HouwebRequest(server.Request):
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
         if content_type.split(";", 1)[0].strip().lower() != FORM_URLENCODED:
             return None
+        if self.houweb_raw_body:
+            return None
         site: Any = self.channel.site
         limit: int | None = site.houweb.settings.data_upload_max_memory_size
-        if limit is None or site.houweb_wants_raw_body(
-            getattr(self.channel, "_path", None) or b"/",
-            getattr(self.channel, "houweb_local", None),
-        ):
-            return None
         return limit
 
     def _own_body(self) -> None:

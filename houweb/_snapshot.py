@@ -114,6 +114,8 @@ def _fields(
         if form is not None:
             post_lists, files = form
             return get_lists, post_lists, files
+        if getattr(treq, "houweb_raw_body", False):
+            return get_lists, {}, {}  # the target (a WSGI app) decodes its own form
         if media_type(_header(header_lines, "content-type")) != FORM_URLENCODED:
             return get_lists, {}, {}
         text = _body_text(treq)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import threading
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -102,3 +103,20 @@ async def test_a_flask_upload_through_registerWSGIApp_works(serve, client):
             "sha256": hashlib.sha256(data).hexdigest(),
             "title": "cat",
         }
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wsgi_app_reads_any_urlencoded_body_itself(serve, client):
+    """houweb neither decodes nor limits the form of a WSGI app: the app does."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        data = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [data]
+
+    houweb.registerWSGIApp(app, "/w")
+    port = (await serve(settings={"DATA_UPLOAD_MAX_NUMBER_FIELDS": 3})).port_numbers()[0]
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    for body in [b"name=caf\xe9", b"a=1&b=2&c=3&d=4"]:  # latin-1; more fields than the limit
+        reply = await client.post(port, "/w/form", data=body, headers=headers)
+        assert (reply.status, reply.body) == (200, body)
