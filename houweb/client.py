@@ -346,8 +346,14 @@ class Service(_Service):
             except OSError as exc:
                 raise urllib.error.URLError(exc) from None
             watchdog.start()
-            connection.request("POST", target, body=body, headers=headers)
-            response = connection.getresponse()
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+            except OSError as exc:
+                # The server may answer before the whole body is sent (413 for
+                # a body over its limit) and close: its answer says why.
+                response = _early_answer(connection, exc)
+            else:
+                response = connection.getresponse()
             answer_type = response.getheader("Content-Type", "")
             if is_binary(response.status, answer_type):
                 watchdog.stop()
@@ -374,6 +380,17 @@ class Service(_Service):
                 raise
             result = exc
         return response.status, response.headers, result
+
+
+def _early_answer(connection: Any, send_error: OSError) -> http.client.HTTPResponse:
+    """
+    :returns: the answer a server sent before it stopped reading the body.
+    :raises OSError: ``send_error``, when there is none to read.
+    """
+    try:
+        return connection.getresponse()
+    except (OSError, http.client.HTTPException):
+        raise send_error from None
 
 
 def _connection(url: str, timeout: float | None) -> tuple[Any, str]:

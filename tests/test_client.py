@@ -465,3 +465,23 @@ async def test_a_binary_result_cut_short_is_an_error_not_a_short_file():
         assert not isinstance(async_error.value, AssertionError)
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_over_the_servers_limit_is_an_api_error_413(serve, tmp_path):
+    called = []
+
+    @houweb.apiFunction()
+    def keep(request, data):
+        called.append(data.size())
+
+    port = (await serve(max_request_size=100_000)).port_numbers()[0]
+    url = f"http://127.0.0.1:{port}/api"
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 20_000_000)
+    # Before: BrokenPipeError, the server's answer unread.
+    with pytest.raises(APIError) as error:
+        await in_thread(Service(url, timeout=30).keep, data=File(big))
+    assert error.value.status_code == 413
+    assert "maximum request size of 100000 bytes" in str(error.value.message)
+    assert called == []
