@@ -311,9 +311,9 @@ class HouwebRequest(server.Request):
     def _own_body(self) -> None:
         """
         The body is complete: the Request will own it (with what its form
-        holds in memory). twisted.web keeps a reader of its own, whose
-        ``close()`` when the response finishes or the client leaves closes
-        only that reader.
+        holds in memory). twisted.web keeps a reader of its own (a WSGI
+        app's ``wsgi.input``), which its ``close()`` when the response
+        finishes or the client leaves does not close.
         """
         held = (self.houweb_upload.memory,) if self.houweb_upload is not None else ()
         stored: Any = self.content
