@@ -212,6 +212,16 @@ async def _invoke_async(target: APIFunctionTarget, bound: inspect.BoundArguments
 
 def _failure_response(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
     """The JSON error answer for a call that raised (spec §13.5)."""
+    try:
+        return _error_answer(failure, call, target)
+    finally:
+        # Whatever the answer, the frames of the call (which hold its Request
+        # and uploads) must not live on with the failure, which a cycle of
+        # Twisted's (inlineCallbacks) may keep until the garbage collector runs.
+        let_go_of_locals(failure)
+
+
+def _error_answer(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
     if failure.check(APIError):
         return json_error(failure.value.message, 422)  # type: ignore[union-attr]
     if failure.check(ArgumentError):
@@ -220,14 +230,11 @@ def _failure_response(failure: Failure, call: Call, target: APIFunctionTarget) -
         log.error("houweb: {message}", message=str(failure.value))
         return json_error(str(failure.value), 500)
     log.failure("houweb: {what} raised an exception", failure, LogLevel.error, what=str(target))
-    try:
-        if not call.context.config.debug:
-            return json_error("Internal server error", 500)
-        exc = failure.value
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return json_error(message, 500, traceback=format_traceback(failure))
-    finally:
-        let_go_of_locals(failure)
+    if not call.context.config.debug:
+        return json_error("Internal server error", 500)
+    exc = failure.value
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return json_error(message, 500, traceback=format_traceback(failure))
 
 
 def _introspection(call: Call) -> APIFunctionTarget:

@@ -161,6 +161,15 @@ def let_go_of_locals(failure: Failure) -> None:
     tb = failure.value.__traceback__ or failure.tb
     if tb is not None:
         traceback.clear_frames(tb)
+    # And those of the exceptions it was raised from or during (``raise
+    # APIError(...)`` in an ``except`` block): their frames may hold it too.
+    seen = {id(failure.value)}
+    exc = failure.value.__cause__ or failure.value.__context__
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 def format_traceback(failure: Failure) -> str:

@@ -1117,3 +1117,38 @@ async def test_the_form_memory_budget_is_given_back_in_every_ending_without_the_
     raw.transport.abortConnection()
     assert await until(lambda: budget.held == 0), f"{budget.held} bytes still counted"
     assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("kind", ["APIError", "crash", "handler crash"])
+async def test_uploads_of_an_async_call_that_raised_are_freed_without_the_garbage_collector(
+    serve, client, upload_dir, no_gc, kind
+):
+    async def check(request: houweb.Request, f: houweb.UploadedFile) -> None:
+        assert os.path.exists(f.temporaryFilePath())
+        await sleep(0)
+        raise KeyError("f")
+
+    async def failing(request: houweb.Request, f: houweb.UploadedFile) -> None:
+        try:
+            await check(request, f)
+        except KeyError:  # raised during another exception, whose frames hold f
+            if kind == "APIError":
+                raise houweb.APIError("refused") from None
+            raise RuntimeError("boom")  # noqa: B904 - the context is the point
+
+    async def handler(request: houweb.Request) -> None:
+        await failing(request, request.files()["f"])
+
+    houweb.apiFunction()(failing)
+    houweb.urlHandler("/up")(handler)
+    server = await serve(max_in_memory_file_upload_size=10)
+    port = server.port_numbers()[0]
+    if kind == "handler crash":
+        reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"a" * 100)))
+    else:
+        body = form_body(("json", '["failing", [], {}]'), ("f", "a", "", b"a" * 100))
+        reply = await post_form(client, port, "/api", body)
+    assert reply.status == (422 if kind == "APIError" else 500)
+    assert await until_empty(upload_dir) == []
+    assert await until(lambda: server.context.form_memory.held == 0)
