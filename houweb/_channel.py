@@ -330,6 +330,10 @@ class HouwebRequest(server.Request):
         self.houweb_form = None
         self.houweb_upload = None
         self.houweb_body_sink = None
+        # twisted.web forgets its reader of the body when the response is
+        # finished, but only closes it when the client leaves (a WSGI app
+        # keeps its own reference as ``wsgi.input``).
+        self.content = None  # type: ignore[assignment]
 
     def _finish_form(self) -> None:
         if self.houweb_upload is None:

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import weakref
 from typing import Any
 
 import pytest
@@ -1152,3 +1153,37 @@ async def test_uploads_of_an_async_call_that_raised_are_freed_without_the_garbag
     assert reply.status == (422 if kind == "APIError" else 500)
     assert await until_empty(upload_dir) == []
     assert await until(lambda: server.context.form_memory.held == 0)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("content_type", [FORM_TYPE, "application/octet-stream"])
+async def test_a_request_whose_client_left_during_the_handler_is_freed_without_the_gc(
+    serve, client, upload_dir, no_gc, content_type
+):
+    started, gate, done = threading.Event(), threading.Event(), []
+
+    def handler(request: houweb.Request) -> str:
+        started.set()
+        gate.wait(10)
+        done.append(len(request.body()) + sum(f.size() for f in request.files().values()))
+        return "late"
+
+    houweb.urlHandler("/up")(handler)
+    server = await serve(max_in_memory_file_upload_size=1000)
+    port = server.port_numbers()[0]
+    body = form_body(("a", "x" * 5000), ("f", "f.bin", "", b"y" * 300_000))
+    freed = []
+    await send_and_leave(port, server, body, content_type, started)
+    if content_type == FORM_TYPE:
+        assert server.context.form_memory.held > 0 and os.listdir(upload_dir)
+    else:  # twisted.web's unnamed temp file: watch it through the RequestBody
+        bodies = [r for r in gc.get_objects() if type(r).__name__ == "RequestBody"]
+        assert len(bodies) == 1
+        weakref.finalize(bodies[0], freed.append, True)
+        del bodies
+    gate.set()
+    assert await until(lambda: done)
+    assert await until(lambda: server.context.form_memory.held == 0)
+    assert await until_empty(upload_dir) == []
+    if content_type != FORM_TYPE:
+        assert await until(lambda: freed), "the body outlived its request"
