@@ -1160,9 +1160,11 @@ async def test_uploads_of_an_async_call_that_raised_are_freed_without_the_garbag
 async def test_a_request_whose_client_left_during_the_handler_is_freed_without_the_gc(
     serve, client, upload_dir, no_gc, content_type
 ):
-    started, gate, done = threading.Event(), threading.Event(), []
+    started, gate, done, freed = threading.Event(), threading.Event(), [], []
 
     def handler(request: houweb.Request) -> str:
+        # twisted.web's unnamed temp file: watched through its RequestBody.
+        weakref.finalize(request._body, freed.append, True)
         started.set()
         gate.wait(10)
         done.append(len(request.body()) + sum(f.size() for f in request.files().values()))
@@ -1172,18 +1174,11 @@ async def test_a_request_whose_client_left_during_the_handler_is_freed_without_t
     server = await serve(max_in_memory_file_upload_size=1000)
     port = server.port_numbers()[0]
     body = form_body(("a", "x" * 5000), ("f", "f.bin", "", b"y" * 300_000))
-    freed = []
     await send_and_leave(port, server, body, content_type, started)
     if content_type == FORM_TYPE:
         assert server.context.form_memory.held > 0 and os.listdir(upload_dir)
-    else:  # twisted.web's unnamed temp file: watch it through the RequestBody
-        bodies = [r for r in gc.get_objects() if type(r).__name__ == "RequestBody"]
-        assert len(bodies) == 1
-        weakref.finalize(bodies[0], freed.append, True)
-        del bodies
     gate.set()
     assert await until(lambda: done)
     assert await until(lambda: server.context.form_memory.held == 0)
     assert await until_empty(upload_dir) == []
-    if content_type != FORM_TYPE:
-        assert await until(lambda: freed), "the body outlived its request"
+    assert await until(lambda: freed), "the body outlived its request"
