@@ -30,6 +30,7 @@ import houweb
 from houweb import _uploads
 from houweb._uploads import FormError, FormReceiver, form_receiver
 
+from .conftest import messages
 from .support import ServerProcess, connect_raw, raw_request, sleep
 
 BOUNDARY = "houweb-7d4a"
@@ -1182,3 +1183,25 @@ async def test_a_request_whose_client_left_during_the_handler_is_freed_without_t
     assert await until(lambda: server.context.form_memory.held == 0)
     assert await until_empty(upload_dir) == []
     assert await until(lambda: freed), "the body outlived its request"
+
+
+def test_the_sweep_leaves_other_users_files_and_counts_only_what_it_deleted(
+    upload_dir, monkeypatch, logged
+):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait(10)
+    for name in ("a", "b"):
+        with open(os.path.join(upload_dir, f"houweb-upload-{ended.pid}-{name}"), "wb") as made:
+            made.write(b"x")
+    target = os.path.join(upload_dir, "target")
+    with open(target, "wb") as made:
+        made.write(b"keep")
+    os.symlink(target, os.path.join(upload_dir, f"houweb-upload-{ended.pid}-link"))
+    # As seen by another user (in a shared /tmp), none of these files is its own.
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(target).st_uid + 1)
+    assert _uploads.remove_stale_uploads(upload_dir) == 0
+    assert len(os.listdir(upload_dir)) == 4
+    assert "could not delete" not in messages(logged)
+    monkeypatch.undo()
+    assert _uploads.remove_stale_uploads(upload_dir) == 2
+    assert sorted(os.listdir(upload_dir)) == sorted(["target", f"houweb-upload-{ended.pid}-link"])
