@@ -15,7 +15,14 @@ from twisted.web import http, server
 
 from ._body import RequestBody
 from ._status import label
-from ._uploads import FORM_URLENCODED, FormError, FormReceiver, form_receiver, not_stored
+from ._uploads import (
+    FORM_URLENCODED,
+    MULTIPART_FORM,
+    FormError,
+    FormReceiver,
+    form_receiver,
+    not_stored,
+)
 
 
 def _text(raw: bytes) -> str:
@@ -87,9 +94,11 @@ class HouwebChannel(http.HTTPChannel):
             return
         if self.requests:
             request = self.requests[-1]
-            request.houweb_raw_body = self.site.houweb_wants_raw_body(
-                getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
-            )
+            if request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
+                # Only a form's target matters (a route lookup per request costs).
+                request.houweb_raw_body = self.site.houweb_wants_raw_body(
+                    getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
+                )
             form_limit = request.houweb_urlencoded_limit()
             if form_limit is not None and self.length is not None and self.length > form_limit:
                 self.reject(413, form_too_large(form_limit))
@@ -291,6 +300,11 @@ class HouwebRequest(server.Request):
             max_files=context.settings.data_upload_max_number_files,
         )
 
+    def houweb_media_type(self) -> str:
+        """:returns: the body's media type, lower case, without parameters."""
+        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
+        return content_type.split(";", 1)[0].strip().lower()
+
     def houweb_urlencoded_limit(self) -> int | None:
         """
         :returns: the most bytes this request's body may have when it is an
@@ -299,10 +313,7 @@ class HouwebRequest(server.Request):
             as for the fields of a multipart form; ``None`` for any other
             body, or a target that reads the raw body itself (a WSGI app).
         """
-        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
-        if content_type.split(";", 1)[0].strip().lower() != FORM_URLENCODED:
-            return None
-        if self.houweb_raw_body:
+        if self.houweb_media_type() != FORM_URLENCODED or self.houweb_raw_body:
             return None
         site: Any = self.channel.site
         limit: int | None = site.houweb.settings.data_upload_max_memory_size
