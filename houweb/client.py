@@ -338,13 +338,20 @@ class Service(_Service):
             body = urllib.parse.urlencode({"json": payload}).encode("ascii")
             content_type, length = "application/x-www-form-urlencoded", len(body)
         headers = {**self._headers(), "Content-Type": content_type, "Content-Length": str(length)}
-        connection, target = _connection(self._url, self._timeout)
+        # Connecting may take what is left of the call's time, no more (a retry
+        # comes late in it); each read of the answer then the whole timeout.
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        connection, target = _connection(self._url, self._timeout if left is None else left)
         watchdog = _Watchdog(connection, deadline)
         try:
             try:
                 connection.connect()
+            except socket.timeout:
+                raise TimeoutError(f"no answer within {self._timeout:g} seconds") from None
             except OSError as exc:
                 raise urllib.error.URLError(exc) from None
+            if connection.sock is not None:
+                connection.sock.settimeout(self._timeout)
             watchdog.start()
             try:
                 connection.request("POST", target, body=body, headers=headers)

@@ -6,8 +6,10 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 
@@ -485,3 +487,44 @@ async def test_an_upload_over_the_servers_limit_is_an_api_error_413(serve, tmp_p
     assert error.value.status_code == 413
     assert "maximum request size of 100000 bytes" in str(error.value.message)
     assert called == []
+
+
+def test_a_retry_connects_within_what_is_left_of_the_timeout():
+    """A retried call whose server stops accepting connections ends at its deadline."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    done = threading.Event()
+    fillers: list[socket.socket] = []
+
+    def answer_429_then_stop_accepting() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        conn.close()
+        for _ in range(4):  # fill the backlog: later connects hang
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        done.wait(30)
+
+    thread = threading.Thread(target=answer_429_then_stop_accepting, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            Service(f"http://127.0.0.1:{port}/api", timeout=2).anything()
+        took = time.monotonic() - started
+    finally:
+        done.set()
+        thread.join(10)
+        for filler in fillers:
+            filler.close()
+        server.close()
+    # Before: 3 s (1 s of backoff, then a connect given the whole 2 s), and URLError.
+    assert took < 2.7
