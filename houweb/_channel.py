@@ -18,7 +18,14 @@ from twisted.web import http, server
 from ._body import RequestBody
 from ._render import SERVER
 from ._status import label
-from ._uploads import FormError, FormReceiver, form_receiver, not_stored
+from ._uploads import (
+    FORM_URLENCODED,
+    MULTIPART_FORM,
+    FormError,
+    FormReceiver,
+    form_receiver,
+    not_stored,
+)
 
 _SERVER = SERVER.encode("ascii")
 log = Logger(namespace="houweb")
@@ -168,6 +175,13 @@ class HouwebChannel(http.HTTPChannel):
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
             return
+        if self.requests:
+            request = self.requests[-1]
+            if request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
+                # Only a form's target matters (a route lookup per request costs).
+                request.houweb_raw_body = self.site.houweb_wants_raw_body(
+                    getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
+                )
         super().allHeadersReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
@@ -312,6 +326,9 @@ class HouwebRequest(server.Request):
     #: its status: 400, 413, 507...).
     houweb_body_error: FormError | None = None
     houweb_upload: FormReceiver | None = None
+    #: The target reads the raw body itself (a WSGI app reads ``wsgi.input``):
+    #: houweb neither parses nor limits its form, whatever its type.
+    houweb_raw_body = False
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
@@ -363,7 +380,7 @@ class HouwebRequest(server.Request):
         WSGI app). The temp files of a body cut short or bad are deleted when
         the request is over; those of a complete one belong to the Request.
         """
-        receiver = None if length == 0 else self._form_receiver()
+        receiver = None if length == 0 or self.houweb_raw_body else self._form_receiver()
         if receiver is None:
             super().gotLength(length)
             return
@@ -376,7 +393,7 @@ class HouwebRequest(server.Request):
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
         site: Any = self.channel.site
         context = site.houweb
-        receiver = form_receiver(
+        return form_receiver(
             content_type,
             context.config.max_in_memory_file_upload_size,
             budget=context.form_memory,
@@ -384,20 +401,18 @@ class HouwebRequest(server.Request):
             max_fields=context.settings.data_upload_max_number_fields,
             max_files=context.settings.data_upload_max_number_files,
         )
-        if receiver is not None and site.houweb_wants_raw_body(
-            getattr(self.channel, "_path", None) or b"/",
-            getattr(self.channel, "houweb_local", None),
-        ):
-            receiver.discard()
-            return None
-        return receiver
+
+    def houweb_media_type(self) -> str:
+        """:returns: the body's media type, lower case, without parameters."""
+        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
+        return content_type.split(";", 1)[0].strip().lower()
 
     def _own_body(self) -> None:
         """
         The body is complete: the Request will own it (with what its form
-        holds in memory). twisted.web keeps a reader of its own, whose
-        ``close()`` when the response finishes or the client leaves closes
-        only that reader.
+        holds in memory). twisted.web keeps a reader of its own (a WSGI
+        app's ``wsgi.input``), which its ``close()`` when the response
+        finishes or the client leaves does not close.
         """
         held = (self.houweb_upload.memory,) if self.houweb_upload is not None else ()
         stored: Any = self.content
@@ -414,6 +429,10 @@ class HouwebRequest(server.Request):
         self.houweb_form = None
         self.houweb_upload = None
         self.houweb_body_sink = None
+        # twisted.web forgets its reader of the body when the response is
+        # finished, but only closes it when the client leaves (a WSGI app
+        # keeps its own reference as ``wsgi.input``).
+        self.content = None  # type: ignore[assignment]
 
     def _finish_form(self) -> None:
         if self.houweb_upload is None:

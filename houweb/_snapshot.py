@@ -91,7 +91,11 @@ def snapshot(treq: Any, path: str, parse: bool = True, settings: Any = None) -> 
     form = None
     if parse:
         get_lists, post_lists, files = _fields(treq, target, header_lines)
-        if getattr(treq, "houweb_form", None) is None and _is_urlencoded(header_lines):
+        if (
+            getattr(treq, "houweb_form", None) is None
+            and not getattr(treq, "houweb_raw_body", False)  # a WSGI app decodes its own
+            and _is_urlencoded(header_lines)
+        ):
             form = _lazy_form(treq, settings)
     channel = treq.channel
     host = getattr(channel, "houweb_local", None) or treq.getHost()
