@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from . import _describe, _registry
 from ._api_views import answer_api_view  # noqa: F401 - the responder of /api/docs and co.
 from ._api_wire import CallError, ResultError, encode_result, parse_call
-from ._dispatch import describe, format_traceback, is_async
+from ._dispatch import describe, format_traceback, is_async, let_go_of_locals
 from ._registry import APIEndpoint, Ports, normalize_ports
 from ._request import Request
 from ._response import Response, json_error
@@ -272,6 +272,16 @@ async def _invoke_async(target: APIFunctionTarget, bound: inspect.BoundArguments
 
 def _failure_response(failure: Failure, call: Call, target: object) -> Response:
     """The JSON error answer for a call that raised (spec §13.5)."""
+    try:
+        return _error_answer(failure, call, target)
+    finally:
+        # Whatever the answer, the frames of the call (which hold its Request
+        # and uploads) must not live on with the failure, which a cycle of
+        # Twisted's (inlineCallbacks) may keep until the garbage collector runs.
+        let_go_of_locals(failure)
+
+
+def _error_answer(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
     if failure.check(APIError):
         return json_error(failure.value.message, 422)  # type: ignore[union-attr]
     if failure.check(ArgumentError):

@@ -6,10 +6,11 @@ twisted.web closes a request's body file when the response is finished or
 the client leaves, which may be long before the handler (or a thread or
 ``AsyncURLHandler`` it started) is done reading it. So once the body has
 arrived houweb takes the file away from twisted.web: the Request holds it,
-and twisted.web gets a :meth:`RequestBody.reader` whose ``close()`` closes
-only that reader. The file itself is closed (and, being an unnamed temp file,
-freed) when nothing refers to it any more: the request is finished, the
-handler returned, and nothing it started still holds the Request.
+and twisted.web gets a :meth:`RequestBody.reader` whose ``close()`` does
+nothing (a WSGI app may still read it as ``wsgi.input``). The file itself is
+closed (and, being an unnamed temp file, freed) when nothing refers to it any
+more: the request is finished, the handler returned, and nothing it started
+still holds the Request.
 """
 
 from __future__ import annotations
@@ -66,9 +67,19 @@ class RequestBody:
     def reader(self) -> IO[bytes]:
         """
         :returns: a new file-like object reading the body from its start, with
-            a position of its own; closing it leaves the body open.
+            a position of its own. Its ``close()`` does nothing: twisted.web
+            closes its request's body file when the response is finished or
+            the client leaves, while a WSGI app may still be reading it as
+            ``wsgi.input``. The body is freed when nothing refers to it.
         """
-        return io.BufferedReader(_BodyView(self))
+        return _Reader(_BodyView(self))
+
+
+class _Reader(io.BufferedReader):
+    """A buffered reader of a :class:`RequestBody` that cannot be closed."""
+
+    def close(self) -> None:
+        pass
 
 
 class _BodyView(io.RawIOBase):

@@ -9,16 +9,26 @@ connections and requests in flight for graceful shutdown.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any, Callable
 
+from twisted.logger import Logger
 from twisted.web import http, server
 
 from ._body import RequestBody
 from ._render import SERVER
 from ._status import label
-from ._uploads import FormError, FormReceiver, form_receiver, not_stored
+from ._uploads import (
+    FORM_URLENCODED,
+    MULTIPART_FORM,
+    FormError,
+    FormReceiver,
+    form_receiver,
+    not_stored,
+)
 
 _SERVER = SERVER.encode("ascii")
+log = Logger(namespace="houweb")
 
 
 def _text(raw: bytes) -> str:
@@ -28,11 +38,41 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+#: An absolute-form request target (RFC 9112 section 3.2.2): scheme, authority, the rest.
+_ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?#]*)([/?].*)?", re.DOTALL)
+
+
+def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
+    """
+    Reduce a request target to the origin form houweb routes (a path and
+    query, RFC 9112 section 3.2).
+
+    :returns: ``(path_and_query, authority)``: an origin-form target as is
+        with ``None``; an absolute-form one (``http://host:port/path?q``)
+        reduced to its path (``/`` when empty) and query, with its authority,
+        which replaces the Host header (RFC 9112 section 3.2.2).
+    :raises ValueError: for anything else: a target without a leading ``/``,
+        ``*`` (asterisk form), ``host:port`` (authority form), a URL of another
+        scheme, with user information or with no host.
+    """
+    if target.startswith(b"/"):
+        return target, None
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None or not match.group(1) or b"@" in match.group(1):
+        raise ValueError("the request target must be a path starting with '/'")
+    rest = match.group(2) or b"/"
+    return (b"/" + rest if rest.startswith(b"?") else rest), match.group(1)
+
+
 class HouwebChannel(http.HTTPChannel):
     """An HTTP/1.1 channel that can refuse a request before reading its body."""
 
     houweb_closing = False
     _houweb_rejected = False
+    #: The authority of an absolute-form target, until the headers are in.
+    _houweb_authority: bytes | None = None
+    #: Aborts the connection if the client takes nothing for idle_timeout.
+    _houweb_drain_timer: Any = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
 
@@ -57,10 +97,48 @@ class HouwebChannel(http.HTTPChannel):
         return self.houweb_secure
 
     def connectionLost(self, reason: Any) -> None:
+        self._stop_drain_timer()
         if self.houweb_upgraded is not None:
             self.houweb_upgraded.connectionLost(reason)
         super().connectionLost(reason)
         self.site.connection_closed(self)
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: the client must take some within idle_timeout."""
+        super().pauseProducing()
+        self.houweb_waiting_to_write()
+
+    def resumeProducing(self) -> None:
+        """The transport sent everything it held: the client is reading."""
+        self._stop_drain_timer()
+        super().resumeProducing()
+
+    def houweb_waiting_to_write(self) -> None:
+        """
+        Data waits for the client to read it (the transport's buffer is
+        full, or the socket's for ``sendfile``): unless the transport drains
+        within ``idle_timeout`` (it then resumes this channel), the
+        connection is aborted, so a client that never reads cannot hold its
+        connection, its file handle and its buffers for ever.
+        """
+        if self._houweb_drain_timer is None or not self._houweb_drain_timer.active():
+            timeout = self.site.houweb.config.idle_timeout
+            self._houweb_drain_timer = self.callLater(timeout, lambda: self._not_draining(timeout))
+
+    def _stop_drain_timer(self) -> None:
+        if self._houweb_drain_timer is not None and self._houweb_drain_timer.active():
+            self._houweb_drain_timer.cancel()
+        self._houweb_drain_timer = None
+
+    def _not_draining(self, timeout: float) -> None:
+        self._houweb_drain_timer = None
+        transport: Any = self.transport
+        log.info(
+            "houweb: aborting the connection of {peer}: it read nothing for {timeout:g}s",
+            peer=str(transport.getPeer()),
+            timeout=timeout,
+        )
+        transport.abortConnection()
 
     def upgrade(self, protocol: Any, first: bytes) -> None:
         """
@@ -77,6 +155,8 @@ class HouwebChannel(http.HTTPChannel):
 
     def headerReceived(self, line: bytes) -> bool:
         name, colon, value = line.partition(b":")
+        if self._houweb_authority is not None and name.strip().lower() == b"host":
+            return True  # the target's authority is the Host (see _target_received)
         if colon and self.requests:
             self.requests[-1].houweb_header_lines.append(
                 (_text(name.strip()), _text(value.strip(b" \t")))
@@ -95,6 +175,13 @@ class HouwebChannel(http.HTTPChannel):
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
             return
+        if self.requests:
+            request = self.requests[-1]
+            if request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
+                # Only a form's target matters (a route lookup per request costs).
+                request.houweb_raw_body = self.site.houweb_wants_raw_body(
+                    getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
+                )
         super().allHeadersReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
@@ -114,8 +201,40 @@ class HouwebChannel(http.HTTPChannel):
             self.requests[-1].houweb_still_arriving()
 
     def lineReceived(self, line: bytes) -> None:
-        if not self._houweb_rejected:
-            super().lineReceived(line)
+        if self._houweb_rejected:
+            return
+        if not line and self._houweb_authority is not None:
+            self._authority_is_host()
+            super().lineReceived(line)  # a last Host line pending in Twisted is dropped too
+            self._houweb_authority = None
+            return
+        started = len(self.requests)
+        super().lineReceived(line)
+        if len(self.requests) > started and not self._houweb_rejected and hasattr(self, "_path"):
+            self._target_received()
+
+    def _target_received(self) -> None:
+        """
+        The request line is in: keep an origin-form target, reduce an
+        absolute-form one to its path, refuse anything else with 400 (a
+        target that is not a path would never be routed).
+        """
+        try:
+            # Twisted's own (private) record of the target, which it hands to the request
+            self._path, self._houweb_authority = origin_form(self._path)  # type: ignore[assignment,arg-type]
+        except ValueError as exc:
+            self.refuse(400, str(exc))
+
+    def _authority_is_host(self) -> None:
+        """
+        The headers are in (Host lines were dropped): the absolute-form
+        target's authority becomes the Host header, before anything checks it.
+        """
+        authority = self._houweb_authority
+        assert authority is not None
+        request = self.requests[-1]
+        request.requestHeaders.setRawHeaders(b"host", [authority])
+        request.houweb_header_lines.append(("Host", _text(authority)))
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self._houweb_rejected = True
@@ -207,6 +326,9 @@ class HouwebRequest(server.Request):
     #: its status: 400, 413, 507...).
     houweb_body_error: FormError | None = None
     houweb_upload: FormReceiver | None = None
+    #: The target reads the raw body itself (a WSGI app reads ``wsgi.input``):
+    #: houweb neither parses nor limits its form, whatever its type.
+    houweb_raw_body = False
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
@@ -258,7 +380,7 @@ class HouwebRequest(server.Request):
         WSGI app). The temp files of a body cut short or bad are deleted when
         the request is over; those of a complete one belong to the Request.
         """
-        receiver = None if length == 0 else self._form_receiver()
+        receiver = None if length == 0 or self.houweb_raw_body else self._form_receiver()
         if receiver is None:
             super().gotLength(length)
             return
@@ -271,7 +393,7 @@ class HouwebRequest(server.Request):
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
         site: Any = self.channel.site
         context = site.houweb
-        receiver = form_receiver(
+        return form_receiver(
             content_type,
             context.config.max_in_memory_file_upload_size,
             budget=context.form_memory,
@@ -279,20 +401,18 @@ class HouwebRequest(server.Request):
             max_fields=context.settings.data_upload_max_number_fields,
             max_files=context.settings.data_upload_max_number_files,
         )
-        if receiver is not None and site.houweb_wants_raw_body(
-            getattr(self.channel, "_path", None) or b"/",
-            getattr(self.channel, "houweb_local", None),
-        ):
-            receiver.discard()
-            return None
-        return receiver
+
+    def houweb_media_type(self) -> str:
+        """:returns: the body's media type, lower case, without parameters."""
+        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
+        return content_type.split(";", 1)[0].strip().lower()
 
     def _own_body(self) -> None:
         """
         The body is complete: the Request will own it (with what its form
-        holds in memory). twisted.web keeps a reader of its own, whose
-        ``close()`` when the response finishes or the client leaves closes
-        only that reader.
+        holds in memory). twisted.web keeps a reader of its own (a WSGI
+        app's ``wsgi.input``), which its ``close()`` when the response
+        finishes or the client leaves does not close.
         """
         held = (self.houweb_upload.memory,) if self.houweb_upload is not None else ()
         stored: Any = self.content
@@ -309,6 +429,10 @@ class HouwebRequest(server.Request):
         self.houweb_form = None
         self.houweb_upload = None
         self.houweb_body_sink = None
+        # twisted.web forgets its reader of the body when the response is
+        # finished, but only closes it when the client leaves (a WSGI app
+        # keeps its own reference as ``wsgi.input``).
+        self.content = None  # type: ignore[assignment]
 
     def _finish_form(self) -> None:
         if self.houweb_upload is None:

@@ -196,10 +196,10 @@ def failure_response(request: Request, failure: Failure, debug: bool, what: str)
             return Response(format_traceback(failure), 500, "text/plain")
         return errorResponse(request, "Internal server error", 500)
     finally:
-        _let_go_of_locals(failure)
+        let_go_of_locals(failure)
 
 
-def _let_go_of_locals(failure: Failure) -> None:
+def let_go_of_locals(failure: Failure) -> None:
     """
     Clear the local variables of the finished frames in ``failure``'s
     traceback (the log keeps the failure, with its frames as text): they hold
@@ -208,6 +208,15 @@ def _let_go_of_locals(failure: Failure) -> None:
     tb = failure.value.__traceback__ or failure.tb
     if tb is not None:
         traceback.clear_frames(tb)
+    # And those of the exceptions it was raised from or during (``raise
+    # APIError(...)`` in an ``except`` block): their frames may hold it too.
+    seen = {id(failure.value)}
+    exc = failure.value.__cause__ or failure.value.__context__
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 def format_traceback(failure: Failure) -> str:

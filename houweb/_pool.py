@@ -136,11 +136,18 @@ def _run(
         del args, kw  # the Failure's traceback keeps this frame: not the Request in it
         result = Failure()
         ok = False
-    if onResult is None:
-        if not ok:
-            log.failure("houweb: a call in the thread pool failed", result)
-        return
     try:
-        onResult(ok, result)
-    except BaseException:  # noqa: BLE001 - nothing else would report it
-        log.failure("houweb: could not hand a result back from the thread pool")
+        if onResult is None:
+            if not ok:
+                log.failure("houweb: a call in the thread pool failed", result)
+            return
+        try:
+            onResult(ok, result)
+        except BaseException:  # noqa: BLE001 - nothing else would report it
+            log.failure("houweb: could not hand a result back from the thread pool")
+    finally:
+        # A Failure's traceback holds this frame, whose ``result`` holds the
+        # Failure: a cycle that only the garbage collector (which may not run
+        # for a long time) would free, and with it the handler's frames, its
+        # Request and the uploads it owns. Break it.
+        del result

@@ -121,12 +121,16 @@ def normalize_path(path: str) -> str:
 
 
 def _ancestors(path: str) -> Iterable[str]:
-    """``/a/b`` → ``/a/b``, ``/a``, ``/``."""
+    """
+    ``/a/b`` → ``/a/b``, ``/a``, ``/``. Each step is shorter than the last,
+    so the walk ends whatever it is given (``foo`` → ``foo``).
+    """
     while True:
         yield path
-        if path == "/":
+        parent = path.rsplit("/", 1)[0] or "/"
+        if len(parent) >= len(path):
             return
-        path = path.rsplit("/", 1)[0] or "/"
+        path = parent
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 Writing a :class:`houweb.Response` onto a twisted.web request, on the reactor
 thread: status and headers, then the body, or the file streamed from disk with
 twisted.web's static file machinery (a producer, so the file is never read
-whole; Range, HEAD, If-Modified-Since, plus an ETag and If-None-Match), its
+whole; Range, HEAD, If-Modified-Since, plus an ETag, If-None-Match and
+If-Range; which Ranges are honoured is ``_ranges``' choice), its
 body sent with ``os.sendfile`` where it can be (see ``_sendfile``).
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Callable
 from twisted.logger import Logger
 from twisted.web import http, server, static
 
+from ._ranges import honoured_range
 from ._response import Response
 from ._sendfile import sendfile_producer
 from ._status import phrase
@@ -49,19 +51,37 @@ class StreamedFile(static.File):
                 request.requestHeaders.removeHeader(name)
             return super().render_GET(request)
         self.restat(False)
-        if self.exists() and self._not_modified(request):
-            return b""
+        if self.exists():
+            tag = entity_tag(self.getsize(), self.getModificationTime())
+            if self._not_modified(request, tag):
+                return b""
+            self._choose_range(request, tag)
         return super().render_GET(request)
 
     render_HEAD = render_GET
 
-    def _not_modified(self, request: Any) -> bool:
+    def _choose_range(self, request: Any, tag: bytes) -> None:
+        """
+        Leave twisted.web a Range it may answer with 206 (see ``_ranges``),
+        or none, so that it sends the whole file with 200.
+        """
+        header = request.getHeader(b"range")
+        if header is None:
+            return
+        wanted = honoured_range(
+            header, request.getHeader(b"if-range"), self.getsize(), tag, self.getModificationTime()
+        )
+        if wanted is None:
+            request.requestHeaders.removeHeader(b"range")
+        else:
+            request.requestHeaders.setRawHeaders(b"range", [wanted])
+
+    def _not_modified(self, request: Any, tag: bytes) -> bool:
         """
         Send the ETag; answer 304 when ``If-None-Match`` names it. When
         ``If-None-Match`` is present it decides alone (RFC 9110 13.2.2), so
         ``If-Modified-Since`` is then dropped.
         """
-        tag = entity_tag(self.getsize(), self.getModificationTime())
         request.setHeader(b"etag", tag)
         wanted = request.getHeader(b"if-none-match")
         if wanted is None:

@@ -27,13 +27,24 @@ BodySource = Union[bytes, IO[bytes], RequestBody]
 
 
 class HeaderDict(dict):  # type: ignore[type-arg]
-    """A ``dict`` of headers whose lookups ignore case; keys keep their spelling."""
+    """
+    A ``dict`` of headers whose lookups ignore case; keys keep their spelling.
+    Lookups in another case go through an index of the lowercased names
+    (one dict lookup), falling back on a scan only for keys added later.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._lower = {key.lower(): key for key in self if isinstance(key, str)}
 
     def _key(self, name: object) -> object:
         if isinstance(name, str) and not dict.__contains__(self, name):
             lower = name.lower()
+            key = self._lower.get(lower)
+            if key is not None and dict.__contains__(self, key):
+                return key
             for key in self:
-                if key.lower() == lower:
+                if isinstance(key, str) and key.lower() == lower:
                     return key
         return name
 
@@ -45,6 +56,20 @@ class HeaderDict(dict):  # type: ignore[type-arg]
 
     def get(self, name: object, default: object = None) -> object:  # type: ignore[override]
         return dict.get(self, self._key(name), default)
+
+
+def header_index(lines: Sequence[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """
+    :returns: each header by its lowercased name: ``(name as first spelled,
+        every value joined by ", ")``, built in one pass over ``lines``.
+    """
+    spelled: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
+    for name, value in lines:
+        lower = name.lower()
+        spelled.setdefault(lower, name)
+        values.setdefault(lower, []).append(value)
+    return {lower: (spelled[lower], ", ".join(found)) for lower, found in values.items()}
 
 
 def _last(lists: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -79,6 +104,8 @@ class Request:
         self._target = target
         self._query = target.partition("?")[2]
         self._header_lines = tuple(header_lines)
+        #: :func:`header_index` of the header lines, built on first use.
+        self._header_index: dict[str, tuple[str, str]] | None = None
         self._local = local_address
         self._client = client_address
         self._protocol = protocol
@@ -130,15 +157,23 @@ class Request:
         :returns: the headers, names spelled as sent, looked up in any case;
             repeated headers joined by ``", "``.
         """
-        result = HeaderDict()
-        for name, value in self._header_lines:
-            key = result._key(name)
-            result[key] = f"{result[key]}, {value}" if key in result else value
-        return result
+        return HeaderDict(self._headers_by_name().values())
 
     def header(self, name: str, default: str = "") -> str:
         """:returns: one header's value (any case), repeats joined."""
-        return str(self.headers().get(name, default))
+        found = self._headers_by_name().get(name.lower()) if isinstance(name, str) else None
+        return str(default) if found is None else found[1]
+
+    def _headers_by_name(self) -> dict[str, tuple[str, str]]:
+        """
+        The header index, built once per Request (a request with hundreds
+        of headers must not cost hundreds of scans per lookup). Threads that
+        race to build it build the same value; either one is kept.
+        """
+        index = self._header_index
+        if index is None:
+            index = self._header_index = header_index(self._header_lines)
+        return index
 
     def cookies(self) -> dict[str, str]:
         """:returns: the cookies sent, by name (the last one of a name wins)."""

@@ -240,7 +240,7 @@ def _http_date(when: datetime.datetime | float | str) -> str:
 
 
 def _accepts_json(request: Request) -> bool:
-    accept = request.headers().get("Accept", "")
+    accept = request.header("Accept")
     return any(
         part.split(";", 1)[0].strip().lower() == "application/json" for part in accept.split(",")
     )

@@ -164,3 +164,6 @@ class SendfileProducer:
         """
         self._transport.producerPaused = True
         self._transport.startWriting()
+        waiting = getattr(self.request.channel, "houweb_waiting_to_write", None)
+        if waiting is not None:
+            waiting()  # a client that never reads is dropped after idle_timeout

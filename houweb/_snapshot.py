@@ -36,10 +36,14 @@ class BadRequest(ValueError):
 
 def decode_path(raw_target: bytes) -> str:
     """
-    :returns: the percent-decoded (UTF-8) path of a raw request target.
-    :raises BadRequest: on invalid percent-encoding or UTF-8.
+    :returns: the percent-decoded (UTF-8) path of a raw origin-form request
+        target (the channel reduced an absolute-form one to that).
+    :raises BadRequest: for a target that does not start with ``/``, or on
+        invalid percent-encoding or UTF-8.
     """
     raw_path = raw_target.split(b"?", 1)[0]
+    if not raw_path.startswith(b"/"):
+        raise BadRequest("the request target must be a path starting with '/'")
     try:
         text = raw_path.decode("ascii")
         if "%" in text:
@@ -87,7 +91,11 @@ def snapshot(treq: Any, path: str, parse: bool = True, settings: Any = None) -> 
     form = None
     if parse:
         get_lists, post_lists, files = _fields(treq, target, header_lines)
-        if getattr(treq, "houweb_form", None) is None and _is_urlencoded(header_lines):
+        if (
+            getattr(treq, "houweb_form", None) is None
+            and not getattr(treq, "houweb_raw_body", False)  # a WSGI app decodes its own
+            and _is_urlencoded(header_lines)
+        ):
             form = _lazy_form(treq, settings)
     channel = treq.channel
     host = getattr(channel, "houweb_local", None) or treq.getHost()

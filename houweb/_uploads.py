@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 import threading
 import weakref
@@ -54,6 +55,7 @@ IN_MEMORY_BUDGET_FACTOR = 4
 #: Longest header line a part may have (a long file name, percent-encoded).
 MAX_PART_HEADER_SIZE = 8192
 
+FORM_URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART_FORM = "multipart/form-data"
 #: The ``errno`` values of a write that failed because the disk (or the
 #: user's disk quota) is full.
@@ -125,8 +127,9 @@ def remove_stale_uploads(directory: str | None = None) -> int:
     """
     Delete the upload temp files that processes which no longer exist left
     in ``directory`` (``tempfile.gettempdir()`` by default): a process killed
-    mid-upload never deletes its own. Files of live processes (any user's),
-    of this process, and files without a pid in their name are left alone.
+    mid-upload never deletes its own. Files of live processes, of this
+    process, of other users, symlinks and files without a pid in their name
+    are left alone.
 
     :returns: how many files were deleted.
     """
@@ -149,9 +152,20 @@ def remove_stale_uploads(directory: str | None = None) -> int:
         if alive[pid]:
             continue
         path = os.path.join(directory, name)
-        if os.path.isfile(path) and not os.path.islink(path):
-            remove_quietly(path)
-            removed += 1
+        try:
+            status = os.lstat(path)
+        except OSError:
+            continue
+        # Only regular files of this user: never a symlink, and never another
+        # user's file in a shared /tmp (its process may live in another PID
+        # namespace, and deleting it would fail and warn at every start).
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+            continue
+        try:
+            os.remove(path)
+        except OSError:
+            continue
+        removed += 1
     if removed:
         log.info(
             "houweb: deleted {count} upload temp files left by ended processes in {directory}",

@@ -26,9 +26,11 @@ from typing import Any, Callable, TypeVar
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from . import _registry
 from ._coroutines import event_loop, run_coroutine
@@ -47,6 +49,9 @@ W = TypeVar("W", bound=type)
 HANDSHAKE_TIMEOUT = 30.0
 #: Close codes a server may send (RFC 6455 section 7.4, IANA registry).
 _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
+#: What a queued message costs beyond its payload (objects, callbacks), in
+#: bytes, so that a flood of empty messages is bounded too.
+_MESSAGE_COST = 256
 NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
 
 
@@ -66,12 +71,20 @@ class WebSocket:
 
     :meth:`send` and :meth:`close` return awaitables; they may also be called
     from other threads (a handler in the pool), where they return a
-    :class:`concurrent.futures.Future`.
+    :class:`concurrent.futures.Future`. What :meth:`send` returns is done
+    once the message is handed to the connection and the connection's send
+    buffer is below its high-water mark (the client is reading).
     """
 
     #: The largest message (or frame) a client may send, in bytes; a larger
     #: one closes the connection with 1009 (extension).
     max_message_size = 16 * 1024 * 1024
+    #: Bytes of received messages waiting for ``receive()`` above which houweb
+    #: stops reading from the client until ``receive()`` catches up (extension).
+    max_pending_receive = 1024 * 1024
+    #: Bytes sent while the client is not taking what was sent before (by
+    #: sends not awaited) above which the connection is closed (extension).
+    max_pending_send = 16 * 1024 * 1024
 
     _houweb_connection: _Connection | None = None
 
@@ -95,7 +108,9 @@ class WebSocket:
         """
         Send a text message (``text_data``) or a binary one (``bytes_data``, or
         bytes given first). Messages sent after the connection closed are
-        dropped.
+        dropped. Await the result: it is done once the client has taken
+        what was sent before (sends not awaited pile up, and past
+        :attr:`max_pending_send` bytes the connection is closed).
 
         :raises ValueError: when both or neither are given.
         :raises TypeError: for a text that is not ``str`` or bytes that are not bytes.
@@ -199,6 +214,51 @@ def _handshake(treq: Any) -> bytes:
 _FACTORIES: dict[int, WebSocketServerFactory] = {}
 
 
+@implementer(IPushProducer)
+class _SendWindow:
+    """
+    Whether the client takes what is sent: registered as the producer of
+    the upgraded request, it is paused by the transport (through the HTTP
+    channel) when the transport's buffer passes its high-water mark and
+    resumed once the buffer is empty.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.paused = False
+        #: Bytes written while paused: sent but not taken.
+        self.backlog = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def wait(self) -> asyncio.Future[None]:
+        """:returns: a future done once the buffer drained (or the connection ended)."""
+        future = self._loop.create_future()
+        if self.paused:
+            self._waiters.append(future)
+        else:
+            future.set_result(None)
+        return future
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.backlog = 0
+        self._wake()
+
+    def stopProducing(self) -> None:
+        """The connection is gone: nobody waits any more (later sends are dropped)."""
+        self.paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+
 def _factory(reactor: Any) -> WebSocketServerFactory:
     """The autobahn options every houweb WebSocket shares (one set per reactor)."""
     factory = _FACTORIES.get(id(reactor))
@@ -232,11 +292,22 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._accepted = False
         self._ended = False
         self._events: Deferred[None] = succeed(None)
+        self._idle_timeout = call.context.config.idle_timeout
+        self._window = _SendWindow(event_loop(self._reactor))
+        #: Bytes of messages queued for ``receive()``, and whether reading
+        #: from the client is paused until they are taken.
+        self._pending_receive = 0
+        self._reading_paused = False
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
         limit = self.endpoint.max_message_size
         self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
+        # A client that answers no ping is dropped (1006): silent connections
+        # do not hold their place for ever. autobahn's timers truncate their
+        # deadline to a whole second (up to 1 s early), hence the second added.
+        self.autoPingInterval = self.autoPingTimeout = self._idle_timeout + 1
+        self._treq.registerProducer(self._window, True)
 
     # autobahn's events
 
@@ -252,16 +323,35 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._done_opening()
 
     def onMessage(self, payload: bytes, is_binary: bool) -> None:
+        size = len(payload) + _MESSAGE_COST
+        self._pending_receive += size
         if is_binary:
             self._queue("receive", bytes_data=payload)
         else:
             self._queue("receive", text_data=payload.decode("utf-8"))
+        self._events.addBoth(self._received, size)
+        if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
+            # receive() is behind: let TCP tell the client to wait.
+            self._reading_paused = True
+            transport: Any = self.transport
+            transport.pauseProducing()
+
+    def _received(self, result: object, size: int) -> object:
+        """A message was taken by ``receive()``: read again once under the limit."""
+        self._pending_receive -= size
+        if self._reading_paused and self._pending_receive <= self.endpoint.max_pending_receive:
+            self._reading_paused = False
+            if not self._ended:
+                transport: Any = self.transport
+                transport.resumeProducing()
+        return result
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._ended:
             return
         self._ended = True
         self._done_opening()
+        self._window.stopProducing()
         if self.closedByMe and self.localCloseCode is not None:
             code = self.localCloseCode  # the client's reply only acknowledges it
         elif not was_clean:
@@ -290,11 +380,32 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
                 self._decision.callback(None)
         return self._opened
 
-    def send(self, payload: bytes, binary: bool) -> None:
+    def send(self, payload: bytes, binary: bool) -> asyncio.Future[None] | None:
+        """
+        Write one message. :returns: a future done once the client took what
+        was sent (``None`` when nothing waits); a client that leaves more
+        than ``max_pending_send`` bytes untaken is disconnected.
+        """
         if not self._accepted:
             raise RuntimeError("send() before accept()")
-        if self.state == self.STATE_OPEN:
-            self.sendMessage(payload, isBinary=binary)
+        if self.state != self.STATE_OPEN:
+            return None
+        behind = self._window.paused
+        self.sendMessage(payload, isBinary=binary)
+        if not self._window.paused:
+            return None
+        if behind:
+            self._window.backlog += len(payload)
+            if self._window.backlog > self.endpoint.max_pending_send:
+                log.warn(
+                    "houweb: {what}: the client took none of the last {size} bytes sent; "
+                    "closing the connection (max_pending_send)",
+                    what=self._what,
+                    size=self._window.backlog,
+                )
+                self.dropConnection(abort=True)
+                return None
+        return self._window.wait()
 
     def close(self, code: int) -> None:
         if not self._accepted:
@@ -302,15 +413,18 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         elif self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, isReply=False)
 
-    def on_reactor(self, action: Callable[[], None]) -> Awaitable[None]:
+    def on_reactor(self, action: Callable[[], asyncio.Future[None] | None]) -> Awaitable[None]:
         """
         Do ``action`` on the reactor thread.
 
-        :returns: on the reactor thread, a done asyncio future (``action``
-            ran, or raised at once); from another thread, a concurrent future.
+        :returns: on the reactor thread, the asyncio future ``action``
+            returned, or a done one (``action`` ran, or raised at once); from
+            another thread, a concurrent future done when that one is.
         """
         if threadable.isInIOThread():
-            action()
+            waiting = action()
+            if waiting is not None:
+                return waiting
             done: asyncio.Future[None] = event_loop(self._reactor).create_future()
             done.set_result(None)
             return done
@@ -318,11 +432,14 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
 
         def run() -> None:
             try:
-                action()
+                waiting = action()
             except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
                 future.set_exception(exc)
             else:
-                future.set_result(None)
+                if waiting is None:
+                    future.set_result(None)
+                else:
+                    waiting.add_done_callback(lambda _: future.set_result(None))
 
         self._reactor.callFromThread(run)
         return future  # type: ignore[return-value]

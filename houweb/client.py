@@ -235,14 +235,23 @@ class ResponseFile(io.RawIOBase):
         length = response.getheader("Content-Length")
         #: The size the server announced, ``None`` when it did not.
         self.size: int | None = int(length) if length and length.isdigit() else None
+        self._received = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """
+        :raises http.client.IncompleteRead: when the connection ends before the
+            announced size (``read1`` would simply return ``b""``, so a cut
+            download would pass for a complete, shorter one).
+        """
         if self.closed:
             raise ValueError("read of a closed ResponseFile")
         data = self._response.read1(len(buffer))
+        if not data and len(buffer) and self.size is not None and self._received < self.size:
+            raise http.client.IncompleteRead(b"", self.size - self._received)
+        self._received += len(data)
         buffer[: len(data)] = data
         return len(data)
 
@@ -329,16 +338,29 @@ class Service(_Service):
             body = urllib.parse.urlencode({"json": payload}).encode("ascii")
             content_type, length = "application/x-www-form-urlencoded", len(body)
         headers = {**self._headers(), "Content-Type": content_type, "Content-Length": str(length)}
-        connection, target = _connection(self._url, self._timeout)
+        # Connecting may take what is left of the call's time, no more (a retry
+        # comes late in it); each read of the answer then the whole timeout.
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        connection, target = _connection(self._url, self._timeout if left is None else left)
         watchdog = _Watchdog(connection, deadline)
         try:
             try:
                 connection.connect()
+            except socket.timeout:
+                raise TimeoutError(f"no answer within {self._timeout:g} seconds") from None
             except OSError as exc:
                 raise urllib.error.URLError(exc) from None
+            if connection.sock is not None:
+                connection.sock.settimeout(self._timeout)
             watchdog.start()
-            connection.request("POST", target, body=body, headers=headers)
-            response = connection.getresponse()
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+            except OSError as exc:
+                # The server may answer before the whole body is sent (413 for
+                # a body over its limit) and close: its answer says why.
+                response = _early_answer(connection, exc)
+            else:
+                response = connection.getresponse()
             answer_type = response.getheader("Content-Type", "")
             if is_binary(response.status, answer_type):
                 watchdog.stop()
@@ -365,6 +387,17 @@ class Service(_Service):
                 raise
             result = exc
         return response.status, response.headers, result
+
+
+def _early_answer(connection: Any, send_error: OSError) -> http.client.HTTPResponse:
+    """
+    :returns: the answer a server sent before it stopped reading the body.
+    :raises OSError: ``send_error``, when there is none to read.
+    """
+    try:
+        return connection.getresponse()
+    except (OSError, http.client.HTTPException):
+        raise send_error from None
 
 
 def _connection(url: str, timeout: float | None) -> tuple[Any, str]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 
@@ -432,3 +435,96 @@ def test_a_binary_result_is_streamed_not_buffered(tmp_path):
     assert kind == "ResponseFile"
     assert digest == hashlib.sha256(block * 100).hexdigest()
     assert growth < 32 * 1024 * 1024
+
+
+class _CutShort(protocol.Protocol):
+    """Announces a 1000-byte binary result, sends 10 bytes of it, and hangs up."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"x" * 10
+        )
+        self.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_binary_result_cut_short_is_an_error_not_a_short_file():
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        protocol.Factory.forProtocol(_CutShort)
+    )
+    url = f"http://127.0.0.1:{port.getHost().port}/api"
+
+    def read_all() -> bytes:
+        return read_result(Service(url, timeout=5).anything())
+
+    try:
+        # Before: 10 bytes returned as if they were the whole result.
+        with pytest.raises(http.client.IncompleteRead):
+            await in_thread(read_all)
+        with pytest.raises(Exception) as async_error:
+            await AsyncService(url, timeout=5).anything()
+        assert not isinstance(async_error.value, AssertionError)
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_over_the_servers_limit_is_an_api_error_413(serve, tmp_path):
+    called = []
+
+    @houweb.apiFunction()
+    def keep(request, data):
+        called.append(data.size())
+
+    port = (await serve(max_request_size=100_000)).port_numbers()[0]
+    url = f"http://127.0.0.1:{port}/api"
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 20_000_000)
+    # Before: BrokenPipeError, the server's answer unread.
+    with pytest.raises(APIError) as error:
+        await in_thread(Service(url, timeout=30).keep, data=File(big))
+    assert error.value.status_code == 413
+    assert "maximum request size of 100000 bytes" in str(error.value.message)
+    assert called == []
+
+
+def test_a_retry_connects_within_what_is_left_of_the_timeout():
+    """A retried call whose server stops accepting connections ends at its deadline."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    done = threading.Event()
+    fillers: list[socket.socket] = []
+
+    def answer_429_then_stop_accepting() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        conn.close()
+        for _ in range(4):  # fill the backlog: later connects hang
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        done.wait(30)
+
+    thread = threading.Thread(target=answer_429_then_stop_accepting, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            Service(f"http://127.0.0.1:{port}/api", timeout=2).anything()
+        took = time.monotonic() - started
+    finally:
+        done.set()
+        thread.join(10)
+        for filler in fillers:
+            filler.close()
+        server.close()
+    # Before: 3 s (1 s of backoff, then a connect given the whole 2 s), and URLError.
+    assert took < 2.7

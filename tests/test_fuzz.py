@@ -102,6 +102,86 @@ def test_random_request_lines(fuzz_port, method, path, query, version):
     check_answer(fuzz_port, line + b"\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 
 
+#: Request targets that are not paths (issue 15.1): none may hang the server.
+absolute_targets = st.builds(
+    "{}://{}{}".format,
+    st.sampled_from(["http", "https", "HTTP", "ftp", "ws", ""]),
+    st.sampled_from(["127.0.0.1", "x", "h:80", "u@h", "", "[::1]:8", "%41"]),
+    st.one_of(st.just(""), paths, st.just("?a=1"), paths.map(lambda p: p + "?q")),
+)
+targets_without_slash = st.one_of(
+    segment.filter(lambda s: not s.startswith("/")),
+    st.sampled_from(["*", "foo", "echo", "echo/a", "http:", "127.0.0.1:80", "a/../echo"]),
+    absolute_targets,
+)
+
+
+@fuzz_settings
+@given(
+    method=methods, target=targets_without_slash, version=st.sampled_from(["HTTP/1.1", "HTTP/1.0"])
+)
+def test_request_targets_that_are_not_paths(fuzz_port, method, target, version):
+    line = f"{method} {target} {version}".encode("utf-8", "surrogatepass")
+    check_answer(fuzz_port, line + b"\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+
+
+positions = st.integers(0, 70000).map(str)
+byte_ranges = st.one_of(
+    st.builds("{}-{}".format, positions, positions),
+    st.builds("{}-".format, positions),
+    st.builds("-{}".format, positions),
+    st.text(max_size=6),
+)
+range_values = st.one_of(
+    st.lists(byte_ranges, max_size=40).map(lambda rs: ("bytes=" + ",".join(rs)).encode()),
+    st.integers(1, 2000).map(lambda n: b"bytes=" + b",".join([b"0-"] * n)),
+    header_values,  # not UTF-8, not ranges
+)
+if_range_values = st.one_of(
+    st.none(),
+    st.sampled_from([b'"x"', b'W/"x"', b"Thu, 01 Jan 1970 00:00:00 GMT", b"\xff\xfe"]),
+    header_values,
+)
+
+
+@fuzz_settings
+@given(
+    target=st.sampled_from(["/static/data.bin", "/file"]),
+    range_value=range_values,
+    if_range=if_range_values,
+)
+def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
+    headers = b"Range: " + range_value + b"\r\n"
+    if if_range is not None:
+        headers += b"If-Range: " + if_range + b"\r\n"
+    answer = exchange(
+        fuzz_port,
+        b"GET "
+        + target.encode()
+        + b" HTTP/1.1\r\nHost: localhost\r\n"
+        + headers
+        + b"Connection: close\r\n\r\n",
+    )
+    match = STATUS_LINE.match(answer)
+    # 400 only for a header Twisted refuses outright (a NUL in it)
+    assert match and match.group(1) in (b"200", b"206", b"416", b"400"), answer[:300]
+    if match.group(1) == b"400":
+        assert b"\x00" in range_value + (if_range or b""), answer[:300]
+    assert len(answer) < 2 * 65536 + 8192  # never more than about the file (64 KiB)
+
+
+@fuzz_settings
+@given(
+    count=st.integers(0, 480),
+    names=st.lists(st.sampled_from(["X-A", "x-a", "X-a", "Accept", "ACCEPT", "Range"]), min_size=1),
+)
+def test_many_headers_in_any_case(fuzz_port, count, names):
+    lines = b"".join(b"%s: %d\r\n" % (names[i % len(names)].encode(), i) for i in range(count))
+    check_answer(
+        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n"
+    )
+
+
 @fuzz_settings
 @given(headers=st.lists(st.tuples(header_names, header_values), max_size=8))
 def test_random_headers(fuzz_port, headers):

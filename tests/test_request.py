@@ -242,3 +242,70 @@ def test_each_call_returns_a_fresh_value():
     assert request.GET() == {"a": "1"}
     assert request.headers() == {"A": "1"}
     assert request.GETLists() == {"a": ["1"]}
+
+
+class _CountedName(str):
+    """A header name that counts how often it is lowercased (the cost of a lookup)."""
+
+    lowered = 0
+
+    def lower(self):
+        _CountedName.lowered += 1
+        return str.lower(self)
+
+
+def _many_headers(count: int) -> houweb.Request:
+    lines = [(_CountedName(f"X-Header-{i}"), str(i)) for i in range(count)]
+    return houweb.Request(
+        method="GET",
+        path="/",
+        target="/",
+        header_lines=lines,
+        local_address=("127.0.0.1", 8008),
+        client_address=("127.0.0.1", 5000),
+    )
+
+
+def test_header_lookups_cost_one_pass_over_the_headers_in_all():
+    # 450 headers, 100 lookups: the old code lowercased every name several
+    # times per lookup (about 10 million calls); an index built once needs 450.
+    request = _many_headers(450)
+    _CountedName.lowered = 0
+    for i in range(100):
+        assert request.header(f"x-header-{i}") == str(i)
+        assert request.header("Authorization") == ""
+    assert request.contentLength() == 0 and request.host() == ""
+    assert _CountedName.lowered <= 450
+
+
+def test_headers_join_repeats_keep_the_first_spelling_and_ignore_case():
+    request = houweb.Request(
+        method="GET",
+        path="/",
+        target="/",
+        header_lines=[("X-A", "1"), ("Host", "h"), ("x-a", "2")],
+        local_address=("127.0.0.1", 8008),
+        client_address=("127.0.0.1", 5000),
+    )
+    headers = request.headers()
+    assert headers == {"X-A": "1, 2", "Host": "h"}
+    assert headers["x-A"] == "1, 2" and "HOST" in headers and headers.get("nope") is None
+    assert request.header("x-a") == "1, 2" and request.header("nope", "d") == "d"
+    headers["Added"] = "yes"  # a handler's own copy: lookups in any case still work
+    assert headers["added"] == "yes" and request.header("Added") == ""
+    assert request.headers() is not headers
+
+
+def test_header_lookups_from_many_threads_agree():
+    request = _many_headers(300)
+    seen = []
+
+    def look() -> None:
+        seen.append([request.header(f"X-HEADER-{i}") for i in range(300)])
+
+    threads = [threading.Thread(target=look) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert seen == [[str(i) for i in range(300)]] * 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import weakref
 from typing import Any
 
 import pytest
@@ -25,7 +27,8 @@ import houweb
 from houweb import _uploads
 from houweb._uploads import FormError, FormReceiver, form_receiver
 
-from .support import ServerProcess, connect_raw, sleep
+from .conftest import messages
+from .support import ServerProcess, connect_raw, raw_request, sleep
 
 BOUNDARY = "houweb-7d4a"
 FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -986,3 +989,162 @@ async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
     # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core machine.
     assert latencies[len(latencies) // 2] < 0.1 and latencies[-1] < 1.0
     assert await until_empty(upload_dir) == []
+
+
+# Uploads are freed by reference counting, not by the garbage collector, which
+# may not run for a long time on a quiet server.
+
+
+@pytest.fixture
+def no_gc() -> Any:
+    """The cyclic garbage collector off for the test: only reference counts free objects."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("kind", ["APIError", "crash", "handler crash"])
+async def test_uploads_of_a_call_that_raised_are_freed_without_the_garbage_collector(
+    serve, client, upload_dir, no_gc, kind
+):
+    def failing(request: houweb.Request, f: houweb.UploadedFile) -> None:
+        assert os.path.exists(f.temporaryFilePath())
+        if kind == "APIError":
+            raise houweb.APIError("refused")
+        raise RuntimeError("boom")
+
+    houweb.apiFunction()(failing)
+    houweb.urlHandler("/up")(lambda request: failing(request, request.files()["f"]))
+    server = await serve(max_in_memory_file_upload_size=10)
+    port = server.port_numbers()[0]
+    if kind == "handler crash":
+        reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"a" * 100)))
+    else:
+        body = form_body(("json", '["failing", [], {}]'), ("f", "a", "", b"a" * 100))
+        reply = await post_form(client, port, "/api", body)
+    assert reply.status == (422 if kind == "APIError" else 500)
+    assert await until_empty(upload_dir) == []
+    assert await until(lambda: server.context.form_memory.held == 0)
+
+
+# Urlencoded forms are limited when read (lazily, off the reactor): tests/test_forms.py.
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_form_memory_budget_is_given_back_in_every_ending_without_the_gc(
+    serve, client, upload_dir, no_gc
+):
+    houweb.urlHandler("/up")(lambda request: str(sorted(request.POST())))
+    houweb.urlHandler("/crash")(lambda request: 1 / 0)
+    server = await serve(max_request_size=200_000, settings={"DATA_UPLOAD_MAX_MEMORY_SIZE": 50_000})
+    port = server.port_numbers()[0]
+    budget = server.context.form_memory
+    small = form_body(("a", "1" * 1000), ("f", "f.bin", "", b"x" * 5000))
+    assert (await post_form(client, port, "/up", small)).text == "['a']"
+    assert (await post_form(client, port, "/crash", small)).status == 500
+    assert (await post_form(client, port, "/up", form_body(("a", "1" * 60_000)))).status == 413
+    assert (await post_form(client, port, "/up", small[:-10])).status == 400
+    # Cut off at max_request_size as a chunked body grows.
+    head = f"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Type: {FORM_TYPE}\r\n"
+    big = form_body(("f", "f.bin", "", b"x" * 210_000))
+    chunked = b"".join(
+        b"%x\r\n%s\r\n" % (len(big[i : i + 10_000]), big[i : i + 10_000])
+        for i in range(0, len(big), 10_000)
+    )
+    reply = await raw_request(port, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + chunked)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    # The client leaves mid-upload.
+    raw = await connect_raw(port)
+    raw.transport.write(f"{head}Content-Length: {len(small) + 100}\r\n\r\n".encode() + small[:3000])
+    assert await until(lambda: budget.held > 0)
+    raw.transport.abortConnection()
+    assert await until(lambda: budget.held == 0), f"{budget.held} bytes still counted"
+    assert await until_empty(upload_dir) == []
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("kind", ["APIError", "crash", "handler crash"])
+async def test_uploads_of_an_async_call_that_raised_are_freed_without_the_garbage_collector(
+    serve, client, upload_dir, no_gc, kind
+):
+    async def check(request: houweb.Request, f: houweb.UploadedFile) -> None:
+        assert os.path.exists(f.temporaryFilePath())
+        await sleep(0)
+        raise KeyError("f")
+
+    async def failing(request: houweb.Request, f: houweb.UploadedFile) -> None:
+        try:
+            await check(request, f)
+        except KeyError:  # raised during another exception, whose frames hold f
+            if kind == "APIError":
+                raise houweb.APIError("refused") from None
+            raise RuntimeError("boom")  # noqa: B904 - the context is the point
+
+    async def handler(request: houweb.Request) -> None:
+        await failing(request, request.files()["f"])
+
+    houweb.apiFunction()(failing)
+    houweb.urlHandler("/up")(handler)
+    server = await serve(max_in_memory_file_upload_size=10)
+    port = server.port_numbers()[0]
+    if kind == "handler crash":
+        reply = await post_form(client, port, "/up", form_body(("f", "a", "", b"a" * 100)))
+    else:
+        body = form_body(("json", '["failing", [], {}]'), ("f", "a", "", b"a" * 100))
+        reply = await post_form(client, port, "/api", body)
+    assert reply.status == (422 if kind == "APIError" else 500)
+    assert await until_empty(upload_dir) == []
+    assert await until(lambda: server.context.form_memory.held == 0)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("content_type", [FORM_TYPE, "application/octet-stream"])
+async def test_a_request_whose_client_left_during_the_handler_is_freed_without_the_gc(
+    serve, client, upload_dir, no_gc, content_type
+):
+    started, gate, done, freed = threading.Event(), threading.Event(), [], []
+
+    def handler(request: houweb.Request) -> str:
+        # twisted.web's unnamed temp file: watched through its RequestBody.
+        weakref.finalize(request._body, freed.append, True)
+        started.set()
+        gate.wait(10)
+        done.append(len(request.body()) + sum(f.size() for f in request.files().values()))
+        return "late"
+
+    houweb.urlHandler("/up")(handler)
+    server = await serve(max_in_memory_file_upload_size=1000)
+    port = server.port_numbers()[0]
+    body = form_body(("a", "x" * 5000), ("f", "f.bin", "", b"y" * 300_000))
+    await send_and_leave(port, server, body, content_type, started)
+    if content_type == FORM_TYPE:
+        assert server.context.form_memory.held > 0 and os.listdir(upload_dir)
+    gate.set()
+    assert await until(lambda: done)
+    assert await until(lambda: server.context.form_memory.held == 0)
+    assert await until_empty(upload_dir) == []
+    assert await until(lambda: freed), "the body outlived its request"
+
+
+def test_the_sweep_leaves_other_users_files_and_counts_only_what_it_deleted(
+    upload_dir, monkeypatch, logged
+):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait(10)
+    for name in ("a", "b"):
+        with open(os.path.join(upload_dir, f"houweb-upload-{ended.pid}-{name}"), "wb") as made:
+            made.write(b"x")
+    target = os.path.join(upload_dir, "target")
+    with open(target, "wb") as made:
+        made.write(b"keep")
+    os.symlink(target, os.path.join(upload_dir, f"houweb-upload-{ended.pid}-link"))
+    # As seen by another user (in a shared /tmp), none of these files is its own.
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(target).st_uid + 1)
+    assert _uploads.remove_stale_uploads(upload_dir) == 0
+    assert len(os.listdir(upload_dir)) == 4
+    assert "could not delete" not in messages(logged)
+    monkeypatch.undo()
+    assert _uploads.remove_stale_uploads(upload_dir) == 2
+    assert sorted(os.listdir(upload_dir)) == sorted(["target", f"houweb-upload-{ended.pid}-link"])

@@ -6,11 +6,15 @@ import hashlib
 import json
 import os
 import threading
+from typing import Any
 
 import pytest
 import pytest_twisted
 
 import houweb
+
+from .support import connect_raw
+from .test_uploads import until
 
 
 def environ_app(environ, start_response):
@@ -102,3 +106,52 @@ async def test_a_flask_upload_through_registerWSGIApp_works(serve, client):
             "sha256": hashlib.sha256(data).hexdigest(),
             "title": "cat",
         }
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wsgi_app_reads_any_urlencoded_body_itself(serve, client):
+    """houweb neither decodes nor limits the form of a WSGI app: the app does."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        data = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [data]
+
+    houweb.registerWSGIApp(app, "/w")
+    port = (await serve(settings={"DATA_UPLOAD_MAX_NUMBER_FIELDS": 3})).port_numbers()[0]
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    for body in [b"name=caf\xe9", b"a=1&b=2&c=3&d=4"]:  # latin-1; more fields than the limit
+        reply = await client.post(port, "/w/form", data=body, headers=headers)
+        assert (reply.status, reply.body) == (200, body)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("size", [1000, 300_000])  # in memory; in a temp file
+async def test_a_wsgi_app_reads_its_body_after_the_client_left(serve, size):
+    data = os.urandom(size)
+    started, gate, got = threading.Event(), threading.Event(), []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        started.set()
+        gate.wait(10)
+        try:
+            got.append(environ["wsgi.input"].read())
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion
+            got.append(exc)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"late"]
+
+    houweb.registerWSGIApp(app, "/w")
+    server = await serve()
+    port = server.port_numbers()[0]
+    raw = await connect_raw(port)
+    head = "POST /w/up HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n"
+    raw.transport.write(f"{head}Content-Length: {size}\r\n\r\n".encode() + data)
+    assert await until(started.is_set)
+    raw.transport.abortConnection()
+    assert await until(lambda: not server.site.houweb_connections)
+    gate.set()
+    assert await until(lambda: got)
+    # Before: ValueError: read of closed file.
+    assert not isinstance(got[0], Exception), got[0]
+    assert got == [data]

@@ -1,8 +1,23 @@
-"""The application the fuzz tests attack: a handler that reads everything."""
+"""
+The application the fuzz tests attack: a handler that reads everything, and
+one file served as a static file and by a handler (for Range requests).
+"""
 
 import json
+import os
+import tempfile
 
 import houweb
+
+FILES = tempfile.mkdtemp(prefix="houweb-fuzz-")
+with open(os.path.join(FILES, "data.bin"), "wb") as out:
+    out.write(bytes(range(256)) * 256)
+houweb.registerStaticFilesDirectory(FILES, "/static")
+
+
+@houweb.urlHandler("/file")
+def file(request):
+    return houweb.fileResponse(os.path.join(FILES, "data.bin"))
 
 
 @houweb.urlHandler("/echo", is_prefix=True)

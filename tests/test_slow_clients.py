@@ -1,0 +1,148 @@
+"""
+Connections that never finish (issue 15.3): a client that never reads its
+answer, and a WebSocket that never answers, are dropped after
+``idle_timeout``, freeing their connection and their file handle.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+import houweb
+
+from .support import WSClient, connect_raw, ws_connect, ws_handshake
+from .test_dispatch import until
+
+BIG = 20 * 1024 * 1024
+
+
+def open_handles(path: str) -> int:
+    """:returns: how many file descriptors of this process (the server's) are open on ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+@pytest.fixture
+def big_file(registry: Any, tmp_path: Any) -> str:
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as out:
+        out.truncate(BIG)
+    houweb.registerStaticFilesDirectory(str(tmp_path), "/static")
+    houweb.urlHandler("/file")(lambda request: houweb.fileResponse(str(path)))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "target, headers",
+    [
+        ("/static/big.bin", ""),  # sendfile
+        ("/file", ""),  # sendfile, from a handler
+        ("/static/big.bin", "Range: bytes=0-100,200-\r\n"),  # twisted.web's producer
+    ],
+    ids=["static", "fileResponse", "multipart-range"],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_never_reads_is_dropped_after_idle_timeout(
+    serve, big_file, target, headers
+):
+    server = await serve(idle_timeout=1)
+    clients = []
+    for _ in range(3):
+        client = await connect_raw(server.port_numbers()[0])
+        client.transport.pauseProducing()  # reads nothing, ever
+        request = f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
+        client.transport.write(request.encode())
+        clients.append(client)
+    await until(lambda: open_handles(big_file) == 3)
+    await until(lambda: not server.site.houweb_connections, timeout=20)
+    assert open_handles(big_file) == 0
+    for client in clients:
+        client.transport.abortConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_file(serve, big_file):
+    server = await serve(idle_timeout=1)
+    client = await connect_raw(server.port_numbers()[0])
+    client.transport.write(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    body = await client.done
+    assert body.endswith(b"\0" * 1024) and len(body) > BIG
+
+
+class Quiet(houweb.WebSocket):
+    events: list[Any] = []
+
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.send(text_data or bytes_data)
+
+    async def disconnect(self, code):
+        self.events.append(code)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_that_answers_no_ping_is_dropped_after_idle_timeout(serve):
+    events: list[Any] = []
+    houweb.webSocket("/ws")(type("Q", (Quiet,), {"events": events}))
+    server = await serve(idle_timeout=1)
+    silent = await connect_raw(server.port_numbers()[0])
+    silent.transport.write(ws_handshake("/ws"))  # and then never a pong
+    await until(lambda: silent.data.startswith(b"HTTP/1.1 101 "))
+    await until(lambda: events == [1006], timeout=20)
+    assert b"\x89" in silent.data  # it was pinged first
+    await until(lambda: not server.site.houweb_connections)
+
+
+class PingCounter(WSClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pings = 0
+
+    def onPing(self, payload: bytes) -> None:
+        self.pings += 1
+        super().onPing(payload)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_that_answers_pings_stays_open(serve):
+    events: list[Any] = []
+    houweb.webSocket("/ws")(type("Q", (Quiet,), {"events": events}))
+    server = await serve(idle_timeout=0.5)
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    port = server.port_numbers()[0]
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
+    factory.protocol = PingCounter
+    ws = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    await ws.opened.addTimeout(10, reactor)
+    await until(lambda: ws.pings >= 4, timeout=20)  # pinged over more than 3 idle timeouts
+    ws.sendMessage(b"still here", isBinary=True)
+    assert await ws.next_message() == b"still here"
+    assert events == []
+    ws.sendClose(1000)
+    assert await ws.wait_closed() == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_websockets_are_not_dropped_by_a_drain_timer_while_the_client_reads(serve):
+    events: list[Any] = []
+    houweb.webSocket("/ws")(type("Q", (Quiet,), {"events": events}))
+    server = await serve(idle_timeout=1)
+    ws = await ws_connect(server.port_numbers()[0], "/ws")
+    for i in range(20):
+        ws.sendMessage(b"%d" % i + b"x" * 300_000, isBinary=True)
+    for i in range(20):
+        assert (await ws.next_message()).startswith(b"%d" % i)
+    ws.sendClose(1000)
+    assert await ws.wait_closed() == 1000
