@@ -19,6 +19,7 @@ arrive). ``metrics_path`` and ``health_path`` move them; an empty
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -40,25 +41,20 @@ UNROUTED = "none"
 #: (413), a request too slow (408).
 REJECTED = "rejected"
 
-_kinds: dict[type, str] = {}
 
-
+@functools.lru_cache(maxsize=None)
 def kind_of(target_type: type | None) -> str:
     """
     :returns: the ``kind`` label for requests routed to a target of this
         type: its class name in snake case without ``Target``
         (``URLHandlerTarget``: ``url_handler``, ``APIFunctionTarget``:
-        ``api_function``).
+        ``api_function``). Remembered: there are a handful of types.
     """
     if target_type is None:
         return UNROUTED
-    kind = _kinds.get(target_type)
-    if kind is None:
-        name = target_type.__name__
-        name = name[: -len("Target")] if name.endswith("Target") else name
-        kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-        _kinds[target_type] = kind
-    return kind
+    name = target_type.__name__
+    name = name[: -len("Target")] if name.endswith("Target") else name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def _client() -> Any:
