@@ -42,7 +42,7 @@ UNROUTED = "none"
 REJECTED = "rejected"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kind_of(target_type: type | None) -> str:
     """
     :returns: the ``kind`` label for requests routed to a target of this
