@@ -476,16 +476,22 @@ def serverPorts() -> list[int]:
 
 
 def _shutdown_at_exit() -> None:
-    """The main thread ended: shut a background server down, then the reactor."""
+    """
+    The main thread ended: shut a background server down, then the reactor.
+    A server already stopping (requestShutdown() just before the script
+    ended) is waited for too, up to its grace: its requests in progress
+    were promised they may finish, and stopping the reactor would cut them.
+    """
     background = _process.background
-    server = _process.server
+    with _process.lock:
+        server = _process.server or _process.last
     if background is None or not background.is_alive():
         return
     if server is not None:
         try:
-            background.call(server.shutdown)
+            background.call(server.shutdown)  # or waits for the one under way
         except Exception:  # noqa: BLE001 - exiting anyway
-            pass
+            server.wait_stopped(server.config.shutdown_grace + STOPPING_MARGIN)
     background.stop(timeout=2)
 
 

@@ -66,6 +66,16 @@ def test_a_script_ending_after_a_background_run_exits_within_the_grace_plus_2s()
         assert time.monotonic() - started < 1 + 2
 
 
+def test_a_script_ending_right_after_request_shutdown_lets_the_request_in_flight_finish():
+    # requestShutdown() promises the requests in progress finish: the script
+    # ending meanwhile must not cut them (it did, 2 s after it ended).
+    with Child(LIFECYCLE_APP, "stopping", "10") as child:
+        child.wait_for("ENDING")
+        assert child.wait() == 0, child.output
+        assert "CLIENT slow done" in child.output, child.output
+        assert "abandoned" not in child.output
+
+
 def test_a_busy_extra_port_raises_naming_it_and_nothing_stays_listening():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
