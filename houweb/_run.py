@@ -300,19 +300,31 @@ def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> 
     an earlier background run()): serve from that thread, and handle
     SIGINT/SIGTERM here as any foreground run() does.
     """
-    done, asked = threading.Event(), threading.Event()
+    done, asked, now = threading.Event(), threading.Event(), threading.Event()
+    started: list[Server] = []
 
     def first() -> None:
         asked.set()
         requestShutdown()
 
+    def again() -> None:
+        # Stop at once, as the reactor stopping does in the foreground: a
+        # run() that returned while its server went on serving (and the
+        # process waited for the grace to exit) had not stopped anything.
+        now.set()
+        if started:
+            started[0].stop_now()
+
     # Before listening, as _serve_in_foreground does; a signal that comes
     # after "listening on" but before the server is recorded is seen below.
-    restore = _install_signal_handlers(first, done.set)
+    restore = _install_signal_handlers(first, again)
     try:
         server = _start_in_background(config, reactor)
+        started.append(server)
         server.stopped().addBoth(lambda _: done.set())
-        if asked.is_set():
+        if now.is_set():
+            server.stop_now()
+        elif asked.is_set():
             server.ask_to_stop()
         try:
             while not done.wait(0.2):

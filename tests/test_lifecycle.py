@@ -108,6 +108,24 @@ def test_a_foreground_run_after_a_background_one_stops_gracefully_on_sigterm():
         assert "RETURNED" in child.output
 
 
+def test_a_second_sigterm_stops_a_foreground_run_after_a_background_one_at_once():
+    # run() returned at the second signal, but its server went on serving
+    # (and the process waited for the whole grace to exit).
+    with Child(RESTART_APP, "foreground_after_background", "60") as child:
+        port = child.ports(2)[1]
+        in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
+        child.wait_for("REACHED /slow")
+        child.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        while not refuses(port):  # the first one was handled: no longer accepting
+            assert time.monotonic() - started < 10
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait() == 0, child.output
+        assert time.monotonic() - started < 10
+        assert child.output.rindex("houweb: stopped") < child.output.index("RETURNED")
+
+
 def test_run_raises_operation_failed_when_the_reactor_cannot_start():
     for mode in ("background", "foreground"):
         with Child(RESTART_APP, "stopped_reactor", mode) as child:

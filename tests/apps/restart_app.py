@@ -3,8 +3,9 @@ run() after run(), for the lifecycle tests. ``python restart_app.py MODE ...``:
 
 - ``restart COUNT``: COUNT times, a background run() right after
   requestShutdown(); print ``RESTARTED <count>``.
-- ``foreground_after_background``: a background run(), requestShutdown(),
-  then a foreground run() until a signal; print ``RETURNED``.
+- ``foreground_after_background [GRACE]``: a background run(),
+  requestShutdown(), then a foreground run() (shutdown grace GRACE, default
+  5) until a signal; print ``RETURNED``.
 - ``stopped_reactor background|foreground``: other code runs and stops
   Twisted's reactor, then run(); print ``FAILED <message>``.
 - ``race ROUNDS``: each round two threads call run() at once; print
@@ -22,6 +23,13 @@ import houweb
 @houweb.urlHandler("/hello")
 def hello(request):
     return "hello"
+
+
+@houweb.urlHandler("/slow")
+def slow(request):
+    say("REACHED /slow")  # the tests wait for this line, not for a while
+    time.sleep(float(request.GET().get("seconds", "1")))
+    return "slow done"
 
 
 def say(line):
@@ -45,10 +53,10 @@ def restart(count):
     say(f"RESTARTED {done}")
 
 
-def foreground_after_background():
+def foreground_after_background(grace="5"):
     houweb.run(port=0, in_background=True)
     houweb.requestShutdown()
-    houweb.run(port=0, in_background=False, shutdown_grace=5)
+    houweb.run(port=0, in_background=False, shutdown_grace=float(grace))
     say("RETURNED")
 
 
