@@ -155,7 +155,9 @@ def run(
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)
-    reactor = _claim_reactor()
+    reactor = _claim_reactor(foreground=not background)
+    if reactor is None:
+        return  # a signal while it waited for the previous server: not started
     try:
         _begin_logging(config.debug)
         if background or (_process.background and _process.background.is_alive()):
@@ -224,14 +226,18 @@ def _not_in_foreground(reload_source_changes: bool | None) -> None:
 STOPPING_MARGIN = 2.0
 
 
-def _claim_reactor() -> Any:
+def _claim_reactor(foreground: bool = False) -> Any:
     """
     Check that this run() may start a server and claim the start, in one
     hold of the lock: two threads calling run() at once cannot both start
     one. A server still stopping (after :func:`requestShutdown`) is waited
     for first, up to its shutdown grace.
 
-    :returns: the reactor to serve on; the caller must call
+    :param foreground: a foreground run(): while it waits, Ctrl-C or SIGTERM
+        mean "do not start" (the previous server still finishes gracefully;
+        a second one stops it at once), as they mean "stop" once it serves.
+    :returns: the reactor to serve on, or ``None`` when a signal came while
+        waiting (nothing claimed); otherwise the caller must call
         ``_process.release()`` when its start is over.
     :raises OperationFailed: houweb runs, starts in another thread, or cannot
         start here.
@@ -249,7 +255,22 @@ def _claim_reactor() -> Any:
                 _process.starting = True
                 return reactor
         grace = stopping.config.shutdown_grace
-        if not stopping.wait_stopped(grace + STOPPING_MARGIN):
+        cancelled = threading.Event()
+        restore: Callable[[], object] = lambda: None
+        if foreground:
+
+            def stop_it_now(stopping: Server = stopping) -> None:
+                cancelled.set()
+                stopping.stop_now()
+
+            restore = _install_signal_handlers(cancelled.set, stop_it_now)
+        try:
+            stopped = stopping.wait_stopped(grace + STOPPING_MARGIN)
+        finally:
+            restore()
+        if cancelled.is_set():
+            return None
+        if not stopped:
             raise OperationFailed(
                 f"the previous houweb server is still stopping {grace + STOPPING_MARGIN:g}s "
                 "after it was asked to (its shutdown grace, plus a margin)"

@@ -7,6 +7,7 @@ run() after a foreground run()).
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -124,6 +125,19 @@ def test_a_second_sigterm_stops_a_foreground_run_after_a_background_one_at_once(
         assert child.wait() == 0, child.output
         assert time.monotonic() - started < 10
         assert child.output.rindex("houweb: stopped") < child.output.index("RETURNED")
+
+
+def test_sigterm_while_a_foreground_run_waits_for_the_previous_server_lets_it_finish():
+    # SIGTERM killed the process (-15) while run() waited, cutting the
+    # previous server's request in flight; now run() returns without
+    # starting, once that server has stopped gracefully.
+    with Child(RESTART_APP, "waiting_foreground") as child:
+        child.wait_for("HANDLING")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait() == 0, child.output
+        assert "CLIENT slow done" in child.output
+        assert "RETURNED" in child.output
+        assert len(re.findall("houweb: listening on", child.output)) == 1  # never started
 
 
 def test_run_raises_operation_failed_when_the_reactor_cannot_start():
