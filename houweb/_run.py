@@ -255,26 +255,36 @@ def _claim_reactor(foreground: bool = False) -> Any:
                 _process.starting = True
                 return reactor
         grace = stopping.config.shutdown_grace
-        cancelled = threading.Event()
-        restore: Callable[[], object] = lambda: None
-        if foreground:
-
-            def stop_it_now(stopping: Server = stopping) -> None:
-                cancelled.set()
-                stopping.stop_now()
-
-            restore = _install_signal_handlers(cancelled.set, stop_it_now)
-        try:
-            stopped = stopping.wait_stopped(grace + STOPPING_MARGIN)
-        finally:
-            restore()
-        if cancelled.is_set():
+        stopped = _wait_for_stopping(stopping, foreground)
+        if stopped is None:
             return None
         if not stopped:
             raise OperationFailed(
                 f"the previous houweb server is still stopping {grace + STOPPING_MARGIN:g}s "
                 "after it was asked to (its shutdown grace, plus a margin)"
             )
+
+
+def _wait_for_stopping(stopping: Server, foreground: bool) -> bool | None:
+    """
+    Wait for ``stopping`` to stop, up to its grace plus the margin; in the
+    foreground, Ctrl-C or SIGTERM meanwhile cancel the start (a second one
+    stops that server at once).
+
+    :returns: whether it stopped in time; ``None`` if a signal cancelled.
+    """
+    cancelled = threading.Event()
+
+    def stop_it_now() -> None:
+        cancelled.set()
+        stopping.stop_now()
+
+    restore = _install_signal_handlers(cancelled.set, stop_it_now) if foreground else lambda: None
+    try:
+        stopped = stopping.wait_stopped(stopping.config.shutdown_grace + STOPPING_MARGIN)
+    finally:
+        restore()
+    return None if cancelled.is_set() else stopped
 
 
 def _check_may_start() -> Server | None:

@@ -80,4 +80,6 @@ def busy(main, taken):
         threading.Event().wait(60)
 
 
-{"foreground": foreground, "background": background, "stopping": stopping, "busy": busy}[sys.argv[1]](*sys.argv[2:])
+{"foreground": foreground, "background": background, "stopping": stopping, "busy": busy}[
+    sys.argv[1]
+](*sys.argv[2:])
