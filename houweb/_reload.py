@@ -387,6 +387,9 @@ class ReloadingReactor:
         self._watch = watch
         self._config = config
         self._listening: list[tuple[Any, Listener]] = []
+        #: Kept sockets adopted: their copies stay open until the reactor
+        #: runs, for the 503s if the program fails before (see rerun()).
+        self._adopted: list[Listener] = []
         self._restarting: RestartState | None = None
         self._interrupted = False
         self._stop_watching = threading.Event()
@@ -429,7 +432,7 @@ class ReloadingReactor:
         kept = self._take(asked)
         if kept is not None and kept.fd is not None:
             listening = self._reactor.adoptStreamPort(kept.fd, kept.family, adopter)
-            kept.close()  # adopting duplicated it
+            self._adopted.append(kept)  # adopting duplicated it: closed once running
         else:
             listening = bind(kept.port if kept is not None else asked.requested)
         address = listening.getHost()
@@ -460,6 +463,8 @@ class ReloadingReactor:
         """Run the reactor; afterwards restart the program if a change asked for it."""
         for kept in self._inherited:
             kept.close()  # the new code no longer listens there
+        for kept in self._adopted:
+            kept.close()  # the program started: its server owns the sockets now
         if self._watch:
             self._start_watching()
         self._notice_interrupts()

@@ -271,6 +271,27 @@ def test_a_script_with_reload_source_changes_restarts_with_the_same_command_line
         assert get(port, "/argv") == (200, json.dumps(["--flag", "value"]))
 
 
+def test_a_program_failing_after_it_adopted_the_sockets_still_answers_503(copied):
+    # The new program adopted the kept main socket, then failed to bind an
+    # extra port: adopting had closed the kept copy, so the port was closed
+    # and clients refused until a fix.
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        script = copied / "reload_script.py"
+        with Child(str(script), cwd=str(copied)) as child:
+            port = child.port()
+            edit(script, "run(port=0,", f"run(port=0, ports=[{busy}],")
+            child.wait_for("the application failed to start; waiting for a change to retry")
+            status, body = get(port, "/version")  # never refused
+            assert status == 503, body
+            edit(script, f"run(port=0, ports=[{busy}],", "run(port=0,")
+            eventually(lambda: answers(port, "one"))
+
+
 def test_the_settings_file_is_watched_too(copied):
     settings = copied / "reload_settings.py"
     settings.write_text("CORS_ALLOWED_ORIGINS = []\n")
