@@ -242,6 +242,13 @@ def _claim_reactor(foreground: bool = False) -> Any:
     :raises OperationFailed: houweb runs, starts in another thread, or cannot
         start here.
     """
+    background = _process.background
+    if background is not None and background.is_current_thread():
+        # It would block the reactor, and with it the server it waits for.
+        raise OperationFailed(
+            "run() cannot be called on houweb's reactor thread (from an async handler): "
+            "call it from a plain handler or another thread"
+        )
     while True:
         with _process.lock:
             stopping = _check_may_start()

@@ -140,6 +140,16 @@ def test_sigterm_while_a_foreground_run_waits_for_the_previous_server_lets_it_fi
         assert len(re.findall("houweb: listening on", child.output)) == 1  # never started
 
 
+def test_run_from_an_async_handler_fails_at_once_instead_of_blocking_the_reactor():
+    # It blocked the reactor thread for the grace plus 2 s (the old server
+    # could not stop meanwhile), then blamed the old server for not stopping.
+    with Child(RESTART_APP, "from_async") as child:
+        answer = child.wait_for(r"ASYNC (.*) after ([\d.]+)s$")
+        assert "cannot be called on houweb's reactor thread" in answer.group(1)
+        assert float(answer.group(2)) < 1
+        assert child.wait() == 0, child.output
+
+
 def test_run_raises_operation_failed_when_the_reactor_cannot_start():
     for mode in ("background", "foreground"):
         with Child(RESTART_APP, "stopped_reactor", mode) as child:

@@ -10,6 +10,8 @@ run() after run(), for the lifecycle tests. ``python restart_app.py MODE ...``:
   requestShutdown(), then a foreground run() that waits for it; print
   ``HANDLING`` once run() handles SIGTERM, the client ``CLIENT <answer>``,
   then ``RETURNED``.
+- ``from_async``: an async handler calls requestShutdown() then run();
+  print ``ASYNC <its answer>``.
 - ``stopped_reactor background|foreground``: other code runs and stops
   Twisted's reactor, then run(); print ``FAILED <message>``.
 - ``race ROUNDS``: each round two threads call run() at once; print
@@ -97,6 +99,23 @@ def waiting_foreground():
     say("RETURNED")
 
 
+def from_async():
+    @houweb.urlHandler("/restart")
+    async def restart_here(request):
+        houweb.requestShutdown()
+        started = time.monotonic()
+        try:
+            houweb.run(port=0, in_background=True, shutdown_grace=5)
+        except houweb.OperationFailed as exc:
+            return f"{exc} after {time.monotonic() - started:.1f}s"
+        return "started"
+
+    houweb.run(port=0, in_background=True, shutdown_grace=5)
+    url = f"http://127.0.0.1:{houweb.serverPorts()[0]}/restart"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        say(f"ASYNC {response.read().decode()}")
+
+
 def stopped_reactor(mode):
     from twisted.internet import reactor
 
@@ -140,6 +159,7 @@ def race(rounds):
     "restart": restart,
     "foreground_after_background": foreground_after_background,
     "waiting_foreground": waiting_foreground,
+    "from_async": from_async,
     "stopped_reactor": stopped_reactor,
     "race": race,
 }[sys.argv[1]](*sys.argv[2:])
