@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.error import ReactorNotRestartable, ReactorNotRunning
+from twisted.python import threadable
 
 from . import _logging
 from ._config import (
@@ -242,9 +243,9 @@ def _claim_reactor(foreground: bool = False) -> Any:
     :raises OperationFailed: houweb runs, starts in another thread, or cannot
         start here.
     """
-    background = _process.background
-    if background is not None and background.is_current_thread():
-        # It would block the reactor, and with it the server it waits for.
+    if get_reactor().running and threadable.isInIOThread():
+        # It would block the reactor, and with it the server it waits for
+        # (houweb's background thread, or twistd's main thread).
         raise OperationFailed(
             "run() cannot be called on houweb's reactor thread (from an async handler): "
             "call it from a plain handler or another thread"
