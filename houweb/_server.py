@@ -269,8 +269,8 @@ class Server:
             )
             for channel in list(self.site.houweb_connections):
                 channel.transport.abortConnection()
+        self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
-        self.pool.stop()
         log.info("houweb: stopped")
 
     def _report_abandoned(self) -> None:
