@@ -212,6 +212,20 @@ class Server:
         self.stop_asked = True
         self.reactor.callFromThread(self.shutdown)
 
+    def stop_now(self) -> None:
+        """
+        Shut down without the grace (a second Ctrl-C): begin :meth:`shutdown`
+        if it has not begun, and drop every connection now, abandoning the
+        handlers still running. Callable from any thread.
+        """
+        self.stop_asked = True
+        self.reactor.callFromThread(self._stop_now)
+
+    def _stop_now(self) -> None:
+        self.shutdown()
+        for channel in list(self.site.houweb_connections):
+            channel.transport.abortConnection()
+
     def wait_stopped(self, timeout: float) -> bool:
         """
         Block (not on the reactor thread) until shutdown is complete.
@@ -255,8 +269,8 @@ class Server:
             )
             for channel in list(self.site.houweb_connections):
                 channel.transport.abortConnection()
+        self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
-        self.pool.stop()
         log.info("houweb: stopped")
 
     def _report_abandoned(self) -> None:
