@@ -54,26 +54,34 @@ def url_of(description: str, port: Any) -> str:
 
 
 class _Notifier:
-    """Hands out Deferreds that all fire when :meth:`fire` is called."""
+    """
+    Hands out Deferreds that all fire when :meth:`fire` is called. ``run()``
+    asks for them from its calling thread while the server's thread may fire
+    them: the lock makes "not fired yet, so wait" and "fire every waiter" one
+    step each, so no waiter is added after the list was taken (and lost).
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._fired = False
         self._waiting: list[defer.Deferred[None]] = []
 
     def when(self) -> defer.Deferred[None]:
-        if self._fired:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append(d)
-        return d
+        with self._lock:
+            if self._fired:
+                return defer.succeed(None)
+            d: defer.Deferred[None] = defer.Deferred()
+            self._waiting.append(d)
+            return d
 
     @property
     def fired(self) -> bool:
         return self._fired
 
     def fire(self) -> None:
-        self._fired = True
-        waiting, self._waiting = self._waiting, []
+        with self._lock:
+            self._fired = True
+            waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
 
