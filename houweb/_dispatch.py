@@ -67,18 +67,17 @@ def call_user_code(
         if on_start is not None:
             on_start()
         return maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
-    if on_start is not None:
-        args = (on_start, function, *args)
-        function = _started_then
-    return deferToThreadPool(reactor, pool, function, *args, **kwargs)  # type: ignore[arg-type]
+    if on_start is None:
+        return deferToThreadPool(reactor, pool, function, *args, **kwargs)  # type: ignore[arg-type]
+    # As deferToThreadPool, with the start noted by the pool as it takes the
+    # call: shutdown, stopping the pool first, then knows every call started.
+    d: Deferred[Any] = Deferred()
 
+    def on_result(ok: bool, result: Any) -> None:
+        reactor.callFromThread(d.callback if ok else d.errback, result)
 
-def _started_then(
-    on_start: Callable[[], None], function: Callable[..., Any], *args: Any, **kwargs: Any
-) -> Any:
-    """In the pool thread: note the start, then call ``function``."""
-    on_start()
-    return function(*args, **kwargs)
+    pool.call_starting(on_start, on_result, function, *args, **kwargs)
+    return d
 
 
 class RunningCall:

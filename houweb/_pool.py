@@ -24,8 +24,9 @@ from twisted.python.failure import Failure
 
 log = Logger(namespace="houweb")
 
-#: What a worker takes off the queue: ``onResult`` (or ``None``), function, args, kwargs.
-_Call = tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+#: What a worker takes off the queue: ``onResult`` (or ``None``), function,
+#: args, kwargs, and ``on_start`` (or ``None``).
+_Call = tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any], Any]
 _STOP = None
 
 
@@ -42,6 +43,9 @@ class HandlerPool:
         self.started = False
         self._closed = False
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        #: Taking a call (and noting its start) and stop() exclude each
+        #: other: once stop() returns, every call has started or never will.
+        self._lock = threading.Lock()
         #: One flag per thread, set while it runs a call (each thread writes
         #: only its own: no lock).
         self._busy: list[bool] = [False] * size
@@ -68,7 +72,8 @@ class HandlerPool:
         :returns: how many queued calls were dropped (also logged).
         """
         self.started = False
-        self._closed = True
+        with self._lock:
+            self._closed = True
         dropped = 0
         while True:
             try:
@@ -94,7 +99,23 @@ class HandlerPool:
         **kw: Any,
     ) -> None:
         """Run ``func(*args, **kw)`` in a pool thread, then ``onResult(ok, result or Failure)``."""
-        self._calls.put((onResult, func, args, kw))
+        self._calls.put((onResult, func, args, kw, None))
+
+    def call_starting(
+        self,
+        on_start: Callable[[], None],
+        onResult: Callable[[bool, Any], object],
+        func: Callable[..., Any],
+        *args: Any,
+        **kw: Any,
+    ) -> None:
+        """
+        :meth:`callInThreadWithCallback`, calling ``on_start()`` in the pool
+        thread that takes the call, before :meth:`stop` could drop it: after
+        ``stop()``, a call has either started (``on_start`` called) or never
+        runs.
+        """
+        self._calls.put((onResult, func, args, kw, on_start))
 
     def callInThread(self, func: Callable[..., Any], *args: Any, **kw: Any) -> None:
         """Run ``func(*args, **kw)`` in a pool thread; an exception is logged."""
@@ -115,15 +136,22 @@ class HandlerPool:
             call = take()
             if call is _STOP:
                 return
-            if self._closed:  # queued after stop() drained the queue
+            onResult, func, args, kw, on_start = call
+            with self._lock:
+                closed = self._closed
+                if not closed and on_start is not None:
+                    on_start()
+            if closed:  # taken as stop() drained the queue, or queued after
                 log.warn("houweb: dropped a call queued after shutdown")
+                del call, onResult, func, args, kw, on_start
                 continue
+            del call, on_start
             busy[index] = True
-            _run(*call)
+            _run(onResult, func, args, kw)
             busy[index] = False
             # Forget the call now, not when the next one comes: its arguments
             # (a Request, and the uploads it owns) must not outlive it.
-            del call
+            del onResult, func, args, kw
 
 
 def _run(

@@ -295,6 +295,9 @@ class RestartState:
     log_format: str = "text"
     #: The server's debug mode: a program that fails to start says why in its 503s.
     debug: bool = False
+    #: The server's ALLOWED_HOSTS, which those 503s keep checking (its token
+    #: goes in the environment, never on the command line: see :func:`restart`).
+    allowed_hosts: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -308,6 +311,7 @@ class RestartState:
             files=data["files"],
             log_format=data["log_format"],
             debug=data.get("debug", False),
+            allowed_hosts=data.get("allowed_hosts", []),
         )
 
 
@@ -324,10 +328,23 @@ def houweb_command(statement: str, *args: str) -> list[str]:
     return [sys.executable, *flags, "-c", code, *args]
 
 
-def restart(state: RestartState) -> NoReturn:
-    """Replace this process by a new run of ``state.program``, keeping the kept sockets."""
+#: The environment variable that hands the server's token to the next
+#: process (for its 503s while the program fails to start); rerun() removes it.
+TOKEN_VARIABLE = "HOUWEB_RELOAD_TOKEN"
+
+
+def restart(state: RestartState, token: str | None = None) -> NoReturn:
+    """
+    Replace this process by a new run of ``state.program``, keeping the kept
+    sockets; ``token``, the server's, passes in the environment (readable by
+    this user only, unlike the command line).
+    """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    if token is not None:
+        os.environ[TOKEN_VARIABLE] = token
+    else:
+        os.environ.pop(TOKEN_VARIABLE, None)
     command = houweb_command("from houweb._reload import rerun; rerun()", state.to_json())
     os.execv(sys.executable, command)
 
@@ -370,6 +387,9 @@ class ReloadingReactor:
         self._watch = watch
         self._config = config
         self._listening: list[tuple[Any, Listener]] = []
+        #: Kept sockets adopted: their copies stay open until the reactor
+        #: runs, for the 503s if the program fails before (see rerun()).
+        self._adopted: list[Listener] = []
         self._restarting: RestartState | None = None
         self._interrupted = False
         self._stop_watching = threading.Event()
@@ -412,7 +432,7 @@ class ReloadingReactor:
         kept = self._take(asked)
         if kept is not None and kept.fd is not None:
             listening = self._reactor.adoptStreamPort(kept.fd, kept.family, adopter)
-            kept.close()  # adopting duplicated it
+            self._adopted.append(kept)  # adopting duplicated it: closed once running
         else:
             listening = bind(kept.port if kept is not None else asked.requested)
         address = listening.getHost()
@@ -443,6 +463,8 @@ class ReloadingReactor:
         """Run the reactor; afterwards restart the program if a change asked for it."""
         for kept in self._inherited:
             kept.close()  # the new code no longer listens there
+        for kept in self._adopted:
+            kept.close()  # the program started: its server owns the sockets now
         if self._watch:
             self._start_watching()
         self._notice_interrupts()
@@ -451,7 +473,7 @@ class ReloadingReactor:
         finally:
             self._stop_watching.set()
         if self._restarting is not None and not self._interrupted:
-            restart(self._restarting)
+            restart(self._restarting, self._config.token)
 
     def _notice_interrupts(self) -> None:
         """Ctrl-C or SIGTERM during a restart's shutdown cancels the restart."""
@@ -501,8 +523,20 @@ class ReloadingReactor:
             files=sorted(self._watched_files()),
             log_format=_logging.current_format(),
             debug=self._config.debug,
+            allowed_hosts=_allowed_hosts(),
         )
         self._reactor.callLater(SETTLE_SECONDS, requestShutdown)
+
+
+def _allowed_hosts() -> list[str]:
+    """:returns: the running server's ALLOWED_HOSTS (the loopback names if none runs)."""
+    from . import _run
+    from ._guards import LOOPBACK_HOSTS
+
+    server = _run._process.server
+    if server is None or server.context.guard is None:
+        return list(LOOPBACK_HOSTS)
+    return list(server.context.guard.hosts.patterns)
 
 
 # -- The hooks run() calls -----------------------------------------------------
@@ -558,6 +592,7 @@ def rerun() -> None:
     global _rerun_program
     del sys.path[0]  # the entry restart()'s command added
     state = RestartState.from_json(sys.argv[1])
+    token = os.environ.pop(TOKEN_VARIABLE, None)  # not for the program's own children
     _rerun_program = state.program
     _inherited[:] = state.listeners
     try:
@@ -568,7 +603,7 @@ def rerun() -> None:
             "houweb: the application failed to start; waiting for a change to retry",
             level=LogLevel.error,
         )
-        _wait_for_a_fix(state, traceback_files(sys.exc_info()[2]), traceback.format_exc())
+        _wait_for_a_fix(state, traceback_files(sys.exc_info()[2]), traceback.format_exc(), token)
 
 
 def traceback_files(tb: Any) -> set[str]:
@@ -580,23 +615,28 @@ def traceback_files(tb: Any) -> set[str]:
     }
 
 
-def _wait_for_a_fix(state: RestartState, more_files: set[str], error: str) -> NoReturn:
+def _wait_for_a_fix(
+    state: RestartState, more_files: set[str], error: str, token: str | None = None
+) -> NoReturn:
     """
     Until a change compiles: keep the sockets and answer 503 on them (see
-    :class:`Unavailable`); then restart with the same sockets.
+    :class:`Unavailable`), behind the server's Host and token checks; then
+    restart with the same sockets.
     """
-    stop_answering = _answer_unavailable(state, error)
+    stop_answering = _answer_unavailable(state, error, token)
     files = set(state.files) | more_files | application_files()
     watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
     for changed in watcher.changes():
         if compiles(changed):
             log.info("houweb: {file} changed, restarting", file=", ".join(changed))
             stop_answering()
-            restart(replace(state, files=sorted(files)))
+            restart(replace(state, files=sorted(files)), token)
     raise AssertionError("unreachable: the watch ends only by an exception")
 
 
-def _answer_unavailable(state: RestartState, error: str) -> Callable[[], None]:
+def _answer_unavailable(
+    state: RestartState, error: str, token: str | None = None
+) -> Callable[[], None]:
     """
     Answer ``503`` on the kept sockets (plain TCP; a TLS one just keeps its
     connections waiting) from a reactor thread, so clients are not refused
@@ -614,7 +654,7 @@ def _answer_unavailable(state: RestartState, error: str) -> Callable[[], None]:
         reactor = get_reactor()
         if reactor.running:
             raise RuntimeError("the reactor runs already")
-        site = Site(Unavailable(error if state.debug else None))
+        site = Site(Unavailable(error if state.debug else None, state.allowed_hosts, token))
         ports = [
             reactor.adoptStreamPort(kept.fd, kept.family, site)
             for kept in state.listeners
@@ -638,11 +678,31 @@ class Unavailable(Resource):
 
     isLeaf = True
 
-    def __init__(self, error: str | None) -> None:
+    def __init__(
+        self, error: str | None, allowed_hosts: Iterable[str] = ("*",), token: str | None = None
+    ) -> None:
+        from ._auth import TokenCheck
+        from ._guards import HeaderGuard, OriginPolicy
+
         super().__init__()
         self._error = error
+        # The server's Host allow-list and token still apply: the error (a
+        # traceback) is not for a DNS-rebinding page nor for a client
+        # without the token.
+        self._guard = HeaderGuard(
+            allowed_hosts, OriginPolicy(), token=TokenCheck(token) if token is not None else None
+        )
 
     def render(self, request: Any) -> bytes:
+        refusal = self._guard.refusal(
+            request.method, request.requestHeaders, request.getHost().port, request.isSecure()
+        )
+        if refusal is not None:
+            request.setResponseCode(refusal.status)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            for name, value in refusal.headers:
+                request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+            return (refusal.message + "\n").encode("utf-8")
         request.setResponseCode(503)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"retry-after", b"1")

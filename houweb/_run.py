@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.error import ReactorNotRestartable, ReactorNotRunning
+from twisted.python import threadable
 
 from . import _logging
 from ._config import (
@@ -174,7 +175,9 @@ def run(
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)
-    reactor = _claim_reactor()
+    reactor = _claim_reactor(foreground=not background)
+    if reactor is None:
+        return  # a signal while it waited for the previous server: not started
     end_logging = None
     try:
         end_logging = _logging.begin_logging()
@@ -255,18 +258,29 @@ def _not_in_foreground(reload_source_changes: bool | None) -> None:
 STOPPING_MARGIN = 2.0
 
 
-def _claim_reactor() -> Any:
+def _claim_reactor(foreground: bool = False) -> Any:
     """
     Check that this run() may start a server and claim the start, in one
     hold of the lock: two threads calling run() at once cannot both start
     one. A server still stopping (after :func:`requestShutdown`) is waited
     for first, up to its shutdown grace.
 
-    :returns: the reactor to serve on; the caller must call
+    :param foreground: a foreground run(): while it waits, Ctrl-C or SIGTERM
+        mean "do not start" (the previous server still finishes gracefully;
+        a second one stops it at once), as they mean "stop" once it serves.
+    :returns: the reactor to serve on, or ``None`` when a signal came while
+        waiting (nothing claimed); otherwise the caller must call
         ``_process.release()`` when its start is over.
     :raises OperationFailed: houweb runs, starts in another thread, or cannot
         start here.
     """
+    if get_reactor().running and threadable.isInIOThread():
+        # It would block the reactor, and with it the server it waits for
+        # (houweb's background thread, or twistd's main thread).
+        raise OperationFailed(
+            "run() cannot be called on houweb's reactor thread (from an async handler): "
+            "call it from a plain handler or another thread"
+        )
     while True:
         with _process.lock:
             stopping = _check_may_start()
@@ -280,11 +294,36 @@ def _claim_reactor() -> Any:
                 _process.starting = True
                 return reactor
         grace = stopping.config.shutdown_grace
-        if not stopping.wait_stopped(grace + STOPPING_MARGIN):
+        stopped = _wait_for_stopping(stopping, foreground)
+        if stopped is None:
+            return None
+        if not stopped:
             raise OperationFailed(
                 f"the previous houweb server is still stopping {grace + STOPPING_MARGIN:g}s "
                 "after it was asked to (its shutdown grace, plus a margin)"
             )
+
+
+def _wait_for_stopping(stopping: Server, foreground: bool) -> bool | None:
+    """
+    Wait for ``stopping`` to stop, up to its grace plus the margin; in the
+    foreground, Ctrl-C or SIGTERM meanwhile cancel the start (a second one
+    stops that server at once).
+
+    :returns: whether it stopped in time; ``None`` if a signal cancelled.
+    """
+    cancelled = threading.Event()
+
+    def stop_it_now() -> None:
+        cancelled.set()
+        stopping.stop_now()
+
+    restore = _install_signal_handlers(cancelled.set, stop_it_now) if foreground else lambda: None
+    try:
+        stopped = stopping.wait_stopped(stopping.config.shutdown_grace + STOPPING_MARGIN)
+    finally:
+        restore()
+    return None if cancelled.is_set() else stopped
 
 
 def _check_may_start() -> Server | None:
@@ -331,19 +370,31 @@ def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> 
     an earlier background run()): serve from that thread, and handle
     SIGINT/SIGTERM here as any foreground run() does.
     """
-    done, asked = threading.Event(), threading.Event()
+    done, asked, now = threading.Event(), threading.Event(), threading.Event()
+    started: list[Server] = []
 
     def first() -> None:
         asked.set()
         requestShutdown()
 
+    def again() -> None:
+        # Stop at once, as the reactor stopping does in the foreground: a
+        # run() that returned while its server went on serving (and the
+        # process waited for the grace to exit) had not stopped anything.
+        now.set()
+        if started:
+            started[0].stop_now()
+
     # Before listening, as _serve_in_foreground does; a signal that comes
     # after "listening on" but before the server is recorded is seen below.
-    restore = _install_signal_handlers(first, done.set)
+    restore = _install_signal_handlers(first, again)
     try:
         server = _start_in_background(config, reactor)
+        started.append(server)
         server.stopped().addBoth(lambda _: done.set())
-        if asked.is_set():
+        if now.is_set():
+            server.stop_now()
+        elif asked.is_set():
             server.ask_to_stop()
         try:
             while not done.wait(0.2):
@@ -507,14 +558,20 @@ def serverPorts() -> list[int]:
 
 
 def _shutdown_at_exit() -> None:
-    """The main thread ended: shut a background server down, then the reactor."""
+    """
+    The main thread ended: shut a background server down, then the reactor.
+    A server already stopping (requestShutdown() just before the script
+    ended) is waited for too, up to its grace: its requests in progress
+    were promised they may finish, and stopping the reactor would cut them.
+    """
     background = _process.background
-    server = _process.server
+    with _process.lock:
+        server = _process.server or _process.last
     if background is None or not background.is_alive():
         return
     if server is not None:
         try:
-            background.call(server.shutdown)
+            background.call(server.shutdown)  # or waits for the one under way
         except Exception:  # noqa: BLE001 - exiting anyway
-            pass
+            server.wait_stopped(server.config.shutdown_grace + STOPPING_MARGIN)
     background.stop(timeout=2)

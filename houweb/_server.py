@@ -56,26 +56,34 @@ def url_of(description: str, port: Any) -> str:
 
 
 class _Notifier:
-    """Hands out Deferreds that all fire when :meth:`fire` is called."""
+    """
+    Hands out Deferreds that all fire when :meth:`fire` is called. ``run()``
+    asks for them from its calling thread while the server's thread may fire
+    them: the lock makes "not fired yet, so wait" and "fire every waiter" one
+    step each, so no waiter is added after the list was taken (and lost).
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._fired = False
         self._waiting: list[defer.Deferred[None]] = []
 
     def when(self) -> defer.Deferred[None]:
-        if self._fired:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append(d)
-        return d
+        with self._lock:
+            if self._fired:
+                return defer.succeed(None)
+            d: defer.Deferred[None] = defer.Deferred()
+            self._waiting.append(d)
+            return d
 
     @property
     def fired(self) -> bool:
         return self._fired
 
     def fire(self) -> None:
-        self._fired = True
-        waiting, self._waiting = self._waiting, []
+        with self._lock:
+            self._fired = True
+            waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
 
@@ -216,6 +224,20 @@ class Server:
         self.stop_asked = True
         self.reactor.callFromThread(self.shutdown)
 
+    def stop_now(self) -> None:
+        """
+        Shut down without the grace (a second Ctrl-C): begin :meth:`shutdown`
+        if it has not begun, and drop every connection now, abandoning the
+        handlers still running. Callable from any thread.
+        """
+        self.stop_asked = True
+        self.reactor.callFromThread(self._stop_now)
+
+    def _stop_now(self) -> None:
+        self.shutdown()
+        for channel in list(self.site.houweb_connections):
+            channel.transport.abortConnection()
+
     def wait_stopped(self, timeout: float) -> bool:
         """
         Block (not on the reactor thread) until shutdown is complete.
@@ -259,8 +281,8 @@ class Server:
             )
             for channel in list(self.site.houweb_connections):
                 channel.transport.abortConnection()
+        self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
-        self.pool.stop()
         log.info("houweb: stopped")
 
     def _report_abandoned(self) -> None:

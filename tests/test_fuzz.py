@@ -163,10 +163,12 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
         + b"Connection: close\r\n\r\n",
     )
     match = STATUS_LINE.match(answer)
-    # 400 only for a header Twisted refuses outright (a NUL in it)
+    # 400 only for a header Twisted refuses outright: a NUL in it, or a CR or
+    # LF that ends the line early and leaves a malformed one.
     assert match and match.group(1) in (b"200", b"206", b"416", b"400"), answer[:300]
     if match.group(1) == b"400":
-        assert b"\x00" in range_value + (if_range or b""), answer[:300]
+        sent = range_value + (if_range or b"")
+        assert any(c in sent for c in (b"\x00", b"\r", b"\n")), answer[:300]
     assert len(answer) < 2 * 65536 + 8192  # never more than about the file (64 KiB)
 
 

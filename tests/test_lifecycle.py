@@ -7,6 +7,7 @@ run() after a foreground run()).
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -66,6 +67,16 @@ def test_a_script_ending_after_a_background_run_exits_within_the_grace_plus_2s()
         assert time.monotonic() - started < 1 + 2
 
 
+def test_a_script_ending_right_after_request_shutdown_lets_the_request_in_flight_finish():
+    # requestShutdown() promises the requests in progress finish: the script
+    # ending meanwhile must not cut them (it did, 2 s after it ended).
+    with Child(LIFECYCLE_APP, "stopping", "10") as child:
+        child.wait_for("ENDING")
+        assert child.wait() == 0, child.output
+        assert "CLIENT slow done" in child.output, child.output
+        assert "abandoned" not in child.output
+
+
 def test_a_busy_extra_port_raises_naming_it_and_nothing_stays_listening():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -96,6 +107,47 @@ def test_a_foreground_run_after_a_background_one_stops_gracefully_on_sigterm():
         child.send_signal(signal.SIGTERM)
         assert child.wait() == 0, child.output
         assert "RETURNED" in child.output
+
+
+def test_a_second_sigterm_stops_a_foreground_run_after_a_background_one_at_once():
+    # run() returned at the second signal, but its server went on serving
+    # (and the process waited for the whole grace to exit).
+    with Child(RESTART_APP, "foreground_after_background", "60") as child:
+        port = child.ports(2)[1]
+        in_background(lambda: get(port, "/slow?seconds=60", timeout=60))
+        child.wait_for("REACHED /slow")
+        child.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        while not refuses(port):  # the first one was handled: no longer accepting
+            assert time.monotonic() - started < 10
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait() == 0, child.output
+        assert time.monotonic() - started < 10
+        assert child.output.rindex("houweb: stopped") < child.output.index("RETURNED")
+
+
+def test_sigterm_while_a_foreground_run_waits_for_the_previous_server_lets_it_finish():
+    # SIGTERM killed the process (-15) while run() waited, cutting the
+    # previous server's request in flight; now run() returns without
+    # starting, once that server has stopped gracefully.
+    with Child(RESTART_APP, "waiting_foreground") as child:
+        child.wait_for("HANDLING")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait() == 0, child.output
+        assert "CLIENT slow done" in child.output
+        assert "RETURNED" in child.output
+        assert len(re.findall("houweb: listening on", child.output)) == 1  # never started
+
+
+def test_run_from_an_async_handler_fails_at_once_instead_of_blocking_the_reactor():
+    # It blocked the reactor thread for the grace plus 2 s (the old server
+    # could not stop meanwhile), then blamed the old server for not stopping.
+    with Child(RESTART_APP, "from_async") as child:
+        answer = child.wait_for(r"ASYNC (.*) after ([\d.]+)s$")
+        assert "cannot be called on houweb's reactor thread" in answer.group(1)
+        assert float(answer.group(2)) < 1
+        assert child.wait() == 0, child.output
 
 
 def test_run_raises_operation_failed_when_the_reactor_cannot_start():

@@ -186,6 +186,39 @@ def test_an_application_that_fails_to_start_comes_back_after_a_fix(copied):
         eventually(lambda: answers(port, "fixed"))
 
 
+def raw_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """A GET with exactly these headers (urllib always sends its own Host)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8")
+    finally:
+        connection.close()
+
+
+def test_while_the_application_fails_to_start_the_503_keeps_the_servers_guards(copied):
+    # The 503 page (with the traceback, in debug mode) was served to any Host
+    # (a DNS-rebinding page) and without the token the server requires.
+    (copied / "token.txt").write_text("s3cret")
+    with serve_copy(copied, f"--token-file={copied / 'token.txt'}") as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
+        child.wait_for("the application failed to start; waiting for a change to retry")
+        bearer = {"Authorization": "Bearer s3cret"}
+        status, body = raw_get(port, "/version", {"Host": "localhost", **bearer})
+        assert status == 503 and "ZeroDivisionError" in body, body
+        status, body = raw_get(port, "/version", {"Host": "attacker.example", **bearer})
+        assert status == 400 and "ZeroDivisionError" not in body, body
+        status, body = raw_get(port, "/version", {"Host": "localhost"})
+        assert status == 401 and "ZeroDivisionError" not in body, body
+
+
 def test_requests_made_during_a_restart_are_all_answered(copied):
     with serve_copy(copied) as child:
         port = child.port()
@@ -236,6 +269,27 @@ def test_a_script_with_reload_source_changes_restarts_with_the_same_command_line
         edit(copied / "reload_app.py", '"one"', '"two"')
         eventually(lambda: answers(port, "two"))
         assert get(port, "/argv") == (200, json.dumps(["--flag", "value"]))
+
+
+def test_a_program_failing_after_it_adopted_the_sockets_still_answers_503(copied):
+    # The new program adopted the kept main socket, then failed to bind an
+    # extra port: adopting had closed the kept copy, so the port was closed
+    # and clients refused until a fix.
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        script = copied / "reload_script.py"
+        with Child(str(script), cwd=str(copied)) as child:
+            port = child.port()
+            edit(script, "run(port=0,", f"run(port=0, ports=[{busy}],")
+            child.wait_for("the application failed to start; waiting for a change to retry")
+            status, body = get(port, "/version")  # never refused
+            assert status == 503, body
+            edit(script, f"run(port=0, ports=[{busy}],", "run(port=0,")
+            eventually(lambda: answers(port, "one"))
 
 
 def test_the_settings_file_is_watched_too(copied):

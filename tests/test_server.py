@@ -232,3 +232,54 @@ async def test_calls_still_queued_when_the_grace_runs_out_are_dropped_and_never_
     )
     assert len(abandoned) == 1, log  # only the call that started
     assert 0.3 <= float(abandoned[0]) < 30
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_a_pool_thread_took_as_shutdown_ends_is_named_or_never_runs(
+    serve, client, logged, monkeypatch
+):
+    # A pool thread that took a queued call but had not yet started it when
+    # the grace ran out (descheduled between the two; emulated by pausing it
+    # there) ran it after "stopped", and the abandoned-calls log missed it.
+    from houweb import _pool
+
+    ran: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+    taken, go = threading.Event(), threading.Event()
+    real_run, runs = _pool._run, []
+
+    def paused_run(*call: object) -> None:
+        runs.append(call)
+        if len(runs) == 2:  # the queued call, taken off the queue
+            taken.set()
+            go.wait(30)
+        real_run(*call)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_pool, "_run", paused_run)
+
+    @houweb.urlHandler("/first")
+    def first(request: houweb.Request) -> str:
+        entered.set()
+        release.wait(30)
+        return "first"
+
+    @houweb.urlHandler("/second")
+    def second(request: houweb.Request) -> str:
+        ran.append("second")
+        return "second"
+
+    server = await serve(max_num_threads=1, shutdown_grace=0.3)
+    port = server.port_numbers()[0]
+    replies = [defer.ensureDeferred(client.get(port, path)) for path in ("/first", "/second")]
+    for reply in replies:
+        reply.addErrback(lambda failure: None)  # the second's connection is dropped
+    await until(entered.is_set)
+    await until(lambda: len(server.context.running) == 2)
+    release.set()
+    await until(taken.is_set)
+    await server.shutdown()
+    go.set()
+    await until(lambda: not any(thread.is_alive() for thread in server.pool.threads))
+    log = messages(logged)
+    if ran:  # it started before the pool stopped: then it is named
+        assert re.search(r"abandoned URL handler \S+second \(GET /second", log), log

@@ -257,6 +257,16 @@ def test_twistd_handlers_see_debug_and_ports_and_request_shutdown_stops_twistd_w
         assert "houweb: stopped" in child.output
 
 
+def test_twistd_run_from_an_async_handler_fails_at_once_and_twistd_stops_with_0():
+    # It blocked twistd's reactor for the grace plus 2 s, then blamed the
+    # server for still stopping.
+    with Child.twistd("-n", "--pidfile=", "houweb", f"--app={TAP_APP}", "--port=0") as child:
+        status, body = get(child.port(), "/restart")
+        assert status == 200 and "cannot be called on houweb's reactor thread" in body, body
+        assert float(body.rsplit(" after ", 1)[1].rstrip("s")) < 1
+        assert child.wait(20) == 0, child.output
+
+
 def test_twistd_daemon_writes_its_pidfile_and_logfile(tmp_path):
     pidfile, logfile = tmp_path / "houweb.pid", tmp_path / "houweb.log"
     with Child.twistd(

@@ -987,7 +987,11 @@ async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
     assert called == []
     assert len(made) <= 3 * 100
     # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core machine.
-    assert latencies[len(latencies) // 2] < 0.1 and latencies[-1] < 1.0
+    # A median needs a few pings: when the attacks end within the first
+    # one or two (a loaded machine), there was no starvation to measure.
+    assert latencies[-1] < 1.0
+    if len(latencies) >= 5:
+        assert latencies[len(latencies) // 2] < 0.1
     assert await until_empty(upload_dir) == []
 
 

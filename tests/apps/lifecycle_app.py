@@ -4,6 +4,9 @@ run() in a script, for the lifecycle tests. ``python lifecycle_app.py MODE ...``
 - ``foreground GRACE``: serve until stopped, then print ``RETURNED``.
 - ``background GRACE``: serve in the background, start a request that never
   ends, print ``ENDING`` and end the script.
+- ``stopping GRACE``: serve in the background, start a 3 s request, call
+  requestShutdown() once it runs, wait for shutdown to begin, print ``ENDING`` and end the script; the
+  request's client prints ``CLIENT <answer or error>``.
 - ``busy MAIN BUSY``: run() on a free main port and a busy extra port;
   print ``FAILED <message>`` and the ports still reported, then wait to be
   ended.
@@ -49,6 +52,26 @@ def background(grace):
     print("ENDING", flush=True)
 
 
+def stopping(grace):
+    houweb.run(port=0, in_background=True, shutdown_grace=float(grace))
+    url = f"http://127.0.0.1:{houweb.serverPorts()[0]}/slow?seconds=3"
+
+    def client():
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                print("CLIENT", response.read().decode(), flush=True)
+        except OSError as exc:
+            print("CLIENT", repr(exc), flush=True)
+
+    threading.Thread(target=client).start()  # not a daemon: joined as the script ends
+    reached.wait(10)
+    houweb.requestShutdown()
+    deadline = time.monotonic() + 10  # until shutdown has begun (the race made plain)
+    while houweb.serverPorts() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("ENDING", flush=True)
+
+
 def busy(main, taken):
     try:
         houweb.run(port=int(main), ports=[int(taken)], in_background=False)
@@ -57,4 +80,6 @@ def busy(main, taken):
         threading.Event().wait(60)
 
 
-{"foreground": foreground, "background": background, "busy": busy}[sys.argv[1]](*sys.argv[2:])
+{"foreground": foreground, "background": background, "stopping": stopping, "busy": busy}[
+    sys.argv[1]
+](*sys.argv[2:])

@@ -31,3 +31,17 @@ def state(request):
     return houweb.Response(
         f"debug={houweb.isInDebugMode()} ports={houweb.serverPorts()}", content_type="text/plain"
     )
+
+
+@houweb.urlHandler("/restart")
+async def restart(request):
+    """requestShutdown() then run() on the reactor thread: refused at once."""
+    houweb.requestShutdown()
+    started = time.monotonic()
+    try:
+        houweb.run(port=0, in_background=True)
+    except houweb.OperationFailed as exc:
+        return houweb.Response(
+            f"{exc} after {time.monotonic() - started:.1f}s", content_type="text/plain"
+        )
+    return houweb.Response("started", content_type="text/plain")
