@@ -170,6 +170,7 @@ class Refusal:
 
 
 BAD_HOST = "Invalid Host header: the name is not in ALLOWED_HOSTS"
+BAD_TARGET = "Bad request target: it must be a path starting with '/'"
 FOREIGN_ORIGIN = "Forbidden: cross-site request refused (Origin not trusted)"
 
 
@@ -214,14 +215,22 @@ class HeaderGuard:
             raw = headers.getRawHeaders(b"host")  # type: ignore[attr-defined]
         return raw
 
-    def refusal(self, method: bytes, headers: object, port: int, secure: bool) -> Refusal | None:
+    def refusal(
+        self, method: bytes, headers: object, port: int, secure: bool, target: bytes = b"/"
+    ) -> Refusal | None:
         """
         :param method: the request's method, as sent.
         :param headers: its twisted.web ``Headers``.
         :param port: the local port it arrived on.
         :param secure: whether it arrived over TLS.
+        :param target: its request target, as sent: only a path (origin-form)
+            is served, and ``*`` for ``OPTIONS``. An absolute-form target
+            (``http://other.example/x``, what clients send a proxy) names an
+            authority the Host check did not see, and is refused.
         :returns: why the request must be refused, or ``None`` to serve it.
         """
+        if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
+            return Refusal(400, BAD_TARGET)
         host = self._effective_host(headers)
         if host is not None:
             hosts = self._hosts_by_port.get(port, self.hosts) if self._hosts_by_port else self.hosts

@@ -124,8 +124,8 @@ def _ancestors(path: str) -> Iterable[str]:
     """``/a/b`` → ``/a/b``, ``/a``, ``/``."""
     while True:
         yield path
-        if path == "/":
-            return
+        if path == "/" or not path.startswith("/"):
+            return  # a target that is not a path ("*") has no ancestors
         path = path.rsplit("/", 1)[0] or "/"
 
 

@@ -381,3 +381,25 @@ async def test_the_allow_list_can_differ_per_port_for_set_settings_for_port(serv
     assert status(await raw_request(main, http("GET", "/act", "localhost"))) == 200
     assert status(await raw_request(main, http("GET", "/act", "extra.test"))) == 400
     assert ran == ["act", "act"]
+
+
+# Found by the security review
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_target_that_is_not_a_path_gets_400_and_the_server_goes_on(serve):
+    # An absolute-form target (what a client sends a proxy) used to make the
+    # routing loop forever on the reactor: one request stopped the server.
+    ran: list[str] = []
+    register_victims(ran)
+    port = (await serve()).port_numbers()[0]
+    for target in ("http://evil.example/act", "http://localhost/act", "act", "*", "evil:80"):
+        reply = await raw_request(port, http("GET", target, "localhost"), timeout=5)
+        assert status(reply) == 400, (target, reply)
+        assert b"request target" in reply
+    # OPTIONS * (RFC 9110 "the server as a whole") is answered by twisted.web.
+    reply = await raw_request(port, http("OPTIONS", "*", "localhost"), timeout=5)
+    assert status(reply) == 200, reply
+    assert ran == []
+    assert status(await raw_request(port, http("GET", "/act", "localhost"))) == 200
+    assert ran == ["act GET"]
