@@ -257,19 +257,30 @@ class HeaderGuard:
         return None
 
     def _cors_preflight(self, method: bytes, get: Callable[[bytes], list[bytes] | None]) -> bool:
-        """A CORS preflight of a whitelisted origin: browsers send it without credentials."""
-        if (
-            method != b"OPTIONS"
-            or self.cors is None
-            or get(b"access-control-request-method") is None
-        ):
+        """
+        A CORS preflight of a whitelisted origin (browsers send it without
+        credentials): exactly what :meth:`CORSPolicy.preflight` answers
+        itself, so nothing let in without the token reaches a handler.
+        """
+        if self.cors is None or method != b"OPTIONS":
             return False
-        origin = get(b"origin")
-        return (
-            origin is not None
-            and len(origin) == 1
-            and self.cors.allows(origin[0].decode("latin-1"))
+        return self.cors.is_preflight(
+            "OPTIONS", _joined(get(b"access-control-request-method")), _joined(get(b"origin"))
         )
+
+
+def _joined(values: list[bytes] | None) -> str:
+    """A header's values as :meth:`houweb.Request.header` gives them: repeats joined."""
+    if not values:
+        return ""
+    return ", ".join(_text(value) for value in values)
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _own_origin(host: list[bytes] | None, secure: bool) -> Origin | None:

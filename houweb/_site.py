@@ -22,6 +22,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from . import _registry
+from ._auth import CHALLENGE, MESSAGE
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, call_user_code, describe, failure_response
@@ -140,6 +141,17 @@ class _Router:
             early = request_filter(request)
             if early is not None:
                 return self.send(treq, request, early)
+        token = self.context.guard.token
+        if (
+            token is not None
+            and treq.method == b"OPTIONS"
+            and not token.accepts(treq.requestHeaders.getRawHeaders(b"authorization"))
+        ):
+            # Let in without the token as a CORS preflight, yet not answered
+            # as one: no handler may see it.
+            refused = errorResponse(request, MESSAGE, 401)
+            refused.setHeader(*CHALLENGE)
+            return self.send(treq, request, refused)
         match = self.context.registry.match(
             path, request.port(), self.context.main_port, self.context.main_aliases
         )

@@ -403,3 +403,27 @@ async def test_a_request_target_that_is_not_a_path_gets_400_and_the_server_goes_
     assert ran == []
     assert status(await raw_request(port, http("GET", "/act", "localhost"))) == 200
     assert ran == ["act GET"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_options_request_that_is_no_preflight_needs_the_token(serve):
+    # The guard let an OPTIONS with a whitelisted Origin and an empty
+    # Access-Control-Request-Method through without the token, and the CORS
+    # filter (which wants a non-empty one) passed it on to the handler.
+    ran: list[str] = []
+    register_victims(ran)
+    settings = {"CORS_ORIGIN_WHITELIST": ["http://app.test"]}
+    port = (await serve(token="s3cret", settings=settings)).port_numbers()[0]
+    for request_method in ("", " ", "\t"):
+        reply = await raw_request(
+            port,
+            http(
+                "OPTIONS",
+                "/act",
+                "localhost",
+                "Origin: http://app.test",
+                f"Access-Control-Request-Method:{request_method}",
+            ),
+        )
+        assert status(reply) == 401, (request_method, reply)
+    assert ran == []
