@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
+from werkzeug.exceptions import BadHost
 
 from . import _registry
 from ._auth import CHALLENGE, MESSAGE
@@ -37,6 +38,9 @@ from ._snapshot import BadRequest, decode_path, snapshot
 from ._uploads import MemoryBudget
 
 log = Logger(namespace="houweb")
+
+#: The 400 of a Host header that is not a valid host name.
+BAD_HOST_NAME = "Invalid Host header: not a valid host name"
 
 Answer = Union[Response, Deferred[Response]]
 T = TypeVar("T")
@@ -228,7 +232,15 @@ class _Guard(Resource):
             request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
             self._router.send(treq, request, errorResponse(request, str(exc), 400))
             return server.NOT_DONE_YET
-        return self._klein.render(treq)
+        try:
+            return self._klein.render(treq)
+        except BadHost:
+            # Klein binds its URL map to the Host, IDNA-encoded: a name with
+            # an empty label (".localhost") or one over 63 characters passes
+            # ALLOWED_HOSTS' patterns but cannot be encoded.
+            request = snapshot(treq, treq.houweb_path, parse=False)
+            self._router.send(treq, request, errorResponse(request, BAD_HOST_NAME, 400))
+            return server.NOT_DONE_YET
 
 
 def _klein_app(router: _Router) -> Klein:

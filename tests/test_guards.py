@@ -427,3 +427,21 @@ async def test_an_options_request_that_is_no_preflight_needs_the_token(serve):
         )
         assert status(reply) == 401, (request_method, reply)
     assert ran == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_host_klein_cannot_bind_to_gets_400_not_500(serve, logged):
+    # ".localhost" passes the allow-list (Django's pattern), but Klein
+    # IDNA-encodes the Host when it binds its URL map: it raised, a 500 and
+    # a critical traceback for anyone to trigger.
+    ran: list[str] = []
+    register_victims(ran)
+    port = (await serve()).port_numbers()[0]
+    for host in (".localhost", "a..localhost", "x" * 64 + ".localhost"):
+        reply = await raw_request(port, http("GET", "/act", host))
+        assert status(reply) == 400, (host, reply)
+        assert b"Host" in reply
+    assert ran == []
+    assert not [
+        e for e in logged if e.get("log_level") is not None and e["log_level"].name == "critical"
+    ]
