@@ -25,8 +25,11 @@ from ._cors import CORSPolicy
 #: Django's default ALLOWED_HOSTS when every listening address is loopback
 #: (as Django has when DEBUG is on and ALLOWED_HOSTS is empty).
 LOOPBACK_HOSTS = ("localhost", ".localhost", "127.0.0.1", "[::1]")
-#: Methods that do not change state (RFC 9110 "safe" methods, less TRACE).
-SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+#: Methods a foreign page may have a browser send (RFC 9110 "safe" methods,
+#: less TRACE, and less OPTIONS: every page can make a browser send OPTIONS
+#: to any URL, as the preflight of a fetch() with another method or a custom
+#: header, and a handler that acts on "anything but GET" would act on it).
+SAFE_METHODS = frozenset({b"GET", b"HEAD"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: Django's host_validation_re: a name or an IPv6 literal, then a port.
 _HOST = re.compile(r"^([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:[0-9]+)?$")
@@ -114,8 +117,8 @@ class Origin:
 
 class OriginPolicy:
     """
-    Which origins may send requests that change state (every method but GET,
-    HEAD and OPTIONS, and every WebSocket handshake): the request's own
+    Which origins may send requests that change state (every method but GET
+    and HEAD, and every WebSocket handshake): the request's own
     origin, the CORS whitelist's and ``CSRF_TRUSTED_ORIGINS``' (which, as in
     Django, may name ``https://*.example.com`` for every subdomain).
 

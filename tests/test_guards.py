@@ -273,12 +273,12 @@ async def test_safe_methods_from_foreign_origins_are_served(serve):
     ran: list[str] = []
     register_victims(ran)
     port = (await serve()).port_numbers()[0]
-    for method in ("GET", "HEAD", "OPTIONS"):
+    for method in ("GET", "HEAD"):
         reply = await raw_request(
             port, http(method, "/act", "localhost", "Origin: http://evil.example")
         )
         assert status(reply) == 200, method
-    assert ran == ["act GET", "act HEAD", "act OPTIONS"]
+    assert ran == ["act GET", "act HEAD"]
 
 
 # Cross-site WebSocket hijacking
@@ -445,3 +445,42 @@ async def test_a_host_klein_cannot_bind_to_gets_400_not_500(serve, logged):
     assert not [
         e for e in logged if e.get("log_level") is not None and e["log_level"].name == "critical"
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_preflight_from_a_foreign_origin_reaches_no_handler(serve):
+    # Any page makes the browser send OPTIONS (a preflight) to any URL, by
+    # fetch() with a method like DELETE or a custom header. OPTIONS was
+    # exempt from the Origin check, so a handler that acts on anything but
+    # GET ("if request.method() == 'GET': show... else: act") acted on it.
+    ran: list[str] = []
+
+    @houweb.urlHandler("/delete")
+    def delete(request: houweb.Request) -> str:
+        if request.method() == "GET":
+            return "<form method=post>...</form>"
+        ran.append(f"deleted on {request.method()}")
+        return "deleted"
+
+    settings = {"CORS_ORIGIN_WHITELIST": ["http://app.test"]}
+    port = (await serve(settings=settings)).port_numbers()[0]
+    host = f"localhost:{port}"
+    preflight = ("Access-Control-Request-Method: DELETE", "Access-Control-Request-Headers: x-a")
+    for origin in ("Origin: http://evil.example", "Origin: null"):
+        reply = await raw_request(port, http("OPTIONS", "/delete", host, origin, *preflight))
+        assert status(reply) == 403, (origin, reply)
+        assert b"Access-Control-Allow-Origin" not in reply
+    reply = await raw_request(port, http("OPTIONS", "/delete", host, "Sec-Fetch-Site: cross-site"))
+    assert status(reply) == 403
+    assert ran == []
+    # A whitelisted origin's preflight is still answered by houweb itself;
+    # same-origin and non-browser OPTIONS reach the handler as before.
+    reply = await raw_request(
+        port, http("OPTIONS", "/delete", host, "Origin: http://app.test", *preflight)
+    )
+    assert status(reply) == 200 and b"Access-Control-Allow-Methods" in reply
+    assert ran == []
+    reply = await raw_request(port, http("OPTIONS", "/delete", host, f"Origin: http://{host}"))
+    assert status(reply) == 200
+    assert status(await raw_request(port, http("OPTIONS", "/delete", host))) == 200
+    assert ran == ["deleted on OPTIONS"] * 2
