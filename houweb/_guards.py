@@ -82,17 +82,24 @@ class HostAllowList:
 def default_allowed_hosts(interfaces: Iterable[str]) -> tuple[str, ...]:
     """
     :returns: the loopback names when every interface listened on is a
-        loopback address, else ``("*",)`` (Houdini's default).
+        loopback address (and those addresses themselves: a server on
+        ``127.0.0.2`` answers ``http://127.0.0.2:8008/``), else ``("*",)``
+        (Houdini's default).
     """
+    extra: list[str] = []
     for interface in interfaces:
         if interface.lower() == "localhost":
             continue
         try:
-            if not ipaddress.ip_address(interface.strip("[]")).is_loopback:
-                return ("*",)
+            address = ipaddress.ip_address(interface.strip("[]"))
         except ValueError:
             return ("*",)
-    return LOOPBACK_HOSTS
+        if not address.is_loopback:
+            return ("*",)
+        name = f"[{address.compressed}]" if address.version == 6 else address.compressed
+        if name not in LOOPBACK_HOSTS and name not in extra:
+            extra.append(name)
+    return (*LOOPBACK_HOSTS, *extra)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ import json
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
 from houweb._config import ServerConfig
 from houweb._guards import LOOPBACK_HOSTS, HostAllowList, Origin, OriginPolicy
 from houweb._server import allowed_hosts
 
-from .support import WSClient, connect_raw, raw_request, ws_handshake
+from .support import WSClient, _Collect, connect_raw, raw_request, ws_handshake
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -167,7 +167,12 @@ def test_the_default_allow_list_is_loopback_names_only_when_every_address_is_loo
         return allowed_hosts(ServerConfig.from_arguments(**arguments), None)
 
     assert hosts() == LOOPBACK_HOSTS
-    assert hosts(interface="::1", listen=["tcp:9000:interface=127.0.0.2"]) == LOOPBACK_HOSTS
+    # The loopback addresses listened on are allowed names too (the review:
+    # a server on 127.0.0.2 answered its own http://127.0.0.2:8008/ with 400).
+    assert hosts(interface="::1", listen=["tcp:9000:interface=127.0.0.2"]) == (
+        *LOOPBACK_HOSTS,
+        "127.0.0.2",
+    )
     assert hosts(interface="0.0.0.0") == ("*",)
     assert hosts(interface="192.168.1.5") == ("*",)
     assert hosts(listen=["ssl:8443:privateKey=k.pem"]) == ("*",)  # every interface
@@ -484,3 +489,16 @@ async def test_a_preflight_from_a_foreign_origin_reaches_no_handler(serve):
     assert status(reply) == 200
     assert status(await raw_request(port, http("OPTIONS", "/delete", host))) == 200
     assert ran == ["deleted on OPTIONS"] * 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_on_another_loopback_address_answers_its_own_address(serve):
+    ran: list[str] = []
+    register_victims(ran)
+    port = (await serve(interface="127.0.0.2")).port_numbers()[0]
+    conn = _Collect()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.2", port), conn)
+    conn.transport.write(http("GET", "/act", f"127.0.0.2:{port}"))
+    reply = await conn.done.addTimeout(10, reactor)
+    assert status(reply) == 200, reply
+    assert ran == ["act GET"]
