@@ -95,6 +95,8 @@ def _from_json(text: str, where: str) -> APICall:
         value = json.loads(text)
     except ValueError as exc:
         raise CallError(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CallError(f"{where} is nested too deeply to decode") from None
     if not (
         isinstance(value, list)
         and len(value) == 3
@@ -164,7 +166,8 @@ def _json_text(result: object, name: str) -> str:
         if "circular" in str(exc).lower():
             reason = "it contains a circular reference (a list or dict inside itself)"
         else:
-            reason = f"out of range float value {_non_finite(result)}"
+            non_finite = _non_finite(result)
+            reason = f"out of range float value {non_finite}" if non_finite else str(exc)
     raise ResultError(f"result of {name} is not JSON serializable: {reason}")
 
 
@@ -176,10 +179,11 @@ def _refuse(value: object) -> object:
     raise _Unencodable(type(value).__name__)
 
 
-def _non_finite(value: object) -> str:
+def _non_finite(value: object) -> str | None:
     """
     :returns: ``nan``, ``inf`` or ``-inf``: the first such float in
-        ``value``; each container is looked into once, so a cycle ends.
+        ``value`` (``None`` if there is none); each container is looked into
+        once, so a cycle ends.
     """
     stack = [value]
     seen: set[int] = set()
@@ -195,4 +199,4 @@ def _non_finite(value: object) -> str:
             stack.extend(reversed([*item.keys(), *item.values()]))
         elif isinstance(item, (list, tuple)):
             stack.extend(reversed(item))
-    return "nan"
+    return None

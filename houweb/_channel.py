@@ -166,7 +166,10 @@ class HouwebChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
         refusal = self.site.houweb.guard.refusal(
-            self._command, request.requestHeaders, self.houweb_local.port, self.houweb_secure
+            self._command,
+            request.requestHeaders,
+            self.houweb_local.port,
+            self.houweb_secure,
         )
         if refusal is not None:
             self.reject(refusal.status, refusal.message, refusal.headers)

@@ -48,15 +48,25 @@ class CORSPolicy:
         origin = request.header("Origin")
         return origin if self.allows(origin) else None
 
+    def is_preflight(self, method: str, request_method: str, origin: str) -> bool:
+        """
+        :returns: whether a request is a whitelisted origin's preflight
+            (``OPTIONS`` with a non-empty ``Access-Control-Request-Method``),
+            which :meth:`preflight` answers and the token check lets in.
+        """
+        return method == "OPTIONS" and bool(request_method.strip()) and self.allows(origin)
+
     def preflight(self, request: Request) -> Response | None:
         """
         :returns: the answer to a whitelisted origin's preflight (``OPTIONS``
             with ``Access-Control-Request-Method``), or ``None`` for anything
             else, which is routed as usual.
         """
-        if request.method() != "OPTIONS" or not request.header("Access-Control-Request-Method"):
-            return None
-        if self.allowed_origin(request) is None:
+        if not self.is_preflight(
+            request.method(),
+            request.header("Access-Control-Request-Method"),
+            request.header("Origin"),
+        ):
             return None
         response = Response(b"", 200)
         for name, value in PREFLIGHT_HEADERS:

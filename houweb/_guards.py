@@ -25,8 +25,11 @@ from ._cors import CORSPolicy
 #: Django's default ALLOWED_HOSTS when every listening address is loopback
 #: (as Django has when DEBUG is on and ALLOWED_HOSTS is empty).
 LOOPBACK_HOSTS = ("localhost", ".localhost", "127.0.0.1", "[::1]")
-#: Methods that do not change state (RFC 9110 "safe" methods, less TRACE).
-SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+#: Methods a foreign page may have a browser send (RFC 9110 "safe" methods,
+#: less TRACE, and less OPTIONS: every page can make a browser send OPTIONS
+#: to any URL, as the preflight of a fetch() with another method or a custom
+#: header, and a handler that acts on "anything but GET" would act on it).
+SAFE_METHODS = frozenset({b"GET", b"HEAD"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: Django's host_validation_re: a name or an IPv6 literal, then a port.
 _HOST = re.compile(r"^([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:[0-9]+)?$")
@@ -79,17 +82,24 @@ class HostAllowList:
 def default_allowed_hosts(interfaces: Iterable[str]) -> tuple[str, ...]:
     """
     :returns: the loopback names when every interface listened on is a
-        loopback address, else ``("*",)`` (Houdini's default).
+        loopback address (and those addresses themselves: a server on
+        ``127.0.0.2`` answers ``http://127.0.0.2:8008/``), else ``("*",)``
+        (Houdini's default).
     """
+    extra: list[str] = []
     for interface in interfaces:
         if interface.lower() == "localhost":
             continue
         try:
-            if not ipaddress.ip_address(interface.strip("[]")).is_loopback:
-                return ("*",)
+            address = ipaddress.ip_address(interface.strip("[]"))
         except ValueError:
             return ("*",)
-    return LOOPBACK_HOSTS
+        if not address.is_loopback:
+            return ("*",)
+        name = f"[{address.compressed}]" if address.version == 6 else address.compressed
+        if name not in LOOPBACK_HOSTS and name not in extra:
+            extra.append(name)
+    return (*LOOPBACK_HOSTS, *extra)
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,8 @@ class Origin:
 
 class OriginPolicy:
     """
-    Which origins may send requests that change state (every method but GET,
-    HEAD and OPTIONS, and every WebSocket handshake): the request's own
+    Which origins may send requests that change state (every method but GET
+    and HEAD, and every WebSocket handshake): the request's own
     origin, the CORS whitelist's and ``CSRF_TRUSTED_ORIGINS``' (which, as in
     Django, may name ``https://*.example.com`` for every subdomain).
 
@@ -248,19 +258,30 @@ class HeaderGuard:
         return None
 
     def _cors_preflight(self, method: bytes, get: Callable[[bytes], list[bytes] | None]) -> bool:
-        """A CORS preflight of a whitelisted origin: browsers send it without credentials."""
-        if (
-            method != b"OPTIONS"
-            or self.cors is None
-            or get(b"access-control-request-method") is None
-        ):
+        """
+        A CORS preflight of a whitelisted origin (browsers send it without
+        credentials): exactly what :meth:`CORSPolicy.preflight` answers
+        itself, so nothing let in without the token reaches a handler.
+        """
+        if self.cors is None or method != b"OPTIONS":
             return False
-        origin = get(b"origin")
-        return (
-            origin is not None
-            and len(origin) == 1
-            and self.cors.allows(origin[0].decode("latin-1"))
+        return self.cors.is_preflight(
+            "OPTIONS", _joined(get(b"access-control-request-method")), _joined(get(b"origin"))
         )
+
+
+def _joined(values: list[bytes] | None) -> str:
+    """A header's values as :meth:`houweb.Request.header` gives them: repeats joined."""
+    if not values:
+        return ""
+    return ", ".join(_text(value) for value in values)
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _own_origin(host: list[bytes] | None, secure: bool) -> Origin | None:

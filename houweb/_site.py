@@ -20,9 +20,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
+from werkzeug.exceptions import BadHost
 
 from . import _registry
 from ._access import log_access, log_rejected
+from ._auth import CHALLENGE, MESSAGE
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, describe, failure_response
@@ -37,6 +39,9 @@ from ._snapshot import BadRequest, decode_path, snapshot
 from ._uploads import MemoryBudget
 
 log = Logger(namespace="houweb")
+
+#: The 400 of a Host header that is not a valid host name.
+BAD_HOST_NAME = "Invalid Host header: not a valid host name"
 
 Answer = Union[Response, Deferred[Response]]
 T = TypeVar("T")
@@ -145,6 +150,17 @@ class _Router:
             early = request_filter(request)
             if early is not None:
                 return self.send(treq, request, early)
+        token = self.context.guard.token
+        if (
+            token is not None
+            and treq.method == b"OPTIONS"
+            and not token.accepts(treq.requestHeaders.getRawHeaders(b"authorization"))
+        ):
+            # Let in without the token as a CORS preflight, yet not answered
+            # as one: no handler may see it.
+            refused = errorResponse(request, MESSAGE, 401)
+            refused.setHeader(*CHALLENGE)
+            return self.send(treq, request, refused)
         own = self.context.own_targets.get(path) if self.context.own_targets else None
         if own is not None:
             match: Match | None = Match(own, path, EXACT)
@@ -226,7 +242,15 @@ class _Guard(Resource):
             request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
             self._router.send(treq, request, errorResponse(request, str(exc), 400))
             return server.NOT_DONE_YET
-        return self._klein.render(treq)
+        try:
+            return self._klein.render(treq)
+        except BadHost:
+            # Klein binds its URL map to the Host, IDNA-encoded: a name with
+            # an empty label (".localhost") or one over 63 characters passes
+            # ALLOWED_HOSTS' patterns but cannot be encoded.
+            request = snapshot(treq, treq.houweb_path, parse=False)
+            self._router.send(treq, request, errorResponse(request, BAD_HOST_NAME, 400))
+            return server.NOT_DONE_YET
 
 
 def _klein_app(router: _Router) -> Klein:

@@ -237,3 +237,85 @@ async def test_chromium_pages_from_other_origins_and_rebound_names_reach_no_hand
         assert reports.pending == []  # the rebinding page never reported a secret
     finally:
         await attacker_port.stopListening()
+
+
+#: More shapes a page can send without a preflight (the security review).
+MORE_ATTACKS_PAGE = """<!DOCTYPE html><html><body>
+<iframe name="sink"></iframe>
+<form id="plain" method="POST" enctype="text/plain" target="sink"
+      action="http://127.0.0.1:{port}/api">
+  <input name='["victim.run", ["evil text/plain"], {{}}]' value="">
+</form>
+<form id="multi" method="POST" enctype="multipart/form-data" target="sink"
+      action="http://localhost:{port}/act">
+  <input name="x" value="evil multipart">
+</form>
+<iframe id="sandboxed" sandbox="allow-forms allow-scripts" srcdoc='
+<form id="f" method="POST" action="http://127.0.0.1:{port}/act"><input name="x" value="evil sandboxed"></form>
+<script>document.getElementById("f").submit();</script>'></iframe>
+<script>
+function loaded(form) {{
+  return new Promise(resolve => {{
+    document.getElementsByName("sink")[0].onload = () => resolve("loaded");
+    document.getElementById(form).submit();
+  }});
+}}
+function socket(url) {{
+  return new Promise(resolve => {{
+    const ws = new WebSocket(url);
+    ws.onopen = () => resolve("open");
+    ws.onerror = () => resolve("error");
+  }});
+}}
+async function main() {{
+  const out = {{}};
+  const call = JSON.stringify(["victim.run", ["evil beacon"], {{}}]);
+  out.beacon = navigator.sendBeacon("http://127.0.0.1:{port}/api",
+    new Blob([call], {{type: "text/plain"}}));
+  out.beacon_form = navigator.sendBeacon("http://localhost:{port}/act",
+    new URLSearchParams({{x: "evil beacon form"}}));
+  for (const [name, options] of [
+      ["put", {{mode: "no-cors", method: "PUT", body: "x=evil put"}}],
+      ["keepalive", {{mode: "no-cors", method: "POST", keepalive: true,
+                      body: new URLSearchParams({{x: "evil keepalive"}})}}],
+      ["no_referrer", {{mode: "no-cors", method: "POST", referrerPolicy: "no-referrer",
+                        body: new URLSearchParams({{x: "evil no-referrer"}})}}]]) {{
+    try {{ await fetch("http://localhost:{port}/act", options); out[name] = "sent"; }}
+    catch (e) {{ out[name] = "failed"; }}
+  }}
+  out.ws_localhost = await socket("ws://localhost:{port}/ws");
+  out.ws_rebind = await socket("ws://{rebind}:{port}/ws");
+  out.plain = await loaded("plain");
+  out.multi = await loaded("multi");
+  await new Promise(resolve => setTimeout(resolve, 500));  // the sandboxed frame's post
+  await fetch("/done", {{method: "POST", body: JSON.stringify(out)}});
+}}
+main();
+</script></body></html>"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="headless Chromium from Debian")
+@pytest_twisted.ensureDeferred
+async def test_chromium_beacons_text_plain_forms_sandboxed_frames_and_sockets_reach_no_handler(
+    serve,
+):
+    chromium()
+    seen: list[tuple[str, str]] = []
+    reports: defer.DeferredQueue[Any] = defer.DeferredQueue()
+    register_victim(seen, reports)
+    port = (await serve()).port_numbers()[0]
+    attacker = AttackerSite(port)
+    attacker.page = MORE_ATTACKS_PAGE.format(port=port, rebind=REBIND_NAME).encode()
+    attacker_port = reactor.listenTCP(0, server.Site(attacker), interface="127.0.0.1")
+    try:
+        evil = Browser(f"http://127.0.0.1:{attacker_port.getHost().port}/")
+        try:
+            outcome = await first_of(attacker.done, evil)
+        finally:
+            await evil.stop()
+        assert seen == [], outcome  # no handler, API function or WebSocket was reached
+        assert outcome["beacon"] is True and outcome["beacon_form"] is True, outcome
+        assert outcome["ws_localhost"] == "error" and outcome["ws_rebind"] == "error", outcome
+        assert outcome["plain"] == "loaded" and outcome["multi"] == "loaded", outcome
+    finally:
+        await attacker_port.stopListening()

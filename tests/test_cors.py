@@ -92,12 +92,14 @@ async def test_other_origins_get_no_cors_headers_and_a_normal_answer(serve, clie
     reply = await client.get(port, "/thing", headers={"Origin": "http://evil.test"})
     assert reply.status == 200 and reply.body == b"thing"
     assert reply.header("Access-Control-Allow-Origin") is None and reply.header("Vary") is None
+    # A foreign origin's preflight never reaches the handler (issue 13's
+    # Origin check covers OPTIONS): 403, and the browser blocks as before.
     preflight = await client.request(
         "OPTIONS", port, "/thing", headers={**PREFLIGHT, "Origin": "http://evil.test"}
     )
-    assert preflight.status == 200 and preflight.body == b"thing"
+    assert preflight.status == 403
     assert preflight.header("Access-Control-Allow-Origin") is None
-    assert calls == ["GET", "OPTIONS"]
+    assert calls == ["GET"]
 
 
 @pytest_twisted.ensureDeferred
@@ -130,4 +132,6 @@ async def test_without_a_whitelist_there_are_no_cors_headers(serve, client):
     houweb.urlHandler("/thing")(lambda request: "thing")
     port = (await serve()).port_numbers()[0]
     reply = await client.request("OPTIONS", port, "/thing", headers=PREFLIGHT)
+    assert reply.status == 403 and reply.header("Access-Control-Allow-Origin") is None
+    reply = await client.request("OPTIONS", port, "/thing")  # not from a browser
     assert reply.body == b"thing" and reply.header("Access-Control-Allow-Origin") is None

@@ -190,3 +190,36 @@ def test_unencodable_results_are_a_500_naming_the_problem_and_the_server_goes_on
         code, body = call_api(port, "results.deep")
         assert code == 500 and "nested too deeply" in body["error"]
         assert call_api(port, "results.ping") == (200, "pong")
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_json_nested_too_deeply_is_a_400_and_runs_nothing(serve):
+    # json.loads raises RecursionError (not a ValueError) on deep nesting: it
+    # was a bare 500 "Internal server error" and a logged traceback.
+    ran: list[object] = []
+
+    @houweb.apiFunction("f")
+    def echo(request: houweb.Request, value: object) -> str:
+        ran.append(value)
+        return "ran"
+
+    port = (await serve()).port_numbers()[0]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body, content_type in (
+        (b'["f.echo", [' + deep + b"], {}]", "application/json"),
+        (b"json=" + b'["f.echo", [' + deep + b"], {}]", FORM),
+    ):
+        reply = await raw_request(port, post("/api", body, content_type))
+        assert status(reply) == 400, reply[:200]
+        assert "nested too deeply" in json.loads(body_of(reply))["error"]
+    assert ran == []
+
+
+def test_a_result_error_that_is_no_float_is_named_as_it_is():
+    # An int too long to write out (sys.get_int_max_str_digits) was reported
+    # as "out of range float value nan".
+    try:
+        _api_wire.encode_result(10**5000, "f.big", False)
+    except _api_wire.ResultError as exc:
+        message = str(exc)
+    assert "nan" not in message and "digits" in message, message

@@ -11,14 +11,14 @@ import json
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
 from houweb._config import ServerConfig
 from houweb._guards import LOOPBACK_HOSTS, HostAllowList, Origin, OriginPolicy
 from houweb._server import allowed_hosts
 
-from .support import WSClient, connect_raw, raw_request, ws_handshake
+from .support import WSClient, _Collect, connect_raw, raw_request, ws_handshake
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -167,7 +167,12 @@ def test_the_default_allow_list_is_loopback_names_only_when_every_address_is_loo
         return allowed_hosts(ServerConfig.from_arguments(**arguments), None)
 
     assert hosts() == LOOPBACK_HOSTS
-    assert hosts(interface="::1", listen=["tcp:9000:interface=127.0.0.2"]) == LOOPBACK_HOSTS
+    # The loopback addresses listened on are allowed names too (the review:
+    # a server on 127.0.0.2 answered its own http://127.0.0.2:8008/ with 400).
+    assert hosts(interface="::1", listen=["tcp:9000:interface=127.0.0.2"]) == (
+        *LOOPBACK_HOSTS,
+        "127.0.0.2",
+    )
     assert hosts(interface="0.0.0.0") == ("*",)
     assert hosts(interface="192.168.1.5") == ("*",)
     assert hosts(listen=["ssl:8443:privateKey=k.pem"]) == ("*",)  # every interface
@@ -273,12 +278,12 @@ async def test_safe_methods_from_foreign_origins_are_served(serve):
     ran: list[str] = []
     register_victims(ran)
     port = (await serve()).port_numbers()[0]
-    for method in ("GET", "HEAD", "OPTIONS"):
+    for method in ("GET", "HEAD"):
         reply = await raw_request(
             port, http(method, "/act", "localhost", "Origin: http://evil.example")
         )
         assert status(reply) == 200, method
-    assert ran == ["act GET", "act HEAD", "act OPTIONS"]
+    assert ran == ["act GET", "act HEAD"]
 
 
 # Cross-site WebSocket hijacking
@@ -381,3 +386,123 @@ async def test_the_allow_list_can_differ_per_port_for_set_settings_for_port(serv
     assert status(await raw_request(main, http("GET", "/act", "localhost"))) == 200
     assert status(await raw_request(main, http("GET", "/act", "extra.test"))) == 400
     assert ran == ["act", "act"]
+
+
+# Found by the security review
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_target_that_is_not_a_path_gets_400_and_the_server_goes_on(serve):
+    # An absolute-form target (what a client sends a proxy) used to make the
+    # routing loop forever on the reactor: one request stopped the server.
+    # Now it is reduced to its path, with its authority checked as the Host
+    # (tests/test_request_targets.py); any other target is 400.
+    ran: list[str] = []
+    register_victims(ran)
+    port = (await serve()).port_numbers()[0]
+    for target in ("act", "*", "evil:80"):
+        reply = await raw_request(port, http("GET", target, "localhost"), timeout=5)
+        assert status(reply) == 400, (target, reply)
+        assert b"request target" in reply
+    reply = await raw_request(port, http("GET", "http://evil.example/act", "localhost"), timeout=5)
+    assert status(reply) == 400 and b"ALLOWED_HOSTS" in reply
+    reply = await raw_request(port, http("OPTIONS", "*", "localhost"), timeout=5)
+    assert status(reply) == 400, reply
+    assert ran == []
+    assert status(await raw_request(port, http("GET", "http://localhost/act", "localhost"))) == 200
+    assert status(await raw_request(port, http("GET", "/act", "localhost"))) == 200
+    assert ran == ["act GET", "act GET"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_options_request_that_is_no_preflight_needs_the_token(serve):
+    # The guard let an OPTIONS with a whitelisted Origin and an empty
+    # Access-Control-Request-Method through without the token, and the CORS
+    # filter (which wants a non-empty one) passed it on to the handler.
+    ran: list[str] = []
+    register_victims(ran)
+    settings = {"CORS_ORIGIN_WHITELIST": ["http://app.test"]}
+    port = (await serve(token="s3cret", settings=settings)).port_numbers()[0]
+    for request_method in ("", " ", "\t"):
+        reply = await raw_request(
+            port,
+            http(
+                "OPTIONS",
+                "/act",
+                "localhost",
+                "Origin: http://app.test",
+                f"Access-Control-Request-Method:{request_method}",
+            ),
+        )
+        assert status(reply) == 401, (request_method, reply)
+    assert ran == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_host_klein_cannot_bind_to_gets_400_not_500(serve, logged):
+    # ".localhost" passes the allow-list (Django's pattern), but Klein
+    # IDNA-encodes the Host when it binds its URL map: it raised, a 500 and
+    # a critical traceback for anyone to trigger.
+    ran: list[str] = []
+    register_victims(ran)
+    port = (await serve()).port_numbers()[0]
+    for host in (".localhost", "a..localhost", "x" * 64 + ".localhost"):
+        reply = await raw_request(port, http("GET", "/act", host))
+        assert status(reply) == 400, (host, reply)
+        assert b"Host" in reply
+    assert ran == []
+    assert not [
+        e for e in logged if e.get("log_level") is not None and e["log_level"].name == "critical"
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_preflight_from_a_foreign_origin_reaches_no_handler(serve):
+    # Any page makes the browser send OPTIONS (a preflight) to any URL, by
+    # fetch() with a method like DELETE or a custom header. OPTIONS was
+    # exempt from the Origin check, so a handler that acts on anything but
+    # GET ("if request.method() == 'GET': show... else: act") acted on it.
+    ran: list[str] = []
+
+    @houweb.urlHandler("/delete")
+    def delete(request: houweb.Request) -> str:
+        if request.method() == "GET":
+            return "<form method=post>...</form>"
+        ran.append(f"deleted on {request.method()}")
+        return "deleted"
+
+    settings = {"CORS_ORIGIN_WHITELIST": ["http://app.test"]}
+    port = (await serve(settings=settings)).port_numbers()[0]
+    host = f"localhost:{port}"
+    preflight = ("Access-Control-Request-Method: DELETE", "Access-Control-Request-Headers: x-a")
+    for origin in ("Origin: http://evil.example", "Origin: null"):
+        reply = await raw_request(port, http("OPTIONS", "/delete", host, origin, *preflight))
+        assert status(reply) == 403, (origin, reply)
+        assert b"Access-Control-Allow-Origin" not in reply
+    reply = await raw_request(port, http("OPTIONS", "/delete", host, "Sec-Fetch-Site: cross-site"))
+    assert status(reply) == 403
+    assert ran == []
+    # A whitelisted origin's preflight is still answered by houweb itself;
+    # same-origin and non-browser OPTIONS reach the handler as before.
+    reply = await raw_request(
+        port, http("OPTIONS", "/delete", host, "Origin: http://app.test", *preflight)
+    )
+    assert status(reply) == 200 and b"Access-Control-Allow-Methods" in reply
+    assert ran == []
+    reply = await raw_request(port, http("OPTIONS", "/delete", host, f"Origin: http://{host}"))
+    assert status(reply) == 200
+    assert status(await raw_request(port, http("OPTIONS", "/delete", host))) == 200
+    assert ran == ["deleted on OPTIONS"] * 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_on_another_loopback_address_answers_its_own_address(serve):
+    ran: list[str] = []
+    register_victims(ran)
+    port = (await serve(interface="127.0.0.2")).port_numbers()[0]
+    conn = _Collect()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.2", port), conn)
+    conn.transport.write(http("GET", "/act", f"127.0.0.2:{port}"))
+    reply = await conn.done.addTimeout(10, reactor)
+    assert status(reply) == 200, reply
+    assert ran == ["act GET"]

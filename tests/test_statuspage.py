@@ -167,3 +167,15 @@ async def test_the_page_shows_a_running_call_appear_then_disappear(serve, client
     assert await in_browser(browser.evaluate, until_calls_table(False)) == "nothing"
     state = await in_browser(browser.evaluate, "document.getElementById('state').textContent")
     assert state == "live"
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_get_and_head_see_the_status(serve, client):
+    port = (await serve(status_page=True, metrics=True, token="s3cret")).port_numbers()[0]
+    auth = {"Authorization": "Bearer s3cret"}
+    for method in ("OPTIONS", "POST", "DELETE"):
+        for path in ("/houweb/status.json", "/metrics", "/healthz"):
+            for headers in ({}, auth):
+                reply = await client.request(method, port, path, headers=headers)
+                assert reply.status != 200, (method, path, headers)
+                assert b"calls" not in reply.body and b"houweb_" not in reply.body
