@@ -270,10 +270,13 @@ async def test_a_call_a_pool_thread_took_as_shutdown_ends_is_named_or_never_runs
 
     server = await serve(max_num_threads=1, shutdown_grace=0.3)
     port = server.port_numbers()[0]
-    replies = [defer.ensureDeferred(client.get(port, path)) for path in ("/first", "/second")]
+    # One after the other: the pool's single thread must take /first first
+    # (sent together, /second could arrive first and be the call paused).
+    replies = [defer.ensureDeferred(client.get(port, "/first"))]
+    await until(entered.is_set)
+    replies.append(defer.ensureDeferred(client.get(port, "/second")))
     for reply in replies:
         reply.addErrback(lambda failure: None)  # the second's connection is dropped
-    await until(entered.is_set)
     await until(lambda: len(server.context.running) == 2)
     release.set()
     await until(taken.is_set)
