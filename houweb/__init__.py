@@ -19,6 +19,7 @@ from . import _reactor
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
 from ._api import APIError, apiFunction
+from ._cors import setCORSWhitelist
 from ._errors import Error, OperationFailed
 from ._opdef import registerOpdefPath
 from ._registry import urlHandler
@@ -55,6 +56,7 @@ __all__ = [
     "requestShutdown",
     "run",
     "serverPorts",
+    "setCORSWhitelist",
     "urlHandler",
     "webSocket",
 ]

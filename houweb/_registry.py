@@ -170,6 +170,9 @@ class Registry:
             },
         }
         self._functions: dict[str, dict[frozenset[int], object]] = {}
+        #: The main port's CORS whitelist given by ``setCORSWhitelist``
+        #: (added to the settings file's when a server starts).
+        self.cors_whitelist: tuple[str, ...] = ()
         self._listeners: list[Callable[[frozenset[int], str], None]] = []
 
     def add_path(self, kind: str, path: str, ports: Ports, target: object) -> None:

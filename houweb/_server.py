@@ -98,10 +98,12 @@ class Server:
             registry=registry if registry is not None else _registry.REGISTRY,
             settings=settings,
         )
-        cors = install_cors(self.context, settings.cors_origins)
+        # The settings file's whitelist and setCORSWhitelist()'s: one whitelist.
+        cors_origins = (*settings.cors_origins, *self.context.registry.cors_whitelist)
+        cors = install_cors(self.context, cors_origins)
         self.context.guard = HeaderGuard(
             allowed_hosts(config, settings.allowed_hosts),
-            OriginPolicy((*settings.cors_origins, *settings.csrf_trusted_origins)),
+            OriginPolicy((*cors_origins, *settings.csrf_trusted_origins)),
             token=TokenCheck(config.token) if config.token is not None else None,
             cors=cors,
             use_x_forwarded_host=settings.use_x_forwarded_host,
