@@ -50,6 +50,9 @@ setup(
         # Below the next major release, for the private name in
         # tests/test_private_names.py.
         "autobahn>=24.4.2,<27",
+        # registerASGIApp: the ASGI reference library (Django's), for the
+        # spec's ASGI 2 -> 3 adapter instead of a hand-written one.
+        "asgiref>=3.7",
     ],
     extras_require={
         "test": [
@@ -65,6 +68,9 @@ setup(
             # Checks real calls against the JSON Schemas it documents.
             "jsonschema>=4.18",
             "flask",  # a real WSGI framework's multipart upload through registerWSGIApp
+            "starlette",  # a real ASGI framework (HTTP, streaming, WebSocket, lifespan) mounted
+            "fastapi",  # a FastAPI app mounted through registerASGIApp
+            "django>=4.2",  # Django's ASGI handler mounted through registerASGIApp
         ],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,

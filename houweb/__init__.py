@@ -30,6 +30,7 @@ from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
 
 if TYPE_CHECKING:
+    from ._asgi import registerASGIApp
     from ._handlers import AsyncURLHandler, URLHandler
     from ._websocket import WebSocket, webSocket
     from ._wsgi import registerWSGIApp
@@ -50,6 +51,7 @@ __all__ = [
     "isInDebugMode",
     "notFoundResponse",
     "redirect",
+    "registerASGIApp",
     "registerOpdefPath",
     "registerStaticFilesDirectory",
     "registerWSGIApp",
@@ -71,6 +73,7 @@ _ON_FIRST_USE = {
     "AsyncURLHandler": "._handlers",
     "URLHandler": "._handlers",
     "WebSocket": "._websocket",
+    "registerASGIApp": "._asgi",
     "registerWSGIApp": "._wsgi",
     "webSocket": "._websocket",
 }

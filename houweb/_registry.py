@@ -285,6 +285,10 @@ class Registry:
                 found[name] = target
         return found
 
+    def targets(self) -> list[object]:
+        """:returns: every path registration's target (the mounted ASGI apps, say)."""
+        return [target for per_binding in self._paths.values() for target in per_binding.values()]
+
     def bound_port_numbers(self) -> set[int]:
         """:returns: every explicit port number some registration binds to."""
         tables = list(self._paths.values()) + list(self._functions.values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
@@ -51,6 +51,31 @@ def url_of(description: str, port: Any) -> str:
     scheme = "https" if description.lower().startswith("ssl:") else "http"
     host = f"[{address.host}]" if ":" in address.host else address.host
     return f"{scheme}://{host}:{address.port}/ ({_reach(address.host)})"
+
+
+class Extension(Protocol):
+    """What a module adds to each server's life (ASGI lifespans): see :func:`lifecycle`."""
+
+    def start(self) -> None:
+        """The server listens."""
+
+    def stop(self) -> defer.Deferred[Any]:
+        """The server's requests are done (or abandoned); fires once this part stopped."""
+
+
+_EXTENSIONS: list[Callable[[Server], Extension]] = []
+
+
+def lifecycle(factory: Callable[[Server], Extension]) -> Callable[[Server], Extension]:
+    """
+    Register ``factory``, called with each server made from now on; its
+    :class:`Extension` is started once the server listens and stopped (for
+    at most ``shutdown_grace`` seconds) after its requests are done. A module
+    that owns a kind of target registers one when imported, as it does its
+    responder.
+    """
+    _EXTENSIONS.append(factory)
+    return factory
 
 
 class _Notifier:
@@ -109,6 +134,7 @@ class Server:
             use_x_forwarded_host=settings.use_x_forwarded_host,
         )
         self.site = HouwebSite(self.context)
+        self.extensions = [factory(self) for factory in _EXTENSIONS]
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []
@@ -157,6 +183,8 @@ class Server:
         remove_stale_uploads()  # a process killed mid-upload left them
         self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
         self.pool.start()
+        for extension in self.extensions:
+            extension.start()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
         self._warn_about_registrations()
@@ -258,8 +286,22 @@ class Server:
             for channel in list(self.site.houweb_connections):
                 channel.transport.abortConnection()
         self._report_abandoned()
+        await self._stop_extensions()
         self.pool.stop()
         log.info("houweb: stopped")
+
+    async def _stop_extensions(self) -> None:
+        """Stop what modules added (ASGI lifespans), for at most the shutdown grace."""
+        if not self.extensions:
+            return
+        stopped = defer.gatherResults([defer.maybeDeferred(e.stop) for e in self.extensions])
+        stopped.addTimeout(self.config.shutdown_grace, self.reactor)
+        try:
+            await stopped
+        except defer.TimeoutError:
+            log.warn("houweb: shutdown of the ASGI lifespans took longer than the shutdown grace")
+        except Exception:  # noqa: BLE001 - logged, shutdown goes on
+            log.failure("houweb: an extension failed to stop")
 
     def _report_abandoned(self) -> None:
         """Name each call of user code still running (its client may be gone)."""

@@ -66,6 +66,8 @@ class ServerContext:
     #: What a request's headers must pass before its body is read (Host
     #: allow-list, Origin check, token).
     guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
+    #: What modules add to the server (the ASGI lifespans), by name.
+    extensions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -254,11 +254,20 @@ def _answer_websocket(call: Call) -> Response | Deferred[Response]:
         response.setHeader("Upgrade", "websocket")
         return response
     endpoint: type[WebSocket] = call.match.target.endpoint  # type: ignore[attr-defined]
-    connection = _Connection(endpoint(), call)
+    return open_websocket(call, endpoint())
+
+
+def open_websocket(call: Call, endpoint: WebSocket) -> Deferred[Response]:
+    """
+    Hand ``call``'s connection (an upgrade request) to ``endpoint``, whose
+    ``connect()`` decides whether to accept it.
+
+    :returns: a Deferred that never fires: the answer is the handshake,
+        written by autobahn; the router forgets it when the connection ends.
+    """
+    connection = _Connection(endpoint, call)
     connection.factory = _factory(call.context.reactor)
     call.treq.channel.upgrade(connection, _handshake(call.treq))
-    # The answer is the handshake, written by autobahn; the router forgets
-    # this Deferred when the connection ends.
     return Deferred()
 
 

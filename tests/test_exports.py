@@ -29,6 +29,7 @@ EXPECTED = {
     "webSocket",
     "WebSocket",
     "registerWSGIApp",
+    "registerASGIApp",
     "setCORSWhitelist",  # Houdini 21, from observed use
     # houweb's own additions
     "UploadedFile",
