@@ -71,7 +71,10 @@ setup(
             "starlette",  # a real ASGI framework (HTTP, streaming, WebSocket, lifespan) mounted
             "fastapi",  # a FastAPI app mounted through registerASGIApp
             "django>=4.2",  # Django's ASGI handler mounted through registerASGIApp
+            "mcp>=2",  # run(mcp=True): the MCP SDK's server, and its client in tests/test_mcp.py
         ],
+        # run(mcp=True) / --mcp: the official MCP Python SDK serves /mcp.
+        "mcp": ["mcp>=2"],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,
     },

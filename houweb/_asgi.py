@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from asgiref.compatibility import guarantee_single_callable
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -37,8 +37,10 @@ from ._coroutines import event_loop
 from ._dispatch import describe
 from ._registry import PREFIX, Ports, check_handler_path
 from ._response import Response, errorResponse
-from ._server import Server, lifecycle
-from ._site import Call, responder
+from ._site import Call, lifecycle, responder
+
+if TYPE_CHECKING:
+    from ._server import Server
 
 log = Logger(namespace="houweb")
 
@@ -110,6 +112,9 @@ def _scope(call: Call, kind: str) -> dict[str, Any]:
         ],
         "client": list(request.clientAddress()),
         "server": list(request.serverAddress()),
+        # houweb's own (the spec's place for server extensions): what
+        # houweb's MCP tools need to call API functions as /api does.
+        "extensions": {"houweb": {"call": call}},
     }
 
 

@@ -104,6 +104,8 @@ class ServerConfig:
     #: Django's ALLOWED_HOSTS given to run() (it wins over the settings
     #: file's); ``None``: the settings file's, else the default.
     allowed_hosts: tuple[str, ...] | None = None
+    #: Serve every API function a port shows as an MCP tool at ``/mcp``.
+    mcp: bool = False
 
     @classmethod
     def from_arguments(
@@ -123,6 +125,7 @@ class ServerConfig:
         token: object = None,
         max_connections: object = DEFAULT_MAX_CONNECTIONS,
         allowed_hosts: object = None,
+        mcp: object = False,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -150,7 +153,10 @@ class ServerConfig:
             or not all(isinstance(h, str) and h for h in allowed_hosts)
         ):
             raise TypeError("allowed_hosts must be a list of host names (non-empty str) or None")
+        if not isinstance(mcp, bool):
+            raise TypeError(f"mcp must be True or False, not {type(mcp).__name__}")
         return cls(
+            mcp=mcp,
             allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts),  # type: ignore[arg-type]
             port=main,
             debug=bool(debug),

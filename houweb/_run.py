@@ -95,6 +95,7 @@ def run(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     workers: int = 1,
     allowed_hosts: Sequence[str] | None = None,
+    mcp: bool = False,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -133,6 +134,8 @@ def run(
         ``"*"``); others get 400. Wins over the settings file's. ``None``: the
         settings file's, else the loopback names when every address is
         loopback, else ``"*"``.
+    :param mcp: also serve every API function a port shows as an MCP tool
+        at ``/mcp`` (Streamable HTTP transport; needs the ``mcp`` package).
     :raises OperationFailed: a port cannot be bound, houweb already runs, the
         settings cannot be loaded, or ``workers`` cannot be had here.
     """
@@ -152,6 +155,7 @@ def run(
         token=token,
         max_connections=max_connections,
         allowed_hosts=allowed_hosts,
+        mcp=mcp,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)

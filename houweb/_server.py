@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
@@ -27,7 +27,7 @@ from ._guards import HeaderGuard, OriginPolicy, default_allowed_hosts
 from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
-from ._site import HouwebSite, ServerContext
+from ._site import EXTENSIONS, HouwebSite, ServerContext
 from ._uploads import remove_stale_uploads
 
 log = Logger(namespace="houweb")
@@ -51,31 +51,6 @@ def url_of(description: str, port: Any) -> str:
     scheme = "https" if description.lower().startswith("ssl:") else "http"
     host = f"[{address.host}]" if ":" in address.host else address.host
     return f"{scheme}://{host}:{address.port}/ ({_reach(address.host)})"
-
-
-class Extension(Protocol):
-    """What a module adds to each server's life (ASGI lifespans): see :func:`lifecycle`."""
-
-    def start(self) -> None:
-        """The server listens."""
-
-    def stop(self) -> defer.Deferred[Any]:
-        """The server's requests are done (or abandoned); fires once this part stopped."""
-
-
-_EXTENSIONS: list[Callable[[Server], Extension]] = []
-
-
-def lifecycle(factory: Callable[[Server], Extension]) -> Callable[[Server], Extension]:
-    """
-    Register ``factory``, called with each server made from now on; its
-    :class:`Extension` is started once the server listens and stopped (for
-    at most ``shutdown_grace`` seconds) after its requests are done. A module
-    that owns a kind of target registers one when imported, as it does its
-    responder.
-    """
-    _EXTENSIONS.append(factory)
-    return factory
 
 
 class _Notifier:
@@ -134,7 +109,9 @@ class Server:
             use_x_forwarded_host=settings.use_x_forwarded_host,
         )
         self.site = HouwebSite(self.context)
-        self.extensions = [factory(self) for factory in _EXTENSIONS]
+        self.extensions = [factory(self) for factory in EXTENSIONS]
+        if config.mcp:
+            self.extensions.append(_mcp_tools(self))
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []
@@ -307,6 +284,20 @@ class Server:
         """Name each call of user code still running (its client may be gone)."""
         for call in self.context.running.snapshot():
             log.warn("houweb: abandoned {call}", call=str(call))
+
+
+def _mcp_tools(server: Server) -> Any:
+    """
+    :returns: the MCP tools of ``server`` (imported only when asked for: the MCP SDK is big).
+    :raises OperationFailed: when the MCP SDK is not installed.
+    """
+    try:
+        from ._mcp import MCPTools
+    except ImportError as exc:
+        raise OperationFailed(
+            f"mcp=True needs the MCP Python SDK (pip install 'houweb[mcp]'): {exc}"
+        ) from None
+    return MCPTools(server)
 
 
 def allowed_hosts(config: ServerConfig, from_settings: tuple[str, ...] | None) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, Protocol, TypeVar, Union
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -96,6 +96,32 @@ class Call:
     def failed(self, failure: Failure, what: str) -> Response:
         """The 500 answer for user code that raised."""
         return failure_response(self.request, failure, self.context.config.debug, what)
+
+
+class Extension(Protocol):
+    """What a module adds to each server's life (ASGI lifespans): see :func:`lifecycle`."""
+
+    def start(self) -> None:
+        """The server listens."""
+
+    def stop(self) -> Deferred[Any]:
+        """The server's requests are done (or abandoned); fires once this part stopped."""
+
+
+#: Called with each server made (``houweb._server.Server``), by :func:`lifecycle`.
+EXTENSIONS: list[Callable[[Any], Extension]] = []
+
+
+def lifecycle(factory: Callable[[Any], Extension]) -> Callable[[Any], Extension]:
+    """
+    Register ``factory``, called with each server made from now on; its
+    :class:`Extension` is started once the server listens and stopped (for
+    at most ``shutdown_grace`` seconds) after its requests are done. A module
+    that owns a kind of target registers one when imported, as it does its
+    responder.
+    """
+    EXTENSIONS.append(factory)
+    return factory
 
 
 Responder = Callable[[Call], Answer]

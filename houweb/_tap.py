@@ -229,7 +229,8 @@ class Options(usage.Options):
     #: More examples for --help, with ``{command}`` in them.
     more_examples = ""
     optFlags: list[list[Any]] = [
-        ["debug", "d", "Tracebacks in 500 answers and one log line per request."]
+        ["debug", "d", "Tracebacks in 500 answers and one log line per request."],
+        ["mcp", None, "Serve every API function as an MCP tool at /mcp (Streamable HTTP)."],
     ]
     optParameters: list[list[Any]] = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
 
@@ -289,7 +290,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Check every value now, so nothing starts with a bad one."""
-        arguments: dict[str, Any] = {"debug": bool(self["debug"])}
+        arguments: dict[str, Any] = {"debug": bool(self["debug"]), "mcp": bool(self["mcp"])}
         for setting in SETTINGS:
             arguments[setting.parameter] = self._converted(setting)
             _checked(setting.option, **{setting.parameter: arguments[setting.parameter]})
