@@ -30,6 +30,7 @@ from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
 
 if TYPE_CHECKING:
+    from ._archive import registerArchiveFile
     from ._asgi import registerASGIApp
     from ._handlers import AsyncURLHandler, URLHandler
     from ._websocket import WebSocket, webSocket
@@ -52,6 +53,7 @@ __all__ = [
     "notFoundResponse",
     "redirect",
     "registerASGIApp",
+    "registerArchiveFile",
     "registerOpdefPath",
     "registerStaticFilesDirectory",
     "registerWSGIApp",
@@ -74,6 +76,7 @@ _ON_FIRST_USE = {
     "URLHandler": "._handlers",
     "WebSocket": "._websocket",
     "registerASGIApp": "._asgi",
+    "registerArchiveFile": "._archive",
     "registerWSGIApp": "._wsgi",
     "webSocket": "._websocket",
 }

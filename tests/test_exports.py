@@ -30,6 +30,7 @@ EXPECTED = {
     "WebSocket",
     "registerWSGIApp",
     "registerASGIApp",
+    "registerArchiveFile",
     "setCORSWhitelist",  # Houdini 21, from observed use
     # houweb's own additions
     "UploadedFile",
