@@ -274,8 +274,10 @@ class Lifespans:
         return lifespan
 
     def stop(self) -> Deferred[Any]:
-        waits = [Deferred.fromFuture(asyncio.ensure_future(lifespan.stop()))
-                 for lifespan in self._apps.values()]
+        waits = [
+            Deferred.fromFuture(asyncio.ensure_future(lifespan.stop()))
+            for lifespan in self._apps.values()
+        ]
         return gatherResults(waits) if waits else succeed(None)
 
 
@@ -372,6 +374,8 @@ def _answer_asgi(call: Call) -> Response | Deferred[Response]:
             if lifespan.failed is not None:
                 raise _NotStarted(lifespan.failed)
         state = lifespan.state if lifespan is not None else None
+        if call.treq.finished or call.treq._disconnected:  # the client left while it waited
+            return
         if _is_upgrade(call.request.header("Upgrade")):
             from ._asgi_websocket import open_asgi_websocket
 

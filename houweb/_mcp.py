@@ -129,7 +129,9 @@ def _tool(description: Description) -> types.Tool:
 async def _list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
     call = _call_of(ctx)
     context = call.context
-    visible = context.registry.functions(call.request.port(), context.main_port, context.main_aliases)
+    visible = context.registry.functions(
+        call.request.port(), context.main_port, context.main_aliases
+    )
     return types.ListToolsResult(tools=[_tool(describe(visible[name])) for name in sorted(visible)])
 
 
@@ -173,7 +175,11 @@ def _split(description: Description, arguments: dict[str, Any]) -> tuple[list[An
     if description.var_positional and description.var_positional in arguments:
         extra = arguments.pop(description.var_positional)
         named = [n for n in description.order if n not in description.positional_only]
-        named = [n for n in named if n not in description.keyword_only and n != description.var_positional]
+        named = [
+            n
+            for n in named
+            if n not in description.keyword_only and n != description.var_positional
+        ]
         args += [arguments.pop(n) for n in named if n in arguments]
         args += list(extra) if isinstance(extra, list) else [extra]
     return args, arguments

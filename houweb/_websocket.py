@@ -68,8 +68,11 @@ def _message(
     """
     if is_binary is not None and not isinstance(is_binary, bool):
         raise TypeError(f"is_binary must be True or False, not {type(is_binary).__name__}")
-    given = [name for name, value in (("data", data), ("text_data", text_data),
-                                      ("bytes_data", bytes_data)) if value is not None]
+    given = [
+        name
+        for name, value in (("data", data), ("text_data", text_data), ("bytes_data", bytes_data))
+        if value is not None
+    ]
     if len(given) != 1:
         raise ValueError(
             "send() takes one message: data (Houdini's send(data, is_binary)), "

@@ -71,7 +71,9 @@ async def test_conditional_requests_answer_304(serve, client, archive):
     port = (await serve()).port_numbers()[0]
     first = await client.get(port, "/site/index.html")
     etag, modified = first.header("ETag"), first.header("Last-Modified")
-    assert (await client.get(port, "/site/index.html", headers={"If-None-Match": etag})).status == 304
+    assert (
+        await client.get(port, "/site/index.html", headers={"If-None-Match": etag})
+    ).status == 304
     since = await client.get(port, "/site/index.html", headers={"If-Modified-Since": modified})
     assert since.status == 304
 
@@ -94,7 +96,9 @@ async def test_conditional_requests_answer_304(serve, client, archive):
 async def test_directories_and_paths_leaving_the_archive_are_404(serve, archive, target):
     houweb.registerArchiveFile(str(archive), "/site")
     port = (await serve()).port_numbers()[0]
-    reply = await raw_request(port, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    reply = await raw_request(
+        port, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert reply.startswith(b"HTTP/1.1 404 "), reply[:100]
     assert b"zip slip" not in reply and b"not in the archive" not in reply
 

@@ -44,8 +44,13 @@ def scope_app(seen: list[Any]) -> Any:
                 "asgi": scope["asgi"],
             }
         ).encode()
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app
@@ -173,7 +178,9 @@ async def test_an_app_that_fails_before_answering_gets_500_and_the_server_goes_o
 
 
 @pytest_twisted.ensureDeferred
-async def test_lifespan_startup_before_the_first_request_and_shutdown_with_the_server(serve, client):
+async def test_lifespan_startup_before_the_first_request_and_shutdown_with_the_server(
+    serve, client
+):
     events: list[str] = []
 
     async def app(scope, receive, send):
@@ -233,7 +240,9 @@ async def test_a_mount_is_behind_the_token_host_and_origin_checks(serve, client)
     port = (await serve(token="s3cret")).port_numbers()[0]
     good = {"Authorization": "Bearer s3cret"}
     assert (await client.get(port, "/app/x")).status == 401
-    assert (await client.get(port, "/app/x", headers={**good, "Host": "evil.example"})).status == 400
+    assert (
+        await client.get(port, "/app/x", headers={**good, "Host": "evil.example"})
+    ).status == 400
     foreign = {**good, "Origin": "http://evil.example"}
     assert (await client.post(port, "/app/x", data=b"x", headers=foreign)).status == 403
     assert calls == []  # none of them reached the app
@@ -320,7 +329,10 @@ async def test_a_fastapi_app_beside_houweb_handlers(serve, client):
     houweb.registerASGIApp(app, "/fast")
     houweb.urlHandler("/hello")(lambda request: "houweb")
     port = (await serve()).port_numbers()[0]
-    assert json.loads((await client.get(port, "/fast/items/3?q=x")).body) == {"item_id": 3, "q": "x"}
+    assert json.loads((await client.get(port, "/fast/items/3?q=x")).body) == {
+        "item_id": 3,
+        "q": "x",
+    }
     made = await client.post(port, "/fast/items", json={"name": "a", "price": 1.5})
     assert json.loads(made.body) == {"name": "a", "double": 3.0}
     bad = await client.post(port, "/fast/items", json={"name": "a"})

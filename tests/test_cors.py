@@ -153,7 +153,9 @@ async def test_setCORSWhitelist_feeds_the_same_whitelist_as_the_settings_file(se
         assert reply.header("Access-Control-Allow-Origin") == origin
     # The Origin check of _guards trusts it too; another origin is refused
     # before the handler runs.
-    foreign = await client.post(port, "/thing", data=b"x", headers={"Origin": "http://evil.example"})
+    foreign = await client.post(
+        port, "/thing", data=b"x", headers={"Origin": "http://evil.example"}
+    )
     assert foreign.status == 403
     assert calls == ["POST", "POST"]
 

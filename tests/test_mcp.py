@@ -91,7 +91,10 @@ def check(seen: dict[str, Any], calls: list[str]) -> None:
     assert schema["properties"]["a"]["type"] == "integer"
     results = seen["results"]
     assert results[0] == {"is_error": False, "content": [{"type": "text", "text": "5"}]}
-    assert results[1]["is_error"] is False and json.loads(results[1]["content"][0]["text"]) == [1.5, 3.0]
+    assert results[1]["is_error"] is False and json.loads(results[1]["content"][0]["text"]) == [
+        1.5,
+        3.0,
+    ]
     assert results[2] == {"is_error": True, "content": [{"type": "text", "text": "no, not 7"}]}
     assert results[3]["is_error"] is True and "geo.add" in results[3]["content"][0]["text"]
     assert results[4]["is_error"] is True and "unknown tool" in results[4]["content"][0]["text"]
@@ -123,8 +126,15 @@ def node_sdk() -> Path:
     if not (folder / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
         folder.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder),
-             "@modelcontextprotocol/sdk@1"],
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(folder),
+                "@modelcontextprotocol/sdk@1",
+            ],
             capture_output=True,
             text=True,
             timeout=300,

@@ -27,7 +27,9 @@ async def main(url: str, token: str, calls: list) -> dict:
                     results.append(
                         {
                             "is_error": bool(result.is_error),
-                            "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+                            "content": [
+                                c.model_dump(mode="json", exclude_none=True) for c in result.content
+                            ],
                         }
                     )
     tools = [
@@ -38,5 +40,7 @@ async def main(url: str, token: str, calls: list) -> dict:
 
 
 if __name__ == "__main__":
-    seen = asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])), 60))
+    seen = asyncio.run(
+        asyncio.wait_for(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])), 60)
+    )
     print(json.dumps(seen))
