@@ -7,10 +7,12 @@ A mount is a target in the registry like any other, so it answers only after
 the header-time guard of :class:`~houweb._channel.HouwebChannel` (Host
 allow-list, Origin check, token) passed, on the ports it is bound to, and the
 more specific registration wins. Per request, :class:`_HTTPCycle` speaks the
-``http`` scope: the body, stored by twisted.web as it arrived (in a temp file
-past 100 kB), is handed to the app in chunks as it asks for them; the
-response is streamed to the client, and ``send()`` waits while the client
-is not reading (backpressure). A client that leaves makes ``receive()``
+``http`` scope. A request with a body starts the app as soon as its headers
+passed the guard, and the body streams to it as it arrives
+(:class:`BodyStream`; houweb stops reading from the client while the app is
+more than a MiB behind); the app's answer is written once the request is
+routed. The response is streamed to the client, and ``send()`` waits while
+the client is not reading (backpressure). A client that leaves makes ``receive()``
 return ``http.disconnect``. ``Upgrade: websocket`` requests get the
 ``websocket`` scope through houweb's WebSocket machinery (autobahn), and each
 app's ``lifespan`` runs with the server (:class:`Lifespans`).
@@ -22,6 +24,7 @@ an ASGI 2 (double-callable) application into an ASGI 3 one.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -37,7 +40,7 @@ from ._coroutines import event_loop
 from ._dispatch import describe
 from ._registry import PREFIX, Ports, check_handler_path
 from ._response import Response, errorResponse
-from ._site import Call, lifecycle, responder
+from ._site import Call, body_streamer, lifecycle, responder
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -52,8 +55,11 @@ ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The ASGI version houweb speaks, in every scope.
 ASGI = {"version": "3.0", "spec_version": "2.3"}
-#: Bytes of the request body handed to the app per ``http.request`` message.
+#: Bytes of a stored request body handed to the app per ``http.request`` message.
 CHUNK = 64 * 1024
+#: Bytes of a streamed request body waiting for the app above which houweb
+#: stops reading from the client (until half of them are taken).
+MAX_PENDING_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ def _scope(call: Call, kind: str) -> dict[str, Any]:
         "server": list(request.serverAddress()),
         # houweb's own (the spec's place for server extensions): what
         # houweb's MCP tools need to call API functions as /api does.
-        "extensions": {"houweb": {"call": call}},
+        "extensions": {"houweb": {"call": call, "context": call.context}},
     }
 
 
@@ -152,51 +158,159 @@ class _Window:
                 future.set_result(None)
 
 
-class _HTTPCycle:
-    """One request of the ``http`` scope, between the app and twisted.web."""
+class _StoredBody:
+    """A body twisted.web received whole (in a temp file past 100 kB), handed out in chunks."""
 
-    def __init__(self, call: Call, app: ASGIApplication, state: dict[str, Any] | None) -> None:
-        self.call = call
-        self.treq = call.treq
+    def __init__(self, content: Any) -> None:
+        self._content = content
+
+    async def next(self) -> tuple[bytes, bool]:
+        """:returns: the next chunk and whether more follows."""
+        chunk = self._content.read(CHUNK) if self._content is not None else b""
+        return chunk, len(chunk) == CHUNK
+
+
+class BodyStream:
+    """
+    A body handed to the app as it arrives: fed by the channel (the
+    request's body sink), read by ``receive()``. When more than
+    :data:`MAX_PENDING_BODY` bytes wait for the app, houweb stops reading
+    from the client until the app caught up (backpressure).
+    """
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._chunks: deque[bytes] = deque()
+        self._pending = 0
+        self._ended = False
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def feed(self, data: bytes) -> None:
+        """A part of the body arrived."""
+        if not data:
+            return
+        self._chunks.append(data)
+        self._pending += len(data)
+        if self._pending > MAX_PENDING_BODY and not self._paused:
+            self._paused = True
+            self._transport.pauseProducing()
+        self._wake()
+
+    def end(self) -> None:
+        """The whole body arrived."""
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def release(self) -> None:
+        """The request is over: read from the client again (the next request)."""
+        self._chunks.clear()
+        self._pending = 0
+        if self._paused:
+            self._paused = False
+            self._transport.resumeProducing()
+
+    async def next(self) -> tuple[bytes, bool]:
+        """:returns: the next part of the body and whether more follows."""
+        while not self._chunks and not self._ended:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        chunk = self._chunks.popleft() if self._chunks else b""
+        self._pending -= len(chunk)
+        if self._paused and self._pending <= MAX_PENDING_BODY // 2:
+            self._paused = False
+            self._transport.resumeProducing()
+        return chunk, bool(self._chunks) or not self._ended
+
+
+class _HTTPCycle:
+    """
+    One request of the ``http`` scope, between the app and twisted.web. The
+    app may start before the request is routed (its body streaming in,
+    :func:`_stream_body`); it writes nothing until :meth:`attach`.
+    """
+
+    def __init__(
+        self, treq: Any, app: ASGIApplication, scope: dict[str, Any], body: Any, loop: Any
+    ) -> None:
+        self.treq = treq
         self.app = app
-        self.loop = event_loop(call.context.reactor)
-        self.scope = _scope(call, "http")
-        self.scope["method"] = call.request.method()
-        if state is not None:
-            self.scope["state"] = dict(state)
+        self.loop = loop
+        self.scope = scope
         self.what = f"ASGI app {describe(app)}"
-        self._body = self.treq.content
+        self.call: Call | None = None
+        self.answered: Deferred[Response] = Deferred()
+        self._body = body
         self._body_done = False
         self._started: Message | None = None
         self._finished = False
         self._gone = False
-        self._left: asyncio.Future[None] = self.loop.create_future()
-        self._window = _Window(self.loop)
+        self._attached: asyncio.Future[None] = loop.create_future()
+        self._left: asyncio.Future[None] = loop.create_future()
+        self._window = _Window(loop)
+        treq.notifyFinish().addBoth(self._ended)
+
+    def attach(self, call: Call) -> Deferred[Response]:
+        """
+        The request was routed to this app: from now on the app's answer is
+        written. :returns: a Deferred that fires only with an answer houweb
+        sends instead of the app's (503: the app did not start).
+        """
+        self.call = call
+        self.scope["extensions"]["houweb"]["call"] = call
+        self.treq.defaultContentType = None  # the app's headers, not twisted.web's text/html
         self.treq.registerProducer(self._window, True)
-        self.treq.notifyFinish().addBoth(self._ended)
+        if not self._attached.done():
+            self._attached.set_result(None)
+        return self.answered
 
     def _ended(self, result: object) -> None:
         """The response finished, or the client left: ``receive()`` says disconnect."""
         if not self._finished:
             self._gone = True
         self._window.stopProducing()
+        release = getattr(self._body, "release", None)
+        if release is not None:
+            release()
         if not self._left.done():
             self._left.set_result(None)
 
-    async def run(self) -> None:
+    async def _routed(self) -> bool:
+        """Wait until routed here. :returns: ``False`` if the client left first."""
+        if not self._attached.done():
+            await asyncio.wait({self._attached, self._left}, return_when=asyncio.FIRST_COMPLETED)
+        return self._attached.done() and not self._gone
+
+    async def run(self, lifespan: _Lifespan | None) -> None:
+        if lifespan is not None:
+            await lifespan.started()
+            if lifespan.failed is not None:
+                if await self._routed() and not self.answered.called:
+                    assert self.call is not None
+                    message = f"the application did not start: {lifespan.failed}"
+                    self.answered.callback(errorResponse(self.call.request, message, 503))
+                return
+            if lifespan.state is not None:
+                self.scope["state"] = dict(lifespan.state)
         try:
             await self.app(self.scope, self.receive, self.send)
         except Exception:  # noqa: BLE001 - the app's failure is logged and answered
             log.failure("houweb: {what} raised an exception", what=self.what)
-            self._fail("Internal server error")
+            await self._fail("Internal server error")
             return
         if not self._finished and not self._gone:
             log.error("houweb: {what} returned without finishing its response", what=self.what)
-            self._fail("the application sent no complete response")
+            await self._fail("the application sent no complete response")
 
-    def _fail(self, message: str) -> None:
-        if self._gone or self._finished:
+    async def _fail(self, message: str) -> None:
+        if not await self._routed() or self._finished:
             return
+        assert self.call is not None
         if self._started is None:
             response = errorResponse(self.call.request, message, 500)
             self._finished = True
@@ -215,16 +329,19 @@ class _HTTPCycle:
 
     async def receive(self) -> Message:
         if not self._body_done and not self._gone:
-            chunk = self._body.read(CHUNK) if self._body is not None else b""
-            more = len(chunk) == CHUNK
-            self._body_done = not more
-            return {"type": "http.request", "body": chunk, "more_body": more}
+            part = asyncio.ensure_future(self._body.next())
+            await asyncio.wait({part, self._left}, return_when=asyncio.FIRST_COMPLETED)
+            if part.done():
+                chunk, more = part.result()
+                self._body_done = not more
+                return {"type": "http.request", "body": chunk, "more_body": more}
+            part.cancel()
         await asyncio.shield(self._left)
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if self._gone or self._finished:
+        if not await self._routed() or self._finished:
             return  # the client left (or the answer is done): dropped, as spec 2.3 allows
         if kind == "http.response.start":
             if self._started is not None:
@@ -362,40 +479,89 @@ def _lifespans(call: Call) -> Lifespans | None:
     return call.context.extensions.get("asgi")  # type: ignore[no-any-return]
 
 
+@body_streamer(ASGITarget)
+def _stream_body(context: Any, treq: Any, match: Any, path: str) -> BodyStream:
+    """
+    A request with a body for an app: start the app now, the body streaming
+    to it as it arrives; the responder attaches the request once routed.
+    """
+    target: ASGITarget = match.target
+    channel = treq.channel
+    loop = event_loop(context.reactor)
+    raw_target = getattr(channel, "_path", None) or b"/"  # Twisted's (private) record of the target
+    raw_path, _, query = raw_target.partition(b"?")
+    peer = channel.transport.getPeer()
+    local = channel.houweb_local
+    version = (getattr(channel, "_version", None) or b"HTTP/1.1").decode("ascii")
+    scope = {
+        "type": "http",
+        "asgi": dict(ASGI),
+        "http_version": version.partition("/")[2] or "1.1",
+        "method": (getattr(channel, "_command", None) or b"GET").decode("ascii"),
+        "scheme": "https" if channel.houweb_secure else "http",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": target.root_path,
+        "headers": _headers(treq),
+        "client": [getattr(peer, "host", ""), getattr(peer, "port", 0)],
+        "server": [getattr(local, "host", ""), getattr(local, "port", 0)],
+        # The call is known once the request is routed (attach), by the
+        # time the app has read the whole body.
+        "extensions": {"houweb": {"call": None, "context": context}},
+    }
+    stream = BodyStream(channel.transport, loop)
+    cycle = _HTTPCycle(treq, target.application, scope, stream, loop)
+    treq.houweb_asgi_cycle = cycle
+    lifespans: Lifespans | None = context.extensions.get("asgi")
+    lifespan = lifespans.ready(target.application) if lifespans is not None else None
+    loop.create_task(cycle.run(lifespan))
+    return stream
+
+
+def _headers(treq: Any) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower(), value)
+        for name, values in treq.requestHeaders.getAllRawHeaders()
+        for value in values
+    ]
+
+
 @responder(ASGITarget)
 def _answer_asgi(call: Call) -> Response | Deferred[Response]:
     target: ASGITarget = call.match.target  # type: ignore[assignment]
+    early: _HTTPCycle | None = getattr(call.treq, "houweb_asgi_cycle", None)
+    if early is not None:
+        return early.attach(call)  # started when its body began to arrive
     lifespans = _lifespans(call)
     lifespan = lifespans.ready(target.application) if lifespans is not None else None
+    loop = event_loop(call.context.reactor)
+    if _is_upgrade(call.request.header("Upgrade")):
+        answered: Deferred[Response] = Deferred()
 
-    async def answer() -> None:
-        if lifespan is not None:
-            await lifespan.started()
-            if lifespan.failed is not None:
-                raise _NotStarted(lifespan.failed)
-        state = lifespan.state if lifespan is not None else None
-        if call.treq.finished or call.treq._disconnected:  # the client left while it waited
-            return
-        if _is_upgrade(call.request.header("Upgrade")):
+        async def upgrade() -> None:
+            if lifespan is not None:
+                await lifespan.started()
+                if lifespan.failed is not None:
+                    message = f"the application did not start: {lifespan.failed}"
+                    answered.callback(errorResponse(call.request, message, 503))
+                    return
+            if call.treq.finished or call.treq._disconnected:  # the client left meanwhile
+                return
             from ._asgi_websocket import open_asgi_websocket
 
+            state = lifespan.state if lifespan is not None else None
             open_asgi_websocket(call, target.application, _scope(call, "websocket"), state)
-        else:
-            await _HTTPCycle(call, target.application, state).run()
 
-    answered: Deferred[Response] = Deferred()
-    task = event_loop(call.context.reactor).create_task(answer())
-
-    def ended(task: asyncio.Task[None]) -> None:
-        error = None if task.cancelled() else task.exception()
-        if isinstance(error, _NotStarted) and not answered.called:
-            answered.callback(
-                errorResponse(call.request, f"the application did not start: {error}", 503)
-            )
-        elif error is not None:
-            log.error("houweb: ASGI request failed: {error!r}", error=error)
-
-    task.add_done_callback(ended)
+        loop.create_task(upgrade())
+        # autobahn writes the handshake; the router forgets this Deferred
+        # once the connection ends.
+        return answered
+    scope = _scope(call, "http")
+    scope["method"] = call.request.method()
+    cycle = _HTTPCycle(call.treq, target.application, scope, _StoredBody(call.treq.content), loop)
+    answered = cycle.attach(call)
+    loop.create_task(cycle.run(lifespan))
     # The cycle writes the answer itself; the router forgets this Deferred
     # once the request is finished.
     return answered
@@ -404,7 +570,3 @@ def _answer_asgi(call: Call) -> Response | Deferred[Response]:
 def _is_upgrade(upgrade: str) -> bool:
     """:returns: whether an ``Upgrade`` header asks for a WebSocket (without importing autobahn)."""
     return "websocket" in (token.strip() for token in upgrade.lower().split(","))
-
-
-class _NotStarted(Exception):
-    """The app's lifespan startup failed: its requests get 503."""

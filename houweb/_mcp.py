@@ -104,8 +104,7 @@ async def mcp_app(scope: Any, receive: Any, send: Any) -> None:
     """The ASGI app mounted at ``/mcp``: the running server's :class:`MCPTools`."""
     if scope["type"] == "lifespan":
         raise RuntimeError("houweb's MCP tools live with the server, not an ASGI lifespan")
-    call: Call = scope["extensions"]["houweb"]["call"]
-    tools: MCPTools = call.context.extensions["mcp"]
+    tools: MCPTools = scope["extensions"]["houweb"]["context"].extensions["mcp"]
     if scope["type"] != "http":
         await send({"type": "websocket.close", "code": 1003})
         return

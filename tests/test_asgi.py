@@ -138,6 +138,75 @@ async def test_a_streamed_response_waits_for_a_client_that_does_not_read(serve):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_request_body_reaches_the_app_while_it_is_still_arriving(serve):
+    parts: list[bytes] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            parts.append(message["body"])
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"got %d" % len(b"".join(parts))})
+
+    houweb.registerASGIApp(app, "/up")
+    port = (await serve()).port_numbers()[0]
+    connection = await connect_raw(port)
+    connection.transport.write(
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nfirst"
+    )
+    # The app has the first half before the client sent the second.
+    await until(lambda: b"first" in b"".join(parts))
+    assert connection.data == b""
+    connection.transport.write(b"-rest")
+    await until(lambda: connection.data.endswith(b"0\r\n\r\n"))
+    assert b"got 10" in connection.data
+    assert b"".join(parts) == b"first-rest"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_behind_on_the_body_stops_houweb_reading_from_the_client(serve):
+    go_on = asyncio.Event()
+    total = 16 * 1024 * 1024
+    taken: list[int] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        taken.append(len((await receive())["body"]))
+        await go_on.wait()
+        more = True
+        while more:
+            message = await receive()
+            taken.append(len(message["body"]))
+            more = message["more_body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % sum(taken)})
+
+    houweb.registerASGIApp(app, "/up")
+    server = await serve()
+    port = server.port_numbers()[0]
+    connection = await connect_raw(port)
+    head = b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % total
+    connection.transport.write(head + b"b" * total)
+    await until(lambda: taken)
+
+    def received() -> int:
+        (channel,) = server.site.houweb_connections
+        return int(channel.requests[-1].houweb_received)
+
+    await until(lambda: received() > 1024 * 1024)
+    await sleep(0.5)  # time enough to read all 16 MB if nothing held the client back
+    assert received() < total // 2
+    go_on.set()
+    await until(lambda: connection.data.endswith(b"0\r\n\r\n"))
+    assert b"%d" % total in connection.data
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_client_that_leaves_mid_stream_gives_the_app_http_disconnect(serve):
     events: list[str] = []
 

@@ -106,6 +106,7 @@ def test_setup_py_bounds_twisted_and_autobahn_below_their_next_major_version():
 CHANNEL_ATTRIBUTES = [
     ("_command", "houweb/_channel.py: the method, checked by the header guard before the body"),
     ("_path", "houweb/_channel.py: the raw target, for errors answered before the body"),
+    ("_version", "houweb/_asgi.py: an ASGI scope's http_version, made before the body arrives"),
 ]
 
 
