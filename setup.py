@@ -45,9 +45,15 @@ setup(
             *docs_requirements,
             # python -m build makes the sdist and wheel tests/test_packaging.py installs.
             "build>=1.0",
+            "starlette",  # a real ASGI framework (HTTP, streaming, WebSocket, lifespan) mounted
+            "fastapi",  # a FastAPI app mounted through registerASGIApp
+            "django>=4.2",  # Django's ASGI handler mounted through registerASGIApp
+            "mcp>=2",  # run(mcp=True): the MCP SDK's server, and its client in tests/test_mcp.py
         ],
         "metrics": metrics_requirements,
         "docs": docs_requirements,
+        # run(mcp=True) / --mcp: the official MCP Python SDK serves /mcp.
+        "mcp": ["mcp>=2"],
         # python -m bench: the peer servers and the profiler.
         "bench": bench_requirements,
     },

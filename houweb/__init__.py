@@ -19,6 +19,7 @@ from . import _reactor
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
 from ._api import APIError, apiFunction
+from ._cors import setCORSWhitelist
 from ._errors import Error, OperationFailed
 from ._opdef import registerOpdefPath
 from ._registry import urlHandler
@@ -30,6 +31,8 @@ from ._uploads import UploadedFile
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from ._archive import registerArchiveFile
+    from ._asgi import registerASGIApp
     from ._handlers import AsyncURLHandler, URLHandler
     from ._websocket import WebSocket, webSocket
     from ._wsgi import registerWSGIApp
@@ -50,12 +53,15 @@ __all__ = [
     "isInDebugMode",
     "notFoundResponse",
     "redirect",
+    "registerASGIApp",
+    "registerArchiveFile",
     "registerOpdefPath",
     "registerStaticFilesDirectory",
     "registerWSGIApp",
     "requestShutdown",
     "run",
     "serverPorts",
+    "setCORSWhitelist",
     "urlHandler",
     "webSocket",
 ]
@@ -70,6 +76,8 @@ _ON_FIRST_USE = {
     "AsyncURLHandler": "._handlers",
     "URLHandler": "._handlers",
     "WebSocket": "._websocket",
+    "registerASGIApp": "._asgi",
+    "registerArchiveFile": "._archive",
     "registerWSGIApp": "._wsgi",
     "webSocket": "._websocket",
 }

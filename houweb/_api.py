@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -248,6 +248,35 @@ def _encode_in_pool(result: object, call: Call, target: APIFunctionTarget) -> De
         target.name,
         target.return_binary,
     )
+
+
+def call_function(
+    call: Call, target: APIFunctionTarget, args: list[Any], kwargs: dict[str, Any]
+) -> Deferred[Response]:
+    """
+    Call ``target`` as ``/api`` does, for another protocol (MCP tools): bind
+    the arguments to ``call``'s Request, run the function (in the pool, or on
+    the reactor if it is ``async def``), encode its result in the pool.
+
+    :returns: a Deferred firing with the answer ``/api`` would send: the
+        encoded result, or the JSON error (422 for an :class:`APIError` or
+        arguments that do not fit, 500 for anything else, logged).
+    """
+    try:
+        bound = target.bind(call.request, args, kwargs)
+    except ArgumentError as exc:
+        return succeed(json_error(str(exc), 422))
+    invoke = _invoke_async if is_async(target.function) else _invoke
+    d = call.run(invoke, target, bound, shown_as=target)
+    d.addCallback(_encode_in_pool, call, target)
+    d.addErrback(_failure_response, call, target)
+    return d
+
+
+def visible_function(call: Call, name: str) -> APIFunctionTarget | None:
+    """:returns: the API function ``name`` as ``call``'s port shows it, or ``None``."""
+    target = _find(call, name)
+    return None if name == INTROSPECTION else target
 
 
 def _find(call: Call, name: str) -> APIFunctionTarget | None:

@@ -180,7 +180,14 @@ class HouwebChannel(http.HTTPChannel):
             return
         if self.requests:
             request = self.requests[-1]
-            if request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
+            if self.length or request.requestHeaders.hasHeader(b"transfer-encoding"):
+                # A body is coming: its target may take it as it arrives (an ASGI app).
+                request.houweb_streamer = self.site.houweb_body_streamer(
+                    getattr(self, "_path", None) or b"/", self.houweb_local, request
+                )
+            if request.houweb_streamer is not None:
+                pass  # the target reads the raw body itself
+            elif request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
                 # Only a form's target matters (a route lookup per request costs).
                 request.houweb_raw_body = self.site.houweb_wants_raw_body(
                     getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
@@ -332,6 +339,9 @@ class HouwebRequest(server.Request):
     #: The target reads the raw body itself (a WSGI app reads ``wsgi.input``):
     #: houweb neither parses nor limits its form, whatever its type.
     houweb_raw_body = False
+    #: Takes the body as it arrives (``feed``, then ``end``), for a target
+    #: that reads it while it arrives (an ASGI app); see ``houweb_body_streamer``.
+    houweb_streamer: Any = None
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
@@ -383,6 +393,10 @@ class HouwebRequest(server.Request):
         WSGI app). The temp files of a body cut short or bad are deleted when
         the request is over; those of a complete one belong to the Request.
         """
+        if self.houweb_streamer is not None:
+            self.content = io.BytesIO()  # the body goes to the target, not here
+            self.houweb_body_sink = self.houweb_streamer.feed
+            return
         receiver = None if length == 0 or self.houweb_raw_body else self._form_receiver()
         if receiver is None:
             super().gotLength(length)
@@ -432,6 +446,7 @@ class HouwebRequest(server.Request):
         self.houweb_form = None
         self.houweb_upload = None
         self.houweb_body_sink = None
+        self.houweb_streamer = None
         # twisted.web forgets its reader of the body when the response is
         # finished, but only closes it when the client leaves (a WSGI app
         # keeps its own reference as ``wsgi.input``).
@@ -472,6 +487,8 @@ class HouwebRequest(server.Request):
         self._cancel_deadline()
         self._finish_form()
         self._own_body()
+        if self.houweb_streamer is not None:
+            self.houweb_streamer.end()
         super().requestReceived(command, path, version)
 
     def finish(self) -> None:

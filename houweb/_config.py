@@ -122,6 +122,8 @@ class ServerConfig:
     health_path: str = "/healthz"
     #: The live status page at /houweb/status (see ``houweb._statuspage``).
     status_page: bool = False
+    #: Serve every API function a port shows as an MCP tool at ``/mcp``.
+    mcp: bool = False
 
     @classmethod
     def from_arguments(
@@ -146,6 +148,7 @@ class ServerConfig:
         metrics_path: object = "/metrics",
         health_path: object = "/healthz",
         status_page: object = False,
+        mcp: object = False,
     ) -> ServerConfig:
         """
         Check ``run()``-style arguments.
@@ -173,7 +176,10 @@ class ServerConfig:
             or not all(isinstance(h, str) and h for h in allowed_hosts)
         ):
             raise TypeError("allowed_hosts must be a list of host names (non-empty str) or None")
+        if not isinstance(mcp, bool):
+            raise TypeError(f"mcp must be True or False, not {type(mcp).__name__}")
         return cls(
+            mcp=mcp,
             allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts),  # type: ignore[arg-type]
             port=main,
             debug=bool(debug),

@@ -8,11 +8,13 @@ otherwise served normally: the browser, not houweb, blocks them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import _registry
 from ._request import Request
 from ._response import Response
+from ._settings import is_origin
 
 #: Fixed answers of a preflight (spec §12.2).
 PREFLIGHT_HEADERS = (
@@ -100,3 +102,35 @@ def install_cors(context: Any, origins: Iterable[str]) -> CORSPolicy | None:
     context.request_filters.insert(0, policy.preflight)
     context.response_filters.append(policy.add_headers)
     return policy
+
+
+def setCORSWhitelist(origins: Sequence[str], port_name: str = "") -> None:
+    """
+    Set the CORS whitelist of the main port (hwebserver): the same whitelist
+    as the settings file's ``CORS_ORIGIN_WHITELIST``, which it is added to,
+    so these origins also pass the Origin check of requests that change
+    state. Call it before :func:`run`: a server takes the whitelist when it
+    starts.
+
+    :param origins: ``"*"``, ``"null"`` or ``scheme://host[:port]`` entries;
+        ``[]`` clears what an earlier call set.
+    :param port_name: ``""`` or ``"main"``; named ports are not supported yet.
+    :raises ValueError: for a named port or an entry that is not an origin.
+    :raises TypeError: for ``origins`` that is not a list or tuple of str.
+    """
+    if not isinstance(port_name, str):
+        raise TypeError(f"port_name must be a str, not {type(port_name).__name__}")
+    if port_name not in ("", "main"):
+        raise ValueError(
+            f"setCORSWhitelist: named port {port_name!r} is not supported yet; "
+            "houweb has only the main port ('' or 'main') for now"
+        )
+    if isinstance(origins, str) or not isinstance(origins, (list, tuple)):
+        raise TypeError(f"origins must be a list or tuple of str, not {type(origins).__name__}")
+    for entry in origins:
+        if not is_origin(entry):
+            raise ValueError(
+                f"setCORSWhitelist: {entry!r} is not an origin "
+                "('*', 'null' or scheme://host[:port], without a path)"
+            )
+    _registry.REGISTRY.cors_whitelist = tuple(origins)

@@ -170,6 +170,9 @@ class Registry:
             },
         }
         self._functions: dict[str, dict[frozenset[int], object]] = {}
+        #: The main port's CORS whitelist given by ``setCORSWhitelist``
+        #: (added to the settings file's when a server starts).
+        self.cors_whitelist: tuple[str, ...] = ()
         self._listeners: list[Callable[[frozenset[int], str], None]] = []
 
     def add_path(self, kind: str, path: str, ports: Ports, target: object) -> None:
@@ -281,6 +284,10 @@ class Registry:
             if target is not None:
                 found[name] = target
         return found
+
+    def targets(self) -> list[object]:
+        """:returns: every path registration's target (the mounted ASGI apps, say)."""
+        return [target for per_binding in self._paths.values() for target in per_binding.values()]
 
     def bound_port_numbers(self) -> set[int]:
         """:returns: every explicit port number some registration binds to."""

@@ -257,6 +257,13 @@ class Request:
         """:returns: the client's IP address and port (extension)."""
         return self._client
 
+    def serverAddress(self) -> tuple[str, int]:
+        """
+        :returns: the local IP address and port the request arrived on, in
+            the shape of :meth:`clientAddress` (hwebserver).
+        """
+        return self._local
+
     def send(self, response: Response) -> None:
         """
         Answer now; only in ``AsyncURLHandler.handle``.

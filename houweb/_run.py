@@ -101,6 +101,7 @@ def run(
     metrics_path: str = "/metrics",
     health_path: str = "/healthz",
     status_page: bool = False,
+    mcp: bool = False,
 ) -> None:
     """
     Start the web server on ``port`` (and ``ports``, and ``listen``).
@@ -148,6 +149,8 @@ def run(
     :param status_page: a live status page at ``/houweb/status`` (what runs
         now, the pool, connections, recent errors), for loopback clients, or
         for those with the ``token``.
+    :param mcp: also serve every API function a port shows as an MCP tool
+        at ``/mcp`` (Streamable HTTP transport; needs the ``mcp`` package).
     :raises OperationFailed: a port cannot be bound, houweb already runs, the
         settings cannot be loaded, or ``workers`` cannot be had here.
     """
@@ -172,6 +175,7 @@ def run(
         metrics_path=metrics_path,
         health_path=health_path,
         status_page=status_page,
+        mcp=mcp,
     )
     background = is_interactive() if in_background is None else bool(in_background)
     workers = _check_workers(workers, background)

@@ -28,7 +28,7 @@ from ._metrics import install_metrics
 from ._pool import HandlerPool
 from ._registry import Registry
 from ._settings import load_settings
-from ._site import HouwebSite, ServerContext
+from ._site import EXTENSIONS, HouwebSite, ServerContext
 from ._statuspage import install_status_page
 from ._uploads import remove_stale_uploads
 
@@ -108,10 +108,12 @@ class Server:
             registry=registry if registry is not None else _registry.REGISTRY,
             settings=settings,
         )
-        cors = install_cors(self.context, settings.cors_origins)
+        # The settings file's whitelist and setCORSWhitelist()'s: one whitelist.
+        cors_origins = (*settings.cors_origins, *self.context.registry.cors_whitelist)
+        cors = install_cors(self.context, cors_origins)
         self.context.guard = HeaderGuard(
             allowed_hosts(config, settings.allowed_hosts),
-            OriginPolicy((*settings.cors_origins, *settings.csrf_trusted_origins)),
+            OriginPolicy((*cors_origins, *settings.csrf_trusted_origins)),
             token=TokenCheck(config.token) if config.token is not None else None,
             cors=cors,
             use_x_forwarded_host=settings.use_x_forwarded_host,
@@ -119,6 +121,9 @@ class Server:
         self.site = HouwebSite(self.context)
         self.metrics = install_metrics(self.context, self.site)
         self.status_page = install_status_page(self.context, self.site)
+        self.extensions = [factory(self) for factory in EXTENSIONS]
+        if config.mcp:
+            self.extensions.append(_mcp_tools(self))
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []
@@ -167,6 +172,8 @@ class Server:
         remove_stale_uploads()  # a process killed mid-upload left them
         self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
         self.pool.start()
+        for extension in self.extensions:
+            extension.start()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
         self._warn_about_registrations()
@@ -283,12 +290,40 @@ class Server:
                 channel.transport.abortConnection()
         self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
+        await self._stop_extensions()
         log.info("houweb: stopped")
+
+    async def _stop_extensions(self) -> None:
+        """Stop what modules added (ASGI lifespans), for at most the shutdown grace."""
+        if not self.extensions:
+            return
+        stopped = defer.gatherResults([defer.maybeDeferred(e.stop) for e in self.extensions])
+        stopped.addTimeout(self.config.shutdown_grace, self.reactor)
+        try:
+            await stopped
+        except defer.TimeoutError:
+            log.warn("houweb: shutdown of the ASGI lifespans took longer than the shutdown grace")
+        except Exception:  # noqa: BLE001 - logged, shutdown goes on
+            log.failure("houweb: an extension failed to stop")
 
     def _report_abandoned(self) -> None:
         """Name each call of user code still running (its client may be gone)."""
         for call in self.context.running.snapshot():
             log.warn("houweb: abandoned {call}", call=str(call))
+
+
+def _mcp_tools(server: Server) -> Any:
+    """
+    :returns: the MCP tools of ``server`` (imported only when asked for: the MCP SDK is big).
+    :raises OperationFailed: when the MCP SDK is not installed.
+    """
+    try:
+        from ._mcp import MCPTools
+    except ImportError as exc:
+        raise OperationFailed(
+            f"mcp=True needs the MCP Python SDK (pip install 'houweb[mcp]'): {exc}"
+        ) from None
+    return MCPTools(server)
 
 
 def allowed_hosts(config: ServerConfig, from_settings: tuple[str, ...] | None) -> tuple[str, ...]:

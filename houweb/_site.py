@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, Protocol, TypeVar, Union
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -75,6 +75,8 @@ class ServerContext:
     #: What a request's headers must pass before its body is read (Host
     #: allow-list, Origin check, token).
     guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
+    #: What modules add to the server (the ASGI lifespans), by name.
+    extensions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,8 +107,53 @@ class Call:
         return failure_response(self.request, failure, self.context.config.debug, what)
 
 
+class Extension(Protocol):
+    """What a module adds to each server's life (ASGI lifespans): see :func:`lifecycle`."""
+
+    def start(self) -> None:
+        """The server listens."""
+
+    def stop(self) -> Deferred[Any]:
+        """The server's requests are done (or abandoned); fires once this part stopped."""
+
+
+#: Called with each server made (``houweb._server.Server``), by :func:`lifecycle`.
+EXTENSIONS: list[Callable[[Any], Extension]] = []
+
+
+def lifecycle(factory: Callable[[Any], Extension]) -> Callable[[Any], Extension]:
+    """
+    Register ``factory``, called with each server made from now on; its
+    :class:`Extension` is started once the server listens and stopped (for
+    at most ``shutdown_grace`` seconds) after its requests are done. A module
+    that owns a kind of target registers one when imported, as it does its
+    responder.
+    """
+    EXTENSIONS.append(factory)
+    return factory
+
+
 Responder = Callable[[Call], Answer]
 _RESPONDERS: dict[type, Responder] = {}
+#: What takes a request's body as it arrives, by target type: called with
+#: the server's context, the twisted.web request, the match and the decoded
+#: path once the headers passed the guard; returns the body's sink.
+BodyStreamer = Callable[[ServerContext, Any, Match, str], Any]
+_STREAMERS: dict[type, BodyStreamer] = {}
+
+
+def body_streamer(target_type: type) -> Callable[[BodyStreamer], BodyStreamer]:
+    """
+    Register the function that starts answering a request for
+    ``target_type`` as soon as its headers passed the guard, taking its body
+    as it arrives (an ASGI app) instead of after it was received whole.
+    """
+
+    def register(function: BodyStreamer) -> BodyStreamer:
+        _STREAMERS[target_type] = function
+        return function
+
+    return register
 
 
 def responder(target_type: type) -> Callable[[Responder], Responder]:
@@ -313,6 +360,25 @@ class HouwebSite(server.Site):
             return False
         match = self.houweb.registry.match(path, getattr(local, "port", 0), self.houweb.main_port)
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
+
+    def houweb_body_streamer(self, target: bytes, local: Any, treq: Any) -> Any:
+        """
+        :param target: the request target as sent (origin form).
+        :param local: the local address the request arrived on.
+        :returns: the sink of a body its target takes as it arrives (see
+            :func:`body_streamer`), or ``None`` to receive it whole first.
+        """
+        if not _STREAMERS:
+            return None  # no such target can be registered: no route lookup
+        try:
+            path = decode_path(target)
+        except BadRequest:
+            return None
+        context = self.houweb
+        port = getattr(local, "port", 0)
+        match = context.registry.match(path, port, context.main_port, context.main_aliases)
+        start = _STREAMERS.get(type(match.target)) if match is not None else None
+        return start(context, treq, match, path) if start is not None else None
 
     def houweb_admit(self, channel: HouwebChannel) -> bool:
         """

@@ -66,7 +66,7 @@ def resolve(root: str, relative: str) -> str | None:
         or absolute component, or a symlink leading outside ``root``.
     """
     segments = relative.split("/")[1:]
-    if not segments or not all(_safe_segment(s) for s in segments):
+    if not segments or not all(safe_segment(s) for s in segments):
         return None
     real = os.path.realpath(os.path.join(root, *segments))
     if not real.startswith(root.rstrip(os.sep) + os.sep) or not os.path.isfile(real):
@@ -74,7 +74,7 @@ def resolve(root: str, relative: str) -> str | None:
     return real
 
 
-def _safe_segment(segment: str) -> bool:
+def safe_segment(segment: str) -> bool:
     return (
         segment not in ("", ".", "..")
         and "\\" not in segment
@@ -84,12 +84,12 @@ def _safe_segment(segment: str) -> bool:
     )
 
 
-def _below(request_path: str, prefix: str) -> str:
+def below(request_path: str, prefix: str) -> str:
     """:returns: the part of ``request_path`` below the registered ``prefix``."""
     return request_path if prefix == "/" else request_path[len(prefix) :]
 
 
-def _method_not_allowed(request: Request) -> Response:
+def method_not_allowed(request: Request) -> Response:
     response = errorResponse(request, f"method {request.method()} not allowed", 405)
     response.setHeader("Allow", ", ".join(_METHODS))
     return response
@@ -100,9 +100,9 @@ def _answer_static(call: Call) -> Response:
     """Answer from disk, on the reactor thread: the file, 404 or 405."""
     request = call.request
     if request.method() not in _METHODS:
-        return _method_not_allowed(request)
+        return method_not_allowed(request)
     target: StaticDirectory = call.match.target  # type: ignore[assignment]
-    relative = _below(request.path(), call.match.path)
+    relative = below(request.path(), call.match.path)
     path = resolve(target.root, relative)
     if path is None:
         return notFoundResponse(request)

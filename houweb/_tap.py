@@ -250,6 +250,7 @@ class Options(usage.Options):
             None,
             "A live status page at /houweb/status (for loopback clients, or with the token).",
         ],
+        ["mcp", None, "Serve every API function as an MCP tool at /mcp (Streamable HTTP)."],
     ]
     optParameters: list[list[Any]] = [[s.option, s.short, s.default, s.help] for s in SETTINGS]
 
@@ -314,6 +315,7 @@ class Options(usage.Options):
         arguments: dict[str, Any] = {
             "debug": bool(self["debug"]),
             "access_log": not self["no-access-log"],
+            "mcp": bool(self["mcp"]),
         }
         if self["metrics"]:
             arguments["metrics"] = True

@@ -53,6 +53,53 @@ _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 101
 #: bytes, so that a flood of empty messages is bounded too.
 _MESSAGE_COST = 256
 NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
+#: The longest close reason, in UTF-8 bytes: a control frame's 125 less the code.
+MAX_REASON = 123
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _message(
+    data: object, is_binary: object, text_data: object, bytes_data: object
+) -> tuple[bytes, bool]:
+    """
+    Resolve :meth:`WebSocket.send`'s arguments.
+
+    :returns: the payload and whether it is a binary message.
+    """
+    if is_binary is not None and not isinstance(is_binary, bool):
+        raise TypeError(f"is_binary must be True or False, not {type(is_binary).__name__}")
+    given = [
+        name
+        for name, value in (("data", data), ("text_data", text_data), ("bytes_data", bytes_data))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "send() takes one message: data (Houdini's send(data, is_binary)), "
+            f"or text_data, or bytes_data; got {', '.join(given) or 'none'}"
+        )
+    if data is None and is_binary is not None:
+        raise ValueError("is_binary goes with data, not with text_data or bytes_data")
+    if text_data is not None:
+        if not isinstance(text_data, str):
+            raise TypeError(f"text_data must be a str, not {type(text_data).__name__}")
+        return text_data.encode("utf-8"), False
+    if bytes_data is not None:
+        if not isinstance(bytes_data, _BYTES):
+            raise TypeError(f"bytes_data must be bytes, not {type(bytes_data).__name__}")
+        return bytes(bytes_data), True
+    if isinstance(data, str):
+        return data.encode("utf-8"), bool(is_binary)
+    if isinstance(data, _BYTES):
+        payload = bytes(data)
+        if is_binary is False:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError("send(data, is_binary=False): data is not UTF-8 text") from None
+            return payload, False
+        return payload, True
+    raise TypeError(f"data must be a str or bytes, not {type(data).__name__}")
 
 
 class WebSocket:
@@ -103,47 +150,62 @@ class WebSocket:
         return self._connection().accept()
 
     def send(
-        self, text_data: str | bytes | None = None, bytes_data: bytes | None = None
+        self,
+        data: str | bytes | None = None,
+        is_binary: bool | None = None,
+        *,
+        text_data: str | None = None,
+        bytes_data: bytes | None = None,
     ) -> Awaitable[None]:
         """
-        Send a text message (``text_data``) or a binary one (``bytes_data``, or
-        bytes given first). Messages sent after the connection closed are
-        dropped. Await the result: it is done once the client has taken
-        what was sent before (sends not awaited pile up, and past
-        :attr:`max_pending_send` bytes the connection is closed).
+        Send one message: Houdini's ``send(data, is_binary=False)``, or
+        houweb's ``send(text_data=...)`` / ``send(bytes_data=...)``.
 
-        :raises ValueError: when both or neither are given.
-        :raises TypeError: for a text that is not ``str`` or bytes that are not bytes.
+        - ``data`` a ``str``: a text message; with ``is_binary=True``, its
+          UTF-8 bytes as a binary message.
+        - ``data`` bytes: a binary message (``is_binary`` left out or
+          ``True``); with ``is_binary=False``, a text message (the bytes
+          must be UTF-8).
+        - ``text_data`` / ``bytes_data``: exactly one, and neither with
+          ``data`` nor ``is_binary``.
+
+        Messages sent after the connection closed are dropped. Await the
+        result: it is done once the client has taken what was sent before
+        (sends not awaited pile up, and past :attr:`max_pending_send` bytes
+        the connection is closed).
+
+        :raises ValueError: for nothing to send, two things to send, or
+            ``is_binary`` with ``text_data``/``bytes_data``, or bytes
+            that are not UTF-8 sent as text.
+        :raises TypeError: for a message or ``is_binary`` of the wrong type.
         """
-        if isinstance(text_data, (bytes, bytearray, memoryview)) and bytes_data is None:
-            bytes_data = bytes(text_data)
-            text_data = None
-        if (text_data is None) == (bytes_data is None):
-            raise ValueError("send() takes exactly one of text_data and bytes_data")
-        if text_data is not None:
-            if not isinstance(text_data, str):
-                raise TypeError(f"text_data must be a str, not {type(text_data).__name__}")
-            payload, binary = text_data.encode("utf-8"), False
-        else:
-            if not isinstance(bytes_data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"bytes_data must be bytes, not {type(bytes_data).__name__}")
-            payload, binary = bytes(bytes_data), True
+        payload, binary = _message(data, is_binary, text_data, bytes_data)
         connection = self._connection()
         return connection.on_reactor(lambda: connection.send(payload, binary))
 
-    def close(self, code: int = 1000) -> Awaitable[None]:
+    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
         """
-        Close the connection with ``code``; in ``connect`` before
-        :meth:`accept`, refuse it (403).
+        Close the connection with ``code`` and ``reason`` (Houdini's
+        ``close(code, reason)``); in ``connect`` before :meth:`accept`,
+        refuse it (403).
 
-        :raises ValueError: for a code a server may not send.
+        :raises ValueError: for a code a server may not send, or a reason
+            longer than 123 bytes in UTF-8 (what a close frame holds).
+        :raises TypeError: for a code that is not an int or a reason not a str.
         """
         if isinstance(code, bool) or not isinstance(code, int):
             raise TypeError(f"code must be an int, not {type(code).__name__}")
         if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
             raise ValueError(f"close code {code} cannot be sent (1000-1014 or 3000-4999)")
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        encoded = reason.encode("utf-8")
+        if len(encoded) > MAX_REASON:
+            raise ValueError(
+                f"close reason is {len(encoded)} bytes in UTF-8; a close frame holds {MAX_REASON}"
+            )
         connection = self._connection()
-        return connection.on_reactor(lambda: connection.close(code))
+        return connection.on_reactor(lambda: connection.close(code, encoded))
 
     def _connection(self) -> _Connection:
         if self._houweb_connection is None:
@@ -195,11 +257,20 @@ def _answer_websocket(call: Call) -> Response | Deferred[Response]:
         response.setHeader("Upgrade", "websocket")
         return response
     endpoint: type[WebSocket] = call.match.target.endpoint  # type: ignore[attr-defined]
-    connection = _Connection(endpoint(), call)
+    return open_websocket(call, endpoint())
+
+
+def open_websocket(call: Call, endpoint: WebSocket) -> Deferred[Response]:
+    """
+    Hand ``call``'s connection (an upgrade request) to ``endpoint``, whose
+    ``connect()`` decides whether to accept it.
+
+    :returns: a Deferred that never fires: the answer is the handshake,
+        written by autobahn; the router forgets it when the connection ends.
+    """
+    connection = _Connection(endpoint, call)
     connection.factory = _factory(call.context.reactor)
     call.treq.channel.upgrade(connection, _handshake(call.treq))
-    # The answer is the handshake, written by autobahn; the router forgets
-    # this Deferred when the connection ends.
     return Deferred()
 
 
@@ -407,11 +478,11 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
                 return None
         return self._window.wait()
 
-    def close(self, code: int) -> None:
+    def close(self, code: int, reason: bytes = b"") -> None:
         if not self._accepted:
             self._refuse(403, "Forbidden")
         elif self.state == self.STATE_OPEN:
-            self.sendCloseFrame(code, isReply=False)
+            self.sendCloseFrame(code, reasonUtf8=reason or None, isReply=False)
 
     def on_reactor(self, action: Callable[[], asyncio.Future[None] | None]) -> Awaitable[None]:
         """

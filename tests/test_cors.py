@@ -135,3 +135,62 @@ async def test_without_a_whitelist_there_are_no_cors_headers(serve, client):
     assert reply.status == 403 and reply.header("Access-Control-Allow-Origin") is None
     reply = await client.request("OPTIONS", port, "/thing")  # not from a browser
     assert reply.body == b"thing" and reply.header("Access-Control-Allow-Origin") is None
+
+
+# setCORSWhitelist (Houdini 21, from observed use)
+
+
+@pytest_twisted.ensureDeferred
+async def test_setCORSWhitelist_feeds_the_same_whitelist_as_the_settings_file(serve, client):
+    calls: list[str] = []
+    houweb.setCORSWhitelist(["http://app.example:8080"], "main")
+
+    @houweb.urlHandler("/thing")
+    def thing(request):
+        calls.append(request.method())
+        return houweb.Response("thing")
+
+    port = (await serve(settings={"CORS_ALLOWED_ORIGINS": [ORIGIN]})).port_numbers()[0]
+    for origin in ("http://app.example:8080", ORIGIN):
+        reply = await client.post(port, "/thing", data=b"x", headers={"Origin": origin})
+        assert reply.status == 200
+        assert reply.header("Access-Control-Allow-Origin") == origin
+    # The Origin check of _guards trusts it too; another origin is refused
+    # before the handler runs.
+    foreign = await client.post(
+        port, "/thing", data=b"x", headers={"Origin": "http://evil.example"}
+    )
+    assert foreign.status == 403
+    assert calls == ["POST", "POST"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_setCORSWhitelist_with_an_empty_list_clears_it(serve, client):
+    houweb.setCORSWhitelist(["http://app.example"])
+    houweb.setCORSWhitelist([], "")
+
+    @houweb.urlHandler("/thing")
+    def thing(request):
+        return houweb.Response("thing")
+
+    port = (await serve()).port_numbers()[0]
+    reply = await client.get(port, "/thing", headers={"Origin": "http://app.example"})
+    assert reply.status == 200 and reply.header("Access-Control-Allow-Origin") is None
+
+
+@pytest.mark.parametrize(
+    ("origins", "port_name", "error", "message"),
+    [
+        (["http://a.example"], "render", ValueError, "named port 'render' is not supported yet"),
+        (["http://a.example/path"], "", ValueError, "is not an origin"),
+        ("http://a.example", "", TypeError, "list or tuple"),
+        ([1], "", ValueError, "is not an origin"),
+        (["http://a.example"], 8008, TypeError, "port_name must be a str"),
+    ],
+)
+def test_setCORSWhitelist_refuses_named_ports_and_bad_origins(
+    registry, origins, port_name, error, message
+):
+    with pytest.raises(error, match=message):
+        houweb.setCORSWhitelist(origins, port_name)
+    assert registry.cors_whitelist == ()

@@ -29,6 +29,9 @@ EXPECTED = {
     "webSocket",
     "WebSocket",
     "registerWSGIApp",
+    "registerASGIApp",
+    "registerArchiveFile",
+    "setCORSWhitelist",  # Houdini 21, from observed use
     # houweb's own additions
     "UploadedFile",
     "registerStaticFilesDirectory",

@@ -31,6 +31,11 @@ def test_without_options_it_serves_on_port_8008_in_the_foreground():
     assert options.reload_source_changes() is None
 
 
+def test_mcp_switch_reaches_run():
+    assert parse(["--mcp"]).run_arguments()["mcp"] is True
+    assert parse([]).run_arguments()["mcp"] is False
+
+
 def test_help_shows_examples(capsys):
     with pytest.raises(SystemExit) as exited:
         parse(["--help"])

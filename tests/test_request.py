@@ -180,6 +180,21 @@ async def test_host_port_protocol_security_and_addresses(serve, client):
 
 
 @pytest_twisted.ensureDeferred
+async def test_serverAddress_is_the_local_address_and_port_each_request_arrived_on(serve, client):
+    @houweb.urlHandler("/r", ports=[-1])
+    def handler(request):
+        addresses = {"server": request.serverAddress(), "client": request.clientAddress()}
+        return houweb.Response(json.dumps(addresses), content_type="application/json")
+
+    server = await serve(ports=[0])
+    main, other = server.port_numbers()
+    for port in (main, other):
+        seen = json.loads((await client.get(port, "/r", headers={"Host": "localhost"})).body)
+        assert seen["server"] == ["127.0.0.1", port]
+        assert seen["client"][0] == "127.0.0.1" and seen["client"][1] != port
+
+
+@pytest_twisted.ensureDeferred
 async def test_http_10_protocol_and_missing_host(serve):
     seen_as_json(
         host=lambda r: r.host(), protocol=lambda r: r.protocol(), uri=lambda r: r.absoluteURI()

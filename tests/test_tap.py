@@ -40,11 +40,17 @@ def parsed(*args: str) -> Options:
 # Options
 
 
+def test_mcp_switch_turns_on_the_mcp_tools():
+    assert parsed("--mcp").run_arguments()["mcp"] is True
+    assert parsed("--mcp").server_config().mcp is True
+
+
 def test_defaults_are_run_defaults():
     assert parsed().run_arguments() == {
         "debug": False,
         # The one default that differs: servers log access, an embedded run() does not.
         "access_log": True,
+        "mcp": False,
         "port": 8008,
         "interface": "127.0.0.1",
         "max_num_threads": 4,

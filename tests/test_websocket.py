@@ -572,3 +572,97 @@ async def test_secure_websockets_over_a_tls_port(serve, tmp_path):
     assert await ws.wait_closed() == 1000
     await settled(events)
     assert disconnects(events) == [("disconnect", 1000)]
+
+
+# Houdini's send(data, is_binary) and close(code, reason)
+
+
+@pytest_twisted.ensureDeferred
+async def test_houdinis_send_data_is_binary_and_houwebs_keywords_both_work(serve):
+    @houweb.webSocket("/forms")
+    class Forms(houweb.WebSocket):
+        async def connect(self, request):
+            await self.accept()
+            await self.send("text")  # Houdini: str, is_binary=False
+            await self.send("as binary", True)  # Houdini: str sent as a binary message
+            await self.send(b"\x00\x01", is_binary=True)
+            await self.send(b"utf-8 bytes as text", is_binary=False)
+            await self.send(b"\xff")  # bytes, is_binary left out: binary (houweb's old form)
+            await self.send(text_data="keyword text")
+            await self.send(bytes_data=b"keyword bytes")
+
+    port = (await serve()).port_numbers()[0]
+    ws = await ws_connect(port, "/forms")
+    assert [await ws.next_message() for _ in range(7)] == [
+        "text",
+        b"as binary",
+        b"\x00\x01",
+        "utf-8 bytes as text",
+        b"\xff",
+        "keyword text",
+        b"keyword bytes",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_contradictory_send_arguments_raise_clear_errors(serve):
+    errors: list[str] = []
+
+    @houweb.webSocket("/bad")
+    class Bad(houweb.WebSocket):
+        async def connect(self, request):
+            await self.accept()
+            for args, kwargs in [
+                (("a",), {"text_data": "b"}),
+                ((b"a",), {"bytes_data": b"b"}),
+                ((), {"text_data": "a", "is_binary": True}),
+                ((None, True), {}),
+                (("a", "yes"), {}),
+                ((None, b"old positional bytes_data"), {}),
+                ((b"\xff", False), {}),
+                (("a",), {"is_binary": 1}),
+            ]:
+                try:
+                    self.send(*args, **kwargs)
+                except (TypeError, ValueError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            await self.send("done")
+
+    port = (await serve()).port_numbers()[0]
+    ws = await ws_connect(port, "/bad")
+    assert await ws.next_message() == "done"  # nothing of the bad calls was sent
+    assert errors == [
+        "ValueError: send() takes one message: data (Houdini's send(data, is_binary)), "
+        "or text_data, or bytes_data; got data, text_data",
+        "ValueError: send() takes one message: data (Houdini's send(data, is_binary)), "
+        "or text_data, or bytes_data; got data, bytes_data",
+        "ValueError: is_binary goes with data, not with text_data or bytes_data",
+        "ValueError: send() takes one message: data (Houdini's send(data, is_binary)), "
+        "or text_data, or bytes_data; got none",
+        "TypeError: is_binary must be True or False, not str",
+        "TypeError: is_binary must be True or False, not bytes",
+        "ValueError: send(data, is_binary=False): data is not UTF-8 text",
+        "TypeError: is_binary must be True or False, not int",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_sends_houdinis_code_and_reason(serve):
+    errors: list[str] = []
+
+    @houweb.webSocket("/bye")
+    class Bye(houweb.WebSocket):
+        async def connect(self, request):
+            await self.accept()
+            for args in [(1000, "x" * 124), (1000, b"bytes"), ("1000", "")]:
+                try:
+                    self.close(*args)
+                except (TypeError, ValueError) as exc:
+                    errors.append(type(exc).__name__)
+            await self.close(4001, "done here: é")
+
+    port = (await serve()).port_numbers()[0]
+    ws = await ws_connect(port, "/bye")
+    assert await ws.wait_closed() == 4001
+    assert ws.remoteCloseReason == "done here: é"
+    assert errors == ["ValueError", "TypeError", "TypeError"]

@@ -1,0 +1,158 @@
+"""
+``registerArchiveFile`` (hwebserver): the files inside a zip archive served
+under a URL prefix, by the rules of a static directory (``_static``): GET and
+HEAD only, no listings, the content type from the name, Range and If-Range
+(which ranges are honoured is ``_ranges``' choice), ETag / If-None-Match,
+Last-Modified / If-Modified-Since, and a more specific handler below the
+prefix wins. A path that names a directory, or anything that is not a file
+of the archive, is 404.
+
+Members are streamed from the archive (never extracted) by twisted.web's
+static file producers, through :class:`ArchiveMember`, a
+:class:`~houweb._render.StreamedFile` whose file is the member. Their
+modification time, and so their ETag, is the archive's: replacing the
+archive changes every tag.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from twisted.internet.defer import Deferred
+from twisted.web import server, static
+
+from . import _registry
+from ._errors import OperationFailed
+from ._render import StreamedFile
+from ._response import Response, guess_content_type, notFoundResponse
+from ._site import Call, responder
+from ._static import PathLike, below, method_not_allowed, safe_segment
+
+_METHODS = ("GET", "HEAD")
+
+
+@dataclass(frozen=True, eq=False)
+class ArchiveFile:
+    """A zip archive registered with :func:`registerArchiveFile`."""
+
+    path: str
+    _index: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def member(self, relative: str) -> tuple[zipfile.ZipInfo, float] | None:
+        """
+        :param relative: the decoded request path below the URL prefix.
+        :returns: the file member it names and the archive's modification
+            time, or ``None`` for a directory, a missing member or a path
+            with a ``.``/``..``/empty segment, backslash, NUL or drive.
+        """
+        segments = relative.split("/")[1:]
+        if not segments or not all(safe_segment(s) for s in segments):
+            return None
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        names = self._names(stat.st_mtime_ns, stat.st_size)
+        info = names.get("/".join(segments))
+        if info is None or info.is_dir():
+            return None
+        return info, stat.st_mtime
+
+    def _names(self, mtime_ns: int, size: int) -> dict[str, zipfile.ZipInfo]:
+        """The archive's members by name, read again when the archive changed."""
+        with self._lock:
+            if self._index.get("stamp") != (mtime_ns, size):
+                try:
+                    with zipfile.ZipFile(self.path) as archive:
+                        names = {info.filename: info for info in archive.infolist()}
+                except (OSError, zipfile.BadZipFile):
+                    names = {}
+                self._index.update(stamp=(mtime_ns, size), names=names)
+            return self._index["names"]  # type: ignore[no-any-return]
+
+
+def registerArchiveFile(archive_file: PathLike, url_prefix: str, port: int | str = -1) -> None:
+    """
+    Serve the files inside the zip ``archive_file`` under ``url_prefix``:
+    with ``("site.zip", "/site")``, ``GET /site/css/main.css`` answers with
+    the member ``css/main.css``.
+
+    :param archive_file: made absolute now; it must be a zip archive.
+    :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
+        handler below it wins.
+    :param port: ``-1`` every listening port (the default), ``0`` the main
+        port, or a port number.
+    :raises OperationFailed: if the archive is missing or not a zip archive.
+    """
+    path = os.path.realpath(os.fspath(archive_file))
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        raise OperationFailed(f"archive file {os.fspath(archive_file)!r} is not a zip archive")
+    _registry.REGISTRY.add_path(_registry.STATIC, url_prefix, [port], ArchiveFile(path))
+
+
+class ArchiveMember(StreamedFile):
+    """One member of an archive as twisted.web's static file machinery sees a file."""
+
+    def __init__(self, archive: str, info: zipfile.ZipInfo, modified: float, content_type: str):
+        super().__init__(archive, content_type)
+        self._info = info
+        self._modified = modified
+
+    def restat(self, reraise: bool = True) -> None:
+        """Nothing to look at again: the member was found this request."""
+
+    def exists(self) -> bool:
+        return True
+
+    def isdir(self) -> bool:
+        return False
+
+    def getsize(self) -> int:
+        return int(self._info.file_size)
+
+    def getModificationTime(self) -> float:
+        return self._modified
+
+    def openForReading(self) -> IO[bytes]:
+        # The member keeps the archive's file open after the ZipFile closes.
+        with zipfile.ZipFile(self.path) as archive:
+            return archive.open(self._info)
+
+    def makeProducer(self, request: Any, fileForReading: Any) -> Any:
+        # static.File's producers, without sendfile: a member has no file
+        # descriptor of its own (it may be compressed).
+        return static.File.makeProducer(self, request, fileForReading)
+
+
+@responder(ArchiveFile)
+def _answer_archive(call: Call) -> Response | Deferred[Response]:
+    request = call.request
+    if request.method() not in _METHODS:
+        return method_not_allowed(request)
+    target: ArchiveFile = call.match.target  # type: ignore[assignment]
+    relative = below(request.path(), call.match.path)
+    found = target.member(relative)
+    if found is None:
+        return notFoundResponse(request)
+    info, modified = found
+    treq = call.treq
+    # The response filters (CORS) see the answer's headers, as for any file.
+    headers = Response(b"", 200)
+    for response_filter in call.context.response_filters:
+        response_filter(request, headers)
+    for name, value in headers.headerLines():
+        if name.lower() != "content-type":
+            treq.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+    member = ArchiveMember(target.path, info, modified, guess_content_type(relative))
+    result = member.render_GET(treq)
+    if result is not server.NOT_DONE_YET:
+        treq.write(result)
+        treq.finish()
+    # The member is written here; the router forgets this Deferred once the
+    # request is finished (as for a WSGI app).
+    return Deferred()

@@ -1,0 +1,572 @@
+"""
+``registerASGIApp``: ASGI 3 applications (Starlette, FastAPI, Django's ASGI
+handler, the MCP SDK's streamable-HTTP app...) mounted on a path prefix, run
+on the reactor's own asyncio loop.
+
+A mount is a target in the registry like any other, so it answers only after
+the header-time guard of :class:`~houweb._channel.HouwebChannel` (Host
+allow-list, Origin check, token) passed, on the ports it is bound to, and the
+more specific registration wins. Per request, :class:`_HTTPCycle` speaks the
+``http`` scope. A request with a body starts the app as soon as its headers
+passed the guard, and the body streams to it as it arrives
+(:class:`BodyStream`; houweb stops reading from the client while the app is
+more than a MiB behind); the app's answer is written once the request is
+routed. The response is streamed to the client, and ``send()`` waits while
+the client is not reading (backpressure). A client that leaves makes ``receive()``
+return ``http.disconnect``. ``Upgrade: websocket`` requests get the
+``websocket`` scope through houweb's WebSocket machinery (autobahn), and each
+app's ``lifespan`` runs with the server (:class:`Lifespans`).
+
+asgiref (Django's ASGI reference library) gives the spec's types and turns
+an ASGI 2 (double-callable) application into an ASGI 3 one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from asgiref.compatibility import guarantee_single_callable
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from . import _registry
+from ._coroutines import event_loop
+from ._dispatch import describe
+from ._registry import PREFIX, Ports, check_handler_path
+from ._response import Response, errorResponse
+from ._site import Call, body_streamer, lifecycle, responder
+
+if TYPE_CHECKING:
+    from ._server import Server
+
+log = Logger(namespace="houweb")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The ASGI version houweb speaks, in every scope.
+ASGI = {"version": "3.0", "spec_version": "2.3"}
+#: Bytes of a stored request body handed to the app per ``http.request`` message.
+CHUNK = 64 * 1024
+#: Bytes of a streamed request body waiting for the app above which houweb
+#: stops reading from the client (until half of them are taken).
+MAX_PENDING_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ASGITarget:
+    """An ASGI application registered with :func:`registerASGIApp`."""
+
+    application: ASGIApplication
+    #: The registered path, normalised: the scope's ``root_path`` ("" for "/").
+    root_path: str
+    #: The app reads the body itself: houweb stores a form as sent instead of
+    #: parsing it into fields and files.
+    wants_raw_body: ClassVar[bool] = True
+
+
+def registerASGIApp(application: Any, path: str | None = None, ports: Ports = []) -> None:
+    """
+    Serve every request for ``path`` and below (HTTP and WebSocket) with the
+    ASGI ``application``, on the reactor's asyncio loop. The application
+    sees ``root_path`` = ``path`` and ``path`` = the whole request path (the
+    ASGI spec's mount convention, as Starlette, FastAPI and Django expect).
+
+    :param application: an ASGI 3 application (an ASGI 2 one is adapted).
+    :param path: where to mount it; ``None`` for ``/`` (everything no more
+        specific handler takes).
+    :param ports: which listening ports it answers on, as for ``urlHandler``.
+    """
+    if not callable(application):
+        raise TypeError("registerASGIApp takes an ASGI application (a callable)")
+    path = "/" if path is None else path
+    norm = check_handler_path(path)
+    app = guarantee_single_callable(application)
+    target = ASGITarget(app, "" if norm == "/" else norm)
+    _registry.REGISTRY.add_path(PREFIX, norm, ports, target)
+
+
+def _scope(call: Call, kind: str) -> dict[str, Any]:
+    """The connection scope shared by ``http`` and ``websocket``."""
+    treq, request = call.treq, call.request
+    target: ASGITarget = call.match.target  # type: ignore[assignment]
+    raw_path, _, query = treq.uri.partition(b"?")
+    secure = request.isSecure()
+    scheme = {"http": ("http", "https"), "websocket": ("ws", "wss")}[kind][secure]
+    return {
+        "type": kind,
+        "asgi": dict(ASGI),
+        "http_version": treq.clientproto.decode("ascii").partition("/")[2] or "1.1",
+        "scheme": scheme,
+        "path": treq.houweb_path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": target.root_path,
+        "headers": [
+            (name.lower(), value)
+            for name, values in treq.requestHeaders.getAllRawHeaders()
+            for value in values
+        ],
+        "client": list(request.clientAddress()),
+        "server": list(request.serverAddress()),
+        # houweb's own (the spec's place for server extensions): what
+        # houweb's MCP tools need to call API functions as /api does.
+        "extensions": {"houweb": {"call": call, "context": call.context}},
+    }
+
+
+@implementer(IPushProducer)
+class _Window:
+    """Whether the client takes what is written: paused while it does not."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.paused = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Return once the client took what was written (or left)."""
+        if self.paused:
+            future = self._loop.create_future()
+            self._waiters.append(future)
+            await future
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+
+class _StoredBody:
+    """A body twisted.web received whole (in a temp file past 100 kB), handed out in chunks."""
+
+    def __init__(self, content: Any) -> None:
+        self._content = content
+
+    async def next(self) -> tuple[bytes, bool]:
+        """:returns: the next chunk and whether more follows."""
+        chunk = self._content.read(CHUNK) if self._content is not None else b""
+        return chunk, len(chunk) == CHUNK
+
+
+class BodyStream:
+    """
+    A body handed to the app as it arrives: fed by the channel (the
+    request's body sink), read by ``receive()``. When more than
+    :data:`MAX_PENDING_BODY` bytes wait for the app, houweb stops reading
+    from the client until the app caught up (backpressure).
+    """
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._chunks: deque[bytes] = deque()
+        self._pending = 0
+        self._ended = False
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def feed(self, data: bytes) -> None:
+        """A part of the body arrived."""
+        if not data:
+            return
+        self._chunks.append(data)
+        self._pending += len(data)
+        if self._pending > MAX_PENDING_BODY and not self._paused:
+            self._paused = True
+            self._transport.pauseProducing()
+        self._wake()
+
+    def end(self) -> None:
+        """The whole body arrived."""
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def release(self) -> None:
+        """The request is over: read from the client again (the next request)."""
+        self._chunks.clear()
+        self._pending = 0
+        if self._paused:
+            self._paused = False
+            self._transport.resumeProducing()
+
+    async def next(self) -> tuple[bytes, bool]:
+        """:returns: the next part of the body and whether more follows."""
+        while not self._chunks and not self._ended:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        chunk = self._chunks.popleft() if self._chunks else b""
+        self._pending -= len(chunk)
+        if self._paused and self._pending <= MAX_PENDING_BODY // 2:
+            self._paused = False
+            self._transport.resumeProducing()
+        return chunk, bool(self._chunks) or not self._ended
+
+
+class _HTTPCycle:
+    """
+    One request of the ``http`` scope, between the app and twisted.web. The
+    app may start before the request is routed (its body streaming in,
+    :func:`_stream_body`); it writes nothing until :meth:`attach`.
+    """
+
+    def __init__(
+        self, treq: Any, app: ASGIApplication, scope: dict[str, Any], body: Any, loop: Any
+    ) -> None:
+        self.treq = treq
+        self.app = app
+        self.loop = loop
+        self.scope = scope
+        self.what = f"ASGI app {describe(app)}"
+        self.call: Call | None = None
+        self.answered: Deferred[Response] = Deferred()
+        self._body = body
+        self._body_done = False
+        self._started: Message | None = None
+        self._finished = False
+        self._gone = False
+        self._attached: asyncio.Future[None] = loop.create_future()
+        self._left: asyncio.Future[None] = loop.create_future()
+        self._window = _Window(loop)
+        treq.notifyFinish().addBoth(self._ended)
+
+    def attach(self, call: Call) -> Deferred[Response]:
+        """
+        The request was routed to this app: from now on the app's answer is
+        written. :returns: a Deferred that fires only with an answer houweb
+        sends instead of the app's (503: the app did not start).
+        """
+        self.call = call
+        self.scope["extensions"]["houweb"]["call"] = call
+        self.treq.defaultContentType = None  # the app's headers, not twisted.web's text/html
+        self.treq.registerProducer(self._window, True)
+        if not self._attached.done():
+            self._attached.set_result(None)
+        return self.answered
+
+    def _ended(self, result: object) -> None:
+        """The response finished, or the client left: ``receive()`` says disconnect."""
+        if not self._finished:
+            self._gone = True
+        self._window.stopProducing()
+        release = getattr(self._body, "release", None)
+        if release is not None:
+            release()
+        if not self._left.done():
+            self._left.set_result(None)
+
+    async def _routed(self) -> bool:
+        """Wait until routed here. :returns: ``False`` if the client left first."""
+        if not self._attached.done():
+            await asyncio.wait({self._attached, self._left}, return_when=asyncio.FIRST_COMPLETED)
+        return self._attached.done() and not self._gone
+
+    async def run(self, lifespan: _Lifespan | None) -> None:
+        if lifespan is not None:
+            await lifespan.started()
+            if lifespan.failed is not None:
+                if await self._routed() and not self.answered.called:
+                    assert self.call is not None
+                    message = f"the application did not start: {lifespan.failed}"
+                    self.answered.callback(errorResponse(self.call.request, message, 503))
+                return
+            if lifespan.state is not None:
+                self.scope["state"] = dict(lifespan.state)
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except Exception:  # noqa: BLE001 - the app's failure is logged and answered
+            log.failure("houweb: {what} raised an exception", what=self.what)
+            await self._fail("Internal server error")
+            return
+        if not self._finished and not self._gone:
+            log.error("houweb: {what} returned without finishing its response", what=self.what)
+            await self._fail("the application sent no complete response")
+
+    async def _fail(self, message: str) -> None:
+        if not await self._routed() or self._finished:
+            return
+        assert self.call is not None
+        if self._started is None:
+            response = errorResponse(self.call.request, message, 500)
+            self._finished = True
+            self.treq.unregisterProducer()
+            self.treq.setResponseCode(500)
+            for name, value in response.headerLines():
+                self.treq.setHeader(name, value)
+            body = response.body()
+            self.treq.setHeader("Content-Length", str(len(body)))
+            self.treq.write(body)
+            self.treq.finish()
+        else:
+            # Part of the answer is out: cut the connection so the client
+            # cannot take it for a whole one.
+            self.treq.channel.transport.abortConnection()
+
+    async def receive(self) -> Message:
+        if not self._body_done and not self._gone:
+            part = asyncio.ensure_future(self._body.next())
+            await asyncio.wait({part, self._left}, return_when=asyncio.FIRST_COMPLETED)
+            if part.done():
+                chunk, more = part.result()
+                self._body_done = not more
+                return {"type": "http.request", "body": chunk, "more_body": more}
+            part.cancel()
+        await asyncio.shield(self._left)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if not await self._routed() or self._finished:
+            return  # the client left (or the answer is done): dropped, as spec 2.3 allows
+        if kind == "http.response.start":
+            if self._started is not None:
+                raise RuntimeError("http.response.start sent twice")
+            self._started = message
+            self.treq.setResponseCode(int(message["status"]))
+            for name, value in message.get("headers", ()):
+                self.treq.responseHeaders.addRawHeader(bytes(name), bytes(value))
+        elif kind == "http.response.body":
+            if self._started is None:
+                raise RuntimeError("http.response.body before http.response.start")
+            body = bytes(message.get("body", b""))
+            if body:
+                self.treq.write(body)
+            if not message.get("more_body", False):
+                self._finished = True
+                self.treq.unregisterProducer()
+                self.treq.finish()
+            else:
+                await self._window.wait()
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+
+class Lifespans:
+    """
+    The ``lifespan`` of each ASGI app one server serves: started when the
+    server listens (or at the app's first request, if it was registered
+    later), shut down once the server's requests are done. A request waits
+    for its app's startup to complete.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._apps: dict[int, _Lifespan] = {}
+
+    def start(self) -> None:
+        for target in self.server.registry.targets():
+            if isinstance(target, ASGITarget):
+                self.ready(target.application)
+
+    def ready(self, app: ASGIApplication) -> _Lifespan:
+        """:returns: ``app``'s lifespan, started now if it was not."""
+        lifespan = self._apps.get(id(app))
+        if lifespan is None:
+            lifespan = self._apps[id(app)] = _Lifespan(app, event_loop(self.server.reactor))
+        return lifespan
+
+    def stop(self) -> Deferred[Any]:
+        waits = [
+            Deferred.fromFuture(asyncio.ensure_future(lifespan.stop()))
+            for lifespan in self._apps.values()
+        ]
+        return gatherResults(waits) if waits else succeed(None)
+
+
+class _Lifespan:
+    """One app's ``lifespan`` scope, running from start-up to shutdown."""
+
+    def __init__(self, app: ASGIApplication, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.what = f"ASGI app {describe(app)}"
+        self.state: dict[str, Any] | None = {}
+        self.failed: str | None = None
+        self._loop = loop
+        self._started: asyncio.Future[None] = loop.create_future()
+        self._stopped: asyncio.Future[None] = loop.create_future()
+        self._stop_asked: asyncio.Future[None] = loop.create_future()
+        self._events = ["lifespan.startup"]
+        self._task = loop.create_task(self._run())
+
+    async def started(self) -> None:
+        await asyncio.shield(self._started)
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": dict(ASGI), "state": self.state}
+        try:
+            await self.app(scope, self._receive, self._send)
+        except Exception as exc:  # noqa: BLE001 - an app without lifespan raises here
+            if not self._started.done():
+                # The spec's way of saying "no lifespan support": serve without.
+                log.debug(
+                    "houweb: {what} has no lifespan ({error}); serving it without",
+                    what=self.what,
+                    error=repr(exc),
+                )
+                self.state = None
+            else:
+                log.failure("houweb: {what}: lifespan raised", what=self.what)
+        finally:
+            self._done(self._started)
+            self._done(self._stopped)
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    async def _receive(self) -> Message:
+        if self._events:
+            return {"type": self._events.pop(0)}
+        await asyncio.shield(self._stop_asked)
+        return {"type": "lifespan.shutdown"}
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind in ("lifespan.startup.failed", "lifespan.shutdown.failed"):
+            log.error(
+                "houweb: {what}: {kind}: {message}",
+                what=self.what,
+                kind=kind,
+                message=message.get("message", ""),
+            )
+        if kind == "lifespan.startup.failed":
+            self.failed = message.get("message", "") or "lifespan startup failed"
+        if kind.startswith("lifespan.startup."):
+            self._done(self._started)
+        elif kind.startswith("lifespan.shutdown."):
+            self._done(self._stopped)
+
+    async def stop(self) -> None:
+        """Send ``lifespan.shutdown`` and wait for the app to complete it."""
+        await self.started()
+        self._done(self._stop_asked)
+        await asyncio.shield(self._stopped)
+
+
+@lifecycle
+def _server_lifespans(server: Server) -> Lifespans:
+    lifespans = Lifespans(server)
+    server.context.extensions["asgi"] = lifespans
+    return lifespans
+
+
+def _lifespans(call: Call) -> Lifespans | None:
+    return call.context.extensions.get("asgi")  # type: ignore[no-any-return]
+
+
+@body_streamer(ASGITarget)
+def _stream_body(context: Any, treq: Any, match: Any, path: str) -> BodyStream:
+    """
+    A request with a body for an app: start the app now, the body streaming
+    to it as it arrives; the responder attaches the request once routed.
+    """
+    target: ASGITarget = match.target
+    channel = treq.channel
+    loop = event_loop(context.reactor)
+    raw_target = getattr(channel, "_path", None) or b"/"  # Twisted's (private) record of the target
+    raw_path, _, query = raw_target.partition(b"?")
+    peer = channel.transport.getPeer()
+    local = channel.houweb_local
+    version = (getattr(channel, "_version", None) or b"HTTP/1.1").decode("ascii")
+    scope = {
+        "type": "http",
+        "asgi": dict(ASGI),
+        "http_version": version.partition("/")[2] or "1.1",
+        "method": (getattr(channel, "_command", None) or b"GET").decode("ascii"),
+        "scheme": "https" if channel.houweb_secure else "http",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": target.root_path,
+        "headers": _headers(treq),
+        "client": [getattr(peer, "host", ""), getattr(peer, "port", 0)],
+        "server": [getattr(local, "host", ""), getattr(local, "port", 0)],
+        # The call is known once the request is routed (attach), by the
+        # time the app has read the whole body.
+        "extensions": {"houweb": {"call": None, "context": context}},
+    }
+    stream = BodyStream(channel.transport, loop)
+    cycle = _HTTPCycle(treq, target.application, scope, stream, loop)
+    treq.houweb_asgi_cycle = cycle
+    lifespans: Lifespans | None = context.extensions.get("asgi")
+    lifespan = lifespans.ready(target.application) if lifespans is not None else None
+    loop.create_task(cycle.run(lifespan))
+    return stream
+
+
+def _headers(treq: Any) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower(), value)
+        for name, values in treq.requestHeaders.getAllRawHeaders()
+        for value in values
+    ]
+
+
+@responder(ASGITarget)
+def _answer_asgi(call: Call) -> Response | Deferred[Response]:
+    target: ASGITarget = call.match.target  # type: ignore[assignment]
+    early: _HTTPCycle | None = getattr(call.treq, "houweb_asgi_cycle", None)
+    if early is not None:
+        return early.attach(call)  # started when its body began to arrive
+    lifespans = _lifespans(call)
+    lifespan = lifespans.ready(target.application) if lifespans is not None else None
+    loop = event_loop(call.context.reactor)
+    if _is_upgrade(call.request.header("Upgrade")):
+        answered: Deferred[Response] = Deferred()
+
+        async def upgrade() -> None:
+            if lifespan is not None:
+                await lifespan.started()
+                if lifespan.failed is not None:
+                    message = f"the application did not start: {lifespan.failed}"
+                    answered.callback(errorResponse(call.request, message, 503))
+                    return
+            if call.treq.finished or call.treq._disconnected:  # the client left meanwhile
+                return
+            from ._asgi_websocket import open_asgi_websocket
+
+            state = lifespan.state if lifespan is not None else None
+            open_asgi_websocket(call, target.application, _scope(call, "websocket"), state)
+
+        loop.create_task(upgrade())
+        # autobahn writes the handshake; the router forgets this Deferred
+        # once the connection ends.
+        return answered
+    scope = _scope(call, "http")
+    scope["method"] = call.request.method()
+    cycle = _HTTPCycle(call.treq, target.application, scope, _StoredBody(call.treq.content), loop)
+    answered = cycle.attach(call)
+    loop.create_task(cycle.run(lifespan))
+    # The cycle writes the answer itself; the router forgets this Deferred
+    # once the request is finished.
+    return answered
+
+
+def _is_upgrade(upgrade: str) -> bool:
+    """:returns: whether an ``Upgrade`` header asks for a WebSocket (without importing autobahn)."""
+    return "websocket" in (token.strip() for token in upgrade.lower().split(","))

@@ -1,0 +1,432 @@
+"""registerASGIApp: ASGI 3 apps on a path prefix, on the reactor's loop, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+import houweb
+
+from .support import connect_raw, sleep, ws_connect
+from .test_dispatch import until
+
+
+def scope_app(seen: list[Any]) -> Any:
+    """An ASGI app answering with the parts of the scope the tests look at."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan here")  # the spec's way to say so
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(len(message["body"]))
+            if not message["more_body"]:
+                break
+        seen.append(threading.current_thread() is threading.main_thread())
+        body = json.dumps(
+            {
+                "path": scope["path"],
+                "root_path": scope["root_path"],
+                "raw_path": scope["raw_path"].decode(),
+                "query": scope["query_string"].decode(),
+                "method": scope["method"],
+                "scheme": scope["scheme"],
+                "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+                "client": scope["client"],
+                "server": scope["server"],
+                "chunks": chunks,
+                "asgi": scope["asgi"],
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_scope_of_a_mount_has_root_path_and_the_whole_path(serve, client):
+    seen: list[Any] = []
+    houweb.registerASGIApp(scope_app(seen), "/app")
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(port, "/app/x/caf%C3%A9?a=1", data=b"hi", headers={"X-One": "1"})
+    assert reply.status == 201
+    scope = json.loads(reply.body)
+    assert scope["path"] == "/app/x/café" and scope["root_path"] == "/app"
+    assert scope["raw_path"] == "/app/x/caf%C3%A9" and scope["query"] == "a=1"
+    assert (scope["method"], scope["scheme"]) == ("POST", "http")
+    assert scope["headers"]["x-one"] == "1"
+    assert scope["server"] == ["127.0.0.1", port] and scope["client"][0] == "127.0.0.1"
+    assert scope["asgi"]["version"] == "3.0"
+    assert seen == [True]  # on the reactor's thread (its asyncio loop), not the pool
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_request_body_reaches_the_app_in_chunks(serve, client):
+    houweb.registerASGIApp(scope_app([]), "/app")
+    port = (await serve()).port_numbers()[0]
+    reply = await client.post(port, "/app/upload", data=b"x" * 300_000)
+    chunks = json.loads(reply.body)["chunks"]
+    assert sum(chunks) == 300_000 and len(chunks) >= 4 and max(chunks) <= 64 * 1024
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mount_at_the_root_leaves_more_specific_handlers_and_api_alone(serve, client):
+    houweb.registerASGIApp(scope_app([]))  # path=None: "/"
+    houweb.urlHandler("/hello")(lambda request: "houweb handler")
+
+    @houweb.apiFunction("geo")
+    def double(request, x):
+        return 2 * x
+
+    port = (await serve()).port_numbers()[0]
+    assert (await client.get(port, "/hello")).text == "houweb handler"
+    assert json.loads((await client.get(port, "/anything")).body)["root_path"] == ""
+    api = await client.post(port, "/api", json=["geo.double", [21], {}])
+    assert json.loads(api.body) == 42
+
+
+def test_registerASGIApp_checks_its_arguments(registry):
+    with pytest.raises(TypeError, match="ASGI application"):
+        houweb.registerASGIApp("not an app", "/x")
+    with pytest.raises(ValueError, match="reserved"):
+        houweb.registerASGIApp(scope_app([]), "/api")
+
+
+# streaming, backpressure, disconnect
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_streamed_response_waits_for_a_client_that_does_not_read(serve):
+    sent: list[int] = []
+    chunk, count = b"z" * (1024 * 1024), 40
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for index in range(count):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent.append(index)
+        await send({"type": "http.response.body", "body": b""})
+
+    houweb.registerASGIApp(app, "/stream")
+    port = (await serve()).port_numbers()[0]
+    connection = await connect_raw(port)
+    connection.transport.pauseProducing()  # read nothing
+    connection.transport.write(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(lambda: len(sent) > 0)
+    await sleep(0.5)  # time enough to send all 40 MB if nothing held the app back
+    held_back = len(sent)
+    assert held_back < count
+    connection.transport.resumeProducing()
+    await until(lambda: len(sent) == count)
+    await until(lambda: connection.data.endswith(b"0\r\n\r\n"))
+    assert connection.data.count(b"z") == count * len(chunk)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_request_body_reaches_the_app_while_it_is_still_arriving(serve):
+    parts: list[bytes] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            parts.append(message["body"])
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"got %d" % len(b"".join(parts))})
+
+    houweb.registerASGIApp(app, "/up")
+    port = (await serve()).port_numbers()[0]
+    connection = await connect_raw(port)
+    connection.transport.write(
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nfirst"
+    )
+    # The app has the first half before the client sent the second.
+    await until(lambda: b"first" in b"".join(parts))
+    assert connection.data == b""
+    connection.transport.write(b"-rest")
+    await until(lambda: connection.data.endswith(b"0\r\n\r\n"))
+    assert b"got 10" in connection.data
+    assert b"".join(parts) == b"first-rest"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_behind_on_the_body_stops_houweb_reading_from_the_client(serve):
+    go_on = asyncio.Event()
+    total = 16 * 1024 * 1024
+    taken: list[int] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        taken.append(len((await receive())["body"]))
+        await go_on.wait()
+        more = True
+        while more:
+            message = await receive()
+            taken.append(len(message["body"]))
+            more = message["more_body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % sum(taken)})
+
+    houweb.registerASGIApp(app, "/up")
+    server = await serve()
+    port = server.port_numbers()[0]
+    connection = await connect_raw(port)
+    head = b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % total
+    connection.transport.write(head + b"b" * total)
+    await until(lambda: taken)
+
+    def received() -> int:
+        (channel,) = server.site.houweb_connections
+        return int(channel.requests[-1].houweb_received)
+
+    await until(lambda: received() > 1024 * 1024)
+    await sleep(0.5)  # time enough to read all 16 MB if nothing held the client back
+    assert received() < total // 2
+    go_on.set()
+    await until(lambda: connection.data.endswith(b"0\r\n\r\n"))
+    assert b"%d" % total in connection.data
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_mid_stream_gives_the_app_http_disconnect(serve):
+    events: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        assert (await receive())["type"] == "http.request"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        events.append((await receive())["type"])
+        await send({"type": "http.response.body", "body": b"after", "more_body": True})
+        events.append("send after disconnect dropped")
+
+    houweb.registerASGIApp(app, "/stream")
+    port = (await serve()).port_numbers()[0]
+    connection = await connect_raw(port)
+    connection.transport.write(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(lambda: b"first" in connection.data)
+    connection.transport.loseConnection()
+    await until(lambda: len(events) == 2)
+    assert events == ["http.disconnect", "send after disconnect dropped"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_that_fails_before_answering_gets_500_and_the_server_goes_on(serve, client):
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            raise RuntimeError("boom")
+
+    houweb.registerASGIApp(app, "/bad")
+    houweb.urlHandler("/ok")(lambda request: "ok")
+    port = (await serve()).port_numbers()[0]
+    assert (await client.get(port, "/bad")).status == 500
+    assert (await client.get(port, "/ok")).text == "ok"
+
+
+# lifespan
+
+
+@pytest_twisted.ensureDeferred
+async def test_lifespan_startup_before_the_first_request_and_shutdown_with_the_server(
+    serve, client
+):
+    events: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                events.append(message["type"])
+                if message["type"] == "lifespan.startup":
+                    await asyncio.sleep(0.05)  # a slow start: requests must wait
+                    scope["state"]["db"] = "connected"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        events.append("request")
+        await send({"type": "http.response.body", "body": scope["state"]["db"].encode()})
+
+    houweb.registerASGIApp(app, "/life")
+    server = await serve()
+    port = server.port_numbers()[0]
+    assert (await client.get(port, "/life")).text == "connected"
+    await server.shutdown()
+    assert events == ["lifespan.startup", "request", "lifespan.shutdown"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_lifespan_startup_answers_503(serve, client):
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+            return
+        raise AssertionError("never called")
+
+    houweb.registerASGIApp(app, "/life")
+    port = (await serve()).port_numbers()[0]
+    reply = await client.get(port, "/life")
+    assert reply.status == 503 and "no database" in reply.text
+
+
+# the header-time guard
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mount_is_behind_the_token_host_and_origin_checks(serve, client):
+    calls: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        calls.append(scope["method"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"in"})
+
+    houweb.registerASGIApp(app, "/app")
+    port = (await serve(token="s3cret")).port_numbers()[0]
+    good = {"Authorization": "Bearer s3cret"}
+    assert (await client.get(port, "/app/x")).status == 401
+    assert (
+        await client.get(port, "/app/x", headers={**good, "Host": "evil.example"})
+    ).status == 400
+    foreign = {**good, "Origin": "http://evil.example"}
+    assert (await client.post(port, "/app/x", data=b"x", headers=foreign)).status == 403
+    assert calls == []  # none of them reached the app
+    assert (await client.get(port, "/app/x", headers=good)).text == "in"
+    assert calls == ["GET"]
+
+
+# real frameworks, mounted beside houweb handlers
+
+
+def starlette_app(events: list[str]) -> Any:
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.routing import Route, WebSocketRoute
+
+    async def home(request):
+        return PlainTextResponse(f"starlette {request.url.path} {request.scope['root_path']}")
+
+    async def upload(request):
+        sizes = [len(chunk) async for chunk in request.stream() if chunk]
+        return JSONResponse({"total": sum(sizes), "chunks": len(sizes)})
+
+    async def numbers(request):
+        async def generate():
+            for n in range(5):
+                yield f"{n}\n"
+
+        return StreamingResponse(generate(), media_type="text/plain")
+
+    async def echo(websocket):
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"echo {text}")
+        events.append("ws closed")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/upload", upload, methods=["POST"]),
+            Route("/numbers", numbers),
+            WebSocketRoute("/ws", echo),
+        ],
+        lifespan=lifespan,
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_starlette_app_beside_houweb_handlers(serve, client):
+    events: list[str] = []
+    houweb.registerASGIApp(starlette_app(events), "/star")
+    houweb.urlHandler("/star/special")(lambda request: "houweb wins here")
+    houweb.urlHandler("/hello")(lambda request: "houweb")
+    server = await serve()
+    port = server.port_numbers()[0]
+    assert (await client.get(port, "/star/")).text == "starlette /star/ /star"
+    assert (await client.get(port, "/star/special")).text == "houweb wins here"
+    assert (await client.get(port, "/hello")).text == "houweb"
+    assert (await client.get(port, "/star/numbers")).text == "0\n1\n2\n3\n4\n"
+    upload = json.loads((await client.post(port, "/star/upload", data=b"u" * 200_000)).body)
+    assert upload["total"] == 200_000 and upload["chunks"] >= 2
+    ws = await ws_connect(port, "/star/ws")
+    ws.sendMessage(b"hi", isBinary=False)
+    assert await ws.next_message() == "echo hi"
+    ws.sendClose(1000)
+    assert await ws.wait_closed() == 1000
+    await until(lambda: "ws closed" in events)
+    await server.shutdown()
+    assert events == ["startup", "ws closed", "shutdown"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fastapi_app_beside_houweb_handlers(serve, client):
+    from tests.apps.fastapi_app import make_app
+
+    app = make_app()
+    houweb.registerASGIApp(app, "/fast")
+    houweb.urlHandler("/hello")(lambda request: "houweb")
+    port = (await serve()).port_numbers()[0]
+    assert json.loads((await client.get(port, "/fast/items/3?q=x")).body) == {
+        "item_id": 3,
+        "q": "x",
+    }
+    made = await client.post(port, "/fast/items", json={"name": "a", "price": 1.5})
+    assert json.loads(made.body) == {"name": "a", "double": 3.0}
+    bad = await client.post(port, "/fast/items", json={"name": "a"})
+    assert bad.status == 422
+    openapi = json.loads((await client.get(port, "/fast/openapi.json")).body)
+    assert "/items/{item_id}" in openapi["paths"]
+    assert (await client.get(port, "/hello")).text == "houweb"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_django_asgi_app_beside_houweb_handlers(serve, client):
+    from tests.apps import django_app
+
+    houweb.registerASGIApp(django_app.application(), "/dj")
+    houweb.urlHandler("/hello")(lambda request: "houweb")
+    port = (await serve()).port_numbers()[0]
+    reply = await client.get(port, "/dj/hello/?name=houdini")
+    assert reply.status == 200
+    assert json.loads(reply.body) == {
+        "hello": "houdini",
+        "path": "/dj/hello/",
+        "path_info": "/hello/",
+        "script_name": "/dj",
+    }
+    posted = await client.post(port, "/dj/echo/", data=b"d" * 150_000)
+    assert json.loads(posted.body) == {"size": 150_000}
+    assert (await client.get(port, "/dj/missing/")).status == 404
+    assert (await client.get(port, "/hello")).text == "houweb"
