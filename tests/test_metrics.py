@@ -14,6 +14,7 @@ from twisted.internet import defer
 import houweb
 from houweb.__main__ import parse
 
+from .children import Child
 from .test_dispatch import until
 
 
@@ -264,3 +265,16 @@ async def test_a_client_that_left_before_its_answer_is_not_counted_as_answered(
         e for e in logged if e.get("log_namespace") == "houweb.access" and e["target"] == "/slow"
     ]
     assert line["status"] == 499 and '"GET /slow HTTP/1.1" 499 -' in line["line"]
+
+
+def test_metrics_with_several_workers_are_refused_with_the_reason():
+    # With workers=2 each process had its own registry and a scrape reached
+    # one at random: houweb_requests_total read 9, 11, 9, 11... (each drop a
+    # counter reset to Prometheus, so rate() and increase() were wrong).
+    child = Child(
+        "-c", "import houweb; houweb.run(port=0, in_background=False, workers=2, metrics=True)"
+    )
+    with child:
+        assert child.wait() == 1
+        assert "metrics=True cannot be used with workers > 1" in child.output
+        assert "listening" not in child.output
