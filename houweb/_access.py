@@ -40,7 +40,7 @@ _ESCAPES = {
 }
 
 
-def _escaped(text: str) -> str:
+def escaped(text: str) -> str:
     """:returns: ``text`` (latin-1: one byte per character) safe inside a log line."""
     return text.translate(_ESCAPES)
 
@@ -92,7 +92,7 @@ def _log_line(
 ) -> None:
     client = treq.getClientAddress()
     remote = getattr(client, "host", None) or "-"
-    request_line = _escaped(f"{method} {target} {protocol}")
+    request_line = escaped(f"{method} {target} {protocol}")
     line = f'{remote} - - {datetimeToLogString()} "{request_line}" {status} {size if size else "-"}'
     access_log.info(
         "{line}",

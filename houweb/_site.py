@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import BadHost
 
 from . import _registry
-from ._access import log_access, log_rejected
+from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
@@ -424,10 +424,12 @@ class HouwebSite(server.Site):
 def _log_request(treq: HouwebRequest, seconds: float) -> None:
     """Debug mode's line per request (when there is no access log)."""
     elapsed = seconds * 1000
+    method, target = treq.method.decode("latin-1"), treq.uri.decode("latin-1")
     log.info(
-        '"{method} {target}" {status} {size} {ms:.1f}ms',
-        method=treq.method.decode("latin-1"),
-        target=treq.uri.decode("latin-1"),
+        '"{request}" {status} {size} {ms:.1f}ms',
+        request=escaped(f"{method} {target}"),
+        method=method,
+        target=target,
         status=treq.code,
         size=treq.sentLength,
         ms=elapsed,

@@ -158,3 +158,13 @@ async def test_a_target_cannot_forge_fields_or_write_control_characters_into_the
     assert re.fullmatch(clf(r"/x\\x22_200_1_\\x22"), forged), forged
     assert re.fullmatch(clf(r"/y\\x7F\\x9B\[2J\\x5C"), controls), controls
     assert access_events(logged)[0]["target"] == '/x"_200_1_"'  # the field as received
+
+
+@pytest_twisted.ensureDeferred
+async def test_debug_modes_request_line_escapes_the_target_too(serve, logged):
+    port = (await serve(debug=True)).port_numbers()[0]
+    await raw_request(
+        port, b'GET /y\x7f\x9b[2J" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
+    )
+    (line,) = [m for m in messages(logged).splitlines() if m.startswith('"GET /y')]
+    assert line.startswith('"GET /y\\x7F\\x9B[2J\\x22" 400 '), line
