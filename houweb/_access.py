@@ -4,6 +4,10 @@ nginx, Apache and ``twistd web`` write (and that log analysers read)::
 
     127.0.0.1 - - [01/Dec/2026:15:17:58 +0000] "GET /hello HTTP/1.1" 200 5
 
+A ``"``, a backslash, a control character or a byte past ASCII in the
+request line is written ``\\xHH``, as nginx does (the fields below keep the
+text as received).
+
 Lines are ``twisted.logger`` events in the namespace ``houweb.access``, so
 they go wherever houweb's log goes (see :mod:`houweb._logging`): Python's
 ``logging`` logger ``houweb.access``, or stderr as text or as JSON
@@ -24,6 +28,21 @@ from twisted.logger import Logger
 from twisted.web.http import datetimeToLogString
 
 access_log = Logger(namespace="houweb.access")
+
+#: What the line writes of each character of the request line: itself, or,
+#: as nginx does, ``\xHH`` for ``"`` (which would end the request field
+#: early: a reader of the line would take the rest for the status and size),
+#: ``\`` (so an escape is never ambiguous), control characters (terminal
+#: escapes) and everything past ASCII. The request line's text is its bytes
+#: decoded as latin-1, so each character is one byte.
+_ESCAPES = {
+    code: f"\\x{code:02X}" for code in (*range(0x20), ord('"'), ord("\\"), *range(0x7F, 0x100))
+}
+
+
+def escaped(text: str) -> str:
+    """:returns: ``text`` (latin-1: one byte per character) safe inside a log line."""
+    return text.translate(_ESCAPES)
 
 
 def _header(treq: Any, name: bytes) -> str:
@@ -73,10 +92,8 @@ def _log_line(
 ) -> None:
     client = treq.getClientAddress()
     remote = getattr(client, "host", None) or "-"
-    line = (
-        f'{remote} - - {datetimeToLogString()} "{method} {target} {protocol}" '
-        f"{status} {size if size else '-'}"
-    )
+    request_line = escaped(f"{method} {target} {protocol}")
+    line = f'{remote} - - {datetimeToLogString()} "{request_line}" {status} {size if size else "-"}'
     access_log.info(
         "{line}",
         line=line,

@@ -12,7 +12,8 @@ when a server starts:
   handler**, as after :func:`logging.basicConfig` or ``dictConfig``, or the
   ``houweb`` logger has one): every event goes to the ``logging`` logger named
   by its Twisted namespace: ``houweb``, ``houweb.access``, ``twisted...``
-  (``twisted`` for events without one), at the matching level, with the
+  (``twisted`` for events without one, and for those of the legacy
+  ``twisted.python.log``), at the matching level, with the
   traceback of a failure as ``exc_info``.
 - Otherwise: readable lines on stderr, or one JSON object per line for
   machines (``python -m houweb --log-format json``).
@@ -51,6 +52,10 @@ LOG_FORMATS = ("text", "json")
 _started_format: list[str] = []
 #: The observers houweb has added to Twisted's global publisher and not removed.
 _active: list[ILogObserver] = []
+
+#: The namespace of events logged through ``twisted.python.log`` (twisted.web's
+#: "Site starting on", the reactor's "Port closed"): they go to ``twisted``.
+_LEGACY_NAMESPACE = "log_legacy"
 
 _LEVELS = {
     LogLevel.debug: logging.DEBUG,
@@ -107,7 +112,10 @@ class StdlibObserver:
     """
 
     def __call__(self, event: LogEvent) -> None:
-        logger = logging.getLogger(event.get("log_namespace") or "twisted")
+        namespace = event.get("log_namespace")
+        logger = logging.getLogger(
+            "twisted" if namespace in (None, "", _LEGACY_NAMESPACE) else namespace
+        )
         level = _LEVELS.get(event.get("log_level"), logging.INFO)  # type: ignore[arg-type]
         if not logger.isEnabledFor(level):
             return

@@ -340,7 +340,9 @@ def _overlap(earlier: frozenset[int], later: frozenset[int]) -> frozenset[int]:
         reverse: on each port the specific one wins.
     """
     if ALL_PORTS in earlier or ALL_PORTS in later:
-        return frozenset({ALL_PORTS}) if ALL_PORTS in earlier and ALL_PORTS in later else frozenset()
+        return (
+            frozenset({ALL_PORTS}) if ALL_PORTS in earlier and ALL_PORTS in later else frozenset()
+        )
     return earlier & later
 
 

@@ -76,6 +76,15 @@ class _Process:
 _process = _Process()
 
 
+#: Why metrics=True and workers > 1 are refused together.
+METRICS_WITH_WORKERS = (
+    "metrics=True cannot be used with workers > 1: each process counts only the "
+    "requests it answered and a scrape reaches one of them at random, so the "
+    "counters would jump back and forth (seen as resets); use workers=1, or one "
+    "server per port, each scraped"
+)
+
+
 def run(
     port: int = 8008,
     debug: bool = False,
@@ -178,6 +187,8 @@ def run(
         mcp=mcp,
     )
     background = is_interactive() if in_background is None else bool(in_background)
+    if metrics and type(workers) is int and workers > 1:
+        raise OperationFailed(METRICS_WITH_WORKERS)
     workers = _check_workers(workers, background)
     reactor = _claim_reactor(foreground=not background)
     if reactor is None:

@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import BadHost
 
 from . import _registry
-from ._access import log_access, log_rejected
+from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
@@ -42,6 +42,9 @@ log = Logger(namespace="houweb")
 
 #: The 400 of a Host header that is not a valid host name.
 BAD_HOST_NAME = "Invalid Host header: not a valid host name"
+#: The status logged and counted for a request whose client left before any
+#: of its answer was sent (nginx's 499 "client closed request").
+CLIENT_CLOSED_REQUEST = 499
 
 Answer = Union[Response, Deferred[Response]]
 T = TypeVar("T")
@@ -411,8 +414,12 @@ class HouwebSite(server.Site):
         if self.houweb_on_finish:
             treq.notifyFinish().addBoth(self._finished, treq, time.perf_counter())
 
-    def _finished(self, _: object, treq: HouwebRequest, started: float) -> None:
+    def _finished(self, result: object, treq: HouwebRequest, started: float) -> None:
         seconds = time.perf_counter() - started
+        if isinstance(result, Failure) and not treq.startedWriting and treq.code != 101:
+            # The client left before any of its answer was sent: twisted.web's
+            # code is still its default 200. Log and count what nginx does.
+            treq.code = CLIENT_CLOSED_REQUEST
         for on_finish in self.houweb_on_finish:
             on_finish(treq, seconds)
 
@@ -483,10 +490,12 @@ class HouwebSite(server.Site):
 def _log_request(treq: HouwebRequest, seconds: float) -> None:
     """Debug mode's line per request (when there is no access log)."""
     elapsed = seconds * 1000
+    method, target = treq.method.decode("latin-1"), treq.uri.decode("latin-1")
     log.info(
-        '"{method} {target}" {status} {size} {ms:.1f}ms',
-        method=treq.method.decode("latin-1"),
-        target=treq.uri.decode("latin-1"),
+        '"{request}" {status} {size} {ms:.1f}ms',
+        request=escaped(f"{method} {target}"),
+        method=method,
+        target=target,
         status=treq.code,
         size=treq.sentLength,
         ms=elapsed,

@@ -15,7 +15,10 @@ Off by default. When on, a server with a ``token`` asks for it on these paths
 as on every other; a server without one answers them only to clients on a
 loopback address that came directly (no ``X-Forwarded-For`` or ``Forwarded``
 header: a proxy on the same machine would otherwise make every client look
-local). Everyone else gets 403.
+local) and that name a loopback host (``localhost``, a ``.localhost`` name or
+a loopback address, or no ``Host`` at all): with ``ALLOWED_HOSTS = ["*"]`` a
+DNS-rebinding page in a browser on the same machine also comes from loopback,
+but under its own name. Everyone else gets 403.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.task import LoopingCall
 
 from ._dispatch import describe
+from ._guards import split_domain_port
 from ._request import Request
 from ._response import Response, errorResponse
 from ._websocket import WebSocket, WebSocketTarget
@@ -45,7 +49,10 @@ LIVE_PATH = "/houweb/status/live"
 INTERVAL = 0.5
 #: How many recent errors (answers with status 500 and above) are kept.
 RECENT_ERRORS = 20
-FORBIDDEN = "the status page answers only local clients (or those with the server's token)"
+FORBIDDEN = (
+    "the status page answers only local clients that name a loopback host "
+    "(http://localhost:PORT/houweb/status), or those with the server's token"
+)
 
 
 def _is_loopback(host: str) -> bool:
@@ -53,6 +60,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _names_loopback(host: str | None) -> bool:
+    """
+    :returns: whether a ``Host`` header value names this machine's loopback
+        (``localhost``, ``*.localhost``, a loopback address): a name a
+        rebinding page cannot take. No ``Host`` at all (HTTP/1.0) is no
+        browser's request.
+    """
+    if host is None:
+        return True
+    domain, _ = split_domain_port(host)
+    if domain == "localhost" or domain.endswith(".localhost"):
+        return True
+    return _is_loopback(domain.strip("[]"))
 
 
 class StatusPage:
@@ -68,13 +90,19 @@ class StatusPage:
         """
         :returns: whether ``request`` may see the status: the server has a
             token (which the header guard checked), or the client is on
-            loopback and did not come through a proxy.
+            loopback, did not come through a proxy and names a loopback host
+            (a DNS-rebinding page's requests come from loopback too, under
+            the attacker's name, when ``ALLOWED_HOSTS`` lets any in).
         """
         if self.context.config.token is not None:
             return True
-        if request.header("X-Forwarded-For") or request.header("Forwarded"):
+        headers = request.headers()
+        if "X-Forwarded-For" in headers or "Forwarded" in headers:
             return False
-        return _is_loopback(request.clientAddress()[0])
+        host = headers.get("Host")
+        return _is_loopback(request.clientAddress()[0]) and _names_loopback(
+            host if isinstance(host, str) else None
+        )
 
     def note_finished(self, treq: Any, seconds: float) -> None:
         """Keep answers with status 500 and above (a ``houweb_on_finish`` callback)."""

@@ -14,7 +14,7 @@ from houweb.__main__ import parse
 
 from .children import Child, app, get
 from .conftest import messages
-from .support import APPS, ServerProcess
+from .support import APPS, ServerProcess, raw_request
 
 TAP_APP = app("tap_app.py")
 #: A Common Log Format line: host ident user [time] "request" status size.
@@ -138,3 +138,33 @@ async def test_requests_refused_when_their_headers_arrived_are_logged_too(serve,
     (line,) = messages(access_events(logged)).splitlines()
     found = re.fullmatch(clf(r"/secret\?x=1"), line)
     assert found and found.group(1) == "401" and int(found.group(2)) > 0, line
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_target_cannot_forge_fields_or_write_control_characters_into_the_line(
+    serve, logged
+):
+    # A target may hold '"' (Twisted takes it), DEL and C1 controls (refused
+    # by houweb with 400, yet logged): written raw, '"' ends the request
+    # field early (a reader of the line sees a forged status and size) and
+    # the controls reach the operator's terminal. nginx writes them as \xHH.
+    port = (await serve(access_log=True)).port_numbers()[0]
+    for target in (b'/x"_200_1_"', b"/y\x7f\x9b[2J\\"):
+        answer = await raw_request(
+            port, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 ")
+    forged, controls = messages(access_events(logged)).splitlines()
+    assert re.fullmatch(clf(r"/x\\x22_200_1_\\x22"), forged), forged
+    assert re.fullmatch(clf(r"/y\\x7F\\x9B\[2J\\x5C"), controls), controls
+    assert access_events(logged)[0]["target"] == '/x"_200_1_"'  # the field as received
+
+
+@pytest_twisted.ensureDeferred
+async def test_debug_modes_request_line_escapes_the_target_too(serve, logged):
+    port = (await serve(debug=True)).port_numbers()[0]
+    await raw_request(
+        port, b'GET /y\x7f\x9b[2J" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
+    )
+    (line,) = [m for m in messages(logged).splitlines() if m.startswith('"GET /y')]
+    assert line.startswith('"GET /y\\x7F\\x9B[2J\\x22" 400 '), line

@@ -61,3 +61,26 @@ def test_python_m_houweb_log_format_json_wins_over_logging():
     ) as child:
         child.wait_for(r'"text": "houweb: listening on http://127.0.0.1:(\d+)/')
         assert "PYLOG houweb" not in child.output
+
+
+def test_twisteds_legacy_log_lines_go_to_the_twisted_logger(caplog):
+    # twisted.web and the reactor still log through twisted.python.log
+    # ("HouwebSite starting on 8008", "(TCP Port 8008 Closed)"): events of
+    # namespace 'log_legacy', which went to a logger of that name, not under
+    # 'twisted' where an application configuring logging looks for them.
+    import logging
+
+    from twisted.logger import globalLogPublisher
+    from twisted.python import log as legacy
+
+    from houweb._logging import StdlibObserver
+
+    observer = StdlibObserver()
+    globalLogPublisher.addObserver(observer)
+    try:
+        with caplog.at_level(logging.INFO):
+            legacy.msg("Site starting on 8008")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    (record,) = [r for r in caplog.records if r.getMessage() == "Site starting on 8008"]
+    assert (record.name, record.levelno) == ("twisted", logging.INFO)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 
 import pytest
@@ -13,6 +14,7 @@ from twisted.internet import defer
 import houweb
 from houweb.__main__ import parse
 
+from .children import Child
 from .test_dispatch import until
 
 
@@ -229,3 +231,50 @@ def test_metrics_without_prometheus_client_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
     with pytest.raises(houweb.OperationFailed, match=r"pip install 'houweb\[metrics\]'"):
         Server(ServerConfig.from_arguments(port=0, metrics=True), reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_left_before_its_answer_is_not_counted_as_answered(
+    serve, client, logged
+):
+    # A client (or a load balancer timing out) that hangs up while its
+    # handler runs got no answer, yet the metrics counted a 200 and the
+    # access log wrote one: twisted.web's request.code is 200 until set.
+    # nginx writes 499 (client closed request) for it.
+    entered, release = threading.Event(), threading.Event()
+
+    @houweb.urlHandler("/slow")
+    def slow(request):
+        entered.set()
+        release.wait(30)
+        return "late"
+
+    server = await serve(metrics=True, access_log=True)
+    port = server.port_numbers()[0]
+    hangup = socket.create_connection(("127.0.0.1", port), timeout=10)
+    hangup.sendall(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(entered.is_set)
+    hangup.close()  # the client leaves; once the server saw it go, the handler returns
+    await until(lambda: server.site.in_flight() == 0)
+    release.set()
+    found = await scrape(client, port)
+    counted = found["houweb_requests_total"]
+    assert ((("kind", "url_handler"), ("status", "200"))) not in counted, counted
+    assert counted[(("kind", "url_handler"), ("status", "499"))] == 1
+    (line,) = [
+        e for e in logged if e.get("log_namespace") == "houweb.access" and e["target"] == "/slow"
+    ]
+    assert line["status"] == 499 and '"GET /slow HTTP/1.1" 499 -' in line["line"]
+
+
+def test_metrics_with_several_workers_are_refused_with_the_reason():
+    # With workers=2 each process had its own registry and a scrape reached
+    # one at random: houweb_requests_total read 9, 11, 9, 11... (each drop a
+    # counter reset to Prometheus, so rate() and increase() were wrong).
+    child = Child(
+        "-c", "import houweb; houweb.run(port=0, in_background=False, workers=2, metrics=True)"
+    )
+    with child:
+        assert child.wait() == 1
+        assert "metrics=True cannot be used with workers > 1" in child.output
+        assert "listening" not in child.output

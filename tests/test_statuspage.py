@@ -13,7 +13,7 @@ import houweb
 from houweb.__main__ import parse
 
 from .browser import Browser, chromium_or_skip
-from .support import ws_connect
+from .support import raw_request, ws_connect, ws_handshake
 from .test_dispatch import until
 
 
@@ -88,6 +88,37 @@ async def test_the_status_page_refuses_clients_that_came_through_a_proxy(serve, 
                 refused = await client.get(port, path, headers={header: "203.0.113.9"})
                 assert refused.status == 403
                 assert b"/block" not in refused.body and b"calls" not in refused.body
+    finally:
+        release.set()
+    await reply
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_rebound_name_cannot_read_the_status_even_when_any_host_is_allowed(serve, client):
+    # ALLOWED_HOSTS = ["*"] (Houdini's default off loopback) lets a DNS-rebinding
+    # page in a browser on this machine reach the server: its requests come
+    # from loopback, with no proxy header. The status page (other clients'
+    # requests, query strings included) must still not answer it.
+    entered, release = register_blocking()
+    port = (await serve(status_page=True, allowed_hosts=["*"])).port_numbers()[0]
+    reply = defer.ensureDeferred(client.get(port, "/block?secret=42"))
+    try:
+        await until(entered.is_set)
+        rebound = {"Host": f"rebound.example:{port}", "Sec-Fetch-Site": "same-origin"}
+        for path in ("/houweb/status", "/houweb/status.json"):
+            refused = await client.get(port, path, headers=rebound)
+            assert refused.status == 403, refused.text
+            assert b"/block" not in refused.body and b"calls" not in refused.body
+        live = await raw_request(
+            port,
+            ws_handshake("/houweb/status/live").replace(
+                b"Host: 127.0.0.1", f"Host: rebound.example:{port}".encode()
+            ),
+        )
+        assert live.startswith(b"HTTP/1.1 403") and b"/block" not in live
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "app.localhost"):
+            calls = (await status(client, port, headers={"Host": host}))["calls"]
+            assert [c["path"] for c in calls] == ["/block"]
     finally:
         release.set()
     await reply
