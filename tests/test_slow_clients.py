@@ -7,14 +7,18 @@ answer, and a WebSocket that never answers, are dropped after
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
 
 from .support import WSClient, connect_raw, ws_connect, ws_handshake
+from .support import _Collect as Collect
 from .test_dispatch import until
 
 BIG = 20 * 1024 * 1024
@@ -74,9 +78,77 @@ async def test_a_client_that_never_reads_is_dropped_after_idle_timeout(
 async def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_file(serve, big_file):
     server = await serve(idle_timeout=1)
     client = await connect_raw(server.port_numbers()[0])
-    client.transport.write(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    client.transport.write(
+        b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     body = await client.done
     assert body.endswith(b"\0" * 1024) and len(body) > BIG
+
+
+class SteadyReader(Collect):
+    """Reads ``rate`` bytes a second (in steps of a twentieth), however much waits for it."""
+
+    def __init__(self, rate: int) -> None:
+        super().__init__()
+        self.allowed = 0
+        self.step = rate // 20
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        # A small receive buffer: the window reopens (and the server's bytes
+        # are acknowledged) each time a few KB are read, as on a slow link.
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        self.transport.pauseProducing()
+        self.ticker = task.LoopingCall(self.allow_more)
+        self.ticker.start(0.05)
+
+    def allow_more(self) -> None:
+        self.allowed += self.step
+        if len(self.data) < self.allowed:
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if len(self.data) >= self.allowed:
+            self.transport.pauseProducing()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost = True
+        self.ticker.stop()
+        super().connectionLost(reason)
+
+
+@pytest.mark.parametrize(
+    "target, headers",
+    [
+        ("/static/big.bin", ""),  # sendfile
+        ("/file", ""),  # sendfile, from a handler
+        ("/static/big.bin", "Range: bytes=0-100,200-\r\n"),  # twisted.web's producer
+    ],
+    ids=["static", "fileResponse", "multipart-range"],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_reads_slowly_but_steadily_is_not_dropped(
+    serve, big_file, target, headers
+):
+    """
+    A client that takes 200 KB/s never empties the server's socket buffer
+    within idle_timeout (half a second), but it does take something every
+    idle_timeout: it must not be dropped (nginx's send_timeout counts from
+    the last byte taken, not from an empty buffer).
+    """
+    server = await serve(idle_timeout=0.5)
+    reader = SteadyReader(200_000)
+    port = server.port_numbers()[0]
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), reader)
+    request = f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
+    reader.transport.write(request.encode())
+    # 800 KB at 200 KB/s: four seconds, eight idle timeouts
+    await until(lambda: len(reader.data) >= 800_000 or reader.lost, timeout=30)
+    assert not reader.lost, f"dropped after {len(reader.data)} bytes"
+    assert open_handles(big_file) == 1
+    reader.transport.abortConnection()
+    await until(lambda: not server.site.houweb_connections)
 
 
 class Quiet(houweb.WebSocket):
