@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import _registry
+from ._channel import bytes_taken
 from ._coroutines import event_loop, run_coroutine
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
@@ -298,6 +299,10 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         #: from the client is paused until they are taken.
         self._pending_receive = 0
         self._reading_paused = False
+        #: When the client last sent anything (the reactor's clock), and how
+        #: many bytes it had taken when last pinged (see ``bytes_taken``).
+        self._heard = self._reactor.seconds()
+        self._taken: int | None = None
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -308,6 +313,37 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         # deadline to a whole second (up to 1 s early), hence the second added.
         self.autoPingInterval = self.autoPingTimeout = self._idle_timeout + 1
         self._treq.registerProducer(self._window, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._heard = self._reactor.seconds()
+        super().dataReceived(data)
+
+    def sendPing(self, payload: bytes | None = None) -> None:
+        self._taken = bytes_taken(self.transport)
+        super().sendPing(payload)
+
+    def onAutoPingTimeout(self) -> None:
+        """
+        No pong within ``autoPingTimeout``: autobahn drops the connection.
+        Not while houweb itself is not reading (``receive()`` is behind: the
+        pong waits unread behind the client's messages), nor when the client
+        sent bytes meanwhile (a message too large to arrive within the
+        timeout, the pong queued behind it), nor when it took bytes meanwhile
+        (a slow download: the ping waits behind what was sent before): wait
+        for the pong again.
+        """
+        self.autoPingTimeoutCall = None
+        taken, self._taken = self._taken, bytes_taken(self.transport)
+        if (
+            self._reading_paused
+            or self._reactor.seconds() - self._heard < self.autoPingTimeout
+            or (taken is not None and self._taken is not None and self._taken > taken)
+        ):
+            self.autoPingTimeoutCall = self._reactor.callLater(
+                self.autoPingTimeout, self.onAutoPingTimeout
+            )
+            return
+        super().onAutoPingTimeout()
 
     # autobahn's events
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from autobahn.twisted.websocket import WebSocketClientFactory
+from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
@@ -218,3 +219,108 @@ async def test_websockets_are_not_dropped_by_a_drain_timer_while_the_client_read
         assert (await ws.next_message()).startswith(b"%d" % i)
     ws.sendClose(1000)
     assert await ws.wait_closed() == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_is_not_dropped_for_a_pong_houweb_has_not_read_yet(serve, monkeypatch):
+    """
+    While receive() is behind, houweb stops reading (max_pending_receive): the
+    client's pong waits unread behind its messages. The client is alive
+    (it keeps sending), so the ping's timeout must not drop it.
+    """
+    from houweb import _websocket
+
+    timeouts = []
+    original = _websocket._Connection.onAutoPingTimeout
+
+    def counted(self: Any) -> None:
+        timeouts.append(self)
+        original(self)
+
+    monkeypatch.setattr(_websocket._Connection, "onAutoPingTimeout", counted)
+    gate: defer.Deferred[None] = defer.Deferred()
+    taken: list[int] = []
+    events: list[Any] = []
+
+    class Behind(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            await gate  # receive() is stuck until the test lets it go
+            taken.append(len(bytes_data))
+            if len(taken) == 48:
+                await self.send("all taken")
+
+        async def disconnect(self, code):
+            events.append(code)
+
+    houweb.webSocket("/ws")(Behind)
+    server = await serve(idle_timeout=0.5)
+    ws = await ws_connect(server.port_numbers()[0], "/ws")
+    for _ in range(48):  # 3 MiB: three times max_pending_receive
+        ws.sendMessage(b"m" * 65536, isBinary=True)
+    await until(lambda: len(timeouts) >= 2 or ws.closed.called, timeout=20)
+    assert not ws.closed.called, "dropped while houweb was not reading"
+    gate.callback(None)
+    assert await ws.next_message() == "all taken"
+    assert taken == [65536] * 48 and events == []
+    ws.sendClose(1000)
+    assert await ws.wait_closed() == 1000
+
+
+class SteadyWSClient(WSClient):
+    """A WebSocket client that reads 300 KB a second, and answers pings when it reads them."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        self.taken = 0
+        self.allowed = 0
+        self.ticker = task.LoopingCall(self.allow_more)
+        self.ticker.start(0.05)
+
+    def allow_more(self) -> None:
+        self.allowed += 15_000
+        if self.taken < self.allowed:
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.taken += len(data)
+        super().dataReceived(data)
+        if self.taken >= self.allowed:
+            self.transport.pauseProducing()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.ticker.stop()
+        super().connectionLost(reason)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_that_reads_slowly_but_steadily_is_not_dropped(serve):
+    """
+    The server's ping waits behind what it sent before: a client that reads
+    a long download slowly answers it late, but it is taking bytes all the
+    while, so neither the ping's timeout nor the drain timer drops it.
+    """
+    events: list[Any] = []
+
+    class Download(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            for _ in range(400):
+                await self.send(b"d" * 65536)
+
+        async def disconnect(self, code):
+            events.append(code)
+
+    houweb.webSocket("/ws")(Download)
+    server = await serve(idle_timeout=0.5)
+    port = server.port_numbers()[0]
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
+    factory.protocol = SteadyWSClient
+    ws = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    await ws.opened.addTimeout(10, reactor)
+    ws.sendMessage(b"go")
+    # 1.5 MB at 300 KB/s: five seconds, more than three ping timeouts (1.5 s)
+    await until(lambda: ws.taken >= 1_500_000 or ws.closed.called, timeout=30)
+    assert not ws.closed.called, f"dropped after {ws.taken} bytes"
+    assert events == []
+    ws.transport.abortConnection()
+    await until(lambda: events == [1006])
