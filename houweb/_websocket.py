@@ -224,8 +224,14 @@ class _SendWindow:
     resumed once the buffer is empty.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, reading: Callable[[bool], None] = lambda _: None
+    ) -> None:
         self._loop = loop
+        #: Told ``False`` when the client stops taking what is written
+        #: (reading from it pauses too: a ping flood's pongs are not queued
+        #: without bound), ``True`` when it takes it again.
+        self._reading = reading
         self.paused = False
         #: Bytes written while paused: sent but not taken.
         self.backlog = 0
@@ -242,10 +248,12 @@ class _SendWindow:
 
     def pauseProducing(self) -> None:
         self.paused = True
+        self._reading(False)
 
     def resumeProducing(self) -> None:
         self.paused = False
         self.backlog = 0
+        self._reading(True)
         self._wake()
 
     def stopProducing(self) -> None:
@@ -294,11 +302,14 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._ended = False
         self._events: Deferred[None] = succeed(None)
         self._idle_timeout = call.context.config.idle_timeout
-        self._window = _SendWindow(event_loop(self._reactor))
+        self._window = _SendWindow(event_loop(self._reactor), self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
         self._reading_paused = False
+        #: Whether reading is paused because the client takes nothing of
+        #: what was written (see :class:`_SendWindow`).
+        self._writing_blocked = False
         #: When the client last sent anything (the reactor's clock), and how
         #: many bytes it had taken when last pinged (see ``bytes_taken``).
         self._heard = self._reactor.seconds()
@@ -369,18 +380,30 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
-            transport: Any = self.transport
-            transport.pauseProducing()
+            self._read(False)
 
     def _received(self, result: object, size: int) -> object:
         """A message was taken by ``receive()``: read again once under the limit."""
         self._pending_receive -= size
         if self._reading_paused and self._pending_receive <= self.endpoint.max_pending_receive:
             self._reading_paused = False
-            if not self._ended:
-                transport: Any = self.transport
-                transport.resumeProducing()
+            self._read(True)
         return result
+
+    def _client_taking(self, taking: bool) -> None:
+        """The client stopped (or started again) taking what is written."""
+        if self._writing_blocked == (not taking):
+            return
+        self._writing_blocked = not taking
+        self._read(taking)
+
+    def _read(self, wanted: bool) -> None:
+        """Pause reading from the client, or resume it when nothing holds it paused."""
+        transport: Any = self.transport
+        if not wanted:
+            transport.pauseProducing()
+        elif not (self._reading_paused or self._writing_blocked or self._ended):
+            transport.resumeProducing()
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._ended:
