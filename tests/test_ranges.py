@@ -118,6 +118,27 @@ async def test_a_non_ascii_range_is_ignored_without_an_error(serve, files, clien
     assert (await client.get(port, route)).body == DATA
 
 
+@pytest.mark.parametrize(
+    "spec, status, body",
+    [
+        (b"0-" + b"9" * 5000, "206", DATA),  # past Python's 4300-digit int() limit
+        (b"-" + b"9" * 5000, "206", DATA),
+        (b"9" * 5000 + b"-", "416", b""),
+        (b"0" * 5000 + b"1-2", "206", DATA[1:3]),
+    ],
+    ids=["last", "suffix", "first", "leading-zeros"],
+)
+@pytest.mark.parametrize("route", ROUTES)
+@pytest_twisted.ensureDeferred
+async def test_a_range_with_numbers_of_thousands_of_digits_is_answered_without_an_error(
+    serve, files, client, route, logged, spec, status, body
+):
+    port = await start(serve)
+    reply = await client.get(port, route, headers={"Range": "bytes=" + spec.decode()})
+    assert str(reply.status) == status and reply.body == body
+    assert "Traceback" not in messages(logged) and "Unhandled" not in messages(logged)
+
+
 @pytest.mark.parametrize("route", ROUTES)
 @pytest_twisted.ensureDeferred
 async def test_a_suffix_longer_than_the_file_is_the_whole_file_as_206(serve, files, client, route):
@@ -204,6 +225,9 @@ async def test_if_range_with_the_last_modified_date_gets_the_range(serve, files,
         (b"bytes=\xff-", None),
         (b"bytes=\xd9\xa1-", None),
         (b"bytes=-", None),
+        (b"bytes=0-" + b"9" * 5000, [(0, 99)]),
+        (b"bytes=-" + b"9" * 5000, [(0, 99)]),
+        (b"bytes=" + b"0" * 5000 + b"5-6", [(5, 6)]),
     ],
 )
 def test_parse_ranges(header, expected):
