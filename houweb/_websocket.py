@@ -310,6 +310,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         #: Whether reading is paused because the client takes nothing of
         #: what was written (see :class:`_SendWindow`).
         self._writing_blocked = False
+        #: Whether ``connect()`` is deciding (nothing is read meanwhile).
+        self._opening = False
         #: When the client last sent anything (the reactor's clock), and how
         #: many bytes it had taken when last pinged (see ``bytes_taken``).
         self._heard = self._reactor.seconds()
@@ -361,6 +363,10 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
     def onConnect(self, handshake: Any) -> Deferred[None]:  # type: ignore[override]
         """A valid handshake: ``connect()`` decides (autobahn waits for the Deferred)."""
         self._decision = Deferred()
+        # No frame may come before the answer (RFC 6455 section 4.1): read
+        # none while connect() decides (autobahn would keep them all).
+        self._opening = True
+        self._read(False)
         self._queue("connect", self.request)
         self._events.addCallback(lambda _: self._refuse(403, "Forbidden"))
         return self._decision
@@ -368,6 +374,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
     def onOpen(self) -> None:
         self._treq.setResponseCode(101)
         self._done_opening()
+        self._opening = False
+        self._read(True)
 
     def onMessage(self, payload: bytes, is_binary: bool) -> None:
         size = len(payload) + _MESSAGE_COST
@@ -402,7 +410,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         transport: Any = self.transport
         if not wanted:
             transport.pauseProducing()
-        elif not (self._reading_paused or self._writing_blocked or self._ended):
+        elif not (self._reading_paused or self._writing_blocked or self._opening or self._ended):
             transport.resumeProducing()
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:

@@ -324,3 +324,42 @@ async def test_a_websocket_that_reads_slowly_but_steadily_is_not_dropped(serve):
     assert events == []
     ws.transport.abortConnection()
     await until(lambda: events == [1006])
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_sent_before_connect_accepts_are_not_read(serve):
+    """
+    A client may send no frame before the handshake's answer (RFC 6455
+    section 4.1); one that pushes megabytes while connect() decides must
+    not have them read into memory (autobahn keeps them in one growing
+    buffer, copied whole on every read: the reactor slowed for everyone).
+    """
+    gate: defer.Deferred[None] = defer.Deferred()
+    connections: list[Any] = []
+    sizes: list[int] = []
+
+    class Deciding(houweb.WebSocket):
+        async def connect(self, request):
+            connections.append(self._houweb_connection)
+            await gate
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            sizes.append(len(bytes_data))
+
+    houweb.webSocket("/ws")(Deciding)
+    server = await serve()
+    early = await connect_raw(server.port_numbers()[0])
+    frame = b"\x82\xff" + (1 << 20).to_bytes(8, "big") + b"\0\0\0\0" + b"f" * (1 << 20)
+    early.transport.write(ws_handshake("/ws") + frame * 16)
+    await until(lambda: connections)
+    held = lambda: len(connections[0].data)  # noqa: E731 - what autobahn read and keeps
+    try:  # the old server read all 16 MiB
+        await until(lambda: held() > 8 << 20, timeout=3)
+    except AssertionError:
+        pass
+    assert held() < 1 << 20, f"{held()} bytes read before the WebSocket opened"
+    gate.callback(None)
+    await until(lambda: len(sizes) == 16, timeout=30)  # then every frame is read
+    assert early.data.startswith(b"HTTP/1.1 101 ")
+    early.transport.abortConnection()
