@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import re
+import socket
+import struct
 from typing import Any, Callable
 
+from twisted.internet import tcp
 from twisted.logger import Logger
 from twisted.web import http, server
 
@@ -62,6 +65,35 @@ def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
         raise ValueError("the request target must be a path starting with '/'")
     rest = match.group(2) or b"/"
     return (b"/" + rest if rest.startswith(b"?") else rest), match.group(1)
+
+
+#: Where ``tcpi_bytes_acked`` lies in Linux's ``struct tcp_info`` (Linux 4.1+).
+_BYTES_ACKED = struct.Struct("=Q")
+_BYTES_ACKED_OFFSET = 120
+
+
+def bytes_taken(transport: Any) -> int | None:
+    """
+    :returns: how many bytes the client has acknowledged on this connection
+        so far (it took them from the network), from the kernel's TCP_INFO;
+        ``None`` where that is not known (not Linux, not TCP).
+    """
+    for _ in range(3):  # a TLS transport wraps the TCP one
+        if isinstance(transport, tcp.Connection):
+            break
+        transport = getattr(transport, "transport", None)
+    else:
+        return None
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return None
+    try:
+        info = transport.getHandle().getsockopt(socket.IPPROTO_TCP, option, 256)
+    except OSError:
+        return None
+    if len(info) < _BYTES_ACKED_OFFSET + _BYTES_ACKED.size:
+        return None
+    return int(_BYTES_ACKED.unpack_from(info, _BYTES_ACKED_OFFSET)[0])
 
 
 class HouwebChannel(http.HTTPChannel):
@@ -117,22 +149,37 @@ class HouwebChannel(http.HTTPChannel):
         """
         Data waits for the client to read it (the transport's buffer is
         full, or the socket's for ``sendfile``): unless the transport drains
-        within ``idle_timeout`` (it then resumes this channel), the
+        within ``idle_timeout`` (it then resumes this channel) or the client
+        takes some bytes in that time (see :func:`bytes_taken`), the
         connection is aborted, so a client that never reads cannot hold its
-        connection, its file handle and its buffers for ever.
+        connection, its file handle and its buffers for ever, while one that
+        reads slowly but steadily gets its whole answer.
         """
         if self._houweb_drain_timer is None or not self._houweb_drain_timer.active():
-            timeout = self.site.houweb.config.idle_timeout
-            self._houweb_drain_timer = self.callLater(timeout, lambda: self._not_draining(timeout))
+            self._arm_drain_timer(bytes_taken(self.transport))
+
+    def _arm_drain_timer(self, taken: int | None) -> None:
+        timeout = self.site.houweb.config.idle_timeout
+        self._houweb_drain_timer = self.callLater(timeout, self._not_draining, timeout, taken)
 
     def _stop_drain_timer(self) -> None:
         if self._houweb_drain_timer is not None and self._houweb_drain_timer.active():
             self._houweb_drain_timer.cancel()
         self._houweb_drain_timer = None
 
-    def _not_draining(self, timeout: float) -> None:
+    def _not_draining(self, timeout: float, taken: int | None) -> None:
+        """
+        ``idle_timeout`` passed without the transport draining: if the
+        client took some bytes meanwhile (a slow but steady reader, whose
+        socket buffer never empties within the timeout), wait another
+        ``idle_timeout``; otherwise drop it.
+        """
         self._houweb_drain_timer = None
         transport: Any = self.transport
+        now = bytes_taken(transport)
+        if now is not None and taken is not None and now > taken:
+            self._arm_drain_timer(now)
+            return
         log.info(
             "houweb: aborting the connection of {peer}: it read nothing for {timeout:g}s",
             peer=str(transport.getPeer()),

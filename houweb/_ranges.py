@@ -43,17 +43,31 @@ def parse_ranges(header: bytes, size: int) -> list[tuple[int, int]] | None:
         if not first_text:  # a suffix: the last N bytes
             if not last_text:
                 return None
-            if int(last_text) == 0 or size == 0:
+            suffix = _number(last_text)
+            if suffix == 0 or size == 0:
                 continue
-            ranges.append((max(0, size - int(last_text)), size - 1))
+            ranges.append((max(0, size - suffix), size - 1))
             continue
-        first = int(first_text)
-        last = int(last_text) if last_text else size - 1
+        first = _number(first_text)
+        last = _number(last_text) if last_text else size - 1
         if last < first and last_text:
             return None
         if first < size:
             ranges.append((first, min(last, size - 1)))
     return ranges if any(pieces) else None
+
+
+#: Larger than any file: what a position of more digits than this counts as.
+_BEYOND = 10**19
+
+
+def _number(digits: str) -> int:
+    """
+    :returns: the value of a byte position, or :data:`_BEYOND` for one
+        larger than any file (``int()`` refuses more than 4300 digits).
+    """
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 19 else _BEYOND
 
 
 def _digits(*texts: str) -> bool:

@@ -96,10 +96,46 @@ class StreamedFile(static.File):
     def makeProducer(self, request: Any, fileForReading: Any) -> Any:
         if self._status == 200:
             producer = super().makeProducer(request, fileForReading)
+            if isinstance(
+                producer, (static.SingleRangeStaticProducer, static.MultipleRangeStaticProducer)
+            ):
+                producer.fileObject = _ShrinkGuard(producer.fileObject, request)
         else:
             self._setContentHeaders(request)
             producer = static.NoRangeStaticProducer(request, fileForReading)
         return sendfile_producer(request, producer)
+
+
+class _ShrinkGuard:
+    """
+    The file a twisted.web range producer reads. Such a producer asks for
+    the bytes still due, and asks again whenever the file gives none: a
+    file truncated while it is sent would have it spin for ever, even after
+    the client left. A read that finds the end early drops the connection,
+    closes the file and raises (the producer's loop then ends).
+    """
+
+    def __init__(self, file: Any, request: Any) -> None:
+        self._file = file
+        self._request = request
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._file.read(size)
+        if not data and size != 0:
+            name = getattr(self._file, "name", "the file")
+            if self._request is not None:
+                request, self._request = self._request, None
+                log.warn(
+                    "houweb: {path} shrank while it was sent; dropping the connection", path=name
+                )
+                if request.channel is not None:
+                    request.channel.transport.abortConnection()
+            self._file.close()
+            raise OSError(f"{name} shrank while it was sent")
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
 
 
 def entity_tag(size: int, modified: float) -> bytes:

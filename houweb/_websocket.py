@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import _registry
+from ._channel import bytes_taken
 from ._coroutines import event_loop, run_coroutine
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
@@ -294,8 +295,14 @@ class _SendWindow:
     resumed once the buffer is empty.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, reading: Callable[[bool], None] = lambda _: None
+    ) -> None:
         self._loop = loop
+        #: Told ``False`` when the client stops taking what is written
+        #: (reading from it pauses too: a ping flood's pongs are not queued
+        #: without bound), ``True`` when it takes it again.
+        self._reading = reading
         self.paused = False
         #: Bytes written while paused: sent but not taken.
         self.backlog = 0
@@ -312,10 +319,12 @@ class _SendWindow:
 
     def pauseProducing(self) -> None:
         self.paused = True
+        self._reading(False)
 
     def resumeProducing(self) -> None:
         self.paused = False
         self.backlog = 0
+        self._reading(True)
         self._wake()
 
     def stopProducing(self) -> None:
@@ -364,11 +373,20 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._ended = False
         self._events: Deferred[None] = succeed(None)
         self._idle_timeout = call.context.config.idle_timeout
-        self._window = _SendWindow(event_loop(self._reactor))
+        self._window = _SendWindow(event_loop(self._reactor), self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
         self._reading_paused = False
+        #: Whether reading is paused because the client takes nothing of
+        #: what was written (see :class:`_SendWindow`).
+        self._writing_blocked = False
+        #: Whether ``connect()`` is deciding (nothing is read meanwhile).
+        self._opening = False
+        #: When the client last sent anything (the reactor's clock), and how
+        #: many bytes it had taken when last pinged (see ``bytes_taken``).
+        self._heard = self._reactor.seconds()
+        self._taken: int | None = None
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -380,11 +398,46 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self.autoPingInterval = self.autoPingTimeout = self._idle_timeout + 1
         self._treq.registerProducer(self._window, True)
 
+    def dataReceived(self, data: bytes) -> None:
+        self._heard = self._reactor.seconds()
+        super().dataReceived(data)
+
+    def sendPing(self, payload: bytes | None = None) -> None:
+        self._taken = bytes_taken(self.transport)
+        super().sendPing(payload)
+
+    def onAutoPingTimeout(self) -> None:
+        """
+        No pong within ``autoPingTimeout``: autobahn drops the connection.
+        Not while houweb itself is not reading (``receive()`` is behind: the
+        pong waits unread behind the client's messages), nor when the client
+        sent bytes meanwhile (a message too large to arrive within the
+        timeout, the pong queued behind it), nor when it took bytes meanwhile
+        (a slow download: the ping waits behind what was sent before): wait
+        for the pong again.
+        """
+        self.autoPingTimeoutCall = None
+        taken, self._taken = self._taken, bytes_taken(self.transport)
+        if (
+            self._reading_paused
+            or self._reactor.seconds() - self._heard < self.autoPingTimeout
+            or (taken is not None and self._taken is not None and self._taken > taken)
+        ):
+            self.autoPingTimeoutCall = self._reactor.callLater(
+                self.autoPingTimeout, self.onAutoPingTimeout
+            )
+            return
+        super().onAutoPingTimeout()
+
     # autobahn's events
 
     def onConnect(self, handshake: Any) -> Deferred[None]:  # type: ignore[override]
         """A valid handshake: ``connect()`` decides (autobahn waits for the Deferred)."""
         self._decision = Deferred()
+        # No frame may come before the answer (RFC 6455 section 4.1): read
+        # none while connect() decides (autobahn would keep them all).
+        self._opening = True
+        self._read(False)
         self._queue("connect", self.request)
         self._events.addCallback(lambda _: self._refuse(403, "Forbidden"))
         return self._decision
@@ -392,6 +445,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
     def onOpen(self) -> None:
         self._treq.setResponseCode(101)
         self._done_opening()
+        self._opening = False
+        self._read(True)
 
     def onMessage(self, payload: bytes, is_binary: bool) -> None:
         size = len(payload) + _MESSAGE_COST
@@ -404,18 +459,30 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
-            transport: Any = self.transport
-            transport.pauseProducing()
+            self._read(False)
 
     def _received(self, result: object, size: int) -> object:
         """A message was taken by ``receive()``: read again once under the limit."""
         self._pending_receive -= size
         if self._reading_paused and self._pending_receive <= self.endpoint.max_pending_receive:
             self._reading_paused = False
-            if not self._ended:
-                transport: Any = self.transport
-                transport.resumeProducing()
+            self._read(True)
         return result
+
+    def _client_taking(self, taking: bool) -> None:
+        """The client stopped (or started again) taking what is written."""
+        if self._writing_blocked == (not taking):
+            return
+        self._writing_blocked = not taking
+        self._read(taking)
+
+    def _read(self, wanted: bool) -> None:
+        """Pause reading from the client, or resume it when nothing holds it paused."""
+        transport: Any = self.transport
+        if not wanted:
+            transport.pauseProducing()
+        elif not (self._reading_paused or self._writing_blocked or self._opening or self._ended):
+            transport.resumeProducing()
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._ended:

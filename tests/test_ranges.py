@@ -118,6 +118,27 @@ async def test_a_non_ascii_range_is_ignored_without_an_error(serve, files, clien
     assert (await client.get(port, route)).body == DATA
 
 
+@pytest.mark.parametrize(
+    "spec, status, body",
+    [
+        (b"0-" + b"9" * 5000, "206", DATA),  # past Python's 4300-digit int() limit
+        (b"-" + b"9" * 5000, "206", DATA),
+        (b"9" * 5000 + b"-", "416", b""),
+        (b"0" * 5000 + b"1-2", "206", DATA[1:3]),
+    ],
+    ids=["last", "suffix", "first", "leading-zeros"],
+)
+@pytest.mark.parametrize("route", ROUTES)
+@pytest_twisted.ensureDeferred
+async def test_a_range_with_numbers_of_thousands_of_digits_is_answered_without_an_error(
+    serve, files, client, route, logged, spec, status, body
+):
+    port = await start(serve)
+    reply = await client.get(port, route, headers={"Range": "bytes=" + spec.decode()})
+    assert str(reply.status) == status and reply.body == body
+    assert "Traceback" not in messages(logged) and "Unhandled" not in messages(logged)
+
+
 @pytest.mark.parametrize("route", ROUTES)
 @pytest_twisted.ensureDeferred
 async def test_a_suffix_longer_than_the_file_is_the_whole_file_as_206(serve, files, client, route):
@@ -204,6 +225,9 @@ async def test_if_range_with_the_last_modified_date_gets_the_range(serve, files,
         (b"bytes=\xff-", None),
         (b"bytes=\xd9\xa1-", None),
         (b"bytes=-", None),
+        (b"bytes=0-" + b"9" * 5000, [(0, 99)]),
+        (b"bytes=-" + b"9" * 5000, [(0, 99)]),
+        (b"bytes=" + b"0" * 5000 + b"5-6", [(5, 6)]),
     ],
 )
 def test_parse_ranges(header, expected):
@@ -229,3 +253,29 @@ def test_if_range_matches_strong_tags_and_exact_dates_only():
     assert honoured_range(b"bytes=0-1", b'"old"', 100, tag, modified) is None
     assert honoured_range(b"bytes=0-1", tag, 100, tag, modified) == b"bytes=0-1"
     assert honoured_range(b"bytes=200-", None, 100, tag, modified) == b"bytes=100-"
+
+
+def test_a_file_that_shrinks_while_a_range_is_sent_ends_the_connection(tmp_path):
+    """
+    twisted.web's range producers ask the file for the bytes still due, and
+    again whenever it gives none: a file truncated while it was sent had the
+    server spin a core for ever (reproduced against a running server: 100%
+    CPU after the client left). The file they read drops the connection and
+    raises, which ends the producer's loop.
+    """
+    from houweb._render import _ShrinkGuard
+
+    path = tmp_path / "shrinks.bin"
+    path.write_bytes(b"s" * 100)
+    aborted = []
+    request = type("R", (), {})()
+    request.channel = type("C", (), {})()
+    request.channel.transport = type("T", (), {"abortConnection": lambda self: aborted.append(1)})()
+    with open(path, "rb", buffering=0) as file:
+        guard = _ShrinkGuard(file, request)
+        guard.seek(50)
+        assert guard.read(10) == b"s" * 10
+        os.truncate(path, 20)
+        with pytest.raises(OSError, match="shrank"):
+            guard.read(10)
+        assert aborted == [1] and file.closed

@@ -7,14 +7,19 @@ answer, and a WebSocket that never answers, are dropped after
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import pytest
 import pytest_twisted
+from autobahn.twisted.websocket import WebSocketClientFactory
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
 
 from .support import WSClient, connect_raw, ws_connect, ws_handshake
+from .support import _Collect as Collect
 from .test_dispatch import until
 
 BIG = 20 * 1024 * 1024
@@ -74,9 +79,77 @@ async def test_a_client_that_never_reads_is_dropped_after_idle_timeout(
 async def test_a_client_that_reads_slowly_but_steadily_gets_the_whole_file(serve, big_file):
     server = await serve(idle_timeout=1)
     client = await connect_raw(server.port_numbers()[0])
-    client.transport.write(b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    client.transport.write(
+        b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     body = await client.done
     assert body.endswith(b"\0" * 1024) and len(body) > BIG
+
+
+class SteadyReader(Collect):
+    """Reads ``rate`` bytes a second (in steps of a twentieth), however much waits for it."""
+
+    def __init__(self, rate: int) -> None:
+        super().__init__()
+        self.allowed = 0
+        self.step = rate // 20
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        # A small receive buffer: the window reopens (and the server's bytes
+        # are acknowledged) each time a few KB are read, as on a slow link.
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        self.transport.pauseProducing()
+        self.ticker = task.LoopingCall(self.allow_more)
+        self.ticker.start(0.05)
+
+    def allow_more(self) -> None:
+        self.allowed += self.step
+        if len(self.data) < self.allowed:
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if len(self.data) >= self.allowed:
+            self.transport.pauseProducing()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost = True
+        self.ticker.stop()
+        super().connectionLost(reason)
+
+
+@pytest.mark.parametrize(
+    "target, headers",
+    [
+        ("/static/big.bin", ""),  # sendfile
+        ("/file", ""),  # sendfile, from a handler
+        ("/static/big.bin", "Range: bytes=0-100,200-\r\n"),  # twisted.web's producer
+    ],
+    ids=["static", "fileResponse", "multipart-range"],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_reads_slowly_but_steadily_is_not_dropped(
+    serve, big_file, target, headers
+):
+    """
+    A client that takes 200 KB/s never empties the server's socket buffer
+    within idle_timeout (half a second), but it does take something every
+    idle_timeout: it must not be dropped (nginx's send_timeout counts from
+    the last byte taken, not from an empty buffer).
+    """
+    server = await serve(idle_timeout=0.5)
+    reader = SteadyReader(200_000)
+    port = server.port_numbers()[0]
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), reader)
+    request = f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
+    reader.transport.write(request.encode())
+    # 800 KB at 200 KB/s: four seconds, eight idle timeouts
+    await until(lambda: len(reader.data) >= 800_000 or reader.lost, timeout=30)
+    assert not reader.lost, f"dropped after {len(reader.data)} bytes"
+    assert open_handles(big_file) == 1
+    reader.transport.abortConnection()
+    await until(lambda: not server.site.houweb_connections)
 
 
 class Quiet(houweb.WebSocket):
@@ -146,3 +219,147 @@ async def test_websockets_are_not_dropped_by_a_drain_timer_while_the_client_read
         assert (await ws.next_message()).startswith(b"%d" % i)
     ws.sendClose(1000)
     assert await ws.wait_closed() == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_is_not_dropped_for_a_pong_houweb_has_not_read_yet(serve, monkeypatch):
+    """
+    While receive() is behind, houweb stops reading (max_pending_receive): the
+    client's pong waits unread behind its messages. The client is alive
+    (it keeps sending), so the ping's timeout must not drop it.
+    """
+    from houweb import _websocket
+
+    timeouts = []
+    original = _websocket._Connection.onAutoPingTimeout
+
+    def counted(self: Any) -> None:
+        timeouts.append(self)
+        original(self)
+
+    monkeypatch.setattr(_websocket._Connection, "onAutoPingTimeout", counted)
+    gate: defer.Deferred[None] = defer.Deferred()
+    taken: list[int] = []
+    events: list[Any] = []
+
+    class Behind(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            await gate  # receive() is stuck until the test lets it go
+            taken.append(len(bytes_data))
+            if len(taken) == 48:
+                await self.send("all taken")
+
+        async def disconnect(self, code):
+            events.append(code)
+
+    houweb.webSocket("/ws")(Behind)
+    server = await serve(idle_timeout=0.5)
+    ws = await ws_connect(server.port_numbers()[0], "/ws")
+    for _ in range(48):  # 3 MiB: three times max_pending_receive
+        ws.sendMessage(b"m" * 65536, isBinary=True)
+    await until(lambda: len(timeouts) >= 2 or ws.closed.called, timeout=20)
+    assert not ws.closed.called, "dropped while houweb was not reading"
+    gate.callback(None)
+    assert await ws.next_message() == "all taken"
+    assert taken == [65536] * 48 and events == []
+    ws.sendClose(1000)
+    assert await ws.wait_closed() == 1000
+
+
+class SteadyWSClient(WSClient):
+    """A WebSocket client that reads 300 KB a second, and answers pings when it reads them."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        self.taken = 0
+        self.allowed = 0
+        self.ticker = task.LoopingCall(self.allow_more)
+        self.ticker.start(0.05)
+
+    def allow_more(self) -> None:
+        self.allowed += 15_000
+        if self.taken < self.allowed:
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.taken += len(data)
+        super().dataReceived(data)
+        if self.taken >= self.allowed:
+            self.transport.pauseProducing()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.ticker.stop()
+        super().connectionLost(reason)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_that_reads_slowly_but_steadily_is_not_dropped(serve):
+    """
+    The server's ping waits behind what it sent before: a client that reads
+    a long download slowly answers it late, but it is taking bytes all the
+    while, so neither the ping's timeout nor the drain timer drops it.
+    """
+    events: list[Any] = []
+
+    class Download(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            for _ in range(400):
+                await self.send(b"d" * 65536)
+
+        async def disconnect(self, code):
+            events.append(code)
+
+    houweb.webSocket("/ws")(Download)
+    server = await serve(idle_timeout=0.5)
+    port = server.port_numbers()[0]
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
+    factory.protocol = SteadyWSClient
+    ws = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    await ws.opened.addTimeout(10, reactor)
+    ws.sendMessage(b"go")
+    # 1.5 MB at 300 KB/s: five seconds, more than three ping timeouts (1.5 s)
+    await until(lambda: ws.taken >= 1_500_000 or ws.closed.called, timeout=30)
+    assert not ws.closed.called, f"dropped after {ws.taken} bytes"
+    assert events == []
+    ws.transport.abortConnection()
+    await until(lambda: events == [1006])
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_sent_before_connect_accepts_are_not_read(serve):
+    """
+    A client may send no frame before the handshake's answer (RFC 6455
+    section 4.1); one that pushes megabytes while connect() decides must
+    not have them read into memory (autobahn keeps them in one growing
+    buffer, copied whole on every read: the reactor slowed for everyone).
+    """
+    gate: defer.Deferred[None] = defer.Deferred()
+    connections: list[Any] = []
+    sizes: list[int] = []
+
+    class Deciding(houweb.WebSocket):
+        async def connect(self, request):
+            connections.append(self._houweb_connection)
+            await gate
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            sizes.append(len(bytes_data))
+
+    houweb.webSocket("/ws")(Deciding)
+    server = await serve()
+    early = await connect_raw(server.port_numbers()[0])
+    frame = b"\x82\xff" + (1 << 20).to_bytes(8, "big") + b"\0\0\0\0" + b"f" * (1 << 20)
+    early.transport.write(ws_handshake("/ws") + frame * 16)
+    await until(lambda: connections)
+    held = lambda: len(connections[0].data)  # noqa: E731 - what autobahn read and keeps
+    try:  # the old server read all 16 MiB
+        await until(lambda: held() > 8 << 20, timeout=3)
+    except AssertionError:
+        pass
+    assert held() < 1 << 20, f"{held()} bytes read before the WebSocket opened"
+    gate.callback(None)
+    await until(lambda: len(sizes) == 16, timeout=30)  # then every frame is read
+    assert early.data.startswith(b"HTTP/1.1 101 ")
+    early.transport.abortConnection()

@@ -129,3 +129,25 @@ async def test_sends_not_awaited_past_max_pending_send_close_the_connection(app)
     grown = rss(child.process.pid) - before
     assert grown < GROWTH_BOUND, f"server grew by {grown // MiB} MiB"
     ws.transport.abortConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ping_flood_from_a_client_that_does_not_read_is_not_buffered(app):
+    """
+    Every ping gets a pong: a client that sends pings and reads none of the
+    pongs must not make the server hold them all (it stops reading from the
+    client while what it wrote waits, as twisted.web does for HTTP).
+    """
+    child, port = app
+    ws = await ws_connect(port, "/held")
+    before = rss(child.process.pid)
+    ws.transport.pauseProducing()  # reads no pong
+    drained = _Drained()
+    ws.transport.registerProducer(drained, True)
+    ping = b"\x89\xfd\0\0\0\0" + b"p" * 125  # masked (with a zero key), 125 bytes
+    ws.transport.write(ping * (96 * MiB // len(ping)))
+    await at_most(drained.done, 10)  # the old server read them all, and queued the pongs
+    grown = rss(child.process.pid) - before
+    assert grown < GROWTH_BOUND, f"server grew by {grown // MiB} MiB"
+    assert not drained.drained
+    ws.transport.abortConnection()
