@@ -986,12 +986,14 @@ async def test_thousands_of_tiny_file_parts_are_a_400_without_a_temp_file_storm(
         assert reply.status == 400 and b"more than 100 files in one request" in reply.body
     assert called == []
     assert len(made) <= 3 * 100
-    # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core machine.
-    # A median needs a few pings: when the attacks end within the first
-    # one or two (a loaded machine), there was no starvation to measure.
-    assert latencies[-1] < 1.0
+    # Before the cap: 29,970 temp files, median 600 ms, max 3 s on a 2-core
+    # machine; with it, 2-6 ms on a quiet one. The bounds leave room for a
+    # loaded machine (client and server share this process's reactor) and
+    # still fail the old code. A median needs a few pings: when the attacks
+    # end within the first one or two, there was no starvation to measure.
+    assert latencies[-1] < 2.0
     if len(latencies) >= 5:
-        assert latencies[len(latencies) // 2] < 0.1
+        assert latencies[len(latencies) // 2] < 0.3
     assert await until_empty(upload_dir) == []
 
 
