@@ -25,6 +25,7 @@ import houweb
 from houweb._describe import FILE_SCHEMA, describe
 
 from .browser import Browser, chromium_or_skip
+from .conftest import messages
 from .support import ROOT
 
 JSON_HEADERS = {"Content-Type": ["application/json"]}
@@ -604,3 +605,46 @@ def test_a_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
         chromium_or_skip()
+
+
+class _RaisingMeta(type):
+    def __eq__(cls, other):
+        raise RuntimeError("this annotation cannot be compared")
+
+    __hash__ = type.__hash__
+
+
+class Incomparable(metaclass=_RaisingMeta):
+    """An annotation that raises when the describer compares it with a type."""
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_function_the_describer_cannot_read_does_not_break_the_others(
+    serve, client, logged
+):
+    register_examples([])
+
+    @houweb.apiFunction()
+    def listed(request, shape: [int], options: {"type": "string"}) -> [str]:  # noqa: F821
+        """Annotated with values that cannot be hashed (a list, a dict)."""
+        return shape
+
+    def odd(request, thing):
+        return None
+
+    odd.__annotations__ = {"thing": Incomparable}  # not a string to resolve
+    houweb.apiFunction()(odd)
+
+    port = (await serve()).port_numbers()[0]
+    document = await get_json(client, port, "/api/openapi.json")
+    validate(document)
+    assert {"/api#divide", "/api#listed", "/api#odd"} <= set(document["paths"])
+    functions = json.loads((await api_call(client, port, "houweb.functions")).body)
+    by_name = {f["name"]: f for f in functions}
+    assert by_name["listed"]["parameters"]["properties"] == {"shape": {}, "options": {}}
+    assert by_name["divide"]["parameters"]["required"] == ["a"]
+    # odd cannot be read: described as taking and giving anything, and logged.
+    assert by_name["odd"]["parameters"]["additionalProperties"] is True
+    assert "cannot describe API function odd" in messages(logged)
+    for path in VIEW_PATHS:
+        assert (await client.get(port, path)).status == 200, path
