@@ -105,6 +105,22 @@ def describe(target: Any) -> Description:
         return _opaque(target)
 
 
+def described(target: Any) -> Description:
+    """
+    :returns: :func:`describe` of ``target``, made once per registration
+        (a target is immutable; a new registration is a new target) and kept
+        on the target itself, so it lives as long as the registration.
+    """
+    found = target.__dict__.get(_CACHED)
+    if found is None:
+        found = describe(target)
+        object.__setattr__(target, _CACHED, found)  # frozen: not one of its fields
+    return found
+
+
+_CACHED = "_houweb_description"
+
+
 def _opaque(target: Any) -> Description:
     """:returns: the description of a function that takes and gives anything."""
     try:

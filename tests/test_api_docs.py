@@ -13,13 +13,14 @@ import runpy
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any, Literal
 
 import jsonschema
 import pytest
 import pytest_twisted
 from openapi_spec_validator import validate
-from twisted.internet import threads
+from twisted.internet import defer, threads
 
 import houweb
 from houweb._describe import FILE_SCHEMA, describe
@@ -624,10 +625,12 @@ async def test_one_function_the_describer_cannot_read_does_not_break_the_others(
 ):
     register_examples([])
 
-    @houweb.apiFunction()
-    def listed(request, shape: [int], options: {"type": "string"}) -> [str]:  # noqa: F821
+    def listed(request, shape, options):
         """Annotated with values that cannot be hashed (a list, a dict)."""
         return shape
+
+    listed.__annotations__ = {"shape": [int], "options": {"type": "string"}, "return": [str]}
+    houweb.apiFunction()(listed)
 
     def odd(request, thing):
         return None
@@ -648,3 +651,61 @@ async def test_one_function_the_describer_cannot_read_does_not_break_the_others(
     assert "cannot describe API function odd" in messages(logged)
     for path in VIEW_PATHS:
         assert (await client.get(port, path)).status == 200, path
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listen_address_of_the_main_port_describes_what_it_serves(serve, client):
+    register_examples([])
+    houweb.apiFunction("hidden", ports=[9])(lambda request: "elsewhere")
+    server = await serve(listen=["tcp:0:interface=127.0.0.1"])
+    main, alias = server.port_numbers()
+    reply = await api_call(client, alias, "divide", 6, 3)
+    assert (reply.status, reply.body) == (200, b"2.0")  # /api answers there...
+    for port in (main, alias):  # ...and every view lists what it answers
+        document = await get_json(client, port, "/api/openapi.json")
+        assert sorted(document["paths"]) == [
+            "/api#divide",
+            "/api#files.upper",
+            "/api#geo.vector_length",
+        ]
+        module = (await client.get(port, "/api/client.js")).text
+        assert [f["name"] for f in client_module_functions(module)] == [
+            "divide",
+            "files.upper",
+            "geo.vector_length",
+        ]
+        assert "vector_length: APIFunction" in (await client.get(port, "/api/client.d.ts")).text
+
+
+class StuckConverter:
+    """An ``arg_types`` converter whose hash (the describer asks for it) waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.timed_out = False
+
+    def __call__(self, value: Any) -> Any:
+        return value
+
+    def __hash__(self) -> int:
+        self.entered.set()
+        self.timed_out = not self.release.wait(10)
+        return id(self)
+
+
+@pytest_twisted.ensureDeferred
+async def test_describing_the_functions_does_not_hold_up_other_requests(serve, client):
+    """openapi.json, client.js and client.d.ts are built in the pool, not on the reactor."""
+    register_examples([])
+    for path in ("/api/openapi.json", "/api/client.js", "/api/client.d.ts"):
+        stuck = StuckConverter()
+        houweb.apiFunction(arg_types={"x": stuck})(lambda request, x: x)
+        port = (await serve(max_num_threads=2)).port_numbers()[0]
+        pending = defer.ensureDeferred(client.get(port, path))
+        assert await threads.deferToThread(stuck.entered.wait, 10)
+        reply = await api_call(client, port, "divide", 6, 3)  # answered meanwhile
+        assert (reply.status, reply.body) == (200, b"2.0")
+        stuck.release.set()
+        assert (await pending).status == 200
+        assert not stuck.timed_out, f"{path} held up the reactor"
