@@ -133,7 +133,9 @@ def declarations(descriptions: list[Description]) -> str:
             if not isinstance(holder, dict):
                 break
         else:
-            holder[parts[-1]] = d
+            # client.js leaves "then" out of `api` (it would make it a thenable).
+            if parts[-1] != "then" and parts[-1] not in holder:
+                holder[parts[-1]] = d
     lines = [
         _PRELUDE,
         f"export declare const api: {_namespace(tree, 0)};",

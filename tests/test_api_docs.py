@@ -709,3 +709,86 @@ async def test_describing_the_functions_does_not_hold_up_other_requests(serve, c
         stuck.release.set()
         assert (await pending).status == 200
         assert not stuck.timed_out, f"{path} held up the reactor"
+
+
+HOSTILE = (
+    "<img src=x onerror=\"fetch('/pwned/img')\"></script>"
+    "<script>fetch('/pwned/script')</script>`${fetch('/pwned/template')}`"
+)
+
+
+def register_hostile(pwned: list[str]) -> None:
+    """Functions whose names, docs, defaults, choices and errors are HTML and script."""
+
+    @houweb.urlHandler("/pwned", is_prefix=True)
+    def record(request):
+        pwned.append(request.path())
+        return houweb.Response("")
+
+    def evil(request, a: Literal["<b onclick=fetch('/pwned/b')>b</b>", 2] = "a", b: str = HOSTILE):
+        raise houweb.APIError(HOSTILE)
+
+    evil.__doc__ = f"{HOSTILE}\n\n:param a: {HOSTILE}"
+    evil.__name__ = "evil" + HOSTILE
+    houweb.apiFunction("ns" + HOSTILE)(evil)
+    houweb.apiFunction("__proto__")(lambda request: "not on Object.prototype")
+    houweb.apiFunction("constructor.prototype")(lambda request: "not on Object")
+
+    def then(request):
+        return "reached through call()"
+
+    houweb.apiFunction()(then)
+    houweb.urlHandler("/app")(
+        lambda request: houweb.Response("<!DOCTYPE html><title>app</title><p>app</p>")
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostile_names_and_docs_run_nothing_in_the_explorer(serve, browser):
+    pwned: list[str] = []
+    register_hostile(pwned)
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)
+    evil = "ns" + HOSTILE + ".evil" + HOSTILE
+    failed = await in_browser(browser.evaluate, fill_and_call(evil, {}))
+    assert failed == {"state": "failed", "status": "422", "text": "422: " + HOSTILE}
+    markup = await in_browser(
+        browser.evaluate, "document.querySelectorAll('img, b, script:not([type=module])').length"
+    )
+    assert markup == 0
+    # The last request the page made was the call: had any injected fetch run, it came before.
+    assert pwned == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_js_names_are_own_keys_that_pollute_nothing(serve, browser):
+    pwned: list[str] = []
+    register_hostile(pwned)
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/app")
+    results = await in_browser(
+        browser.evaluate,
+        """
+(async () => {
+  const { api, call } = await import("/api/client.js");
+  return {
+    polluted: "<lambda>" in {},
+    proto: await api.__proto__["<lambda>"](),
+    prototype: await api.constructor.prototype["<lambda>"](),
+    objectUntouched: Object.prototype.constructor === Object && !("<lambda>" in Object),
+    awaited: (await (async () => api)()) === api,
+    then: [typeof api.then, await call("then")],
+  };
+})()
+""",
+    )
+    assert results == {
+        "polluted": False,
+        "proto": "not on Object.prototype",
+        "prototype": "not on Object",
+        "objectUntouched": True,
+        "awaited": True,
+        "then": ["undefined", "reached through call()"],
+    }
+    assert pwned == []
