@@ -792,3 +792,25 @@ async def test_client_js_names_are_own_keys_that_pollute_nothing(serve, browser)
         "then": ["undefined", "reached through call()"],
     }
     assert pwned == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_runs_only_its_own_script(serve, client, browser):
+    register_examples([])
+    port = (await serve()).port_numbers()[0]
+    policy = (await client.get(port, "/api/docs")).header("Content-Security-Policy")
+    assert "'unsafe-inline'" not in policy and "'sha256-" in policy
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)  # its own script ran
+    ran = await in_browser(
+        browser.evaluate,
+        """
+(() => {
+  const injected = document.createElement("script");
+  injected.textContent = "window.injectedRan = true";
+  document.body.append(injected);  // an inline script runs as it is inserted, if allowed
+  return window.injectedRan === true;
+})()
+""",
+    )
+    assert ran is False
