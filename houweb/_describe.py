@@ -124,7 +124,8 @@ _CACHED = "_houweb_description"
 def _opaque(target: Any) -> Description:
     """:returns: the description of a function that takes and gives anything."""
     try:
-        signature = str(target.signature)
+        parameters = list(target.signature.parameters.values())[1:]  # the Request left out
+        signature = str(target.signature.replace(parameters=parameters))
     except Exception:  # noqa: BLE001
         signature = "(...)"
     return Description(

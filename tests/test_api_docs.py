@@ -648,6 +648,7 @@ async def test_one_function_the_describer_cannot_read_does_not_break_the_others(
     assert by_name["divide"]["parameters"]["required"] == ["a"]
     # odd cannot be read: described as taking and giving anything, and logged.
     assert by_name["odd"]["parameters"]["additionalProperties"] is True
+    assert by_name["odd"]["signature"] == "(thing: tests.test_api_docs.Incomparable)"
     assert "cannot describe API function odd" in messages(logged)
     for path in VIEW_PATHS:
         assert (await client.get(port, path)).status == 200, path
