@@ -815,3 +815,34 @@ async def test_the_explorer_runs_only_its_own_script(serve, client, browser):
 """,
     )
     assert ran is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_sends_defaults_not_null_for_positions_left_empty(serve, browser):
+    seen: list[Any] = []
+
+    @houweb.apiFunction()
+    def slashed(request, a: int = 1, b: int = 2, /):
+        seen.append(("slashed", a, b))
+        return [a, b]
+
+    @houweb.apiFunction()
+    def starred(request, a: int, b: int = 5, *rest: int):
+        seen.append(("starred", a, b, rest))
+        return [a, b, list(rest)]
+
+    @houweb.apiFunction()
+    def needed(request, a: int, b: int, /):
+        seen.append(("needed", a, b))
+
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)
+    done = await in_browser(browser.evaluate, fill_and_call("slashed", {"b": "3"}))
+    assert (done["state"], json.loads(done["text"])) == ("done", [1, 3])
+    done = await in_browser(browser.evaluate, fill_and_call("starred", {"a": "1", "rest": "[7]"}))
+    assert (done["state"], json.loads(done["text"])) == ("done", [1, 5, [7]])
+    failed = await in_browser(browser.evaluate, fill_and_call("needed", {"b": "3"}))
+    assert failed["state"] == "failed"
+    assert failed["text"] == "a must be given too: none can be skipped before one given by position"
+    assert seen == [("slashed", 1, 3), ("starred", 1, 5, (7,))]
