@@ -278,7 +278,9 @@ def schema_of(annotation: Any) -> dict[str, Any]:
     if annotation is UploadedFile:
         return FILE_SCHEMA
     if annotation in (bytes, bytearray, memoryview):
-        return {"type": "string", "contentMediaType": OCTET_STREAM}
+        # What a JSON call can carry for it (the function then gets a str);
+        # only an UploadedFile parameter is a file part, only a result bytes.
+        return {"type": "string"}
     simple = _simple(annotation)
     if simple is not None:
         return simple

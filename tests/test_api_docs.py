@@ -24,6 +24,7 @@ from twisted.internet import defer, threads
 
 import houweb
 from houweb._describe import FILE_SCHEMA, describe
+from houweb._typescript import declarations
 
 from .browser import Browser, chromium_or_skip
 from .conftest import messages
@@ -163,6 +164,20 @@ def test_the_describer_uses_arg_types_files_and_binary_results(registry):
     assert maybe.files == ["data"] and "required" not in maybe.parameters
     custom = describe(registry.function("<lambda>", 0, 0))
     assert custom.parameters["properties"]["v"] == {"description": "converted with parse"}
+
+
+def test_a_bytes_parameter_is_a_json_string_in_every_view_not_a_file(registry):
+    # A file part would reach it as an UploadedFile; JSON sends it a str.
+    @houweb.apiFunction()
+    def raw(request, data: bytes, more: bytes | None = None) -> bytes:
+        return b""
+
+    d = describe(registry.function("raw", 0, 0))
+    assert d.files == []
+    assert d.parameters["properties"]["data"] == {"type": "string"}
+    assert d.parameters["properties"]["more"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert "data: string" in declarations([d]) and "Blob>" in declarations([d])
+    assert d.result is None and d.result_media_type == "application/octet-stream"
 
 
 # The four views agree.
