@@ -861,3 +861,23 @@ async def test_the_explorer_sends_defaults_not_null_for_positions_left_empty(ser
     assert failed["state"] == "failed"
     assert failed["text"] == "a must be given too: none can be skipped before one given by position"
     assert seen == [("slashed", 1, 3), ("starred", 1, 5, (7,))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_takes_only_an_object_for_keyword_arguments(serve, browser):
+    seen: list[Any] = []
+
+    @houweb.apiFunction()
+    def options(request, **more):
+        seen.append(more)
+        return sorted(more)
+
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)
+    failed = await in_browser(browser.evaluate, fill_and_call("options", {"more": "abc"}))
+    assert failed["state"] == "failed"
+    assert failed["text"] == 'more must be a JSON object, such as {"name": 1}'
+    done = await in_browser(browser.evaluate, fill_and_call("options", {"more": '{"b": 1}'}))
+    assert (done["state"], json.loads(done["text"])) == ("done", ["b"])
+    assert seen == [{"b": 1}]  # not {"0": "a", "1": "b", "2": "c"}
