@@ -894,3 +894,22 @@ async def test_any_function_name_gives_a_valid_document_the_views_agree_on(serve
     assert "geo {v2}.<lambda>" in names
     for dialect in DIALECTS:
         validate(await get_json(client, port, f"/api/openapi.json?dialect={dialect}"))
+
+
+def test_client_d_ts_labels_no_argument_with_a_reserved_word(registry):
+    # "delete?: unknown" in a tuple type is a syntax error that breaks the
+    # whole file for tsc and editors (checked with tsc 5).
+    @houweb.apiFunction()
+    def defaults(request, delete=1, new=2, *this):
+        pass
+
+    @houweb.apiFunction()
+    def clash(request, arg1, é, /):
+        pass
+
+    types = declarations([describe(registry.function(n, 0, 0)) for n in ("defaults", "clash")])
+    assert (
+        "defaults: APIFunction<[arg0?: unknown, arg1?: unknown, ...arg2: Array<unknown>], "
+        "{ delete?: unknown; new?: unknown }, unknown>;"
+    ) in types
+    assert "clash: APIFunction<[arg1: unknown, arg1_: unknown]" in types
