@@ -345,7 +345,7 @@ def describe_function(target: APIFunctionTarget) -> dict[str, Any]:
         :func:`~houweb._describe.describe` as ``/api/openapi.json`` and
         ``/api/client.js``, its arguments' and result's JSON Schemas included.
     """
-    d = _describe.describe(target)
+    d = _describe.described(target)
     return {
         "name": d.name,
         "signature": d.signature,

@@ -11,7 +11,8 @@ from :func:`~houweb._describe.describe`:
 - ``GET /api/docs``: the explorer page, a form per function, built on
   ``client.js``.
 
-They are on every port and list only what that port serves; the token and
+They are on every port and list only what that port serves (its listen
+addresses too, like ``/api``); the token and
 the other request filters apply as to any request, and the settings name
 ``API_DOCS = False`` turns them (and ``houweb.functions``) off: 404, as if
 they did not exist. No handler may take their paths (``check_handler_path``).
@@ -19,10 +20,20 @@ they did not exist. No handler may take their paths (``check_handler_path``).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from importlib import resources
+from typing import Any
 
-from ._describe import Description, describe
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+
+from ._describe import Description, described
 from ._openapi import DIALECTS, openapi_document
 from ._registry import APIViewEndpoint
 from ._response import Response, errorResponse, notFoundResponse
@@ -36,7 +47,7 @@ _FUNCTIONS_PLACEHOLDER = "/*HOUWEB_FUNCTIONS*/[]"
 
 
 @responder(APIViewEndpoint)
-def answer_api_view(call: Call) -> Response:
+def answer_api_view(call: Call) -> Response | Deferred[Response]:
     """Answer ``GET /api/openapi.json``, ``/api/client.js``, ``/api/client.d.ts`` or ``/api/docs``."""
     request = call.request
     if not call.context.settings.api_docs:
@@ -46,43 +57,126 @@ def answer_api_view(call: Call) -> Response:
         response.setHeader("Allow", "GET, HEAD")
         return response
     view = call.match.target.view  # type: ignore[attr-defined]
-    descriptions = visible_descriptions(call)
+    if view == "docs":
+        page, policy = _explorer()
+        response = Response(page, 200, "text/html; charset=utf-8")
+        response.setHeader("Content-Security-Policy", policy)
+        return _uncached(response)
+    dialects = DIALECTS
     if view == "openapi":
         dialect = request.GET().get("dialect")
         if dialect is not None and dialect not in DIALECTS:
             message = f"dialect must be {' or '.join(DIALECTS)}, not {dialect!r}"
             return errorResponse(request, message, 400)
-        document = openapi_document(
-            descriptions,
-            token=call.context.config.token is not None,
-            dialects=DIALECTS if dialect is None else (dialect,),
+        dialects = DIALECTS if dialect is None else (dialect,)
+    # What the port serves is read here, on the reactor; describing and
+    # encoding it (a second or more for thousands of functions) is done in
+    # the pool, so no other request waits for it.
+    targets = visible_targets(call)
+    token = call.context.config.token is not None
+    context = call.context
+    d: Deferred[str] = deferToThreadPool(
+        context.reactor,
+        context.pool,  # type: ignore[arg-type]
+        _RENDERED.get,
+        (view, token, dialects),
+        targets,
+        lambda: _render(view, [described(t) for t in targets], token, dialects),
+    )
+    d.addCallback(_view_response, view)
+    d.addErrback(call.failed, "houweb's description of the API functions")
+    return d
+
+
+def _explorer() -> tuple[str, str]:
+    """
+    :returns: the explorer page and its Content-Security-Policy, which lets
+        only the page's own inline script and style run (by their hashes), so
+        no string that reached the page's markup could run as a script.
+    """
+    page = _web_file("explorer.html")
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}[^>]*>(.*?)</{tag}>", page, re.S)
+        return " ".join(
+            "'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
+            for b in blocks
         )
-        response = Response(json.dumps(document, indent=1), 200, "application/json")
+
+    policy = (
+        f"default-src 'self'; script-src 'self' {hashes('script')}; connect-src 'self' blob:; "
+        f"style-src 'self' {hashes('style')}; img-src 'self' blob: data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+    )
+    return page, policy
+
+
+def _render(view: str, descriptions: list[Description], token: bool, dialects: Any) -> str:
+    if view == "openapi":
+        document = openapi_document(descriptions, token=token, dialects=dialects)
+        return json.dumps(document, indent=1)
+    if view == "client":
+        return client_module(descriptions)
+    return declarations(descriptions)
+
+
+def _view_response(body: str, view: str) -> Response:
+    if view == "openapi":
+        response = Response(body, 200, "application/json")
     elif view == "client":
-        response = Response(client_module(descriptions), 200, "text/javascript; charset=utf-8")
+        response = Response(body, 200, "text/javascript; charset=utf-8")
         response.setHeader("X-TypeScript-Types", "/api/client.d.ts")
-    elif view == "types":
-        response = Response(
-            declarations(descriptions), 200, "application/typescript; charset=utf-8"
-        )
     else:
-        response = Response(_web_file("explorer.html"), 200, "text/html; charset=utf-8")
-        response.setHeader(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self' 'unsafe-inline'; connect-src 'self' blob:; "
-            "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'self'",
-        )
+        response = Response(body, 200, "application/typescript; charset=utf-8")
+    return _uncached(response)
+
+
+def _uncached(response: Response) -> Response:
     response.setHeader("Cache-Control", "no-store")
     response.setHeader("X-Content-Type-Options", "nosniff")
     return response
 
 
-def visible_descriptions(call: Call) -> list[Description]:
-    """:returns: the descriptions of the API functions this request's port serves, by name."""
+class _Rendered:
+    """
+    The last few views built, by what they were built from: the same
+    functions (the same registrations) give the same text, so a view is
+    rebuilt only after a registration changed what the port serves.
+    """
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._texts: OrderedDict[Hashable, tuple[list[object], str]] = OrderedDict()
+
+    def get(self, options: Hashable, targets: list[object], build: Any) -> str:
+        # The targets themselves are kept with the text, so their ids (the
+        # key) cannot be reused while the entry exists.
+        key = (options, tuple(id(t) for t in targets))
+        with self._lock:
+            found = self._texts.get(key)
+            if found is not None:
+                self._texts.move_to_end(key)
+                return found[1]
+        text: str = build()
+        with self._lock:
+            self._texts[key] = (targets, text)
+            while len(self._texts) > self.SIZE:
+                self._texts.popitem(last=False)
+        return text
+
+
+_RENDERED = _Rendered()
+
+
+def visible_targets(call: Call) -> list[object]:
+    """:returns: the API functions this request's port serves (its listen addresses too), by name."""
     context = call.context
-    visible = context.registry.functions(call.request.port(), context.main_port)
-    return [describe(visible[name]) for name in sorted(visible)]
+    visible = context.registry.functions(
+        call.request.port(), context.main_port, context.main_aliases
+    )
+    return [visible[name] for name in sorted(visible)]
 
 
 def client_module(descriptions: list[Description]) -> str:

@@ -29,7 +29,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.logger import Logger
+
 from ._uploads import UploadedFile
+
+_log = Logger(namespace="houweb")
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 JSON_TYPE = "application/json"
@@ -89,8 +93,65 @@ class Description:
 def describe(target: Any) -> Description:
     """
     :param target: an API function as the registry holds it.
-    :returns: its :class:`Description`.
+    :returns: its :class:`Description`; one the describer cannot make sense
+        of (an annotation that raises when compared...) is described as
+        taking and giving anything, so one odd function cannot break the
+        description of all the others.
     """
+    try:
+        return _describe(target)
+    except Exception:  # noqa: BLE001 - any user object may raise
+        _log.failure("houweb: cannot describe API function {name}", name=target.name)
+        return _opaque(target)
+
+
+def described(target: Any) -> Description:
+    """
+    :returns: :func:`describe` of ``target``, made once per registration
+        (a target is immutable; a new registration is a new target) and kept
+        on the target itself, so it lives as long as the registration.
+    """
+    found = target.__dict__.get(_CACHED)
+    if found is None:
+        found = describe(target)
+        object.__setattr__(target, _CACHED, found)  # frozen: not one of its fields
+    return found
+
+
+_CACHED = "_houweb_description"
+
+
+def _opaque(target: Any) -> Description:
+    """:returns: the description of a function that takes and gives anything."""
+    try:
+        parameters = list(target.signature.parameters.values())[1:]  # the Request left out
+        signature = str(target.signature.replace(parameters=parameters))
+    except Exception:  # noqa: BLE001
+        signature = "(...)"
+    return Description(
+        name=target.name,
+        summary="",
+        doc="",
+        signature=signature,
+        parameters={
+            "type": "object",
+            "properties": {"args": {"type": "array", "items": {}}},
+            "additionalProperties": True,
+        },
+        order=[],
+        positional_only=[],
+        keyword_only=[],
+        var_positional="args",
+        var_keyword="kwargs",
+        files=[],
+        result=None if target.return_binary else {},
+        result_media_type=OCTET_STREAM if target.return_binary else JSON_TYPE,
+        return_binary=bool(target.return_binary),
+        ports=list(target.ports),
+    )
+
+
+def _describe(target: Any) -> Description:
     function = target.function
     parameters = list(target.signature.parameters.values())[1:]
     hints = _hints(function)
@@ -162,9 +223,18 @@ def _hints(function: Any) -> dict[str, Any]:
 def _is_json(value: object) -> bool:
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - TypeError, ValueError, RecursionError, a user's own
         return False
     return True
+
+
+def _simple(annotation: Any) -> dict[str, Any] | None:
+    """:returns: the schema of a plain type; ``None`` for others (unhashable ones too: ``x: [int]``)."""
+    try:
+        simple = _SIMPLE.get(annotation)
+    except TypeError:
+        return None
+    return None if simple is None else dict(simple)
 
 
 def _parameter_schema(annotation: Any, argument_type: Any) -> dict[str, Any]:
@@ -174,8 +244,9 @@ def _parameter_schema(annotation: Any, argument_type: Any) -> dict[str, Any]:
     (``float``) names it; another callable leaves the value open and says so.
     """
     if argument_type is not None:
-        if argument_type in _SIMPLE:
-            return dict(_SIMPLE[argument_type])
+        simple = _simple(argument_type)
+        if simple is not None:
+            return simple
         name = getattr(argument_type, "__name__", repr(argument_type))
         return {"description": f"converted with {name}"}
     return schema_of(annotation)
@@ -207,9 +278,12 @@ def schema_of(annotation: Any) -> dict[str, Any]:
     if annotation is UploadedFile:
         return FILE_SCHEMA
     if annotation in (bytes, bytearray, memoryview):
-        return {"type": "string", "contentMediaType": OCTET_STREAM}
-    if annotation in _SIMPLE:
-        return dict(_SIMPLE[annotation])
+        # What a JSON call can carry for it (the function then gets a str);
+        # only an UploadedFile parameter is a file part, only a result bytes.
+        return {"type": "string"}
+    simple = _simple(annotation)
+    if simple is not None:
+        return simple
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         values = [member.value for member in annotation]
         return {"enum": values} if all(_is_json(v) for v in values) else {}

@@ -15,6 +15,7 @@ error answers are the ones ``/api`` sends (§13.5).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from ._describe import FILE_SCHEMA, JSON_SCHEMA_DIALECT, JSON_TYPE, OCTET_STREAM, Description
 
@@ -75,7 +76,7 @@ def openapi_document(
             "path ends in `#<function name>`, which HTTP clients do not send: "
             "the function is named in the body.",
         },
-        "paths": {f"/api#{d.name}": {"post": _operation(d, dialects)} for d in descriptions},
+        "paths": {operation_path(d.name): {"post": _operation(d, dialects)} for d in descriptions},
         "components": {
             "schemas": {
                 "Error": {
@@ -103,6 +104,20 @@ def openapi_document(
         document["components"]["securitySchemes"] = {"token": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"token": []}]
     return document
+
+
+def operation_path(name: str) -> str:
+    """
+    :returns: ``/api#<name>``, the name percent-encoded where a URI fragment
+        cannot hold it as is (``{`` and ``}`` would be read as a path
+        parameter, ``<lambda>``'s brackets are not URI characters).
+    """
+    return "/api#" + quote(name, safe=_FRAGMENT_SAFE)
+
+
+#: What RFC 3986 allows in a fragment besides letters, digits and ``%``,
+#: less the ``{`` and ``}`` of OpenAPI's path templates (not in it anyway).
+_FRAGMENT_SAFE = "!$&'()*+,;=:@/?-._~"
 
 
 def _operation(d: Description, dialects: tuple[str, ...]) -> dict[str, Any]:

@@ -102,12 +102,13 @@ def _function_type(d: Description) -> str:
     positional = [name for name in d.order if name not in d.keyword_only]
     # A parameter is optional in a positional call when it and all after it are.
     last_required = max((i for i, n in enumerate(positional) if n in required), default=-1)
+    labels = _labels([*positional, *([d.var_positional] if d.var_positional else [])])
     args = [
-        f"{_safe(name)}{'' if i <= last_required else '?'}: {type_of(properties[name])}"
+        f"{labels[i]}{'' if i <= last_required else '?'}: {type_of(properties[name])}"
         for i, name in enumerate(positional)
     ]
     if d.var_positional:
-        args.append(f"...{_safe(d.var_positional)}: {type_of(properties[d.var_positional])}")
+        args.append(f"...{labels[-1]}: {type_of(properties[d.var_positional])}")
     by_name = {
         n: s for n, s in properties.items() if n not in (*d.positional_only, d.var_positional)
     }
@@ -118,8 +119,32 @@ def _function_type(d: Description) -> str:
     return f"APIFunction<[{', '.join(args)}], {kwargs}, {result}>"
 
 
-def _safe(name: str) -> str:
-    return name if _IDENTIFIER.match(name) else "arg"
+def _labels(names: list[str]) -> list[str]:
+    """
+    :returns: the tuple labels for parameters ``names``: the name where it is
+        a JavaScript identifier that is not a reserved word (``delete``,
+        ``new``, ``default``... are Python names but no labels), else
+        ``arg<n>``; each distinct.
+    """
+    labels: list[str] = []
+    for index, name in enumerate(names):
+        label = name
+        if not _IDENTIFIER.match(name) or name in _RESERVED or name in labels:
+            label = f"arg{index}"
+            while label in labels or label in names:
+                label += "_"
+        labels.append(label)
+    return labels
+
+
+#: JavaScript's reserved words (and TypeScript's strict-mode ones) that are
+#: also Python identifiers, so parameter names.
+_RESERVED = frozenset(
+    "await break case catch const continue debugger default delete do enum export "
+    "extends false function implements instanceof interface let new null package "
+    "private protected public static super switch this throw true typeof var void "
+    "yield".split()
+)
 
 
 def declarations(descriptions: list[Description]) -> str:
@@ -133,7 +158,9 @@ def declarations(descriptions: list[Description]) -> str:
             if not isinstance(holder, dict):
                 break
         else:
-            holder[parts[-1]] = d
+            # client.js leaves "then" out of `api` (it would make it a thenable).
+            if parts[-1] != "then" and parts[-1] not in holder:
+                holder[parts[-1]] = d
     lines = [
         _PRELUDE,
         f"export declare const api: {_namespace(tree, 0)};",

@@ -13,18 +13,23 @@ import runpy
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import jsonschema
 import pytest
 import pytest_twisted
 from openapi_spec_validator import validate
-from twisted.internet import threads
+from twisted.internet import defer, threads
 
 import houweb
 from houweb._describe import FILE_SCHEMA, describe
+from houweb._openapi import DIALECTS, operation_path
+from houweb._typescript import declarations
 
 from .browser import Browser, chromium_or_skip
+from .conftest import messages
 from .support import ROOT
 
 JSON_HEADERS = {"Content-Type": ["application/json"]}
@@ -163,6 +168,20 @@ def test_the_describer_uses_arg_types_files_and_binary_results(registry):
     assert custom.parameters["properties"]["v"] == {"description": "converted with parse"}
 
 
+def test_a_bytes_parameter_is_a_json_string_in_every_view_not_a_file(registry):
+    # A file part would reach it as an UploadedFile; JSON sends it a str.
+    @houweb.apiFunction()
+    def raw(request, data: bytes, more: bytes | None = None) -> bytes:
+        return b""
+
+    d = describe(registry.function("raw", 0, 0))
+    assert d.files == []
+    assert d.parameters["properties"]["data"] == {"type": "string"}
+    assert d.parameters["properties"]["more"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert "data: string" in declarations([d]) and "Blob>" in declarations([d])
+    assert d.result is None and d.result_media_type == "application/octet-stream"
+
+
 # The four views agree.
 
 
@@ -203,12 +222,12 @@ async def assert_views_agree(client, port) -> list[str]:
     embedded = {f["name"]: f for f in client_module_functions(module)}
     names = [f["name"] for f in listed]
     assert names == sorted(embedded)
-    assert sorted(path.split("#", 1)[1] for path in document["paths"]) == names
+    assert sorted(unquote(path.split("#", 1)[1]) for path in document["paths"]) == names
     for entry in listed:
         name = entry["name"]
         assert embedded[name]["parameters"] == entry["parameters"]
         assert embedded[name]["result"] == entry["result"]
-        operation = document["paths"][f"/api#{name}"]["post"]
+        operation = document["paths"][operation_path(name)]["post"]
         assert operation["operationId"] == name
         content = operation["requestBody"]["content"]
         if "application/json" in content:
@@ -299,7 +318,7 @@ async def test_calls_that_fit_the_documented_json_body_are_ones_api_accepts(serv
     document = await get_json(client, port, "/api/openapi.json")
 
     def schema(name):
-        content = document["paths"][f"/api#{name}"]["post"]["requestBody"]["content"]
+        content = document["paths"][operation_path(name)]["post"]["requestBody"]["content"]
         return jsonschema.Draft202012Validator(content["application/json"]["schema"])
 
     fitting = [
@@ -390,7 +409,7 @@ async def test_a_function_bound_to_another_port_is_not_described_on_the_main_por
         module = (await client.get(port, "/api/client.js")).text
         types = (await client.get(port, "/api/client.d.ts")).text
         listed = json.loads((await api_call(client, port, "houweb.functions")).body)
-        assert ("/api#hidden.<lambda>" in document["paths"]) is expected
+        assert ("/api#hidden.%3Clambda%3E" in document["paths"]) is expected
         assert ('"<lambda>": APIFunction<[]' in types) is expected
         assert (
             "hidden.<lambda>" in [f["name"] for f in client_module_functions(module)]
@@ -604,3 +623,293 @@ def test_a_missing_chromium_fails_in_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
         chromium_or_skip()
+
+
+class _RaisingMeta(type):
+    def __eq__(cls, other):
+        raise RuntimeError("this annotation cannot be compared")
+
+    __hash__ = type.__hash__
+
+
+class Incomparable(metaclass=_RaisingMeta):
+    """An annotation that raises when the describer compares it with a type."""
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_function_the_describer_cannot_read_does_not_break_the_others(
+    serve, client, logged
+):
+    register_examples([])
+
+    def listed(request, shape, options):
+        """Annotated with values that cannot be hashed (a list, a dict)."""
+        return shape
+
+    listed.__annotations__ = {"shape": [int], "options": {"type": "string"}, "return": [str]}
+    houweb.apiFunction()(listed)
+
+    def odd(request, thing):
+        return None
+
+    odd.__annotations__ = {"thing": Incomparable}  # not a string to resolve
+    houweb.apiFunction()(odd)
+
+    port = (await serve()).port_numbers()[0]
+    document = await get_json(client, port, "/api/openapi.json")
+    validate(document)
+    assert {"/api#divide", "/api#listed", "/api#odd"} <= set(document["paths"])
+    functions = json.loads((await api_call(client, port, "houweb.functions")).body)
+    by_name = {f["name"]: f for f in functions}
+    assert by_name["listed"]["parameters"]["properties"] == {"shape": {}, "options": {}}
+    assert by_name["divide"]["parameters"]["required"] == ["a"]
+    # odd cannot be read: described as taking and giving anything, and logged.
+    assert by_name["odd"]["parameters"]["additionalProperties"] is True
+    assert by_name["odd"]["signature"] == "(thing: tests.test_api_docs.Incomparable)"
+    assert "cannot describe API function odd" in messages(logged)
+    for path in VIEW_PATHS:
+        assert (await client.get(port, path)).status == 200, path
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listen_address_of_the_main_port_describes_what_it_serves(serve, client):
+    register_examples([])
+    houweb.apiFunction("hidden", ports=[9])(lambda request: "elsewhere")
+    server = await serve(listen=["tcp:0:interface=127.0.0.1"])
+    main, alias = server.port_numbers()
+    reply = await api_call(client, alias, "divide", 6, 3)
+    assert (reply.status, reply.body) == (200, b"2.0")  # /api answers there...
+    for port in (main, alias):  # ...and every view lists what it answers
+        document = await get_json(client, port, "/api/openapi.json")
+        assert sorted(document["paths"]) == [
+            "/api#divide",
+            "/api#files.upper",
+            "/api#geo.vector_length",
+        ]
+        module = (await client.get(port, "/api/client.js")).text
+        assert [f["name"] for f in client_module_functions(module)] == [
+            "divide",
+            "files.upper",
+            "geo.vector_length",
+        ]
+        assert "vector_length: APIFunction" in (await client.get(port, "/api/client.d.ts")).text
+
+
+class StuckConverter:
+    """An ``arg_types`` converter whose hash (the describer asks for it) waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.timed_out = False
+
+    def __call__(self, value: Any) -> Any:
+        return value
+
+    def __hash__(self) -> int:
+        self.entered.set()
+        self.timed_out = not self.release.wait(10)
+        return id(self)
+
+
+@pytest_twisted.ensureDeferred
+async def test_describing_the_functions_does_not_hold_up_other_requests(serve, client):
+    """openapi.json, client.js and client.d.ts are built in the pool, not on the reactor."""
+    register_examples([])
+    for path in ("/api/openapi.json", "/api/client.js", "/api/client.d.ts"):
+        stuck = StuckConverter()
+        houweb.apiFunction(arg_types={"x": stuck})(lambda request, x: x)
+        port = (await serve(max_num_threads=2)).port_numbers()[0]
+        pending = defer.ensureDeferred(client.get(port, path))
+        assert await threads.deferToThread(stuck.entered.wait, 10)
+        reply = await api_call(client, port, "divide", 6, 3)  # answered meanwhile
+        assert (reply.status, reply.body) == (200, b"2.0")
+        stuck.release.set()
+        assert (await pending).status == 200
+        assert not stuck.timed_out, f"{path} held up the reactor"
+
+
+HOSTILE = (
+    "<img src=x onerror=\"fetch('/pwned/img')\"></script>"
+    "<script>fetch('/pwned/script')</script>`${fetch('/pwned/template')}`"
+)
+
+
+def register_hostile(pwned: list[str]) -> None:
+    """Functions whose names, docs, defaults, choices and errors are HTML and script."""
+
+    @houweb.urlHandler("/pwned", is_prefix=True)
+    def record(request):
+        pwned.append(request.path())
+        return houweb.Response("")
+
+    def evil(request, a: Literal["<b onclick=fetch('/pwned/b')>b</b>", 2] = "a", b: str = HOSTILE):
+        raise houweb.APIError(HOSTILE)
+
+    evil.__doc__ = f"{HOSTILE}\n\n:param a: {HOSTILE}"
+    evil.__name__ = "evil" + HOSTILE
+    houweb.apiFunction("ns" + HOSTILE)(evil)
+    houweb.apiFunction("__proto__")(lambda request: "not on Object.prototype")
+    houweb.apiFunction("constructor.prototype")(lambda request: "not on Object")
+
+    def then(request):
+        return "reached through call()"
+
+    houweb.apiFunction()(then)
+    houweb.urlHandler("/app")(
+        lambda request: houweb.Response("<!DOCTYPE html><title>app</title><p>app</p>")
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostile_names_and_docs_run_nothing_in_the_explorer(serve, browser):
+    pwned: list[str] = []
+    register_hostile(pwned)
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)
+    evil = "ns" + HOSTILE + ".evil" + HOSTILE
+    failed = await in_browser(browser.evaluate, fill_and_call(evil, {}))
+    assert failed == {"state": "failed", "status": "422", "text": "422: " + HOSTILE}
+    markup = await in_browser(
+        browser.evaluate, "document.querySelectorAll('img, b, script:not([type=module])').length"
+    )
+    assert markup == 0
+    # The last request the page made was the call: had any injected fetch run, it came before.
+    assert pwned == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_js_names_are_own_keys_that_pollute_nothing(serve, browser):
+    pwned: list[str] = []
+    register_hostile(pwned)
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/app")
+    results = await in_browser(
+        browser.evaluate,
+        """
+(async () => {
+  const { api, call } = await import("/api/client.js");
+  return {
+    polluted: "<lambda>" in {},
+    proto: await api.__proto__["<lambda>"](),
+    prototype: await api.constructor.prototype["<lambda>"](),
+    objectUntouched: Object.prototype.constructor === Object && !("<lambda>" in Object),
+    awaited: (await (async () => api)()) === api,
+    then: [typeof api.then, await call("then")],
+  };
+})()
+""",
+    )
+    assert results == {
+        "polluted": False,
+        "proto": "not on Object.prototype",
+        "prototype": "not on Object",
+        "objectUntouched": True,
+        "awaited": True,
+        "then": ["undefined", "reached through call()"],
+    }
+    assert pwned == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_runs_only_its_own_script(serve, client, browser):
+    register_examples([])
+    port = (await serve()).port_numbers()[0]
+    policy = (await client.get(port, "/api/docs")).header("Content-Security-Policy")
+    assert "'unsafe-inline'" not in policy and "'sha256-" in policy
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)  # its own script ran
+    ran = await in_browser(
+        browser.evaluate,
+        """
+(() => {
+  const injected = document.createElement("script");
+  injected.textContent = "window.injectedRan = true";
+  document.body.append(injected);  // an inline script runs as it is inserted, if allowed
+  return window.injectedRan === true;
+})()
+""",
+    )
+    assert ran is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_sends_defaults_not_null_for_positions_left_empty(serve, browser):
+    seen: list[Any] = []
+
+    @houweb.apiFunction()
+    def slashed(request, a: int = 1, b: int = 2, /):
+        seen.append(("slashed", a, b))
+        return [a, b]
+
+    @houweb.apiFunction()
+    def starred(request, a: int, b: int = 5, *rest: int):
+        seen.append(("starred", a, b, rest))
+        return [a, b, list(rest)]
+
+    @houweb.apiFunction()
+    def needed(request, a: int, b: int, /):
+        seen.append(("needed", a, b))
+
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)
+    done = await in_browser(browser.evaluate, fill_and_call("slashed", {"b": "3"}))
+    assert (done["state"], json.loads(done["text"])) == ("done", [1, 3])
+    done = await in_browser(browser.evaluate, fill_and_call("starred", {"a": "1", "rest": "[7]"}))
+    assert (done["state"], json.loads(done["text"])) == ("done", [1, 5, [7]])
+    failed = await in_browser(browser.evaluate, fill_and_call("needed", {"b": "3"}))
+    assert failed["state"] == "failed"
+    assert failed["text"] == "a must be given too: none can be skipped before one given by position"
+    assert seen == [("slashed", 1, 3), ("starred", 1, 5, (7,))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_explorer_takes_only_an_object_for_keyword_arguments(serve, browser):
+    seen: list[Any] = []
+
+    @houweb.apiFunction()
+    def options(request, **more):
+        seen.append(more)
+        return sorted(more)
+
+    port = (await serve()).port_numbers()[0]
+    await in_browser(browser.goto, f"http://127.0.0.1:{port}/api/docs")
+    assert await in_browser(browser.evaluate, WAIT_READY)
+    failed = await in_browser(browser.evaluate, fill_and_call("options", {"more": "abc"}))
+    assert failed["state"] == "failed"
+    assert failed["text"] == 'more must be a JSON object, such as {"name": 1}'
+    done = await in_browser(browser.evaluate, fill_and_call("options", {"more": '{"b": 1}'}))
+    assert (done["state"], json.loads(done["text"])) == ("done", ["b"])
+    assert seen == [{"b": 1}]  # not {"0": "a", "1": "b", "2": "c"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_any_function_name_gives_a_valid_document_the_views_agree_on(serve, client):
+    register_hostile([])  # braces in names (a path template in OpenAPI), <lambda>, HTML
+    houweb.apiFunction("geo {v2}")(lambda request, x: x)
+    port = (await serve()).port_numbers()[0]
+    names = await assert_views_agree(client, port)  # validates the document too
+    assert "geo {v2}.<lambda>" in names
+    for dialect in DIALECTS:
+        validate(await get_json(client, port, f"/api/openapi.json?dialect={dialect}"))
+
+
+def test_client_d_ts_labels_no_argument_with_a_reserved_word(registry):
+    # "delete?: unknown" in a tuple type is a syntax error that breaks the
+    # whole file for tsc and editors (checked with tsc 5).
+    @houweb.apiFunction()
+    def defaults(request, delete=1, new=2, *this):
+        pass
+
+    @houweb.apiFunction()
+    def clash(request, arg1, é, /):
+        pass
+
+    types = declarations([describe(registry.function(n, 0, 0)) for n in ("defaults", "clash")])
+    assert (
+        "defaults: APIFunction<[arg0?: unknown, arg1?: unknown, ...arg2: Array<unknown>], "
+        "{ delete?: unknown; new?: unknown }, unknown>;"
+    ) in types
+    assert "clash: APIFunction<[arg1: unknown, arg1_: unknown]" in types

@@ -106,15 +106,32 @@ function bind(name) {
   return f;
 }
 
-/** `api.geo.vector_length(1, 2, 3)`: one property per namespace, one function per API function. */
-export const api = {};
-for (const { name } of functions) {
+const hasOwn = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
+
+// Own properties only, defined rather than assigned: a namespace or a name
+// such as "__proto__", "constructor" or "prototype" is a key like any other
+// and never reaches (or pollutes) Object.prototype.
+function define(holder, key, value) {
+  Object.defineProperty(holder, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function place(name) {
   const parts = name.split(".");
   let holder = api;
   for (const part of parts.slice(0, -1)) {
-    holder = holder[part] = holder[part] || {};
+    if (!hasOwn(holder, part)) define(holder, part, {});
+    holder = holder[part];
+    if (holder === null || (typeof holder !== "object" && typeof holder !== "function")) return;
   }
-  holder[parts[parts.length - 1]] = bind(name);
+  const last = parts[parts.length - 1];
+  // A name already taken (by a function's own kw, description, name or
+  // length) is left as it is, and so is "then", which would make `api` (or
+  // a namespace) a thenable that `await` calls: call(name) reaches them.
+  if (last !== "then" && !hasOwn(holder, last)) define(holder, last, bind(name));
 }
+
+/** `api.geo.vector_length(1, 2, 3)`: one property per namespace, one function per API function. */
+export const api = {};
+for (const { name } of functions) place(name);
 
 export default api;
