@@ -28,7 +28,9 @@ from typing import Any
 import pytest
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = (
+#: How every test starts Chromium here: headless, as root, and with nothing
+#: that reaches for the network (this machine's is closed).
+HEADLESS_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -37,9 +39,8 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--remote-debugging-pipe",
 )
+FLAGS = (*HEADLESS_FLAGS, "--disable-dev-shm-usage", "--remote-debugging-pipe")
 
 
 def chromium_or_skip() -> str:

@@ -25,6 +25,7 @@ from twisted.web import resource, server
 
 import houweb
 
+from .browser import HEADLESS_FLAGS
 from .support import debian_program
 
 REBIND_NAME = "rebind.test"
@@ -37,14 +38,7 @@ def chromium() -> str:
 
 def chromium_arguments(profile: str) -> list[str]:
     return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *HEADLESS_FLAGS,
         "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
         f"--host-resolver-rules=MAP {REBIND_NAME} 127.0.0.1",
         f"--user-data-dir={profile}",

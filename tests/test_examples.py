@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from .browser import HEADLESS_FLAGS
 from .support import ROOT, ServerProcess, debian_program, ws_connect
 
 PROGRESS = os.path.join(ROOT, "examples", "progress")
@@ -65,14 +66,7 @@ def dump_dom(url: str, budget_ms: int = 30000) -> str:
         result = subprocess.run(
             [
                 chromium(),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--virtual-time-budget={budget_ms}",
                 "--dump-dom",
