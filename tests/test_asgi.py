@@ -12,7 +12,7 @@ import pytest_twisted
 
 import houweb
 
-from .support import connect_raw, sleep, ws_connect
+from .support import connect_raw, raw_request, sleep, ws_connect
 from .test_dispatch import until
 
 
@@ -317,6 +317,67 @@ async def test_a_mount_is_behind_the_token_host_and_origin_checks(serve, client)
     assert calls == []  # none of them reached the app
     assert (await client.get(port, "/app/x", headers=good)).text == "in"
     assert calls == ["GET"]
+
+
+def recording_app(calls: list[Any]) -> Any:
+    """An ASGI app that notes each request it sees and answers with its body."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        calls.append((scope["method"], scope["path"]))
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"in:" + body})
+
+    return app
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tokenless_preflight_with_a_body_never_reaches_the_app(serve):
+    # The guard lets a whitelisted origin's preflight in without the token
+    # because the CORS filter answers it before routing; a body must not
+    # start the app before that filter ran.
+    calls: list[Any] = []
+    houweb.registerASGIApp(recording_app(calls), "/app")
+    houweb.setCORSWhitelist(["http://good.example"])
+    port = (await serve(token="s3cret")).port_numbers()[0]
+    reply = await raw_request(
+        port,
+        b"OPTIONS /app/x HTTP/1.1\r\nHost: localhost\r\nOrigin: http://good.example\r\n"
+        b"Access-Control-Request-Method: POST\r\nContent-Length: 5\r\n"
+        b"Connection: close\r\n\r\nhello",
+    )
+    assert reply.startswith(b"HTTP/1.1 200") and b"Access-Control-Allow-Methods" in reply
+    assert calls == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_reaches_the_app_only_for_requests_the_router_gives_it(serve, client):
+    calls: list[Any] = []
+    houweb.registerASGIApp(recording_app(calls))  # "/": everything
+    port = (await serve(metrics=True)).port_numbers()[0]
+
+    def sent(head: bytes) -> Any:
+        return raw_request(port, head + b"\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+
+    metrics = await sent(b"GET /metrics HTTP/1.1\r\nHost: localhost")
+    assert metrics.startswith(b"HTTP/1.1 200") and b"houweb_requests_total" in metrics
+    bad_query = await sent(b"POST /x?a=%ff HTTP/1.1\r\nHost: localhost")
+    assert bad_query.startswith(b"HTTP/1.1 400")
+    bad_host = await sent(b"POST /x HTTP/1.1\r\nHost: a..localhost")
+    assert bad_host.startswith(b"HTTP/1.1 400")
+    assert calls == []  # the router answered all three: the app saw none
+    # A GET with a body, not streamed, still gets its body once routed.
+    assert b"in:hello" in await sent(b"GET /x HTTP/1.1\r\nHost: localhost")
+    assert calls == [("GET", "/x")]
 
 
 # real frameworks, mounted beside houweb handlers
