@@ -8,6 +8,7 @@ through this class.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import threading
 from typing import Any
@@ -172,11 +173,27 @@ class Server:
         remove_stale_uploads()  # a process killed mid-upload left them
         self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
         self.pool.start()
-        for extension in self.extensions:
-            extension.start()
+        self._start_extensions()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
         self._warn_about_registrations()
+
+    def _start_extensions(self) -> None:
+        """
+        Start what modules added (ASGI lifespans, the MCP session manager):
+        they live on the reactor's asyncio loop. ``run()`` in the foreground
+        starts the server before the reactor runs: they then start on the
+        loop's first turn, before any request is read (a connection is only
+        accepted in that turn, its bytes are read in a later one).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # callWhenRunning fires before the loop runs: callLater puts it on the loop.
+            self.reactor.callWhenRunning(self.reactor.callLater, 0, self._start_extensions)
+            return
+        for extension in self.extensions:
+            extension.start()
 
     def _listen_numbers(self) -> frozenset[int]:
         """:returns: the numbers the ``listen`` endpoints (listed last) were bound to."""
