@@ -295,6 +295,8 @@ class _HTTPCycle:
                     message = f"the application did not start: {lifespan.failed}"
                     self.answered.callback(errorResponse(self.call.request, message, 503))
                 return
+            if self._gone:
+                return  # the client left while the app started: nobody to answer
             if lifespan.state is not None:
                 self.scope["state"] = dict(lifespan.state)
         try:

@@ -291,6 +291,52 @@ async def test_a_failed_lifespan_startup_answers_503(serve, client):
     assert reply.status == 503 and "no database" in reply.text
 
 
+@pytest.mark.parametrize("body", [b"", b"hi"])  # routed at once, or streamed in
+@pytest_twisted.ensureDeferred
+async def test_a_request_whose_client_left_during_a_slow_startup_never_runs(serve, body):
+    started = asyncio.Event()
+    calls: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            await started.wait()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        calls.append(scope["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    houweb.registerASGIApp(app, "/slow")
+    server = await serve()
+    port = server.port_numbers()[0]
+    connection = await connect_raw(port)
+    method = b"POST" if body else b"GET"
+    connection.transport.write(
+        method
+        + b" /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    # The request arrived whole (and waits for the startup).
+    await until(
+        lambda: any(
+            treq.method == method
+            for channel in server.site.houweb_connections
+            for treq in channel.requests
+        )
+    )
+    connection.transport.abortConnection()
+    await until(lambda: not server.site.houweb_connections)
+    started.set()  # the first request would run now; the second one follows it
+    reply = await raw_request(
+        port, b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert b"late" in reply
+    assert calls == ["http"]  # the second request only
+
+
 # the header-time guard
 
 
