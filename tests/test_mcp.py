@@ -216,3 +216,16 @@ def test_an_asgi_app_and_mcp_serve_under_run_in_the_foreground():
         assert "RETURNED" in child.output()
     finally:
         child.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_without_mcp_after_one_with_it_has_no_mcp(serve, client):
+    # /mcp was added to the shared registry: a later server without mcp=True
+    # routed /mcp to the MCP app, which found no tools there (500, logged).
+    calls: list[str] = []
+    register_functions(calls)
+    await serve(mcp=True, token=TOKEN)
+    off = (await serve(token=TOKEN)).port_numbers()[0]
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {TOKEN}"}
+    assert (await client.post(off, "/mcp", json=listing, headers=headers)).status == 404
