@@ -202,6 +202,14 @@ class Server:
         return frozenset(port.getHost().port for port in listen_ports)
 
     def _warn_about_registrations(self) -> None:
+        guard = self.context.guard
+        if guard.policy.any_origin and guard.token is None:
+            log.warn(
+                "houweb: the CORS whitelist has '*' and there is no token: any web page "
+                "a browser shows may change state here (POST to handlers, call API "
+                "functions{mcp}, open WebSockets); set a token or name the origins",
+                mcp=" and MCP tools" if self.config.mcp else "",
+            )
         if self.registry.is_empty():
             log.warn("houweb: nothing is registered; every request will get 404")
         for overlap in self.registry.main_port_overlaps(self.context.main_port):

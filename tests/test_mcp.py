@@ -229,3 +229,18 @@ async def test_a_server_without_mcp_after_one_with_it_has_no_mcp(serve, client):
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {TOKEN}"}
     assert (await client.post(off, "/mcp", json=listing, headers=headers)).status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wildcard_cors_whitelist_without_a_token_is_warned_about(serve, logged):
+    # setCORSWhitelist(["*"]) (common in Houdini code) also trusts every
+    # origin to change state: without a token any page may call every tool.
+    register_functions([])
+    houweb.setCORSWhitelist(["*"])
+    await serve(mcp=True)
+    warnings = [
+        e["log_format"].format(**e) for e in logged if "CORS whitelist" in e.get("log_format", "")
+    ]
+    assert len(warnings) == 1 and "MCP tools" in warnings[0] and "set a token" in warnings[0]
+    await serve(mcp=True, token=TOKEN)
+    assert len([e for e in logged if "CORS whitelist" in e.get("log_format", "")]) == 1
