@@ -348,10 +348,20 @@ class _HTTPCycle:
         if kind == "http.response.start":
             if self._started is not None:
                 raise RuntimeError("http.response.start sent twice")
+            # Checked before anything is set: a bad start still gets a clean 500.
+            status = message["status"]
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                raise TypeError(
+                    f"http.response.start: status must be an int 100-599, not {status!r}"
+                )
+            headers = [
+                (_header_bytes(name), _header_bytes(value))
+                for name, value in message.get("headers", ())
+            ]
             self._started = message
-            self.treq.setResponseCode(int(message["status"]))
-            for name, value in message.get("headers", ()):
-                self.treq.responseHeaders.addRawHeader(bytes(name), bytes(value))
+            self.treq.setResponseCode(status)
+            for name, value in headers:
+                self.treq.responseHeaders.addRawHeader(name, value)
         elif kind == "http.response.body":
             if self._started is None:
                 raise RuntimeError("http.response.body before http.response.start")
@@ -366,6 +376,13 @@ class _HTTPCycle:
                 await self._window.wait()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+
+def _header_bytes(value: object) -> bytes:
+    """:returns: a header name or value of ``http.response.start`` (the spec says bytes)."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"http.response.start: header names and values are bytes, not {value!r}")
+    return bytes(value)
 
 
 class Lifespans:

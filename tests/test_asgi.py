@@ -337,6 +337,29 @@ async def test_a_request_whose_client_left_during_a_slow_startup_never_runs(serv
     assert calls == ["http"]  # the second request only
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        {"status": "200", "headers": []},
+        {"status": 200, "headers": [("content-type", "text/plain")]},  # str, not bytes
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_bad_response_start_gets_a_500_not_a_cut_connection(serve, start):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    houweb.registerASGIApp(app, "/bad")
+    port = (await serve()).port_numbers()[0]
+    reply = await raw_request(
+        port, b"GET /bad HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert reply.startswith(b"HTTP/1.1 500 ") and b"never" not in reply
+
+
 # the header-time guard
 
 
