@@ -360,6 +360,37 @@ async def test_a_bad_response_start_gets_a_500_not_a_cut_connection(serve, start
     assert reply.startswith(b"HTTP/1.1 500 ") and b"never" not in reply
 
 
+@pytest_twisted.ensureDeferred
+async def test_an_app_that_answers_before_reading_a_large_body_is_not_stuck(serve, client):
+    # The answer is written once the request is routed, when the whole body
+    # arrived; the app not reading held the client back past 1 MiB: neither
+    # moved until request_timeout (408). An early 401 and an echo both hung.
+    async def refuse(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    async def echo(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        more = True
+        while more:
+            message = await receive()
+            more = message["more_body"]
+            await send({"type": "http.response.body", "body": message["body"], "more_body": more})
+
+    houweb.registerASGIApp(refuse, "/refuse")
+    houweb.registerASGIApp(echo, "/echo")
+    port = (await serve(request_timeout=30)).port_numbers()[0]
+    body = bytes(range(256)) * (5 * 4096)  # 5 MiB
+    refused = await client.post(port, "/refuse", data=body)
+    assert (refused.status, refused.body) == (401, b"no")
+    echoed = await client.post(port, "/echo", data=body)
+    assert echoed.status == 200 and echoed.body == body
+
+
 # the header-time guard
 
 
