@@ -391,6 +391,28 @@ async def test_an_app_that_answers_before_reading_a_large_body_is_not_stuck(serv
     assert echoed.status == 200 and echoed.body == body
 
 
+@pytest_twisted.ensureDeferred
+async def test_receive_after_a_websocket_disconnect_returns_it_again(serve):
+    # The second receive() waited for ever on an empty queue: the app's task
+    # never ended (one leaked per connection of such an app).
+    seen: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        seen.append((await receive())["type"])
+        seen.append((await receive())["type"])
+
+    houweb.registerASGIApp(app, "/ws")
+    port = (await serve()).port_numbers()[0]
+    ws = await ws_connect(port, "/ws")
+    ws.sendClose(1000)
+    await until(lambda: len(seen) == 2)
+    assert seen == ["websocket.disconnect", "websocket.disconnect"]
+
+
 # the header-time guard
 
 
