@@ -192,6 +192,8 @@ class Server:
             # callWhenRunning fires before the loop runs: callLater puts it on the loop.
             self.reactor.callWhenRunning(self.reactor.callLater, 0, self._start_extensions)
             return
+        if self._requested.fired:
+            return  # shut down (a signal) before the loop ran: nothing to start, or stop
         for extension in self.extensions:
             extension.start()
 
