@@ -12,11 +12,22 @@ static file producers, through :class:`ArchiveMember`, a
 :class:`~houweb._render.StreamedFile` whose file is the member. Their
 modification time, and so their ETag, is the archive's: replacing the
 archive changes every tag.
+
+The producers seek on the reactor thread. A stored member is read as a
+slice of the archive file (:class:`_StoredMember`), so a seek costs
+nothing; seeking in a compressed member means decompressing everything
+before the offset (and from the start again for a range before the last
+one), so a compressed member honours Range only when that is cheap: one
+range, in a member of at most :data:`MAX_SEEKABLE_COMPRESSED` bytes.
+Otherwise it is sent whole (RFC 9110 lets a server ignore Range), with
+``Accept-Ranges: none`` above that size.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -33,6 +44,11 @@ from ._site import Call, responder
 from ._static import PathLike, below, method_not_allowed, safe_segment
 
 _METHODS = ("GET", "HEAD")
+#: The largest compressed member a Range is honoured in (a seek decompresses
+#: up to this much on the reactor thread).
+MAX_SEEKABLE_COMPRESSED = 16 * 1024 * 1024
+#: A zip local file header: its signature and fixed part (APPNOTE 4.3.7).
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,15 +134,93 @@ class ArchiveMember(StreamedFile):
     def getModificationTime(self) -> float:
         return self._modified
 
+    def _compressed(self) -> bool:
+        return bool(self._info.compress_type != zipfile.ZIP_STORED)
+
+    def _choose_range(self, request: Any, tag: bytes) -> None:
+        super()._choose_range(request, tag)
+        wanted = request.getHeader(b"range")
+        if (
+            wanted is not None
+            and self._compressed()
+            and (self.getsize() > MAX_SEEKABLE_COMPRESSED or b"," in wanted)
+        ):
+            request.requestHeaders.removeHeader(b"range")  # too costly a seek: sent whole
+
     def openForReading(self) -> IO[bytes]:
+        if not self._compressed() and not self._info.flag_bits & 0x1:  # stored, not encrypted
+            return _StoredMember.open(self.path, self._info)
         # The member keeps the archive's file open after the ZipFile closes.
         with zipfile.ZipFile(self.path) as archive:
             return archive.open(self._info)
 
     def makeProducer(self, request: Any, fileForReading: Any) -> Any:
+        if self._compressed() and self.getsize() > MAX_SEEKABLE_COMPRESSED:
+            request.setHeader(b"accept-ranges", b"none")
         # static.File's producers, without sendfile: a member has no file
         # descriptor of its own (it may be compressed).
         return static.File.makeProducer(self, request, fileForReading)
+
+
+class _StoredMember(io.RawIOBase):
+    """A stored (uncompressed) member: a window on the archive file, seekable at no cost."""
+
+    def __init__(self, file: IO[bytes], start: int, size: int) -> None:
+        super().__init__()
+        self._file = file
+        self._start = start
+        self._size = size
+        self._position = 0
+
+    @classmethod
+    def open(cls, path: str, info: zipfile.ZipInfo) -> _StoredMember:
+        """:raises zipfile.BadZipFile: if the member's local header is not where the index says."""
+        file = open(path, "rb")  # noqa: SIM115 - closed with the member
+        try:
+            file.seek(info.header_offset)
+            signature, name_length, extra_length = _LOCAL_HEADER.unpack(
+                file.read(_LOCAL_HEADER.size)
+            )
+            if signature != b"PK\x03\x04":
+                raise zipfile.BadZipFile(f"no local header for member {info.filename!r}")
+        except BaseException:
+            file.close()
+            raise
+        start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        return cls(file, start, info.file_size)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = min(max(0, base + offset), self._size)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._size - self._position
+        count = left if size is None or size < 0 else min(size, left)
+        if count <= 0:
+            return b""
+        self._file.seek(self._start + self._position)
+        data = self._file.read(count)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 @responder(ArchiveFile)

@@ -24,10 +24,12 @@ an ASGI 2 (double-callable) application into an ASGI 3 one.
 from __future__ import annotations
 
 import asyncio
+import io
+import tempfile
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import IO, TYPE_CHECKING, Any, Callable, ClassVar
 
 from asgiref.compatibility import guarantee_single_callable
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -186,10 +188,41 @@ class BodyStream:
         self._ended = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+        #: Where the body goes once the app answers before reading it all
+        #: (:meth:`spill`), with how much was written and read.
+        self._spill: IO[bytes] | None = None
+        self._spilled = 0
+        self._unspilled = 0
+
+    def spill(self) -> None:
+        """
+        The app answers before it read the whole body, and its answer can
+        only be written once the request is routed, when the whole body has
+        arrived: stop holding the client back (or neither side would move
+        again), and keep what the app has not read in a temp file, where it
+        may still read it.
+        """
+        if self._spill is not None or self._ended:
+            return
+        self._spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by release()
+        if self._paused:
+            self._paused = False
+            self._transport.resumeProducing()
 
     def feed(self, data: bytes) -> None:
         """A part of the body arrived."""
         if not data:
+            return
+        if self._spill is not None:
+            try:
+                self._spill.seek(0, io.SEEK_END)
+                self._spill.write(data)
+            except OSError:
+                log.failure("houweb: could not store a request body an ASGI app has not read")
+                self._transport.abortConnection()
+                return
+            self._spilled += len(data)
+            self._wake()
             return
         self._chunks.append(data)
         self._pending += len(data)
@@ -211,21 +244,36 @@ class BodyStream:
         """The request is over: read from the client again (the next request)."""
         self._chunks.clear()
         self._pending = 0
+        if self._spill is not None:
+            self._spill.close()
+            self._spilled = self._unspilled = 0
         if self._paused:
             self._paused = False
             self._transport.resumeProducing()
 
     async def next(self) -> tuple[bytes, bool]:
         """:returns: the next part of the body and whether more follows."""
-        while not self._chunks and not self._ended:
+        while not self._chunks and not self._on_disk() and not self._ended:
             self._waiter = self._loop.create_future()
             await self._waiter
-        chunk = self._chunks.popleft() if self._chunks else b""
-        self._pending -= len(chunk)
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            self._pending -= len(chunk)
+        elif self._on_disk():
+            assert self._spill is not None
+            self._spill.seek(self._unspilled)
+            chunk = self._spill.read(CHUNK)
+            self._unspilled += len(chunk)
+        else:
+            chunk = b""
         if self._paused and self._pending <= MAX_PENDING_BODY // 2:
             self._paused = False
             self._transport.resumeProducing()
-        return chunk, bool(self._chunks) or not self._ended
+        return chunk, bool(self._chunks) or self._on_disk() or not self._ended
+
+    def _on_disk(self) -> int:
+        """:returns: how many spilled bytes the app has not read yet."""
+        return self._spilled - self._unspilled
 
 
 class _HTTPCycle:
@@ -295,6 +343,8 @@ class _HTTPCycle:
                     message = f"the application did not start: {lifespan.failed}"
                     self.answered.callback(errorResponse(self.call.request, message, 503))
                 return
+            if self._gone:
+                return  # the client left while the app started: nobody to answer
             if lifespan.state is not None:
                 self.scope["state"] = dict(lifespan.state)
         try:
@@ -341,15 +391,29 @@ class _HTTPCycle:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
+        if not self._attached.done():
+            spill = getattr(self._body, "spill", None)
+            if spill is not None:
+                spill()  # the answer waits for the whole body: let it arrive
         if not await self._routed() or self._finished:
             return  # the client left (or the answer is done): dropped, as spec 2.3 allows
         if kind == "http.response.start":
             if self._started is not None:
                 raise RuntimeError("http.response.start sent twice")
+            # Checked before anything is set: a bad start still gets a clean 500.
+            status = message["status"]
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                raise TypeError(
+                    f"http.response.start: status must be an int 100-599, not {status!r}"
+                )
+            headers = [
+                (_header_bytes(name), _header_bytes(value))
+                for name, value in message.get("headers", ())
+            ]
             self._started = message
-            self.treq.setResponseCode(int(message["status"]))
-            for name, value in message.get("headers", ()):
-                self.treq.responseHeaders.addRawHeader(bytes(name), bytes(value))
+            self.treq.setResponseCode(status)
+            for name, value in headers:
+                self.treq.responseHeaders.addRawHeader(name, value)
         elif kind == "http.response.body":
             if self._started is None:
                 raise RuntimeError("http.response.body before http.response.start")
@@ -364,6 +428,13 @@ class _HTTPCycle:
                 await self._window.wait()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+
+def _header_bytes(value: object) -> bytes:
+    """:returns: a header name or value of ``http.response.start`` (the spec says bytes)."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"http.response.start: header names and values are bytes, not {value!r}")
+    return bytes(value)
 
 
 class Lifespans:

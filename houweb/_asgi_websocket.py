@@ -40,6 +40,17 @@ class ASGIWebSocket(WebSocket):
         self._decision: asyncio.Future[str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._accepted = False
+        #: The ``websocket.disconnect`` the app got: every later ``receive()`` returns it.
+        self._gone: Message | None = None
+
+    async def _receive(self) -> Message:
+        """The app's ``receive()``: after the disconnect, the disconnect again (never a hang)."""
+        if self._gone is not None:
+            return self._gone
+        message = await self._incoming.get()
+        if message["type"] == "websocket.disconnect":
+            self._gone = message
+        return message
 
     async def connect(self, request: Request) -> None:
         """The app decides: ``websocket.accept`` accepts, ``websocket.close`` refuses (403)."""
@@ -71,7 +82,7 @@ class ASGIWebSocket(WebSocket):
 
     async def _run(self) -> None:
         try:
-            await self.app(self.scope, self._incoming.get, self._send)
+            await self.app(self.scope, self._receive, self._send)
         except Exception:  # noqa: BLE001 - logged; the connection is closed with 1011
             log.failure("houweb: {what} raised an exception (websocket)", what=self.what)
             if self._accepted:

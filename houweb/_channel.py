@@ -230,7 +230,7 @@ class HouwebChannel(http.HTTPChannel):
             if self.length or request.requestHeaders.hasHeader(b"transfer-encoding"):
                 # A body is coming: its target may take it as it arrives (an ASGI app).
                 request.houweb_streamer = self.site.houweb_body_streamer(
-                    getattr(self, "_path", None) or b"/", self.houweb_local, request
+                    self._command, getattr(self, "_path", None) or b"/", self.houweb_local, request
                 )
             if request.houweb_streamer is not None:
                 pass  # the target reads the raw body itself

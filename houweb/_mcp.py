@@ -12,7 +12,8 @@ schema), ``tools/call`` through the same dispatch as ``/api``
 (:func:`houweb._api.call_function`: pool or reactor, ``arg_types``, result
 encoding; an :class:`~houweb.APIError` or bad arguments become a tool error).
 
-The app is mounted with houweb's ASGI support on every port, so the
+The app is mounted with houweb's ASGI support on every port of the server
+(one of its own paths, as the status page's), so the
 header-time guard (Host allow-list, Origin check, token) runs before the
 SDK sees a request, and a port lists only the functions it serves. The
 SDK's own DNS-rebinding check is left off: houweb's guard is that check,
@@ -35,7 +36,6 @@ from ._api import call_function, visible_function
 from ._asgi import ASGITarget
 from ._coroutines import event_loop
 from ._describe import Description, describe
-from ._registry import ALL_PORTS, PREFIX
 from ._site import Call
 
 if TYPE_CHECKING:
@@ -59,9 +59,9 @@ class MCPTools:
         self._stop: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         server.context.extensions["mcp"] = self
-        target = ASGITarget(mcp_app, MCP_PATH)
-        if target not in server.registry.targets():  # an earlier server mounted it
-            server.registry.add_path(PREFIX, MCP_PATH, [ALL_PORTS], target)
+        # This server's own path, not the (shared) registry's: another server
+        # made from the same registry later, without mcp=True, has no /mcp.
+        server.context.own_targets[MCP_PATH] = ASGITarget(mcp_app, MCP_PATH)
 
     def start(self) -> None:
         loop = event_loop(self._reactor)

@@ -8,6 +8,7 @@ through this class.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import threading
 from typing import Any
@@ -172,11 +173,29 @@ class Server:
         remove_stale_uploads()  # a process killed mid-upload left them
         self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
         self.pool.start()
-        for extension in self.extensions:
-            extension.start()
+        self._start_extensions()
         for description, port in zip(self._descriptions, self.listening):
             log.info("houweb: listening on {url}", url=url_of(description, port))
         self._warn_about_registrations()
+
+    def _start_extensions(self) -> None:
+        """
+        Start what modules added (ASGI lifespans, the MCP session manager):
+        they live on the reactor's asyncio loop. ``run()`` in the foreground
+        starts the server before the reactor runs: they then start on the
+        loop's first turn, before any request is read (a connection is only
+        accepted in that turn, its bytes are read in a later one).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # callWhenRunning fires before the loop runs: callLater puts it on the loop.
+            self.reactor.callWhenRunning(self.reactor.callLater, 0, self._start_extensions)
+            return
+        if self._requested.fired:
+            return  # shut down (a signal) before the loop ran: nothing to start, or stop
+        for extension in self.extensions:
+            extension.start()
 
     def _listen_numbers(self) -> frozenset[int]:
         """:returns: the numbers the ``listen`` endpoints (listed last) were bound to."""
@@ -185,6 +204,14 @@ class Server:
         return frozenset(port.getHost().port for port in listen_ports)
 
     def _warn_about_registrations(self) -> None:
+        guard = self.context.guard
+        if guard.policy.any_origin and guard.token is None:
+            log.warn(
+                "houweb: the CORS whitelist has '*' and there is no token: any web page "
+                "a browser shows may change state here (POST to handlers, call API "
+                "functions{mcp}, open WebSockets); set a token or name the origins",
+                mcp=" and MCP tools" if self.config.mcp else "",
+            )
         if self.registry.is_empty():
             log.warn("houweb: nothing is registered; every request will get 404")
         for overlap in self.registry.main_port_overlaps(self.context.main_port):

@@ -28,6 +28,7 @@ from ._auth import CHALLENGE, MESSAGE
 from ._channel import HouwebChannel, HouwebRequest
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, as_response, describe, failure_response
+from ._forms import parse_form
 from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
 from ._registry import EXACT, Match, Registry, URLHandlerTarget, is_api_path
@@ -136,6 +137,34 @@ def lifecycle(factory: Callable[[Any], Extension]) -> Callable[[Any], Extension]
     return factory
 
 
+#: The methods of the requests the router may answer before routing: the
+#: request filters (a CORS preflight, the metrics, the status page) answer
+#: only these, and ``OPTIONS`` without the token is refused there. A request
+#: filter that answers another method must be added here, or the body of such
+#: a request would reach its target before the filter saw it (see
+#: :meth:`HouwebSite.houweb_body_streamer`).
+ANSWERED_BEFORE_ROUTING = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
+def _check_query(target: bytes) -> None:
+    """:raises BadRequest: for a query the router would answer 400 to (see ``snapshot``)."""
+    query = target.partition(b"?")[2]
+    if query:
+        try:
+            parse_form(query.decode("latin-1"))
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("invalid query") from None
+
+
+def _klein_takes_host(treq: Any) -> bool:
+    """:returns: whether Klein can bind to the request's Host (see ``_Guard.render``)."""
+    try:
+        treq.getRequestHostname().decode("utf-8").encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 Responder = Callable[[Call], Answer]
 _RESPONDERS: dict[type, Responder] = {}
 #: What takes a request's body as it arrives, by target type: called with
@@ -196,6 +225,8 @@ class _Router:
         except BadRequest as exc:
             request = snapshot(treq, path, parse=False)
             return self.send(treq, request, exc.response(request))
+        # What answers here, before routing, houweb_body_streamer must leave
+        # alone too (it may start an ASGI app before this runs).
         for request_filter in self.context.request_filters:
             early = request_filter(request)
             if early is not None:
@@ -364,20 +395,32 @@ class HouwebSite(server.Site):
         match = self.houweb.registry.match(path, getattr(local, "port", 0), self.houweb.main_port)
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
-    def houweb_body_streamer(self, target: bytes, local: Any, treq: Any) -> Any:
+    def houweb_body_streamer(self, method: bytes, target: bytes, local: Any, treq: Any) -> Any:
         """
+        :param method: the request's method, as sent.
         :param target: the request target as sent (origin form).
         :param local: the local address the request arrived on.
         :returns: the sink of a body its target takes as it arrives (see
             :func:`body_streamer`), or ``None`` to receive it whole first.
+
+        The target starts before the router has seen the request, so only a
+        request that nothing but its target can answer is streamed: one the
+        router answers itself (:data:`ANSWERED_BEFORE_ROUTING` methods: CORS
+        preflights, token-less ``OPTIONS``, the metrics and status pages), a
+        path houweb owns, a query or Host the router refuses with 400 all
+        wait for the router, which then hands the stored body to the target
+        if it is routed there after all.
         """
-        if not _STREAMERS:
-            return None  # no such target can be registered: no route lookup
+        if not _STREAMERS or method in ANSWERED_BEFORE_ROUTING:
+            return None  # no route lookup when no such target can be registered
         try:
             path = decode_path(target)
+            _check_query(target)
         except BadRequest:
             return None
         context = self.houweb
+        if path in context.own_targets or not _klein_takes_host(treq):
+            return None
         port = getattr(local, "port", 0)
         match = context.registry.match(path, port, context.main_port, context.main_aliases)
         start = _STREAMERS.get(type(match.target)) if match is not None else None

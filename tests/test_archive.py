@@ -140,3 +140,37 @@ def test_registerArchiveFile_refuses_what_is_not_a_zip(registry, tmp_path):
     for path in (tmp_path / "missing.zip", tmp_path / "plain.txt", tmp_path):
         with pytest.raises(houweb.OperationFailed, match="is not a zip archive"):
             houweb.registerArchiveFile(str(path), "/site")
+
+
+@pytest_twisted.ensureDeferred
+async def test_ranges_that_would_decompress_a_lot_on_the_reactor_are_ignored(
+    serve, client, tmp_path
+):
+    # Seeking in a compressed member decompresses everything before the
+    # offset, on the reactor thread, and from the start again for each range
+    # before the last: 16 alternating ranges in a 1 GiB member of zeros
+    # (4.6 MB zipped) held every other request for seconds. A compressed
+    # member now honours one range, and only if it is small; stored members
+    # are slices of the archive, where a seek costs nothing.
+    from houweb._archive import MAX_SEEKABLE_COMPRESSED
+
+    path = tmp_path / "bomb.zip"
+    big = MAX_SEEKABLE_COMPRESSED + 1
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("zeros.bin", bytes(big))
+        zf.writestr("small.css", CSS)
+        zf.writestr("data.bin", DATA, compress_type=zipfile.ZIP_STORED)
+    houweb.registerArchiveFile(str(path), "/z")
+    port = (await serve()).port_numbers()[0]
+    whole = await client.get(port, "/z/zeros.bin", headers={"Range": f"bytes={big - 10}-"})
+    assert whole.status == 200 and len(whole.body) == big
+    assert whole.header("Accept-Ranges") == "none"
+    several = await client.get(port, "/z/small.css", headers={"Range": "bytes=900-909,0-9"})
+    assert several.status == 200 and several.body == CSS
+    one = await client.get(port, "/z/small.css", headers={"Range": "bytes=900-909"})
+    assert one.status == 206 and one.body == CSS[900:910]
+    stored = await client.get(port, "/z/data.bin", headers={"Range": "bytes=-5,100-104,0-4"})
+    assert stored.status == 206
+    for part in (DATA[-5:], DATA[100:105], DATA[:5]):
+        assert part in stored.body
+    assert (await client.get(port, "/z/data.bin")).body == DATA

@@ -12,7 +12,7 @@ import pytest_twisted
 
 import houweb
 
-from .support import connect_raw, sleep, ws_connect
+from .support import connect_raw, raw_request, sleep, ws_connect
 from .test_dispatch import until
 
 
@@ -291,6 +291,128 @@ async def test_a_failed_lifespan_startup_answers_503(serve, client):
     assert reply.status == 503 and "no database" in reply.text
 
 
+@pytest.mark.parametrize("body", [b"", b"hi"])  # routed at once, or streamed in
+@pytest_twisted.ensureDeferred
+async def test_a_request_whose_client_left_during_a_slow_startup_never_runs(serve, body):
+    started = asyncio.Event()
+    calls: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            await started.wait()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        calls.append(scope["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    houweb.registerASGIApp(app, "/slow")
+    server = await serve()
+    port = server.port_numbers()[0]
+    connection = await connect_raw(port)
+    method = b"POST" if body else b"GET"
+    connection.transport.write(
+        method
+        + b" /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    # The request arrived whole (and waits for the startup).
+    await until(
+        lambda: any(
+            treq.method == method
+            for channel in server.site.houweb_connections
+            for treq in channel.requests
+        )
+    )
+    connection.transport.abortConnection()
+    await until(lambda: not server.site.houweb_connections)
+    started.set()  # the first request would run now; the second one follows it
+    reply = await raw_request(
+        port, b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert b"late" in reply
+    assert calls == ["http"]  # the second request only
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        {"status": "200", "headers": []},
+        {"status": 200, "headers": [("content-type", "text/plain")]},  # str, not bytes
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_bad_response_start_gets_a_500_not_a_cut_connection(serve, start):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    houweb.registerASGIApp(app, "/bad")
+    port = (await serve()).port_numbers()[0]
+    reply = await raw_request(
+        port, b"GET /bad HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert reply.startswith(b"HTTP/1.1 500 ") and b"never" not in reply
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_that_answers_before_reading_a_large_body_is_not_stuck(serve, client):
+    # The answer is written once the request is routed, when the whole body
+    # arrived; the app not reading held the client back past 1 MiB: neither
+    # moved until request_timeout (408). An early 401 and an echo both hung.
+    async def refuse(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    async def echo(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        more = True
+        while more:
+            message = await receive()
+            more = message["more_body"]
+            await send({"type": "http.response.body", "body": message["body"], "more_body": more})
+
+    houweb.registerASGIApp(refuse, "/refuse")
+    houweb.registerASGIApp(echo, "/echo")
+    port = (await serve(request_timeout=30)).port_numbers()[0]
+    body = bytes(range(256)) * (5 * 4096)  # 5 MiB
+    refused = await client.post(port, "/refuse", data=body)
+    assert (refused.status, refused.body) == (401, b"no")
+    echoed = await client.post(port, "/echo", data=body)
+    assert echoed.status == 200 and echoed.body == body
+
+
+@pytest_twisted.ensureDeferred
+async def test_receive_after_a_websocket_disconnect_returns_it_again(serve):
+    # The second receive() waited for ever on an empty queue: the app's task
+    # never ended (one leaked per connection of such an app).
+    seen: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        seen.append((await receive())["type"])
+        seen.append((await receive())["type"])
+
+    houweb.registerASGIApp(app, "/ws")
+    port = (await serve()).port_numbers()[0]
+    ws = await ws_connect(port, "/ws")
+    ws.sendClose(1000)
+    await until(lambda: len(seen) == 2)
+    assert seen == ["websocket.disconnect", "websocket.disconnect"]
+
+
 # the header-time guard
 
 
@@ -317,6 +439,67 @@ async def test_a_mount_is_behind_the_token_host_and_origin_checks(serve, client)
     assert calls == []  # none of them reached the app
     assert (await client.get(port, "/app/x", headers=good)).text == "in"
     assert calls == ["GET"]
+
+
+def recording_app(calls: list[Any]) -> Any:
+    """An ASGI app that notes each request it sees and answers with its body."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        calls.append((scope["method"], scope["path"]))
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"in:" + body})
+
+    return app
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tokenless_preflight_with_a_body_never_reaches_the_app(serve):
+    # The guard lets a whitelisted origin's preflight in without the token
+    # because the CORS filter answers it before routing; a body must not
+    # start the app before that filter ran.
+    calls: list[Any] = []
+    houweb.registerASGIApp(recording_app(calls), "/app")
+    houweb.setCORSWhitelist(["http://good.example"])
+    port = (await serve(token="s3cret")).port_numbers()[0]
+    reply = await raw_request(
+        port,
+        b"OPTIONS /app/x HTTP/1.1\r\nHost: localhost\r\nOrigin: http://good.example\r\n"
+        b"Access-Control-Request-Method: POST\r\nContent-Length: 5\r\n"
+        b"Connection: close\r\n\r\nhello",
+    )
+    assert reply.startswith(b"HTTP/1.1 200") and b"Access-Control-Allow-Methods" in reply
+    assert calls == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_reaches_the_app_only_for_requests_the_router_gives_it(serve, client):
+    calls: list[Any] = []
+    houweb.registerASGIApp(recording_app(calls))  # "/": everything
+    port = (await serve(metrics=True)).port_numbers()[0]
+
+    def sent(head: bytes) -> Any:
+        return raw_request(port, head + b"\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+
+    metrics = await sent(b"GET /metrics HTTP/1.1\r\nHost: localhost")
+    assert metrics.startswith(b"HTTP/1.1 200") and b"houweb_requests_total" in metrics
+    bad_query = await sent(b"POST /x?a=%ff HTTP/1.1\r\nHost: localhost")
+    assert bad_query.startswith(b"HTTP/1.1 400")
+    bad_host = await sent(b"POST /x HTTP/1.1\r\nHost: a..localhost")
+    assert bad_host.startswith(b"HTTP/1.1 400")
+    assert calls == []  # the router answered all three: the app saw none
+    # A GET with a body, not streamed, still gets its body once routed.
+    assert b"in:hello" in await sent(b"GET /x HTTP/1.1\r\nHost: localhost")
+    assert calls == [("GET", "/x")]
 
 
 # real frameworks, mounted beside houweb handlers

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from twisted.internet.threads import deferToThread
 
 import houweb
 
-from .support import skip_unless_ci
+from .support import ServerProcess, get, skip_unless_ci
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -179,3 +180,67 @@ def test_mcp_must_be_a_bool():
 
     with pytest.raises(TypeError, match="mcp must be True or False"):
         ServerConfig.from_arguments(mcp="yes")
+
+
+def test_an_asgi_app_and_mcp_serve_under_run_in_the_foreground():
+    # run(in_background=False) starts the server before the reactor's loop
+    # runs: the lifespans and the MCP session manager used to fail to start
+    # there ("houweb runs async handlers on the reactor thread..."), so a
+    # plain script with registerASGIApp or mcp=True could not run at all.
+    child = ServerProcess(str(HERE / "apps" / "asgi_foreground_app.py"))
+    try:
+        port = child.port()  # printed from the app's lifespan startup
+        assert get(f"http://127.0.0.1:{port}/app/x") == (200, b"asgi ok")
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/mcp",
+            data=json.dumps(initialize).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200 and reply.headers["mcp-session-id"]
+            assert b'"serverInfo"' in reply.read()
+        assert get(f"http://127.0.0.1:{port}/stop")[0] == 200
+        assert "RETURNED" in child.output()
+    finally:
+        child.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_without_mcp_after_one_with_it_has_no_mcp(serve, client):
+    # /mcp was added to the shared registry: a later server without mcp=True
+    # routed /mcp to the MCP app, which found no tools there (500, logged).
+    calls: list[str] = []
+    register_functions(calls)
+    await serve(mcp=True, token=TOKEN)
+    off = (await serve(token=TOKEN)).port_numbers()[0]
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {TOKEN}"}
+    assert (await client.post(off, "/mcp", json=listing, headers=headers)).status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wildcard_cors_whitelist_without_a_token_is_warned_about(serve, logged):
+    # setCORSWhitelist(["*"]) (common in Houdini code) also trusts every
+    # origin to change state: without a token any page may call every tool.
+    register_functions([])
+    houweb.setCORSWhitelist(["*"])
+    await serve(mcp=True)
+    warnings = [
+        e["log_format"].format(**e) for e in logged if "CORS whitelist" in e.get("log_format", "")
+    ]
+    assert len(warnings) == 1 and "MCP tools" in warnings[0] and "set a token" in warnings[0]
+    await serve(mcp=True, token=TOKEN)
+    assert len([e for e in logged if "CORS whitelist" in e.get("log_format", "")]) == 1
