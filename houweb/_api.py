@@ -21,13 +21,12 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from . import _describe, _registry
-from ._api_views import answer_api_view  # noqa: F401 - the responder of /api/docs and co.
 from ._api_wire import CallError, ResultError, encode_result, parse_call
 from ._dispatch import describe, format_traceback, is_async, let_go_of_locals
-from ._registry import APIEndpoint, Ports, normalize_ports
+from ._registry import Ports, normalize_ports
 from ._request import Request
 from ._response import Response, json_error
-from ._site import Call, responder
+from ._site import Call
 
 log = Logger(namespace="houweb")
 
@@ -164,7 +163,6 @@ def apiFunction(
     return register
 
 
-@responder(APIEndpoint)
 def answer_api(call: Call) -> Response | Deferred[Response]:
     """
     Answer one ``/api`` request. Everything that grows with the payload runs

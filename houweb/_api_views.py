@@ -37,7 +37,7 @@ from ._describe import Description, described
 from ._openapi import DIALECTS, openapi_document
 from ._registry import APIViewEndpoint
 from ._response import Response, errorResponse, notFoundResponse
-from ._site import Call, responder
+from ._site import Call
 from ._typescript import declarations
 
 #: Where the package's web files are (package data).
@@ -46,8 +46,7 @@ _WEB = "_web"
 _FUNCTIONS_PLACEHOLDER = "/*HOUWEB_FUNCTIONS*/[]"
 
 
-@responder(APIViewEndpoint)
-def answer_api_view(call: Call) -> Response | Deferred[Response]:
+def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[Response]:
     """Answer ``GET /api/openapi.json``, ``/api/client.js``, ``/api/client.d.ts`` or ``/api/docs``."""
     request = call.request
     if not call.context.settings.api_docs:
@@ -56,7 +55,7 @@ def answer_api_view(call: Call) -> Response | Deferred[Response]:
         response = errorResponse(request, f"{request.path()} answers GET only", 405)
         response.setHeader("Allow", "GET, HEAD")
         return response
-    view = call.match.target.view  # type: ignore[attr-defined]
+    view = target.view
     if view == "docs":
         page, policy = _explorer()
         response = Response(page, 200, "text/html; charset=utf-8")

@@ -40,8 +40,9 @@ from . import _registry
 from ._errors import OperationFailed
 from ._render import StreamedFile
 from ._response import Response, guess_content_type, notFoundResponse
-from ._site import Call, responder
+from ._site import Call
 from ._static import PathLike, below, method_not_allowed, safe_segment
+from ._target import Answer
 
 _METHODS = ("GET", "HEAD")
 #: The largest compressed member a Range is honoured in (a seek decompresses
@@ -90,6 +91,10 @@ class ArchiveFile:
                     names = {}
                 self._index.update(stamp=(mtime_ns, size), names=names)
             return self._index["names"]  # type: ignore[no-any-return]
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_archive`."""
+        return _answer_archive(call, self)
 
 
 def registerArchiveFile(archive_file: PathLike, url_prefix: str, port: int | str = -1) -> None:
@@ -223,12 +228,10 @@ class _StoredMember(io.RawIOBase):
         super().close()
 
 
-@responder(ArchiveFile)
-def _answer_archive(call: Call) -> Response | Deferred[Response]:
+def _answer_archive(call: Call, target: ArchiveFile) -> Response | Deferred[Response]:
     request = call.request
     if request.method() not in _METHODS:
         return method_not_allowed(request)
-    target: ArchiveFile = call.match.target  # type: ignore[assignment]
     relative = below(request.path(), call.match.path)
     found = target.member(relative)
     if found is None:

@@ -42,7 +42,8 @@ from ._coroutines import event_loop
 from ._dispatch import describe
 from ._registry import PREFIX, Ports, check_handler_path
 from ._response import Response, errorResponse
-from ._site import Call, body_streamer, lifecycle, responder
+from ._site import Call, body_streamer, lifecycle
+from ._target import Answer
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -74,6 +75,10 @@ class ASGITarget:
     #: The app reads the body itself: houweb stores a form as sent instead of
     #: parsing it into fields and files.
     wants_raw_body: ClassVar[bool] = True
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_asgi`."""
+        return _answer_asgi(call, self)
 
 
 def registerASGIApp(application: Any, path: str | None = None, ports: Ports = []) -> None:
@@ -598,9 +603,7 @@ def _headers(treq: Any) -> list[tuple[bytes, bytes]]:
     ]
 
 
-@responder(ASGITarget)
-def _answer_asgi(call: Call) -> Response | Deferred[Response]:
-    target: ASGITarget = call.match.target  # type: ignore[assignment]
+def _answer_asgi(call: Call, target: ASGITarget) -> Response | Deferred[Response]:
     early: _HTTPCycle | None = getattr(call.treq, "houweb_asgi_cycle", None)
     if early is not None:
         return early.attach(call)  # started when its body began to arrive

@@ -25,7 +25,8 @@ from ._dispatch import as_response, describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._request import Request, with_sender
 from ._response import Response, errorResponse
-from ._site import Call, responder
+from ._site import Call
+from ._target import Answer
 
 log = Logger(namespace="houweb")
 
@@ -107,6 +108,10 @@ class HandlerTarget:
 
     handler: URLHandler
 
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_handler`."""
+        return _answer_handler(call, self)
+
 
 def _method_not_allowed(request: Request, handler: URLHandler) -> Response:
     response = errorResponse(request, f"method {request.method()} not allowed", 405)
@@ -114,9 +119,8 @@ def _method_not_allowed(request: Request, handler: URLHandler) -> Response:
     return response
 
 
-@responder(HandlerTarget)
-def _answer_handler(call: Call) -> Response | Deferred[Response]:
-    handler: URLHandler = call.match.target.handler  # type: ignore[attr-defined]
+def _answer_handler(call: Call, target: HandlerTarget) -> Response | Deferred[Response]:
+    handler: URLHandler = target.handler
     if not handler.allows(call.request.method()):
         return _method_not_allowed(call.request, handler)
     if isinstance(handler, AsyncURLHandler):

@@ -16,7 +16,8 @@ from . import _registry
 from ._dispatch import as_response, describe
 from ._request import Request
 from ._response import Response, errorResponse
-from ._site import Call, responder
+from ._site import Call
+from ._target import Answer
 
 Provider = Callable[[Request, str], Any]
 
@@ -28,6 +29,10 @@ class OpdefPath:
     """A prefix registered with :func:`registerOpdefPath`."""
 
     provider: Provider | None
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_opdef`."""
+        return _answer_opdef(call, self)
 
 
 def registerOpdefPath(prefix: str = "/opdef", *, provider: Provider | None = None) -> None:
@@ -45,9 +50,8 @@ def registerOpdefPath(prefix: str = "/opdef", *, provider: Provider | None = Non
     _registry.REGISTRY.add_path(_registry.PREFIX, prefix, [-1], OpdefPath(provider))
 
 
-@responder(OpdefPath)
-def _answer_opdef(call: Call) -> Response | Deferred[Response]:
-    provider = call.match.target.provider  # type: ignore[attr-defined]
+def _answer_opdef(call: Call, target: OpdefPath) -> Response | Deferred[Response]:
+    provider = target.provider
     request = call.request
     if provider is None:
         return errorResponse(request, NOT_IN_HOUDINI, 501)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from twisted.logger import Logger
+
+if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
+    from ._site import Call
+    from ._target import Answer, Target
 
 log = Logger(namespace="houweb")
 
@@ -137,7 +141,7 @@ def _ancestors(path: str) -> Iterable[str]:
 class Match:
     """The registration chosen for a request: its target and registered path."""
 
-    target: object
+    target: Target
     path: str
     kind: str
 
@@ -146,12 +150,24 @@ class Match:
 class APIEndpoint:
     """The ``/api`` endpoint, on every port of every registry."""
 
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`houweb._api.answer_api`."""
+        from ._api import answer_api  # imported on first use: _api imports this module
+
+        return answer_api(call)
+
 
 @dataclass(frozen=True)
 class APIViewEndpoint:
     """One of :data:`API_VIEW_PATHS`: ``view`` names which."""
 
     view: str
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`houweb._api_views.answer_api_view`."""
+        from ._api_views import answer_api_view  # imported on first use: it imports this module
+
+        return answer_api_view(call, self)
 
 
 class Registry:
@@ -366,6 +382,12 @@ class URLHandlerTarget:
     """A function registered with :func:`urlHandler`."""
 
     handler: Callable[..., Any]
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`houweb._site.answer_url_handler`."""
+        from ._site import answer_url_handler  # imported on first use: _site imports this module
+
+        return answer_url_handler(call, self)
 
 
 def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable[[F], F]:

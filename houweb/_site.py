@@ -1,18 +1,20 @@
 """
 The site: the Klein application every listening port serves. It turns each
 twisted.web request into a :class:`houweb.Request`, picks the target in the
-registry, has the target's responder answer, and writes the Response.
+registry, has the target answer (:meth:`houweb._target.Target.answer`, the
+way twisted.web renders a resource), and writes the Response.
 
-Targets are plain data in the registry; the code that answers for a kind of
-target is a *responder*, registered here with :func:`responder` by the module
-that owns that kind (URL handlers below, API functions in ``_api``, ...).
+Each kind of target answers for itself: its class, in the module that owns
+that kind (URL handlers in ``_registry`` answered below, API functions in
+``_api``, ...), carries the code, so routing depends on no module having
+been imported first.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypeVar, Union
+from typing import Any, Callable, Protocol, TypeVar
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -37,6 +39,7 @@ from ._request import Request
 from ._response import Response, errorResponse, json_error, notFoundResponse
 from ._settings import Settings
 from ._snapshot import BadRequest, decode_path, snapshot
+from ._target import Target
 from ._uploads import MemoryBudget
 
 log = Logger(namespace="houweb")
@@ -47,7 +50,6 @@ BAD_HOST_NAME = "Invalid Host header: not a valid host name"
 #: of its answer was sent (nginx's 499 "client closed request").
 CLIENT_CLOSED_REQUEST = 499
 
-Answer = Union[Response, Deferred[Response]]
 T = TypeVar("T")
 
 
@@ -75,7 +77,7 @@ class ServerContext:
     form_memory: MemoryBudget = field(default_factory=MemoryBudget)
     #: Paths houweb itself answers on this server alone, before the
     #: registry (the status page's WebSocket): path -> target.
-    own_targets: dict[str, object] = field(default_factory=dict)
+    own_targets: dict[str, Target] = field(default_factory=dict)
     #: What a request's headers must pass before its body is read (Host
     #: allow-list, Origin check, token).
     guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
@@ -85,7 +87,7 @@ class ServerContext:
 
 @dataclass
 class Call:
-    """One request on its way to a target: what a responder works with."""
+    """One request on its way to a target: what its ``answer`` works with."""
 
     context: ServerContext
     treq: Any
@@ -130,8 +132,7 @@ def lifecycle(factory: Callable[[Any], Extension]) -> Callable[[Any], Extension]
     Register ``factory``, called with each server made from now on; its
     :class:`Extension` is started once the server listens and stopped (for
     at most ``shutdown_grace`` seconds) after its requests are done. A module
-    that owns a kind of target registers one when imported, as it does its
-    responder.
+    that owns a kind of target registers one when imported.
     """
     EXTENSIONS.append(factory)
     return factory
@@ -165,8 +166,6 @@ def _klein_takes_host(treq: Any) -> bool:
     return True
 
 
-Responder = Callable[[Call], Answer]
-_RESPONDERS: dict[type, Responder] = {}
 #: What takes a request's body as it arrives, by target type: called with
 #: the server's context, the twisted.web request, the match and the decoded
 #: path once the headers passed the guard; returns the body's sink.
@@ -188,19 +187,9 @@ def body_streamer(target_type: type) -> Callable[[BodyStreamer], BodyStreamer]:
     return register
 
 
-def responder(target_type: type) -> Callable[[Responder], Responder]:
-    """Register the function that answers requests routed to ``target_type``."""
-
-    def register(function: Responder) -> Responder:
-        _RESPONDERS[target_type] = function
-        return function
-
-    return register
-
-
-@responder(URLHandlerTarget)
-def _answer_url_handler(call: Call) -> Deferred[Response]:
-    handler = call.match.target.handler  # type: ignore[attr-defined]
+def answer_url_handler(call: Call, target: URLHandlerTarget) -> Deferred[Response]:
+    """Answer a request routed to a :func:`houweb.urlHandler`: call it in the pool (or on the reactor)."""
+    handler = target.handler
     what = f"URL handler {describe(handler)}"
     d = call.run(handler, call.request, shown_as=what)
     d.addCallback(as_response)
@@ -249,11 +238,10 @@ class _Router:
             match = self.context.registry.match(
                 path, request.port(), self.context.main_port, self.context.main_aliases
             )
-        answer_for = _RESPONDERS.get(type(match.target)) if match is not None else None
-        if match is None or answer_for is None:
+        if match is None:
             return self.send(treq, request, notFoundResponse(request))
         treq.houweb_target_type = type(match.target)  # for the metrics
-        answer = maybeDeferred(answer_for, Call(self.context, treq, request, match))
+        answer = maybeDeferred(match.target.answer, Call(self.context, treq, request, match))
         return self._deliver_later(treq, request, answer)
 
     def send(self, treq: Any, request: Request, response: Response) -> Deferred[None] | None:

@@ -19,7 +19,8 @@ from . import _registry
 from ._errors import OperationFailed
 from ._request import Request
 from ._response import Response, errorResponse, guess_content_type, notFoundResponse
-from ._site import Call, responder
+from ._site import Call
+from ._target import Answer
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -33,6 +34,10 @@ class StaticDirectory:
 
     #: Absolute, with symlinks resolved: what every served file must be inside.
     root: str
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_static`."""
+        return _answer_static(call, self)
 
 
 def registerStaticFilesDirectory(
@@ -95,13 +100,11 @@ def method_not_allowed(request: Request) -> Response:
     return response
 
 
-@responder(StaticDirectory)
-def _answer_static(call: Call) -> Response:
+def _answer_static(call: Call, target: StaticDirectory) -> Response:
     """Answer from disk, on the reactor thread: the file, 404 or 405."""
     request = call.request
     if request.method() not in _METHODS:
         return method_not_allowed(request)
-    target: StaticDirectory = call.match.target  # type: ignore[assignment]
     relative = below(request.path(), call.match.path)
     path = resolve(target.root, relative)
     if path is None:

@@ -40,7 +40,8 @@ from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._render import SERVER
 from ._request import Request
 from ._response import Response, errorResponse
-from ._site import Call, responder
+from ._site import Call
+from ._target import Answer
 
 log = Logger(namespace="houweb")
 
@@ -220,6 +221,10 @@ class WebSocketTarget:
 
     endpoint: type[WebSocket]
 
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_websocket`."""
+        return _answer_websocket(call, self)
+
 
 def webSocket(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable[[W], W]:
     """
@@ -251,13 +256,12 @@ def is_upgrade(request: Request) -> bool:
     return "websocket" in (token.strip() for token in tokens)
 
 
-@responder(WebSocketTarget)
-def _answer_websocket(call: Call) -> Response | Deferred[Response]:
+def _answer_websocket(call: Call, target: WebSocketTarget) -> Response | Deferred[Response]:
     if not is_upgrade(call.request):
         response = errorResponse(call.request, "this URL takes WebSocket connections only", 426)
         response.setHeader("Upgrade", "websocket")
         return response
-    endpoint: type[WebSocket] = call.match.target.endpoint  # type: ignore[attr-defined]
+    endpoint: type[WebSocket] = target.endpoint
     return open_websocket(call, endpoint())
 
 

@@ -15,7 +15,8 @@ from twisted.web.wsgi import WSGIResource
 from . import _registry
 from ._registry import PREFIX, Ports, check_handler_path
 from ._response import Response
-from ._site import Call, responder
+from ._site import Call
+from ._target import Answer
 
 WSGIApplication = Callable[..., Any]
 
@@ -29,6 +30,10 @@ class WSGITarget:
     #: The app reads the body itself (``wsgi.input``): houweb stores a
     #: multipart body as sent instead of parsing it into fields and files.
     wants_raw_body: ClassVar[bool] = True
+
+    def answer(self, call: Call) -> Answer:
+        """Answer ``call``, routed here: see :func:`_answer_wsgi`."""
+        return _answer_wsgi(call, self)
 
 
 def registerWSGIApp(application: WSGIApplication, path: str, ports: Ports = []) -> None:
@@ -45,9 +50,7 @@ def registerWSGIApp(application: WSGIApplication, path: str, ports: Ports = []) 
     _registry.REGISTRY.add_path(PREFIX, path, ports, WSGITarget(application, norm))
 
 
-@responder(WSGITarget)
-def _answer_wsgi(call: Call) -> Response | Deferred[Response]:
-    target: WSGITarget = call.match.target  # type: ignore[assignment]
+def _answer_wsgi(call: Call, target: WSGITarget) -> Response | Deferred[Response]:
     treq = call.treq
     mounted = len([s for s in target.path.split("/") if s])
     segments = [unquote_to_bytes(s) for s in treq.path[1:].split(b"/")]
