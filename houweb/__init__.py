@@ -69,9 +69,9 @@ __all__ = [
 
 #: Public names imported on first use (PEP 562), with their modules: a server
 #: that uses none of them does not pay for loading them (autobahn for
-#: WebSockets, twisted.web.wsgi) at start-up. Each module registers its
-#: responder with the site when imported, before anything of it can be
-#: registered, so nothing else needs them.
+#: WebSockets, twisted.web.wsgi) at start-up. Registration does not need
+#: them: each kind of target answers for itself (``Target.answer``), so the
+#: site routes to it whatever was imported; they are kept for cold start.
 _ON_FIRST_USE = {
     "AsyncURLHandler": "._handlers",
     "URLHandler": "._handlers",

@@ -1,6 +1,7 @@
 """
 API functions: :func:`apiFunction` registers Python functions that clients
-call through ``POST /api``, and the responder here answers those calls.
+call through ``POST /api``, and :func:`answer_api` answers those calls
+(for :class:`~houweb._registry.APIEndpoint`, which answers for itself).
 
 How a call is spelled on the wire and how results are encoded lives in
 ``_api_wire``; this module binds arguments, runs the function (in the pool,

@@ -559,7 +559,7 @@ def _lifespans(call: Call) -> Lifespans | None:
 def _stream_body(context: Any, treq: Any, match: Any, path: str) -> BodyStream:
     """
     A request with a body for an app: start the app now, the body streaming
-    to it as it arrives; the responder attaches the request once routed.
+    to it as it arrives; :meth:`ASGITarget.answer` attaches the request once routed.
     """
     target: ASGITarget = match.target
     channel = treq.channel

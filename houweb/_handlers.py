@@ -4,7 +4,7 @@ the thread pool like a ``urlHandler`` function, and :class:`AsyncURLHandler`,
 whose ``async def handle`` runs on the reactor and answers with
 ``request.send(response)`` when it is ready.
 
-Creating an instance registers it; the responders below answer the requests
+Creating an instance registers it; its :class:`HandlerTarget` answers the requests
 routed to it.
 """
 

@@ -1,6 +1,7 @@
 """
 Static directories: :func:`registerStaticFilesDirectory` registers one, and
-the responder here answers requests under its URL prefix from disk.
+its :meth:`StaticDirectory.answer` answers requests under its URL prefix
+from disk.
 
 Static files are answered on the reactor thread without a trip through the
 handler pool (they are served while every pool thread is busy) and streamed

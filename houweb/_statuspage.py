@@ -37,10 +37,10 @@ from ._dispatch import describe
 from ._guards import split_domain_port
 from ._request import Request
 from ._response import Response, errorResponse
-from ._websocket import WebSocket, WebSocketTarget
 
 if TYPE_CHECKING:
     from ._site import HouwebSite, ServerContext
+    from ._websocket import WebSocket
 
 PAGE_PATH = "/houweb/status"
 JSON_PATH = "/houweb/status.json"
@@ -174,6 +174,9 @@ class StatusPage:
 
     def live_socket(self) -> type[WebSocket]:
         """:returns: a :class:`WebSocket` class sending this page's snapshots."""
+        # Imported here, when the page is on: autobahn costs start-up time.
+        from ._websocket import WebSocket
+
         status = self
 
         class StatusSocket(WebSocket):
@@ -211,5 +214,7 @@ def install_status_page(context: ServerContext, site: HouwebSite) -> StatusPage 
     page = StatusPage(context, site)
     site.houweb_on_finish.append(page.note_finished)
     context.request_filters.append(page.answer)
+    from ._websocket import WebSocketTarget  # with autobahn, only when the page is on
+
     context.own_targets[LIVE_PATH] = WebSocketTarget(page.live_socket())
     return page

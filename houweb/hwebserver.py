@@ -7,5 +7,23 @@ it runs after changing one import::
 Every name is houweb's own (``hwebserver.urlHandler is houweb.urlHandler``).
 """
 
-from houweb import *  # noqa: F403
-from houweb import __all__  # noqa: F401
+from typing import Any
+
+import houweb
+from houweb import __all__
+
+# Names are forwarded on first use rather than star-imported: ``import *``
+# would resolve houweb's names imported on first use (``webSocket`` and
+# autobahn with it) when this module is imported.
+
+
+def __getattr__(name: str) -> Any:
+    """:returns: houweb's ``name`` (imported now if houweb imports it on first use)."""
+    if name in __all__:
+        return getattr(houweb, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """:returns: this module's names, houweb's public ones included."""
+    return sorted(set(globals()) | set(__all__))

@@ -73,3 +73,33 @@ def test_hwebserver_and_webServer_are_houweb_under_houdinis_names():
         assert alias.__all__ == houweb.__all__
         for name in houweb.__all__:
             assert getattr(alias, name) is getattr(houweb, name), name
+
+
+def _modules_loaded_by(statement: str) -> set[str]:
+    """:returns: the names in ``sys.modules`` after a fresh interpreter ran ``statement``."""
+    import subprocess
+    import sys
+
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return set(done.stdout.split())
+
+
+def test_importing_the_houdini_named_modules_does_not_load_autobahn():
+    # ``from houweb import *`` in them resolved every name imported on first
+    # use, webSocket (and autobahn with it) included.
+    for module in ("houweb.hwebserver", "houweb.webServer"):
+        loaded = _modules_loaded_by(f"import {module}")
+        assert module in loaded
+        assert not any(name.split(".")[0] == "autobahn" for name in loaded), module
+
+
+def test_star_import_of_hwebserver_gives_every_public_name():
+    loaded = _modules_loaded_by(
+        "from houweb.hwebserver import *\n"
+        "import houweb\n"
+        "assert all(globals()[n] is getattr(houweb, n) for n in houweb.__all__)"
+    )
+    assert "houweb.hwebserver" in loaded
