@@ -6,6 +6,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 import houweb
+from houweb._registry import EXACT
 
 from .conftest import messages
 from .support import connect_raw, raw_request, sleep
@@ -103,3 +104,22 @@ async def test_connections_beyond_max_connections_get_503_and_the_others_are_ser
     assert (await raw_request(port, GET_AND_CLOSE)).endswith(b"\r\n\r\nserved")
     for conn in held[1:]:
         conn.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_target_of_a_kind_no_houweb_module_knows_answers_for_itself(serve, client, registry):
+    # The router asks the target itself (Target.answer), not a table of
+    # responders filled by importing houweb's modules: a new kind of target
+    # needs nothing registered beside it.
+    answered = []
+
+    class Echo:
+        def answer(self, call):
+            answered.append(call.request.path())
+            return houweb.Response(f"echo {call.match.path}")
+
+    registry.add_path(EXACT, "/echo", [], Echo())
+    server = await serve()
+    response = await client.get(server.port_numbers()[0], "/echo")
+    assert (response.status, response.text) == (200, "echo /echo")
+    assert answered == ["/echo"]
