@@ -107,7 +107,9 @@ async def test_connections_beyond_max_connections_get_503_and_the_others_are_ser
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_target_of_a_kind_no_houweb_module_knows_answers_for_itself(serve, client, registry):
+async def test_a_target_of_a_kind_no_houweb_module_knows_answers_for_itself(
+    serve, client, registry
+):
     # The router asks the target itself (Target.answer), not a table of
     # responders filled by importing houweb's modules: a new kind of target
     # needs nothing registered beside it.
