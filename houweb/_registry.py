@@ -9,7 +9,7 @@ Registering is data: nothing here dispatches, listens or starts anything.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
     from ._target import Answer, Target
 
 log = Logger(namespace="houweb")
+#: What a table of the registry holds (a target, an API function).
+_T = TypeVar("_T")
 
 ALL_PORTS = -1
 MAIN_PORT = 0
@@ -178,7 +180,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._paths: dict[tuple[str, str], dict[frozenset[int], object]] = {
+        self._paths: dict[tuple[str, str], dict[frozenset[int], Target]] = {
             (EXACT, API_PATH): {frozenset({ALL_PORTS}): APIEndpoint()},
             **{
                 (EXACT, path): {frozenset({ALL_PORTS}): APIViewEndpoint(view)}
@@ -191,7 +193,7 @@ class Registry:
         self.cors_whitelist: tuple[str, ...] = ()
         self._listeners: list[Callable[[frozenset[int], str], None]] = []
 
-    def add_path(self, kind: str, path: str, ports: Ports, target: object) -> None:
+    def add_path(self, kind: str, path: str, ports: Ports, target: Target) -> None:
         """
         Register ``target`` at ``path``: for the same path and kind, it
         replaces an earlier registration on every port both serve (see
@@ -238,7 +240,7 @@ class Registry:
             listens, so :class:`~houweb._server.Server` warns about them then.
         """
         found = []
-        tables: list[tuple[dict[Any, dict[frozenset[int], object]], Callable[[Any], str]]] = [
+        tables: list[tuple[Mapping[Any, Mapping[frozenset[int], object]], Callable[[Any], str]]] = [
             (self._paths, lambda key: f"{key[0]} registration for {key[1]}"),
             (self._functions, lambda key: f"API function {key}"),
         ]
@@ -301,7 +303,7 @@ class Registry:
                 found[name] = target
         return found
 
-    def targets(self) -> list[object]:
+    def targets(self) -> list[Target]:
         """:returns: every path registration's target (the mounted ASGI apps, say)."""
         return [target for per_binding in self._paths.values() for target in per_binding.values()]
 
@@ -322,11 +324,11 @@ class Registry:
 
 
 def _pick(
-    per_binding: dict[frozenset[int], object] | None,
+    per_binding: dict[frozenset[int], _T] | None,
     port: int,
     main_port: int,
     aliases: frozenset[int] = frozenset(),
-) -> object | None:
+) -> _T | None:
     """
     The registration that answers on ``port``, decided at lookup time (the
     main port's number is known only then): of those that serve it, one bound
