@@ -33,9 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, ClassVar
 
 from asgiref.compatibility import guarantee_single_callable
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from . import _registry
 from ._coroutines import event_loop
@@ -44,6 +42,7 @@ from ._registry import PREFIX, Ports, check_handler_path
 from ._response import Response, errorResponse
 from ._site import Call, body_streamer, lifecycle
 from ._target import Answer
+from ._window import SendWindow
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -129,40 +128,6 @@ def _scope(call: Call, kind: str) -> dict[str, Any]:
         # houweb's MCP tools need to call API functions as /api does.
         "extensions": {"houweb": {"call": call, "context": call.context}},
     }
-
-
-@implementer(IPushProducer)
-class _Window:
-    """Whether the client takes what is written: paused while it does not."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.paused = False
-        self._waiters: list[asyncio.Future[None]] = []
-
-    async def wait(self) -> None:
-        """Return once the client took what was written (or left)."""
-        if self.paused:
-            future = self._loop.create_future()
-            self._waiters.append(future)
-            await future
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self._wake()
-
-    def stopProducing(self) -> None:
-        self.paused = False
-        self._wake()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
 
 
 class _StoredBody:
@@ -305,7 +270,7 @@ class _HTTPCycle:
         self._gone = False
         self._attached: asyncio.Future[None] = loop.create_future()
         self._left: asyncio.Future[None] = loop.create_future()
-        self._window = _Window(loop)
+        self._window = SendWindow(loop)
         treq.notifyFinish().addBoth(self._ended)
 
     def attach(self, call: Call) -> Deferred[Response]:

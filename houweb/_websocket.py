@@ -26,11 +26,9 @@ from typing import Any, Callable, TypeVar
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from . import _registry
 from ._channel import bytes_taken
@@ -42,6 +40,7 @@ from ._request import Request
 from ._response import Response, errorResponse
 from ._site import Call
 from ._target import Answer
+from ._window import SendWindow
 
 log = Logger(namespace="houweb")
 
@@ -290,59 +289,6 @@ def _handshake(treq: Any) -> bytes:
 _FACTORIES: dict[int, WebSocketServerFactory] = {}
 
 
-@implementer(IPushProducer)
-class _SendWindow:
-    """
-    Whether the client takes what is sent: registered as the producer of
-    the upgraded request, it is paused by the transport (through the HTTP
-    channel) when the transport's buffer passes its high-water mark and
-    resumed once the buffer is empty.
-    """
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, reading: Callable[[bool], None] = lambda _: None
-    ) -> None:
-        self._loop = loop
-        #: Told ``False`` when the client stops taking what is written
-        #: (reading from it pauses too: a ping flood's pongs are not queued
-        #: without bound), ``True`` when it takes it again.
-        self._reading = reading
-        self.paused = False
-        #: Bytes written while paused: sent but not taken.
-        self.backlog = 0
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def wait(self) -> asyncio.Future[None]:
-        """:returns: a future done once the buffer drained (or the connection ended)."""
-        future = self._loop.create_future()
-        if self.paused:
-            self._waiters.append(future)
-        else:
-            future.set_result(None)
-        return future
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        self._reading(False)
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.backlog = 0
-        self._reading(True)
-        self._wake()
-
-    def stopProducing(self) -> None:
-        """The connection is gone: nobody waits any more (later sends are dropped)."""
-        self.paused = False
-        self._wake()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
-
-
 def _factory(reactor: Any) -> WebSocketServerFactory:
     """The autobahn options every houweb WebSocket shares (one set per reactor)."""
     factory = _FACTORIES.get(id(reactor))
@@ -377,13 +323,13 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._ended = False
         self._events: Deferred[None] = succeed(None)
         self._idle_timeout = call.context.config.idle_timeout
-        self._window = _SendWindow(event_loop(self._reactor), self._client_taking)
+        self._window = SendWindow(event_loop(self._reactor), self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
         self._reading_paused = False
         #: Whether reading is paused because the client takes nothing of
-        #: what was written (see :class:`_SendWindow`).
+        #: what was written (see :class:`~houweb._window.SendWindow`).
         self._writing_blocked = False
         #: Whether ``connect()`` is deciding (nothing is read meanwhile).
         self._opening = False
