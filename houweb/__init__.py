@@ -18,24 +18,32 @@ from . import _reactor
 
 _reactor.install()  # before Klein imports twisted.internet.reactor
 
-from ._api import APIError, apiFunction
-from ._cors import setCORSWhitelist
+from ._api import APIError
+from ._application import (
+    Server,
+    apiFunction,
+    isInDebugMode,
+    registerArchiveFile,
+    registerASGIApp,
+    registerOpdefPath,
+    registerStaticFilesDirectory,
+    registerWSGIApp,
+    requestShutdown,
+    run,
+    serverPorts,
+    setCORSWhitelist,
+    urlHandler,
+    webSocket,
+)
 from ._errors import Error, OperationFailed
-from ._opdef import registerOpdefPath
-from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
-from ._run import isInDebugMode, requestShutdown, run, serverPorts
-from ._static import registerStaticFilesDirectory
 from ._uploads import UploadedFile
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from ._archive import registerArchiveFile
-    from ._asgi import registerASGIApp
     from ._handlers import AsyncURLHandler, URLHandler
-    from ._websocket import WebSocket, webSocket
-    from ._wsgi import registerWSGIApp
+    from ._websocket import WebSocket
 
 __all__ = [
     "APIError",
@@ -44,6 +52,7 @@ __all__ = [
     "OperationFailed",
     "Request",
     "Response",
+    "Server",
     "URLHandler",
     "UploadedFile",
     "WebSocket",
@@ -69,17 +78,14 @@ __all__ = [
 
 #: Public names imported on first use (PEP 562), with their modules: a server
 #: that uses none of them does not pay for loading them (autobahn for
-#: WebSockets, twisted.web.wsgi) at start-up. Registration does not need
+#: WebSockets) at start-up; the registration functions (``webSocket``...)
+#: import their module when called. Registration does not need
 #: them: each kind of target answers for itself (``Target.answer``), so the
 #: site routes to it whatever was imported; they are kept for cold start.
 _ON_FIRST_USE = {
     "AsyncURLHandler": "._handlers",
     "URLHandler": "._handlers",
     "WebSocket": "._websocket",
-    "registerASGIApp": "._asgi",
-    "registerArchiveFile": "._archive",
-    "registerWSGIApp": "._wsgi",
-    "webSocket": "._websocket",
 }
 
 

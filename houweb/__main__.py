@@ -16,9 +16,9 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ._application import run
 from ._errors import OperationFailed
 from ._logging import LOG_FORMATS, begin_logging
-from ._run import run
 from ._tap import Options, load_applications
 
 log = Logger(namespace="houweb")

@@ -1,5 +1,5 @@
 """
-API functions: :func:`apiFunction` registers Python functions that clients
+API functions: :func:`api_function` (``apiFunction``) registers Python functions that clients
 call through ``POST /api``, and :func:`answer_api` answers those calls
 (for :class:`~houweb._registry.APIEndpoint`, which answers for itself).
 
@@ -114,25 +114,17 @@ def _converted(name: str, value: object, argument_type: Callable[[Any], Any]) ->
         ) from None
 
 
-def apiFunction(
+def api_function(
+    registry: _registry.Registry,
     namespace: str | None = None,
     return_binary: bool = False,
     arg_types: Mapping[str, Callable[[Any], Any]] | None = None,
     ports: Ports = [],
 ) -> Callable[[F], F]:
     """
-    Make the decorated function callable through ``POST /api`` as
-    ``namespace.name`` (or ``name`` without a namespace).
-
-    The function's first parameter is the :class:`~houweb.Request`; the rest
-    come from the client. Plain functions run in the thread pool, ``async
-    def`` ones on the reactor.
-
-    :param return_binary: always answer ``application/octet-stream``.
-    :param arg_types: parameter name → callable that converts the client's
-        value (``{"x": float}``) before the call.
-    :param ports: the ports it is callable on, as for :func:`urlHandler`.
-    :returns: a decorator that returns the function unchanged.
+    :returns: a decorator registering a function into ``registry`` as an API
+        function: see :func:`houweb.apiFunction`, which is this on the
+        default server's registry.
     """
     if callable(namespace):
         raise TypeError(
@@ -158,7 +150,7 @@ def apiFunction(
             dict(arg_types) if arg_types else None,
             tuple(sorted(bindings)),
         )
-        _registry.REGISTRY.add_function(name, list(bindings), target)
+        registry.add_function(name, list(bindings), target)
         return function
 
     return register

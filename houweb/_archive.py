@@ -97,23 +97,18 @@ class ArchiveFile:
         return _answer_archive(call, self)
 
 
-def registerArchiveFile(archive_file: PathLike, url_prefix: str, port: int | str = -1) -> None:
+def register_archive_file(
+    registry: _registry.Registry, archive_file: PathLike, url_prefix: str, port: int | str = -1
+) -> None:
     """
-    Serve the files inside the zip ``archive_file`` under ``url_prefix``:
-    with ``("site.zip", "/site")``, ``GET /site/css/main.css`` answers with
-    the member ``css/main.css``.
-
-    :param archive_file: made absolute now; it must be a zip archive.
-    :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
-        handler below it wins.
-    :param port: ``-1`` every listening port (the default), ``0`` the main
-        port, or a port number.
-    :raises OperationFailed: if the archive is missing or not a zip archive.
+    Register the zip ``archive_file`` into ``registry``: see
+    :func:`houweb.registerArchiveFile`, which is this on the default
+    server's registry.
     """
     path = os.path.realpath(os.fspath(archive_file))
     if not os.path.isfile(path) or not zipfile.is_zipfile(path):
         raise OperationFailed(f"archive file {os.fspath(archive_file)!r} is not a zip archive")
-    _registry.REGISTRY.add_path(_registry.STATIC, url_prefix, [port], ArchiveFile(path))
+    registry.add_path(_registry.STATIC, url_prefix, [port], ArchiveFile(path))
 
 
 class ArchiveMember(StreamedFile):

@@ -45,7 +45,7 @@ from ._target import Answer
 from ._window import SendWindow
 
 if TYPE_CHECKING:
-    from ._server import Server
+    from ._server import RunningServer
 
 log = Logger(namespace="houweb")
 
@@ -80,17 +80,13 @@ class ASGITarget:
         return _answer_asgi(call, self)
 
 
-def registerASGIApp(application: Any, path: str | None = None, ports: Ports = []) -> None:
+def register_asgi_app(
+    registry: _registry.Registry, application: Any, path: str | None = None, ports: Ports = []
+) -> None:
     """
-    Serve every request for ``path`` and below (HTTP and WebSocket) with the
-    ASGI ``application``, on the reactor's asyncio loop. The application
-    sees ``root_path`` = ``path`` and ``path`` = the whole request path (the
-    ASGI spec's mount convention, as Starlette, FastAPI and Django expect).
-
-    :param application: an ASGI 3 application (an ASGI 2 one is adapted).
-    :param path: where to mount it; ``None`` for ``/`` (everything no more
-        specific handler takes).
-    :param ports: which listening ports it answers on, as for ``urlHandler``.
+    Register ``application`` into ``registry``: see
+    :func:`houweb.registerASGIApp`, which is this on the default server's
+    registry.
     """
     if not callable(application):
         raise TypeError("registerASGIApp takes an ASGI application (a callable)")
@@ -98,7 +94,7 @@ def registerASGIApp(application: Any, path: str | None = None, ports: Ports = []
     norm = check_handler_path(path)
     app = guarantee_single_callable(application)
     target = ASGITarget(app, "" if norm == "/" else norm)
-    _registry.REGISTRY.add_path(PREFIX, norm, ports, target)
+    registry.add_path(PREFIX, norm, ports, target)
 
 
 def _scope(call: Call, kind: str) -> dict[str, Any]:
@@ -415,7 +411,7 @@ class Lifespans:
     for its app's startup to complete.
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: RunningServer) -> None:
         self.server = server
         self._apps: dict[int, _Lifespan] = {}
 
@@ -510,7 +506,7 @@ class _Lifespan:
 
 
 @lifecycle
-def _server_lifespans(server: Server) -> Lifespans:
+def _server_lifespans(server: RunningServer) -> Lifespans:
     lifespans = Lifespans(server)
     server.context.extensions["asgi"] = lifespans
     return lifespans

@@ -104,19 +104,12 @@ def install_cors(context: Any, origins: Iterable[str]) -> CORSPolicy | None:
     return policy
 
 
-def setCORSWhitelist(origins: Sequence[str], port_name: str = "") -> None:
+def set_cors_whitelist(
+    registry: _registry.Registry, origins: Sequence[str], port_name: str = ""
+) -> None:
     """
-    Set the CORS whitelist of the main port (hwebserver): the same whitelist
-    as the settings file's ``CORS_ORIGIN_WHITELIST``, which it is added to,
-    so these origins also pass the Origin check of requests that change
-    state. Call it before :func:`run`: a server takes the whitelist when it
-    starts.
-
-    :param origins: ``"*"``, ``"null"`` or ``scheme://host[:port]`` entries;
-        ``[]`` clears what an earlier call set.
-    :param port_name: ``""`` or ``"main"``; named ports are not supported yet.
-    :raises ValueError: for a named port or an entry that is not an origin.
-    :raises TypeError: for ``origins`` that is not a list or tuple of str.
+    Set ``registry``'s CORS whitelist: see :func:`houweb.setCORSWhitelist`,
+    which is this on the default server's registry.
     """
     if not isinstance(port_name, str):
         raise TypeError(f"port_name must be a str, not {type(port_name).__name__}")
@@ -133,4 +126,4 @@ def setCORSWhitelist(origins: Sequence[str], port_name: str = "") -> None:
                 f"setCORSWhitelist: {entry!r} is not an origin "
                 "('*', 'null' or scheme://host[:port], without a path)"
             )
-    _registry.REGISTRY.cors_whitelist = tuple(origins)
+    registry.cors_whitelist = tuple(origins)

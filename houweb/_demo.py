@@ -9,8 +9,8 @@ import asyncio
 import html
 import json
 
-from ._api import APIError, apiFunction
-from ._registry import urlHandler
+from ._api import APIError
+from ._application import apiFunction, urlHandler
 from ._request import Request
 from ._response import Response
 

@@ -20,7 +20,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from . import _registry
+from ._application import default_server
 from ._dispatch import as_response, describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._request import Request, with_sender
@@ -55,7 +55,8 @@ class URLHandler:
         self._path = path
         self._methods = _check_methods(methods)
         kind = PREFIX if allows_partial else EXACT
-        _registry.REGISTRY.add_path(kind, path, ports, HandlerTarget(self))
+        # On the default server: Houdini's handler classes have no server argument.
+        default_server().registry.add_path(kind, path, ports, HandlerTarget(self))
 
     def path(self) -> str:
         """:returns: the path this handler was registered at."""

@@ -39,7 +39,7 @@ from ._describe import Description, describe
 from ._site import Call
 
 if TYPE_CHECKING:
-    from ._server import Server
+    from ._server import RunningServer
 
 #: Where the tools are served.
 MCP_PATH = "/mcp"
@@ -51,7 +51,7 @@ class MCPTools:
     runs the SDK's session manager from the server's start to its stop.
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: RunningServer) -> None:
         self.server = server
         self._reactor = server.reactor
         self.manager: StreamableHTTPSessionManager | None = None

@@ -1,5 +1,5 @@
 """
-:func:`registerOpdefPath`: the URL prefix under which Houdini serves
+``registerOpdefPath`` (:func:`register_opdef_path`): the URL prefix under which Houdini serves
 node-type definition sections (``/opdef/obj/geo?Help``). houweb has no
 Houdini scene, so the prefix answers 501 unless the application provides
 the answers itself.
@@ -26,7 +26,7 @@ NOT_IN_HOUDINI = "node-type help (opdef) is only available inside Houdini"
 
 @dataclass(frozen=True)
 class OpdefPath:
-    """A prefix registered with :func:`registerOpdefPath`."""
+    """A prefix registered with ``registerOpdefPath``."""
 
     provider: Provider | None
 
@@ -35,19 +35,16 @@ class OpdefPath:
         return _answer_opdef(call, self)
 
 
-def registerOpdefPath(prefix: str = "/opdef", *, provider: Provider | None = None) -> None:
+def register_opdef_path(
+    registry: _registry.Registry, prefix: str = "/opdef", *, provider: Provider | None = None
+) -> None:
     """
-    Answer requests below ``prefix`` on every port, as Houdini answers its
-    node-type help there.
-
-    :param prefix: a URL path, as for ``urlHandler``.
-    :param provider: ``provider(request, path)`` returns the Response for the
-        path below ``prefix`` (runs in the thread pool, or on the reactor if
-        ``async def``). Without it every such request gets 501.
+    Register ``prefix`` into ``registry``: see :func:`houweb.registerOpdefPath`,
+    which is this on the default server's registry.
     """
     if provider is not None and not callable(provider):
         raise TypeError("provider must be callable")
-    _registry.REGISTRY.add_path(_registry.PREFIX, prefix, [-1], OpdefPath(provider))
+    registry.add_path(_registry.PREFIX, prefix, [-1], OpdefPath(provider))
 
 
 def _answer_opdef(call: Call, target: OpdefPath) -> Response | Deferred[Response]:

@@ -3,7 +3,8 @@ The registry: every URL handler, static directory and API function, with the
 ports each is bound to, and the lookup that picks the target of a request.
 
 Registering is data: nothing here dispatches, listens or starts anything.
-:data:`REGISTRY` is houweb's one process-wide registry.
+Each :class:`houweb.Server` owns one :class:`Registry`; the module-level
+decorators fill the default server's.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ class Registry:
         :returns: one line per registration that replaces an earlier one on
             the main port only because one is bound to the main port (``0``)
             and the other to its number, ``main_port``: known once the server
-            listens, so :class:`~houweb._server.Server` warns about them then.
+            listens, so :class:`~houweb._server.RunningServer` warns about them then.
         """
         found = []
         tables: list[tuple[Mapping[Any, Mapping[frozenset[int], object]], Callable[[Any], str]]] = [
@@ -375,10 +376,6 @@ def _port_name(port: int) -> str:
     return "every port" if port == ALL_PORTS else f"port {port}"
 
 
-#: houweb's one process-wide registry, filled by the decorators.
-REGISTRY = Registry()
-
-
 @dataclass(frozen=True)
 class URLHandlerTarget:
     """A function registered with :func:`urlHandler`."""
@@ -392,15 +389,13 @@ class URLHandlerTarget:
         return answer_url_handler(call, self)
 
 
-def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable[[F], F]:
+def url_handler(
+    registry: Registry, path: str, is_prefix: bool = False, ports: Ports = []
+) -> Callable[[F], F]:
     """
-    Register the decorated function to answer requests for ``path``.
-
-    :param path: starts with ``/``; a trailing slash does not matter.
-    :param is_prefix: also answer every path below ``path``.
-    :param ports: which listening ports it answers on: ``[]``/``[0]`` the main
-        port, ``[-1]`` all of them, or port numbers.
-    :returns: a decorator that returns the function unchanged.
+    :returns: a decorator registering a function into ``registry`` as a URL
+        handler: see :func:`houweb.urlHandler`, which is this on the default
+        server's registry.
     """
     check_handler_path(path)
     bindings = normalize_ports(ports)
@@ -409,7 +404,7 @@ def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callabl
         if not callable(handler):
             raise TypeError("urlHandler decorates a function")
         kind = PREFIX if is_prefix else EXACT
-        REGISTRY.add_path(kind, path, list(bindings), URLHandlerTarget(handler))
+        registry.add_path(kind, path, list(bindings), URLHandlerTarget(handler))
         return handler
 
     return register

@@ -1,8 +1,17 @@
 """
-The process-wide lifecycle behind :func:`run`, :func:`requestShutdown`,
-:func:`isInDebugMode` and :func:`serverPorts`: at most one server at a time,
-served in the foreground (the caller's thread runs the reactor) or in the
-background (one dedicated reactor thread).
+The lifecycle behind ``run()``, ``requestShutdown()``, ``isInDebugMode()``
+and ``serverPorts()`` of each :class:`houweb.Server` (the module-level ones
+act on the default server): each server object has a :class:`Lifecycle`
+(at most one running server of its own at a time), and every server of the
+process is served by the one reactor, in the foreground (the caller's thread
+runs it) or in the background (one dedicated reactor thread).
+
+What is one per process is in :data:`_process`, and only that: the reactor
+and its background thread (a reactor cannot be restarted or run twice), the
+signal handlers (a process has one set), whether a foreground ``run()``
+already returned (the reactor is then stopped for good), the server that
+runs the process in the foreground (reloading and workers re-run or copy the
+whole program, so only it may use them), and the exit hook.
 """
 
 from __future__ import annotations
@@ -12,21 +21,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.error import ReactorNotRestartable, ReactorNotRunning
+from twisted.logger import Logger
 from twisted.python import threadable
 
 from . import _logging
-from ._config import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE,
-    ServerConfig,
-)
+from ._config import ServerConfig
 from ._errors import OperationFailed
 from ._reactor import (
     BackgroundReactor,
@@ -35,42 +39,91 @@ from ._reactor import (
     is_interactive,
     register_before_exit,
 )
-from ._server import Server
+from ._registry import Registry
+from ._server import RunningServer
 
 if TYPE_CHECKING:
     from ._workers import Workers
+
+#: ``port_callback(port)``: told the main port once a server listens.
+PortCallback = Callable[[int], object]
+
+log = Logger(namespace="houweb")
 
 #: When houweb was imported: near enough when the program started. Reloading
 #: also restarts for sources saved after that, before it watched them.
 STARTED = time.time()
 
 
-class _Process:
-    """What this process has running: the server, the reactor thread."""
+class Lifecycle:
+    """
+    One server object's run state (a :class:`houweb.Server` owns one): the
+    running server it started, the last one, and a start under way. Changed
+    only under the process lock, so that two threads calling ``run()`` on
+    the same server object never both start it.
+    """
 
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
+    def __init__(self, name: str = "") -> None:
+        #: The server object's name; ``""`` for the default server.
+        self.name = name
         #: The server that runs and has not been asked to stop.
-        self.server: Server | None = None
+        self.server: RunningServer | None = None
         #: The server started last, perhaps still stopping.
-        self.last: Server | None = None
+        self.last: RunningServer | None = None
         #: A run() between its checks and recording its server: one at a time.
         self.starting = False
-        self.background: BackgroundReactor | None = None
-        self.foreground_done = False
-        self.exit_hook_registered = False
 
-    def record(self, server: Server) -> None:
+    def label(self) -> str:
+        """:returns: how messages name this server: ``houweb`` for the default one."""
+        return f"houweb server {self.name!r}" if self.name else "houweb"
+
+    def record(self, server: RunningServer) -> None:
         """The claimed start succeeded: ``server`` is the running one."""
-        with self.lock:
+        with _process.lock:
             self.server = self.last = server
             self.starting = False
-        server.shutdown_requested().addCallback(lambda _: _forget(server))
+            if self not in _process.lifecycles:
+                _process.lifecycles.append(self)
+        server.shutdown_requested().addCallback(lambda _: _forget(self, server))
 
     def release(self) -> None:
         """The claimed start is over (recorded or failed)."""
-        with self.lock:
+        with _process.lock:
             self.starting = False
+
+
+class _Process:
+    """
+    What is one per process, whatever the number of servers (see the module
+    docstring for why each is).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.background: BackgroundReactor | None = None
+        self.foreground_done = False
+        self.exit_hook_registered = False
+        #: The server object whose run() serves the reactor in this thread
+        #: (or that twistd serves): it owns reloading, workers and signals.
+        self.foreground: Lifecycle | None = None
+        #: Every server object that ever ran here, for the exit hook.
+        self.lifecycles: list[Lifecycle] = []
+        #: :attr:`foreground` reloads or has workers: no other server may start.
+        self.exclusive = False
+        #: Ends the logging a background run() began, once no server runs.
+        self.end_logging: Callable[[], None] | None = None
+
+    @property
+    def server(self) -> RunningServer | None:
+        """The running server of :attr:`foreground` (what reloading restarts)."""
+        foreground = self.foreground
+        return foreground.server if foreground is not None else None
+
+    def reactor_is_ours(self) -> bool:
+        """:returns: whether houweb runs the reactor (its thread, or a foreground run())."""
+        if self.background is not None and self.background.is_alive():
+            return True
+        return self.foreground is not None and self.foreground.server is not None
 
 
 _process = _Process()
@@ -86,138 +139,106 @@ METRICS_WITH_WORKERS = (
 
 
 def run(
-    port: int = 8008,
-    debug: bool = False,
-    max_num_threads: int = 4,
+    lifecycle: Lifecycle,
+    registry: Registry,
+    config: ServerConfig,
     in_background: bool | None = None,
     reload_source_changes: bool | None = None,
-    max_in_memory_file_upload_size: int | None = None,
-    max_request_size: int | None = None,
-    settings: Any = None,
-    ports: Sequence[int] = [],
-    *,
-    interface: str = "127.0.0.1",
-    listen: Sequence[str] = [],
-    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    token: str | None = None,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     workers: int = 1,
-    allowed_hosts: Sequence[str] | None = None,
-    access_log: bool = False,
-    metrics: bool = False,
-    metrics_path: str = "/metrics",
-    health_path: str = "/healthz",
-    status_page: bool = False,
-    mcp: bool = False,
+    port_callback: PortCallback | None = None,
 ) -> None:
     """
-    Start the web server on ``port`` (and ``ports``, and ``listen``).
+    Start a server for ``lifecycle`` answering from ``registry``: what
+    ``Server.run()`` (and the module-level ``run()``) does once its
+    arguments are made into ``config``.
 
-    :param port: the main port; 0 lets the system pick (see :func:`serverPorts`).
-    :param debug: tracebacks in 500 answers and one log line per request.
-    :param max_num_threads: how many plain handlers may run at once.
-    :param in_background: ``True``: serve from a background thread and return
-        once listening. ``False``: serve here and return after
-        :func:`requestShutdown`, Ctrl-C or SIGTERM. ``None``: background when
-        Python is interactive, foreground otherwise.
-    :param reload_source_changes: restart when the application's source files
-        change; ``None`` means on in debug mode in the foreground.
-    :param max_in_memory_file_upload_size: uploads up to this many bytes stay
-        in memory (default 2.5 MB).
-    :param max_request_size: the largest request body accepted (default 3 GB).
-    :param settings: a settings file (or dict) like Django's: the CORS
-        whitelist, ``ALLOWED_HOSTS``, ``CSRF_TRUSTED_ORIGINS``, the form limits.
-    :param ports: more ports to listen on.
-    :param interface: the address to listen on; loopback unless you say so.
-    :param listen: more Twisted endpoint strings (``tcp:``, ``tcp6:``, ``ssl:``).
-    :param shutdown_grace: seconds requests in flight get to finish at shutdown.
-    :param idle_timeout: seconds a connection may stay idle between requests.
-    :param request_timeout: seconds a request's headers and body may take to
-        arrive, however slowly they trickle in (answered 408 after that).
-    :param token: a shared secret: when set, every request must send
-        ``Authorization: Bearer <token>`` or gets 401.
-    :param max_connections: the most connections open at once (default
-        1000, per process); a connection beyond them is answered 503 and
-        closed at once.
-    :param workers: how many processes serve the ports (foreground only,
-        POSIX): this one and ``workers - 1`` copies of the program, each with
-        its own memory and thread pool.
-    :param allowed_hosts: Django's ``ALLOWED_HOSTS``, the host names requests
-        may be addressed to (``"name"``, ``".domain"`` with its subdomains,
-        ``"*"``); others get 400. Wins over the settings file's. ``None``: the
-        settings file's, else the loopback names when every address is
-        loopback, else ``"*"``.
-    :param access_log: log one line per request in the Common Log Format
-        (``twistd houweb`` and ``python -m houweb`` do by default).
-    :param metrics: serve Prometheus metrics at ``metrics_path`` and a health
-        check at ``health_path`` (needs ``pip install 'houweb[metrics]'``).
-    :param metrics_path: where the metrics are served.
-    :param health_path: where the health check is served; ``""``: nowhere.
-    :param status_page: a live status page at ``/houweb/status`` (what runs
-        now, the pool, connections, recent errors), for loopback clients, or
-        for those with the ``token``.
-    :param mcp: also serve every API function a port shows as an MCP tool
-        at ``/mcp`` (Streamable HTTP transport; needs the ``mcp`` package).
-    :raises OperationFailed: a port cannot be bound, houweb already runs, the
-        settings cannot be loaded, or ``workers`` cannot be had here.
+    :param in_background: as for ``run()``: ``None`` means background when
+        Python is interactive.
+    :param port_callback: called with the main port's number once every port
+        listens, in the thread that called ``run()``, before it returns (in
+        the background) or before the server serves (in the foreground).
+    :raises OperationFailed: see ``run()``.
     """
-    config = ServerConfig.from_arguments(
-        port=port,
-        debug=debug,
-        max_num_threads=max_num_threads,
-        max_in_memory_file_upload_size=max_in_memory_file_upload_size,
-        max_request_size=max_request_size,
-        settings=settings,
-        ports=ports,
-        interface=interface,
-        listen=listen,
-        shutdown_grace=shutdown_grace,
-        idle_timeout=idle_timeout,
-        request_timeout=request_timeout,
-        token=token,
-        max_connections=max_connections,
-        allowed_hosts=allowed_hosts,
-        access_log=access_log,
-        metrics=metrics,
-        metrics_path=metrics_path,
-        health_path=health_path,
-        status_page=status_page,
-        mcp=mcp,
-    )
     background = is_interactive() if in_background is None else bool(in_background)
-    if metrics and type(workers) is int and workers > 1:
+    if config.metrics and type(workers) is int and workers > 1:
         raise OperationFailed(METRICS_WITH_WORKERS)
     workers = _check_workers(workers, background)
-    reactor = _claim_reactor(foreground=not background)
+    reactor = _claim_reactor(lifecycle, foreground=not background)
     if reactor is None:
         return  # a signal while it waited for the previous server: not started
     end_logging = None
+    beside_others = False
     try:
         end_logging = _logging.begin_logging()
-        if background or (_process.background and _process.background.is_alive()):
+        if background or _process.reactor_is_ours():
+            beside_others = True
             _not_in_foreground(reload_source_changes)
+            if workers > 1:
+                raise OperationFailed(_needs_the_process("workers > 1"))
             if background:
-                server = _start_in_background(config, reactor)
-                if end_logging is not None:
-                    # On the reactor thread, which owns the server's Deferreds.
-                    reactor.callFromThread(_when_stopped, server, end_logging)
-                    end_logging = None
+                server = _start_in_background(lifecycle, registry, config, reactor)
+                _tell_port(port_callback, server)
+                # On the reactor thread, which owns the server's Deferreds.
+                reactor.callFromThread(_when_stopped, server, _end_logging_when_idle)
             else:
-                _serve_in_foreground_from_background(config, reactor)
+                _serve_in_foreground_from_background(
+                    lifecycle, registry, config, reactor, port_callback
+                )
         else:
             if _is_worker():
                 reload_source_changes = False  # the first process reloads, and its workers with it
-            reactor = _reloading(reactor, reload_source_changes, config, keep=workers > 1)
-            _serve_in_foreground(config, reactor, workers)
+            served = _reloading(reactor, reload_source_changes, config, keep=workers > 1)
+            exclusive = served is not reactor or workers > 1
+            _serve_in_foreground(
+                lifecycle, registry, config, served, workers, port_callback, exclusive
+            )
     finally:
-        _process.release()
-        if end_logging is not None:  # a foreground server stopped, or nothing started
+        lifecycle.release()
+        if end_logging is not None and beside_others:
+            # Logging lasts while any server of the process runs.
+            _process.end_logging = end_logging
+            _end_logging_when_idle()
+        elif end_logging is not None:  # a foreground server stopped, or nothing started
             end_logging()
 
 
-def _when_stopped(server: Server, function: Callable[[], None]) -> None:
+def _end_logging_when_idle() -> None:
+    """
+    End the logging a ``run()`` began once no server of the process starts,
+    runs or is still stopping: the servers share it, whichever began it.
+    """
+    with _process.lock:
+        for lifecycle in _process.lifecycles:
+            last = lifecycle.last
+            if lifecycle.starting or (last is not None and not last.wait_stopped(0)):
+                return
+        end, _process.end_logging = _process.end_logging, None
+    if end is not None:
+        end()
+
+
+def _needs_the_process(what: str) -> str:
+    """:returns: why ``what`` is refused while another server runs here."""
+    running = ", ".join(
+        lifecycle.label() for lifecycle in _process.lifecycles if lifecycle.server is not None
+    )
+    return (
+        f"{what} needs a foreground run() that owns the process (it restarts or copies the "
+        f"whole program), but another server already runs here ({running or 'houweb'})"
+    )
+
+
+def _tell_port(port_callback: PortCallback | None, server: RunningServer) -> None:
+    """Call ``port_callback`` with ``server``'s main port; a failure is logged, not raised."""
+    if port_callback is None:
+        return
+    try:
+        port_callback(server.port_numbers()[0])
+    except Exception:  # noqa: BLE001 - the server serves on: say what failed
+        log.failure("houweb: port_callback failed")
+
+
+def _when_stopped(server: RunningServer, function: Callable[[], None]) -> None:
     """Call ``function()`` once ``server`` has stopped (on the reactor thread)."""
     server.stopped().addBoth(lambda _: function())
 
@@ -273,7 +294,7 @@ def _not_in_foreground(reload_source_changes: bool | None) -> None:
 STOPPING_MARGIN = 2.0
 
 
-def _claim_reactor(foreground: bool = False) -> Any:
+def _claim_reactor(lifecycle: Lifecycle, foreground: bool = False) -> Any:
     """
     Check that this run() may start a server and claim the start, in one
     hold of the lock: two threads calling run() at once cannot both start
@@ -285,9 +306,9 @@ def _claim_reactor(foreground: bool = False) -> Any:
         a second one stops it at once), as they mean "stop" once it serves.
     :returns: the reactor to serve on, or ``None`` when a signal came while
         waiting (nothing claimed); otherwise the caller must call
-        ``_process.release()`` when its start is over.
-    :raises OperationFailed: houweb runs, starts in another thread, or cannot
-        start here.
+        ``lifecycle.release()`` when its start is over.
+    :raises OperationFailed: this server runs, starts in another thread, or
+        cannot start here.
     """
     if get_reactor().running and threadable.isInIOThread():
         # It would block the reactor, and with it the server it waits for
@@ -298,15 +319,16 @@ def _claim_reactor(foreground: bool = False) -> Any:
         )
     while True:
         with _process.lock:
-            stopping = _check_may_start()
+            stopping = _check_may_start(lifecycle)
             if stopping is None:
                 reactor = get_reactor()
-                ours = _process.background is not None and _process.background.is_alive()
-                if reactor.running and not ours:
+                if reactor.running and not _process.reactor_is_ours():
                     raise OperationFailed(
                         "the Twisted reactor is already run by other code in this process"
                     )
-                _process.starting = True
+                lifecycle.starting = True
+                if lifecycle not in _process.lifecycles:
+                    _process.lifecycles.append(lifecycle)
                 return reactor
         grace = stopping.config.shutdown_grace
         stopped = _wait_for_stopping(stopping, foreground)
@@ -314,12 +336,14 @@ def _claim_reactor(foreground: bool = False) -> Any:
             return None
         if not stopped:
             raise OperationFailed(
-                f"the previous houweb server is still stopping {grace + STOPPING_MARGIN:g}s "
+                f"the previous {lifecycle.label()} server is still stopping"
+                if not lifecycle.name
+                else f"the previous run of {lifecycle.label()} is still stopping {grace + STOPPING_MARGIN:g}s "
                 "after it was asked to (its shutdown grace, plus a margin)"
             )
 
 
-def _wait_for_stopping(stopping: Server, foreground: bool) -> bool | None:
+def _wait_for_stopping(stopping: RunningServer, foreground: bool) -> bool | None:
     """
     Wait for ``stopping`` to stop, up to its grace plus the margin; in the
     foreground, Ctrl-C or SIGTERM meanwhile cancel the start (a second one
@@ -341,56 +365,85 @@ def _wait_for_stopping(stopping: Server, foreground: bool) -> bool | None:
     return None if cancelled.is_set() else stopped
 
 
-def _check_may_start() -> Server | None:
+def _check_may_start(lifecycle: Lifecycle) -> RunningServer | None:
     """
     Under ``_process.lock``.
 
-    :returns: the previous server if it is still stopping (wait for it, then
-        check again), or ``None`` when a server may start now.
-    :raises OperationFailed: if one runs, or starts in another thread.
+    :returns: the previous server of ``lifecycle`` if it is still stopping
+        (wait for it, then check again), or ``None`` when it may start now.
+    :raises OperationFailed: if it runs, or starts in another thread; if the
+        reactor has stopped for good; if a server that reloads or has
+        workers owns the process.
     """
-    server = _process.server
+    server = lifecycle.server
     if server is not None and not server.stop_asked:
-        raise OperationFailed(f"houweb is already running on port {server.port_numbers()[0]}")
-    if _process.starting:
-        raise OperationFailed("houweb is already starting, in another thread")
+        raise OperationFailed(
+            f"{lifecycle.label()} is already running on port {server.port_numbers()[0]}"
+        )
+    if lifecycle.starting:
+        raise OperationFailed(f"{lifecycle.label()} is already starting, in another thread")
     if _process.foreground_done:
         raise OperationFailed(
             "houweb cannot start again in this process after a foreground run() returned"
         )
-    last = _process.last
+    owner = _process.foreground
+    if _process.exclusive and owner is not None and owner is not lifecycle and owner.server:
+        raise OperationFailed(
+            f"{lifecycle.label()} cannot start while {owner.label()} runs with "
+            "reload_source_changes or workers: those restart or copy the whole program, "
+            "which would not carry this server"
+        )
+    last = lifecycle.last
     if last is not None and last.stop_asked and not last.wait_stopped(0):
         return last
     return None
 
 
-def _start_in_background(config: ServerConfig, reactor: Any) -> Server:
+def _start_in_background(
+    lifecycle: Lifecycle, registry: Registry, config: ServerConfig, reactor: Any
+) -> RunningServer:
+    """
+    Start a server on the reactor from this thread: on houweb's background
+    reactor thread (started now if need be), or on the reactor a foreground
+    ``run()`` of another server serves.
+    """
     with _process.lock:
-        if _process.background is None:
-            _process.background = BackgroundReactor(reactor)
-        background = _process.background
-        if not _process.exit_hook_registered:
-            register_before_exit(_shutdown_at_exit)
-            _process.exit_hook_registered = True
-    background.start()
-    server = Server(config, reactor)
-    background.call(server.start)
-    _process.record(server)
+        hosted = _process.reactor_is_ours() and not (
+            _process.background is not None and _process.background.is_alive()
+        )
+        if not hosted:
+            if _process.background is None:
+                _process.background = BackgroundReactor(reactor)
+            background = _process.background
+            if not _process.exit_hook_registered:
+                register_before_exit(_shutdown_at_exit)
+                _process.exit_hook_registered = True
+    if not hosted:
+        background.start()
+    server = RunningServer(config, reactor, registry)
+    threads.blockingCallFromThread(reactor, server.start)
+    lifecycle.record(server)
     return server
 
 
-def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> None:
+def _serve_in_foreground_from_background(
+    lifecycle: Lifecycle,
+    registry: Registry,
+    config: ServerConfig,
+    reactor: Any,
+    port_callback: PortCallback | None = None,
+) -> None:
     """
     A foreground run() while the background reactor thread serves (after
     an earlier background run()): serve from that thread, and handle
     SIGINT/SIGTERM here as any foreground run() does.
     """
     done, asked, now = threading.Event(), threading.Event(), threading.Event()
-    started: list[Server] = []
+    started: list[RunningServer] = []
 
     def first() -> None:
         asked.set()
-        requestShutdown()
+        _shut_down_here(lifecycle)
 
     def again() -> None:
         # Stop at once, as the reactor stopping does in the foreground: a
@@ -404,8 +457,9 @@ def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> 
     # after "listening on" but before the server is recorded is seen below.
     restore = _install_signal_handlers(first, again)
     try:
-        server = _start_in_background(config, reactor)
+        server = _start_in_background(lifecycle, registry, config, reactor)
         started.append(server)
+        _tell_port(port_callback, server)
         server.stopped().addBoth(lambda _: done.set())
         if now.is_set():
             server.stop_now()
@@ -415,40 +469,55 @@ def _serve_in_foreground_from_background(config: ServerConfig, reactor: Any) -> 
             while not done.wait(0.2):
                 pass
         except KeyboardInterrupt:  # not the main thread: Python's own Ctrl-C
-            requestShutdown()
+            _shut_down_here(lifecycle)
             server.wait_stopped(server.config.shutdown_grace + STOPPING_MARGIN)
     finally:
         restore()
 
 
-def adopt(server: Server) -> None:
+def adopt(server: RunningServer, lifecycle: Lifecycle) -> None:
     """
-    A server started by other means (``twistd houweb``) becomes this
-    process's server: :func:`requestShutdown`, :func:`isInDebugMode` and
-    :func:`serverPorts` then act on it as under ``run()``.
+    A server started by other means (``twistd houweb``) becomes
+    ``lifecycle``'s (the default server's): ``requestShutdown()``,
+    ``isInDebugMode()`` and ``serverPorts()`` then act on it as under
+    ``run()``, and it owns the process as a foreground ``run()`` does.
 
     :raises OperationFailed: if another server runs or starts.
     """
     with _process.lock:
-        if _process.server is not None or _process.starting:
+        if lifecycle.server is not None or lifecycle.starting:
             raise OperationFailed("houweb is already running in this process")
-        _process.starting = True
-    _process.record(server)
+        lifecycle.starting = True
+    lifecycle.record(server)
+    _process.foreground = lifecycle
 
 
-def _forget(server: Server) -> None:
+def _forget(lifecycle: Lifecycle, server: RunningServer) -> None:
     with _process.lock:
-        if _process.server is server:
-            _process.server = None
+        if lifecycle.server is server:
+            lifecycle.server = None
 
 
-def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -> None:
-    server = Server(config, reactor)
+def _serve_in_foreground(
+    lifecycle: Lifecycle,
+    registry: Registry,
+    config: ServerConfig,
+    reactor: Any,
+    workers: int = 1,
+    port_callback: PortCallback | None = None,
+    exclusive: bool = False,
+) -> None:
+    """
+    Serve ``lifecycle``'s server with the reactor in this thread until it
+    stops. ``exclusive``: it reloads or has workers, and no other server may
+    start meanwhile (they would not be restarted or copied).
+    """
+    server = RunningServer(config, reactor, registry)
     # Before listening: once "listening on" is logged, Ctrl-C and SIGTERM shut
     # down gracefully (a worker's parent may send SIGTERM right then). A
     # signal before the reactor runs is handled as soon as it does.
     restore = _install_signal_handlers(
-        lambda: reactor.callFromThread(_shut_down_here),
+        lambda: reactor.callFromThread(_shut_down_here, lifecycle),
         lambda: reactor.callFromThread(_stop_now, reactor),
     )
     failure: list[Any] = []
@@ -456,7 +525,9 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
     if failure:  # binding happens at once, before the reactor runs
         restore()
         failure[0].raiseException()
-    _process.record(server)
+    with _process.lock:
+        lifecycle.record(server)
+        _process.foreground, _process.exclusive = lifecycle, exclusive
     supervisor = None
     try:
         process_workers = _loaded("_workers")  # imported if there are workers, or this is one
@@ -464,6 +535,7 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
             supervisor = process_workers.start_workers(reactor, workers)
             process_workers.watch_parent(reactor, _shut_down_here)
         _stop_reactor_when_done(reactor, server, supervisor)
+        _tell_port(port_callback, server)
         freeze_start_up_heap()
         try:
             reactor.run(installSignalHandlers=False)
@@ -476,17 +548,33 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
         if supervisor is not None:
             supervisor.kill_now()  # only those still running: a second Ctrl-C
         _process.foreground_done = True
-        _forget(server)
+        _forget(lifecycle, server)
+        _process.foreground, _process.exclusive = None, False
 
 
-def _stop_reactor_when_done(reactor: Any, server: Server, supervisor: Workers | None) -> None:
-    """Stop the reactor once the server, and its workers if any, have stopped."""
+def _stop_reactor_when_done(
+    reactor: Any, server: RunningServer, supervisor: Workers | None
+) -> None:
+    """
+    Stop the reactor once the server, and its workers if any, have stopped;
+    the other servers started meanwhile on this reactor shut down first, as
+    gracefully as this one (they would be cut off by the reactor stopping).
+    """
     done: defer.Deferred[Any] = server.stopped()
     if supervisor is not None:
         workers_ended = server.shutdown_requested()
         workers_ended.addCallback(lambda _: supervisor.stop(server.config.shutdown_grace))
         done = defer.gatherResults([done, workers_ended])
+    done.addBoth(lambda _: _shut_down_others(server))
     done.addBoth(lambda _: reactor.stop())
+
+
+def _shut_down_others(server: RunningServer) -> defer.Deferred[Any]:
+    """Shut down every server of this process but ``server``; fires when all have stopped."""
+    with _process.lock:
+        others = {id(each.last): each.last for each in _process.lifecycles if each.last is not None}
+    others.pop(id(server), None)
+    return defer.gatherResults([other.shutdown() for other in others.values()])
 
 
 def freeze_start_up_heap() -> None:
@@ -538,55 +626,69 @@ def _stop_now(reactor: Any) -> None:
         pass  # a third signal while stopping
 
 
-def requestShutdown() -> None:
+def requestShutdown(lifecycle: Lifecycle | None = None) -> None:
     """
-    Ask the running server to stop: it stops accepting, lets requests in
-    progress finish, then stops. Returns at once; callable from any thread,
-    handlers included. Does nothing when no server runs.
+    Ask ``lifecycle``'s running server to stop: it stops accepting, lets
+    requests in progress finish, then stops. Returns at once; callable from
+    any thread, handlers included. Does nothing when it does not run.
+
+    :param lifecycle: ``None``: the server that runs the process in the
+        foreground (what reloading restarts).
     """
     process_workers = _loaded("_workers")
     if process_workers is not None and process_workers.stop_all_from_worker():
         return
-    _shut_down_here()
+    _shut_down_here(lifecycle)
 
 
-def _shut_down_here() -> None:
-    """Shut this process's server down (in a worker: only this worker's)."""
-    server = _process.server
+def _shut_down_here(lifecycle: Lifecycle | None = None) -> None:
+    """Shut ``lifecycle``'s server down in this process (in a worker: only this worker's)."""
+    lifecycle = lifecycle if lifecycle is not None else _process.foreground
+    server = lifecycle.server if lifecycle is not None else None
     if server is not None:
         server.ask_to_stop()
 
 
-def isInDebugMode() -> bool:
-    """:returns: whether the running server was started with ``debug=True``."""
-    server = _process.server
+def isInDebugMode(lifecycle: Lifecycle | None = None) -> bool:
+    """:returns: whether ``lifecycle``'s running server was started with ``debug=True``."""
+    lifecycle = lifecycle if lifecycle is not None else _process.foreground
+    server = lifecycle.server if lifecycle is not None else None
     return bool(server is not None and server.config.debug)
 
 
-def serverPorts() -> list[int]:
+def serverPorts(lifecycle: Lifecycle | None = None) -> list[int]:
     """
-    :returns: the ports the running server listens on, main port first
-        (revealing the one picked for ``port=0``); ``[]`` when not running.
+    :param lifecycle: ``None``: the server that runs the process in the foreground.
+    :returns: the ports ``lifecycle``'s running server listens on, main port
+        first (revealing the one picked for ``port=0``); ``[]`` when not running.
     """
-    server = _process.server
+    lifecycle = lifecycle if lifecycle is not None else _process.foreground
+    server = lifecycle.server if lifecycle is not None else None
     return server.port_numbers() if server is not None else []
 
 
 def _shutdown_at_exit() -> None:
     """
-    The main thread ended: shut a background server down, then the reactor.
-    A server already stopping (requestShutdown() just before the script
-    ended) is waited for too, up to its grace: its requests in progress
-    were promised they may finish, and stopping the reactor would cut them.
+    The main thread ended: shut the background servers down, then the
+    reactor. A server already stopping (requestShutdown() just before the
+    script ended) is waited for too, up to its grace: its requests in
+    progress were promised they may finish, and stopping the reactor would
+    cut them.
     """
     background = _process.background
     with _process.lock:
-        server = _process.server or _process.last
+        servers = {
+            id(server): server
+            for lifecycle in _process.lifecycles
+            for server in (lifecycle.server or lifecycle.last,)
+            if server is not None
+        }
     if background is None or not background.is_alive():
         return
-    if server is not None:
-        try:
-            background.call(server.shutdown)  # or waits for the one under way
+    if servers:
+        try:  # or waits for those under way
+            background.call(lambda: defer.gatherResults([s.shutdown() for s in servers.values()]))
         except Exception:  # noqa: BLE001 - exiting anyway
-            server.wait_stopped(server.config.shutdown_grace + STOPPING_MARGIN)
+            for server in servers.values():
+                server.wait_stopped(server.config.shutdown_grace + STOPPING_MARGIN)
     background.stop(timeout=2)

@@ -1,8 +1,9 @@
 """
-:class:`Server`: one running houweb server on a reactor: its thread pool, its
+:class:`RunningServer`: one running houweb server on a reactor: its thread pool, its
 listening ports, and its graceful shutdown.
 
-``run()``, the ``twistd houweb`` plugin and the tests all start servers
+``run()`` (of a :class:`houweb.Server`, which starts one of these each time
+it runs), the ``twistd houweb`` plugin and the tests all start servers
 through this class.
 """
 
@@ -19,7 +20,6 @@ from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from . import _registry
 from ._auth import TokenCheck
 from ._config import ServerConfig
 from ._cors import install_cors
@@ -89,15 +89,14 @@ class _Notifier:
             d.callback(None)
 
 
-class Server:
+class RunningServer:
     """
-    One houweb server: a site on every endpoint of ``config``, answering from
-    ``registry`` with a pool of ``config.max_num_threads`` threads.
+    One running houweb server: a site on every endpoint of ``config``,
+    answering from ``registry`` (its server object's) with a pool of
+    ``config.max_num_threads`` threads.
     """
 
-    def __init__(
-        self, config: ServerConfig, reactor: Any, registry: Registry | None = None
-    ) -> None:
+    def __init__(self, config: ServerConfig, reactor: Any, registry: Registry) -> None:
         self.config = config
         self.reactor = reactor
         self.pool = HandlerPool(config.max_num_threads)
@@ -106,7 +105,7 @@ class Server:
             config=config,
             reactor=reactor,
             pool=self.pool,
-            registry=registry if registry is not None else _registry.REGISTRY,
+            registry=registry,
             settings=settings,
         )
         # The settings file's whitelist and setCORSWhitelist()'s: one whitelist.
@@ -339,7 +338,7 @@ class Server:
             log.warn("houweb: abandoned {call}", call=str(call))
 
 
-def _mcp_tools(server: Server) -> Any:
+def _mcp_tools(server: RunningServer) -> Any:
     """
     :returns: the MCP tools of ``server`` (imported only when asked for: the MCP SDK is big).
     :raises OperationFailed: when the MCP SDK is not installed.

@@ -24,7 +24,6 @@ from twisted.web import server
 from twisted.web.resource import Resource
 from werkzeug.exceptions import BadHost
 
-from . import _registry
 from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
 from ._channel import HouwebChannel, HouwebRequest
@@ -60,7 +59,7 @@ class ServerContext:
     config: ServerConfig
     reactor: Any
     pool: HandlerPool
-    registry: Registry = field(default_factory=lambda: _registry.REGISTRY)
+    registry: Registry = field(default_factory=Registry)
     main_port: int = 0
     #: The numbers of the main port's other addresses: the ``listen``
     #: endpoints answer what the main port answers (plus their own bindings).
@@ -123,7 +122,7 @@ class Extension(Protocol):
         """The server's requests are done (or abandoned); fires once this part stopped."""
 
 
-#: Called with each server made (``houweb._server.Server``), by :func:`lifecycle`.
+#: Called with each server made (``houweb._server.RunningServer``), by :func:`lifecycle`.
 EXTENSIONS: list[Callable[[Any], Extension]] = []
 
 

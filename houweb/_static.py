@@ -1,5 +1,5 @@
 """
-Static directories: :func:`registerStaticFilesDirectory` registers one, and
+Static directories: :func:`register_static_directory` registers one, and
 its :meth:`StaticDirectory.answer` answers requests under its URL prefix
 from disk.
 
@@ -31,7 +31,7 @@ _METHODS = ("GET", "HEAD")
 
 @dataclass(frozen=True)
 class StaticDirectory:
-    """A directory registered with :func:`registerStaticFilesDirectory`."""
+    """A directory registered with ``registerStaticFilesDirectory``."""
 
     #: Absolute, with symlinks resolved: what every served file must be inside.
     root: str
@@ -41,25 +41,21 @@ class StaticDirectory:
         return _answer_static(call, self)
 
 
-def registerStaticFilesDirectory(
-    directory: PathLike, url_prefix: str = "/static", port: int | str = -1
+def register_static_directory(
+    registry: _registry.Registry,
+    directory: PathLike,
+    url_prefix: str = "/static",
+    port: int | str = -1,
 ) -> None:
     """
-    Serve the files below ``directory`` under ``url_prefix``: with
-    ``("static", "/static")``, ``GET /static/css/main.css`` answers with
-    ``static/css/main.css``. No directory listings, no index files.
-
-    :param directory: made absolute now; it must exist.
-    :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
-        handler below it wins.
-    :param port: ``-1`` every listening port (the default), ``0`` the main
-        port, or a port number.
-    :raises OperationFailed: if ``directory`` is missing or not a directory.
+    Register ``directory`` into ``registry``: see
+    :func:`houweb.registerStaticFilesDirectory`, which is this on the default
+    server's registry.
     """
     root = os.path.realpath(os.fspath(directory))
     if not os.path.isdir(root):
         raise OperationFailed(f"static files directory {os.fspath(directory)!r} does not exist")
-    _registry.REGISTRY.add_path(_registry.STATIC, url_prefix, [port], StaticDirectory(root))
+    registry.add_path(_registry.STATIC, url_prefix, [port], StaticDirectory(root))
 
 
 def resolve(root: str, relative: str) -> str | None:

@@ -30,9 +30,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from . import _run
+from ._application import default_server
 from ._config import ServerConfig
 from ._reactor import get_reactor
-from ._server import Server
+from ._server import RunningServer
 
 log = Logger(namespace="houweb")
 
@@ -424,7 +425,7 @@ class HouwebService(service.Service):
     def __init__(self, config: ServerConfig) -> None:
         self.setName("houweb")
         self.config = config
-        self.server: Server | None = None
+        self.server: RunningServer | None = None
         self._stopping = False
 
     def privilegedStartService(self) -> None:
@@ -437,7 +438,7 @@ class HouwebService(service.Service):
             self._start_server()
 
     def _start_server(self) -> None:
-        server = Server(self.config, get_reactor())
+        server = RunningServer(self.config, get_reactor(), default_server().registry)
         failures: list[Any] = []
         server.start().addErrback(failures.append)
         if failures:  # binding is synchronous: the error is known at once
@@ -445,7 +446,7 @@ class HouwebService(service.Service):
         self.server = server
         # requestShutdown(), isInDebugMode() and serverPorts() see this
         # server, as under run(); requestShutdown() stops twistd.
-        _run.adopt(server)
+        _run.adopt(server, default_server().lifecycle)
         server.shutdown_requested().addCallback(self._stop_twistd)
 
     def _stop_twistd(self, _: object) -> None:

@@ -225,14 +225,13 @@ class WebSocketTarget:
         return _answer_websocket(call, self)
 
 
-def webSocket(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable[[W], W]:
+def web_socket(
+    registry: _registry.Registry, path: str, is_prefix: bool = False, ports: Ports = []
+) -> Callable[[W], W]:
     """
-    Register the decorated :class:`WebSocket` subclass for ``path``.
-
-    :param path: starts with ``/``; a trailing slash does not matter.
-    :param is_prefix: also take connections for every path below ``path``.
-    :param ports: which listening ports it answers on, as for ``urlHandler``.
-    :returns: a decorator that returns the class unchanged.
+    :returns: a decorator registering a :class:`WebSocket` subclass into
+        ``registry``: see :func:`houweb.webSocket`, which is this on the
+        default server's registry.
     """
     check_handler_path(path)
 
@@ -243,7 +242,7 @@ def webSocket(path: str, is_prefix: bool = False, ports: Ports = []) -> Callable
             if not inspect.iscoroutinefunction(getattr(endpoint, name)):
                 raise TypeError(f"{endpoint.__name__}.{name} must be an async def")
         kind = PREFIX if is_prefix else EXACT
-        _registry.REGISTRY.add_path(kind, path, ports, WebSocketTarget(endpoint))
+        registry.add_path(kind, path, ports, WebSocketTarget(endpoint))
         return endpoint
 
     return register

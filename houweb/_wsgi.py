@@ -23,7 +23,7 @@ WSGIApplication = Callable[..., Any]
 
 @dataclass(frozen=True)
 class WSGITarget:
-    """A WSGI application registered with :func:`registerWSGIApp`."""
+    """A WSGI application registered with ``registerWSGIApp``."""
 
     application: WSGIApplication
     path: str
@@ -36,18 +36,18 @@ class WSGITarget:
         return _answer_wsgi(call, self)
 
 
-def registerWSGIApp(application: WSGIApplication, path: str, ports: Ports = []) -> None:
+def register_wsgi_app(
+    registry: _registry.Registry, application: WSGIApplication, path: str, ports: Ports = []
+) -> None:
     """
-    Serve every request for ``path`` and below with the WSGI ``application``,
-    in houweb's thread pool. The application sees ``SCRIPT_NAME`` = ``path``
-    and ``PATH_INFO`` = the rest of the request path.
-
-    :param ports: which listening ports it answers on, as for ``urlHandler``.
+    Register ``application`` into ``registry``: see
+    :func:`houweb.registerWSGIApp`, which is this on the default server's
+    registry.
     """
     if not callable(application):
         raise TypeError("registerWSGIApp takes a WSGI application (a callable)")
     norm = check_handler_path(path)
-    _registry.REGISTRY.add_path(PREFIX, path, ports, WSGITarget(application, norm))
+    registry.add_path(PREFIX, path, ports, WSGITarget(application, norm))
 
 
 def _answer_wsgi(call: Call, target: WSGITarget) -> Response | Deferred[Response]:

@@ -13,7 +13,7 @@ import houweb
 from houweb import __all__
 
 # Names are forwarded on first use rather than star-imported: ``import *``
-# would resolve houweb's names imported on first use (``webSocket`` and
+# would resolve houweb's names imported on first use (``WebSocket`` and
 # autobahn with it) when this module is imported.
 
 

@@ -11,10 +11,10 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 
-from houweb import _registry
+from houweb._application import default_server
 from houweb._config import ServerConfig
 from houweb._registry import Registry
-from houweb._server import Server
+from houweb._server import RunningServer
 
 from .support import Client
 
@@ -23,18 +23,18 @@ from .support import Client
 def registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
     """An empty registry that the decorators fill during this test."""
     fresh = Registry()
-    monkeypatch.setattr(_registry, "REGISTRY", fresh)
+    monkeypatch.setattr(default_server(), "registry", fresh)
     return fresh
 
 
 @pytest.fixture
 def serve(registry: Registry) -> Any:
     """``await serve(**run_arguments)`` starts a server on port 0 and returns it."""
-    servers: list[Server] = []
+    servers: list[RunningServer] = []
 
-    async def start(**arguments: Any) -> Server:
+    async def start(**arguments: Any) -> RunningServer:
         arguments.setdefault("port", 0)
-        server = Server(ServerConfig.from_arguments(**arguments), reactor, registry)
+        server = RunningServer(ServerConfig.from_arguments(**arguments), reactor, registry)
         await server.start()
         servers.append(server)
         return server

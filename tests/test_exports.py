@@ -32,6 +32,7 @@ EXPECTED = {
     "registerASGIApp",
     "registerArchiveFile",
     "setCORSWhitelist",  # Houdini 21, from observed use
+    "Server",  # Houdini 21, from observed use
     # houweb's own additions
     "UploadedFile",
     "registerStaticFilesDirectory",

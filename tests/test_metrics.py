@@ -226,11 +226,12 @@ def test_metrics_without_prometheus_client_say_what_to_install(monkeypatch):
     from twisted.internet import reactor
 
     from houweb._config import ServerConfig
-    from houweb._server import Server
+    from houweb._registry import Registry
+    from houweb._server import RunningServer
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
     with pytest.raises(houweb.OperationFailed, match=r"pip install 'houweb\[metrics\]'"):
-        Server(ServerConfig.from_arguments(port=0, metrics=True), reactor)
+        RunningServer(ServerConfig.from_arguments(port=0, metrics=True), reactor, Registry())
 
 
 @pytest_twisted.ensureDeferred

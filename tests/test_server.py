@@ -13,7 +13,7 @@ from twisted.web._newclient import ResponseNeverReceived
 
 import houweb
 from houweb._config import ServerConfig
-from houweb._server import Server
+from houweb._server import RunningServer
 
 from .conftest import messages
 from .support import connect_raw
@@ -41,7 +41,7 @@ async def test_busy_main_port_raises_operation_failed_naming_it(registry):
     blocker = busy_port()
     port = blocker.getsockname()[1]
     try:
-        server = Server(ServerConfig.from_arguments(port=port), reactor, registry)
+        server = RunningServer(ServerConfig.from_arguments(port=port), reactor, registry)
         with pytest.raises(houweb.OperationFailed, match=f"port {port} .*address already in use"):
             await server.start()
         assert server.port_numbers() == []
@@ -57,7 +57,9 @@ async def test_busy_extra_port_closes_the_main_port_again(registry):
     main = free.getsockname()[1]
     free.close()
     try:
-        server = Server(ServerConfig.from_arguments(port=main, ports=[taken]), reactor, registry)
+        server = RunningServer(
+            ServerConfig.from_arguments(port=main, ports=[taken]), reactor, registry
+        )
         with pytest.raises(houweb.OperationFailed, match=f"port {taken}"):
             await server.start()
         assert not listening(main)

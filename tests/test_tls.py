@@ -73,10 +73,10 @@ async def test_https_endpoint_serves_handlers_and_requests_know_they_are_secure(
 @pytest_twisted.ensureDeferred
 async def test_missing_key_file_is_operation_failed_naming_the_endpoint(registry, tmp_path):
     from houweb._config import ServerConfig
-    from houweb._server import Server
+    from houweb._server import RunningServer
 
     entry = f"ssl:0:privateKey={tmp_path}/missing.pem"
-    server = Server(ServerConfig.from_arguments(port=0, listen=[entry]), reactor, registry)
+    server = RunningServer(ServerConfig.from_arguments(port=0, listen=[entry]), reactor, registry)
     try:
         await server.start()
     except houweb.OperationFailed as exc:

@@ -13,7 +13,7 @@ import warnings
 from twisted.logger import Logger
 
 import houweb
-from houweb import _run
+from houweb import _application
 
 logging.basicConfig(
     stream=sys.stdout, level=logging.INFO, format="PYLOG %(name)s %(levelname)s %(message)s"
@@ -41,7 +41,7 @@ for path in ("/hello", "/boom"):
     except OSError:
         pass
 houweb.requestShutdown()
-print("CHECK stopped", _run._process.last.wait_stopped(10), flush=True)
+print("CHECK stopped", _application.default_server().lifecycle.last.wait_stopped(10), flush=True)
 Logger(namespace="houweb").info("AFTER-STOP event")  # nobody forwards it to logging now
 print("CHECK showwarning-kept", warnings.showwarning is showwarning, flush=True)
 print("DONE", flush=True)
