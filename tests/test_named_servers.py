@@ -1,0 +1,224 @@
+"""
+Named servers (Houdini 21's ``hwebserver.Server(name)``, from observed use):
+several in one process on the one reactor, each with its own handlers, API
+functions, pool and lifecycle, beside the default server the module-level
+functions act on. Each test runs a script in a child process (a server's
+``run()`` cannot be called on the test's reactor thread) and talks to it
+with treq over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+
+import pytest
+import pytest_twisted
+from twisted.internet.error import ConnectionRefusedError
+
+import houweb
+from houweb import hwebserver
+
+from .support import APPS, ServerProcess
+
+FORM = {"Content-Type": ["application/x-www-form-urlencoded"]}
+
+
+@pytest.fixture
+def pair():
+    """The two named servers of tests/apps/named_servers.py, running."""
+    child = ServerProcess(os.path.join(APPS, "named_servers.py"))
+    lines = {
+        "called": child.wait_for_line("CALLED"),
+        "default": child.wait_for_line("DEFAULT"),
+        "twice": child.wait_for_line("REFUSED"),
+        "workers": child.wait_for_line("REFUSED"),
+    }
+    a = int(child.wait_for_line("PORT a").split()[2])
+    b = int(child.wait_for_line("PORT b").split()[2])
+    yield child, a, b, lines
+    child.kill()
+
+
+async def call(client, port, name, *args):
+    body = urllib.parse.urlencode({"json": json.dumps([name, list(args), {}])})
+    return await client.post(port, "/api", data=body.encode(), headers=FORM)
+
+
+async def seen(client, port) -> list[str]:
+    return json.loads((await client.get(port, "/seen")).body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_named_servers_answer_side_by_side_each_with_its_own_handlers(pair, client):
+    _, a, b, _ = pair
+    assert a != b
+    assert (await client.get(a, "/who")).text == "a"
+    assert (await client.get(b, "/who")).text == "b"
+    # A handler registered on one is never served by the other...
+    assert (await client.get(b, "/only-a")).status == 404
+    assert (await client.get(a, "/only-b")).status == 404
+    # ...nor is the default server's (module-level @houweb.urlHandler).
+    assert (await client.get(a, "/default")).status == 404
+    assert (await client.get(b, "/default")).status == 404
+    assert await seen(client, a) == ["a:/who", "b:/who"]
+    assert (await client.get(a, "/only-a")).text == "only a"
+    assert await seen(client, b) == ["a:/who", "b:/who", "a:/only-a"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_api_of_a_named_server_neither_lists_nor_calls_the_others_functions(pair, client):
+    _, a, b, _ = pair
+    assert json.loads((await call(client, a, "calc.add", 2, 3)).body) == 5
+    assert json.loads((await call(client, b, "calc.mul", 2, 3)).body) == 6
+    refused = await call(client, a, "calc.mul", 2, 3)
+    assert refused.status == 404
+    assert "unknown API function 'calc.mul'" in refused.text
+    assert (await call(client, b, "calc.add", 2, 3)).status == 404
+    listed_a = [
+        entry["name"] for entry in json.loads((await call(client, a, "houweb.functions")).body)
+    ]
+    listed_b = [
+        entry["name"] for entry in json.loads((await call(client, b, "houweb.functions")).body)
+    ]
+    assert (listed_a, listed_b) == (["calc.add"], ["calc.mul"])
+    assert await seen(client, a) == ["a:calc.add", "b:calc.mul"]
+
+
+def test_port_callback_gets_the_bound_main_port_in_the_thread_that_called_run(pair):
+    _, a, b, lines = pair
+    called = json.loads(lines["called"].split(" ", 1)[1])
+    # Both before run() returned, in the main thread that called it.
+    assert called == [["a", a, True], ["b", b, True]]
+
+
+def test_running_the_same_server_twice_is_operation_failed_naming_it(pair):
+    _, a, _, lines = pair
+    assert lines["twice"] == f"REFUSED houweb server 'a' is already running on port {a}"
+
+
+def test_workers_are_refused_while_another_server_runs_in_the_process(pair):
+    _, _, _, lines = pair
+    assert lines["workers"].startswith("REFUSED workers > 1 needs a foreground run() that owns")
+    assert "houweb server 'a', houweb server 'b'" in lines["workers"]
+
+
+def test_module_level_functions_act_on_the_default_server_which_does_not_run(pair):
+    # serverPorts() and isInDebugMode() are the default server's: it does not
+    # run while a and b do; requestShutdown() on it left them serving.
+    _, _, _, lines = pair
+    assert lines["default"] == "DEFAULT [[], false]"
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_one_named_server_leaves_the_other_serving(pair, client):
+    child, a, b, _ = pair
+    assert (await client.get(a, "/stop")).text == "stopping"
+    child.wait_for_line("STOPPED a")
+    with pytest.raises(ConnectionRefusedError):
+        await client.get(a, "/who")
+    assert (await client.get(b, "/who")).text == "b"
+    assert await seen(client, b) == ["b:/who"]
+    assert (await client.get(b, "/quit")).text == "bye"
+    assert child.wait_for_line("AGAIN") == "AGAIN 1"
+    assert child.wait_for_line("END") == "END [[], []]"
+    # Logging outlived a, which began it: b's end (and a's second run) is logged.
+    assert child.output().count("houweb: stopped") == 3
+    assert child.process.returncode == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_named_server_in_the_background_beside_the_default_one_in_the_foreground(
+    client,
+):
+    child = ServerProcess(os.path.join(APPS, "named_beside_default.py"))
+    try:
+        c = int(child.wait_for_line("PORT c").split()[2])
+        main = int(child.wait_for_line("PORT default").split()[2])
+        assert c != 8008  # run() without a port took the settings' PORT (0)
+        assert (await client.get(c, "/who")).text == "c"
+        # ALLOWED_HOSTS of the settings: 127.0.0.1 only, so not "localhost".
+        assert (await client.get(c, "/who", headers={"Host": ["localhost"]})).status == 400
+        assert (await client.get(main, "/who", headers={"Host": ["localhost"]})).text == "default"
+        assert (await client.get(c, "/seen")).status == 404  # the default server's handler
+        assert (await client.get(c, "/stop")).text == "stopping"
+        child.wait_for_line("STOPPED c")
+        with pytest.raises(ConnectionRefusedError):
+            await client.get(c, "/who")
+        assert (await client.get(main, "/seen")).text == "c:/who,default:/who"
+        assert (await client.get(main, "/quit")).text == "bye"
+        assert child.wait_for_line("RETURNED") == "RETURNED [] []"
+        assert child.process.wait(20) == 0
+    finally:
+        child.kill()
+
+
+def test_server_is_exported_under_houdinis_names_and_needs_a_name():
+    assert hwebserver.Server is houweb.Server
+    server = houweb.Server("x")
+    assert server.name() == "x"
+    assert server.serverPorts() == [] and not server.isInDebugMode()
+    server.requestShutdown()  # not running: nothing happens
+    with pytest.raises(ValueError, match="must not be empty"):
+        houweb.Server("")
+    with pytest.raises(TypeError, match="must be a str"):
+        houweb.Server(None)  # type: ignore[arg-type]
+
+
+def test_registrations_on_a_named_server_stay_out_of_the_default_one(registry):
+    server = houweb.Server("x")
+    server.urlHandler("/p")(lambda request: "p")
+    server.apiFunction("ns")(lambda request: 1)
+    assert registry.is_empty()
+    assert not server.registry.is_empty()
+    assert server.registry.match("/p", 0, 0) is not None
+    assert registry.match("/p", 0, 0) is None
+
+
+def test_set_settings_for_port_stores_them_and_warns_naming_what_is_not_honoured(logged):
+    from .conftest import messages
+
+    server = houweb.Server("x")
+    server.setSettingsForPort({"PORT": 9000, "ADDRESS": "127.0.0.1", "MAX_PORT": 9000}, "main")
+    assert messages(logged) == ""
+    server.setSettingsForPort({"MAX_PORT": 9010, "SSL_REDIRECT": True, "NOPE": 1})
+    server.setSettingsForPort({"PORT": 9001}, "api")
+    assert server.port_settings == {
+        "": {
+            "PORT": 9000,
+            "ADDRESS": "127.0.0.1",
+            "MAX_PORT": 9010,
+            "SSL_REDIRECT": True,
+            "NOPE": 1,
+        },
+        "api": {"PORT": 9001},
+    }
+    text = messages(logged)
+    for key in ("MAX_PORT on the main port", "SSL_REDIRECT on the main port", "NOPE (not an"):
+        assert key in text
+    assert "PORT on named port 'api' is not honoured yet" in text
+    with pytest.raises(ValueError, match="PORT must be a port number"):
+        server.setSettingsForPort({"PORT": "80"})
+    with pytest.raises(TypeError, match="settings must be a dict"):
+        server.setSettingsForPort([("PORT", 1)])  # type: ignore[arg-type]
+
+
+def test_set_port_info_is_set_settings_for_port_with_arguments(logged):
+    from .conftest import messages
+
+    server = houweb.Server("x")
+    server.setPortInfo("main", 18812, 18812, False, "127.0.0.1", False, ["localhost"], False)
+    assert server.port_settings[""] == {
+        "PORT": 18812,
+        "MAX_PORT": 18812,
+        "ALLOW_SYSTEM_PORT": False,
+        "ADDRESS": "127.0.0.1",
+        "IPV6": False,
+        "ALLOWED_HOSTS": ("localhost",),
+        "USE_X_FORWARDED_HOST": False,
+    }
+    assert messages(logged) == ""  # every value asks for what houweb does
+    server.setPortInfo("main", 18812, 18812, True, "127.0.0.1", True, [], True)
+    for key in ("ALLOW_SYSTEM_PORT", "IPV6", "USE_X_FORWARDED_HOST"):
+        assert f"{key} on the main port is not honoured yet" in messages(logged)
