@@ -222,3 +222,15 @@ def test_set_port_info_is_set_settings_for_port_with_arguments(logged):
     server.setPortInfo("main", 18812, 18812, True, "127.0.0.1", True, [], True)
     for key in ("ALLOW_SYSTEM_PORT", "IPV6", "USE_X_FORWARDED_HOST"):
         assert f"{key} on the main port is not honoured yet" in messages(logged)
+
+
+def test_a_bridge_written_for_houdini_21_runs_unchanged_through_houweb_run():
+    from .children import Child, app, get
+
+    with Child.houweb("run", app(os.path.join("houdini", "named_server_bridge.py"))) as child:
+        port = child.port()
+        assert get(port, "/bridge/ping") == (200, "pong from bridge")
+        assert get(port, "/bridge/stop") == (200, "stopping")
+        assert child.wait() == 0
+        assert "REPORTED True" in child.output
+        assert "BRIDGE STOPPED" in child.output
