@@ -234,3 +234,19 @@ def test_a_bridge_written_for_houdini_21_runs_unchanged_through_houweb_run():
         assert child.wait() == 0
         assert "REPORTED True" in child.output
         assert "BRIDGE STOPPED" in child.output
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_foreground_run_returning_shuts_the_servers_beside_it_down_gracefully(client):
+    child = ServerProcess(os.path.join(APPS, "named_beside_default.py"))
+    try:
+        c = int(child.wait_for_line("PORT c").split()[2])
+        main = int(child.wait_for_line("PORT default").split()[2])
+        assert (await client.get(c, "/who")).text == "c"
+        assert (await client.get(main, "/quit")).text == "bye"  # c still runs
+        assert child.wait_for_line("RETURNED") == "RETURNED [] []"
+        # c went through its shutdown before the reactor stopped, not cut off.
+        assert child.output().count("houweb: stopped") == 2
+        assert child.process.returncode == 0
+    finally:
+        child.kill()
