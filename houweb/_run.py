@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import gc
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,14 +33,11 @@ from ._reactor import (
     is_interactive,
     register_before_exit,
 )
+from ._role import Role, this_process
 from ._server import Server
 
 if TYPE_CHECKING:
     from ._workers import Workers
-
-#: When houweb was imported: near enough when the program started. Reloading
-#: also restarts for sources saved after that, before it watched them.
-STARTED = time.time()
 
 
 class _Process:
@@ -222,21 +217,15 @@ def _when_stopped(server: Server, function: Callable[[], None]) -> None:
     server.stopped().addBoth(lambda _: function())
 
 
-# Reloading (_reload) and workers (_workers) are imported only when asked for:
-# they cost start-up time a plain server need not pay. A process that a
-# restart or a worker start made imports them before its program runs, and
-# they hold what it inherited (listening sockets, its worker number).
-
-
-def _loaded(name: str) -> Any:
-    """:returns: the module ``houweb.<name>`` if it is imported already, else ``None``."""
-    return sys.modules.get(f"{__package__}.{name}")
+# Reloading (_restart) and workers (_workers) are imported only when asked for:
+# they cost start-up time a plain server need not pay. What a process is (the
+# program, a reloaded child, a worker) and what it inherited (listening
+# sockets, its worker number) is _role.this_process, set where it started.
 
 
 def _is_worker() -> bool:
     """:returns: whether this process is a worker started by another houweb process."""
-    workers = _loaded("_workers")
-    return workers is not None and bool(workers.is_worker())
+    return this_process.role is Role.WORKER
 
 
 def _check_workers(workers: object, background: bool) -> int:
@@ -251,21 +240,28 @@ def _check_workers(workers: object, background: bool) -> int:
 def _reloading(
     reactor: Any, reload_source_changes: bool | None, config: ServerConfig, keep: bool
 ) -> Any:
-    """:returns: the reactor a foreground server serves through (see ``_reload.reloading``)."""
+    """:returns: the reactor a foreground server serves through (see ``_restart.reloading``)."""
     wanted = config.debug if reload_source_changes is None else bool(reload_source_changes)
-    if not (wanted or keep) and _loaded("_reload") is None:
+    if not (wanted or keep or this_process.inherited):
         return reactor  # nothing to reload, keep or adopt
-    from . import _reload
+    from . import _restart
 
-    return _reload.reloading(reactor, reload_source_changes, config, keep=keep)
+    return _restart.reloading(
+        reactor,
+        reload_source_changes,
+        config,
+        keep=keep,
+        running=lambda: _process.server,
+        request_shutdown=requestShutdown,
+    )
 
 
 def _not_in_foreground(reload_source_changes: bool | None) -> None:
-    """A background server: see ``_reload.not_in_foreground``."""
-    if reload_source_changes or _loaded("_reload") is not None:
-        from . import _reload
+    """A background server: see ``_restart.not_in_foreground``."""
+    if reload_source_changes or this_process.inherited:
+        from . import _restart
 
-        _reload.not_in_foreground(reload_source_changes)
+        _restart.not_in_foreground(reload_source_changes)
 
 
 #: Seconds a stopping server may take beyond its shutdown grace (closing
@@ -459,10 +455,11 @@ def _serve_in_foreground(config: ServerConfig, reactor: Any, workers: int = 1) -
     _process.record(server)
     supervisor = None
     try:
-        process_workers = _loaded("_workers")  # imported if there are workers, or this is one
-        if process_workers is not None:
-            supervisor = process_workers.start_workers(reactor, workers)
-            process_workers.watch_parent(reactor, _shut_down_here)
+        if workers > 1 or _is_worker():
+            from . import _workers
+
+            supervisor = _workers.start_workers(reactor, workers)
+            _workers.watch_parent(reactor, _shut_down_here)
         _stop_reactor_when_done(reactor, server, supervisor)
         freeze_start_up_heap()
         try:
@@ -544,9 +541,11 @@ def requestShutdown() -> None:
     progress finish, then stops. Returns at once; callable from any thread,
     handlers included. Does nothing when no server runs.
     """
-    process_workers = _loaded("_workers")
-    if process_workers is not None and process_workers.stop_all_from_worker():
-        return
+    if _is_worker():
+        from . import _workers  # imported already: work() started this process
+
+        if _workers.stop_all_from_worker():
+            return
     _shut_down_here()
 
 
