@@ -161,6 +161,15 @@ def test_editing_a_handler_file_changes_the_answer_on_the_same_port(copied):
         assert version(port).split()[1] == before.split()[1]  # the same process, exec'd
 
 
+def test_a_restarted_program_knows_it_was_reloaded(copied):
+    with serve_copy(copied) as child:
+        port = child.port()
+        assert get(port, "/role") == (200, "program")
+        edit(copied / "reload_app.py", '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert get(port, "/role") == (200, "reloaded")
+
+
 def test_a_syntax_error_keeps_the_previous_code_serving(copied):
     with serve_copy(copied) as child:
         port = child.port()
