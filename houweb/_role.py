@@ -15,8 +15,10 @@ A process is one of three (:class:`Role`):
 
 The entry points of the last two set :data:`this_process` once
 (:meth:`ProcessRole.begin`), before the program runs; ``run()`` (``_run``)
-reads it. This module imports only the hand-over's data types, so every
-module of the process side can import it without forming a cycle.
+reads it. This module imports no other houweb module when it loads (only
+``_handover``, and only when a program asks how to start again), so every
+module of the process side can import it without forming a cycle, and a
+plain server does not load the hand-over machinery.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ._handover import Listener, Program
+if TYPE_CHECKING:
+    from ._handover import Listener, Program
 
 #: When houweb was imported: near enough when the program started. Reloading
 #: also restarts for sources saved after that, before it watched them.
@@ -104,7 +108,11 @@ class ProcessRole:
             worker); ``None`` when it cannot be (``python -c``, the
             interactive interpreter).
         """
-        return self.program if self.program is not None else Program.current()
+        if self.program is not None:
+            return self.program
+        from ._handover import Program  # here: a plain server never needs it
+
+        return Program.current()
 
 
 #: This process: one per interpreter, as a process has one start.

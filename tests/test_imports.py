@@ -230,3 +230,19 @@ def test_the_graph_sees_lazy_relative_and_absolute_imports(tmp_path):
     assert a_cycle_through({"houweb._a", "houweb._b"}, graph) == (
         "houweb._a (line 4) -> houweb._b (line 5) -> houweb._a"
     )
+
+
+def test_importing_houweb_loads_no_restart_or_worker_machinery():
+    # They cost start-up time a plain server need not pay: run() imports
+    # them when reloading or workers are asked for (or this process is one).
+    import subprocess
+    import sys
+
+    code = "import sys, houweb; print(' '.join(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert "houweb._role" in loaded
+    for module in ("_handover", "_restart", "_watch", "_workers", "watchfiles"):
+        assert f"houweb.{module}" not in loaded and module not in loaded, module
