@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import gc
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +38,7 @@ from ._reactor import (
     register_before_exit,
 )
 from ._registry import Registry
+from ._role import Role, this_process
 from ._server import RunningServer
 
 if TYPE_CHECKING:
@@ -49,11 +48,6 @@ if TYPE_CHECKING:
 PortCallback = Callable[[int], object]
 
 log = Logger(namespace="houweb")
-
-#: When houweb was imported: near enough when the program started. Reloading
-#: also restarts for sources saved after that, before it watched them.
-STARTED = time.time()
-
 
 class Lifecycle:
     """
@@ -243,21 +237,15 @@ def _when_stopped(server: RunningServer, function: Callable[[], None]) -> None:
     server.stopped().addBoth(lambda _: function())
 
 
-# Reloading (_reload) and workers (_workers) are imported only when asked for:
-# they cost start-up time a plain server need not pay. A process that a
-# restart or a worker start made imports them before its program runs, and
-# they hold what it inherited (listening sockets, its worker number).
-
-
-def _loaded(name: str) -> Any:
-    """:returns: the module ``houweb.<name>`` if it is imported already, else ``None``."""
-    return sys.modules.get(f"{__package__}.{name}")
+# Reloading (_restart) and workers (_workers) are imported only when asked for:
+# they cost start-up time a plain server need not pay. What a process is (the
+# program, a reloaded child, a worker) and what it inherited (listening
+# sockets, its worker number) is _role.this_process, set where it started.
 
 
 def _is_worker() -> bool:
     """:returns: whether this process is a worker started by another houweb process."""
-    workers = _loaded("_workers")
-    return workers is not None and bool(workers.is_worker())
+    return this_process.role is Role.WORKER
 
 
 def _check_workers(workers: object, background: bool) -> int:
@@ -272,21 +260,34 @@ def _check_workers(workers: object, background: bool) -> int:
 def _reloading(
     reactor: Any, reload_source_changes: bool | None, config: ServerConfig, keep: bool
 ) -> Any:
-    """:returns: the reactor a foreground server serves through (see ``_reload.reloading``)."""
+    """:returns: the reactor a foreground server serves through (see ``_restart.reloading``)."""
     wanted = config.debug if reload_source_changes is None else bool(reload_source_changes)
-    if not (wanted or keep) and _loaded("_reload") is None:
+    if not (wanted or keep or this_process.inherited):
         return reactor  # nothing to reload, keep or adopt
-    from . import _reload
+    from . import _restart
 
-    return _reload.reloading(reactor, reload_source_changes, config, keep=keep)
+    return _restart.reloading(
+        reactor,
+        reload_source_changes,
+        config,
+        keep=keep,
+        running=_foreground_server,
+        request_shutdown=requestShutdown,
+    )
+
+
+def _foreground_server() -> RunningServer | None:
+    """:returns: the running server of the server object that owns the process, if any."""
+    owner = _process.foreground
+    return owner.server if owner is not None else None
 
 
 def _not_in_foreground(reload_source_changes: bool | None) -> None:
-    """A background server: see ``_reload.not_in_foreground``."""
-    if reload_source_changes or _loaded("_reload") is not None:
-        from . import _reload
+    """A background server: see ``_restart.not_in_foreground``."""
+    if reload_source_changes or this_process.inherited:
+        from . import _restart
 
-        _reload.not_in_foreground(reload_source_changes)
+        _restart.not_in_foreground(reload_source_changes)
 
 
 #: Seconds a stopping server may take beyond its shutdown grace (closing
@@ -530,10 +531,11 @@ def _serve_in_foreground(
         _process.foreground, _process.exclusive = lifecycle, exclusive
     supervisor = None
     try:
-        process_workers = _loaded("_workers")  # imported if there are workers, or this is one
-        if process_workers is not None:
-            supervisor = process_workers.start_workers(reactor, workers)
-            process_workers.watch_parent(reactor, _shut_down_here)
+        if workers > 1 or _is_worker():
+            from . import _workers
+
+            supervisor = _workers.start_workers(reactor, workers)
+            _workers.watch_parent(reactor, _shut_down_here)
         _stop_reactor_when_done(reactor, server, supervisor)
         _tell_port(port_callback, server)
         freeze_start_up_heap()
@@ -635,9 +637,11 @@ def requestShutdown(lifecycle: Lifecycle | None = None) -> None:
     :param lifecycle: ``None``: the server that runs the process in the
         foreground (what reloading restarts).
     """
-    process_workers = _loaded("_workers")
-    if process_workers is not None and process_workers.stop_all_from_worker():
-        return
+    if _is_worker():
+        from . import _workers  # imported already: work() started this process
+
+        if _workers.stop_all_from_worker():
+            return
     _shut_down_here(lifecycle)
 
 

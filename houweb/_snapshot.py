@@ -68,9 +68,9 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def snapshot(treq: Any, path: str, parse: bool = True, settings: Any = None) -> Request:
+def snapshot(web_request: Any, path: str, parse: bool = True, settings: Any = None) -> Request:
     """
-    Build the Request a handler sees from the twisted.web request ``treq``.
+    Build the Request a handler sees from the twisted.web request ``web_request``.
     An urlencoded body is not parsed here (on the reactor) but on first use,
     by whoever reads it (see ``_forms``).
 
@@ -82,32 +82,32 @@ def snapshot(treq: Any, path: str, parse: bool = True, settings: Any = None) -> 
         UTF-8, or a body that could not be parsed (multipart) or stored (the
         disk full).
     """
-    target = treq.uri.decode("latin-1")
-    header_lines = treq.houweb_header_lines
-    content = getattr(treq, "houweb_body", None)
+    target = web_request.uri.decode("latin-1")
+    header_lines = web_request.houweb_header_lines
+    content = getattr(web_request, "houweb_body", None)
     get_lists: dict[str, list[str]] = {}
     post_lists: dict[str, list[str]] = {}
     files: dict[str, Any] = {}
     form = None
     if parse:
-        get_lists, post_lists, files = _fields(treq, target, header_lines)
+        get_lists, post_lists, files = _fields(web_request, target, header_lines)
         if (
-            getattr(treq, "houweb_form", None) is None
-            and not getattr(treq, "houweb_raw_body", False)  # a WSGI app decodes its own
+            getattr(web_request, "houweb_form", None) is None
+            and not getattr(web_request, "houweb_raw_body", False)  # a WSGI app decodes its own
             and _is_urlencoded(header_lines)
         ):
-            form = _lazy_form(treq, settings)
-    channel = treq.channel
-    host = getattr(channel, "houweb_local", None) or treq.getHost()
-    client = treq.getClientAddress()
+            form = _lazy_form(web_request, settings)
+    channel = web_request.channel
+    host = getattr(channel, "houweb_local", None) or web_request.getHost()
+    client = web_request.getClientAddress()
     return Request(
-        method=treq.method.decode("latin-1"),
+        method=web_request.method.decode("latin-1"),
         path=path,
         target=target,
         header_lines=header_lines,
         local_address=(getattr(host, "host", ""), getattr(host, "port", 0)),
         client_address=(getattr(client, "host", ""), getattr(client, "port", 0)),
-        protocol=treq.clientproto.decode("latin-1"),
+        protocol=web_request.clientproto.decode("latin-1"),
         secure=bool(getattr(channel, "houweb_secure", False)),
         body=content if content is not None else b"",
         get_lists=get_lists,
@@ -121,8 +121,8 @@ def _is_urlencoded(header_lines: list[tuple[str, str]]) -> bool:
     return media_type(_header(header_lines, "content-type")) == FORM_URLENCODED
 
 
-def _lazy_form(treq: Any, settings: Any) -> LazyForm:
-    size = getattr(treq, "houweb_received", 0)
+def _lazy_form(web_request: Any, settings: Any) -> LazyForm:
+    size = getattr(web_request, "houweb_received", 0)
     if settings is None:
         return LazyForm(size)
     return LazyForm(
@@ -131,10 +131,10 @@ def _lazy_form(treq: Any, settings: Any) -> LazyForm:
 
 
 def _fields(
-    treq: Any, target: str, header_lines: list[tuple[str, str]]
+    web_request: Any, target: str, header_lines: list[tuple[str, str]]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, Any]]:
     """:returns: the query fields, the form fields and the uploaded files."""
-    body_error = getattr(treq, "houweb_body_error", None)
+    body_error = getattr(web_request, "houweb_body_error", None)
     if body_error is not None:
         raise BadRequest(str(body_error), body_error.status)
     query = target.partition("?")[2]
@@ -142,7 +142,7 @@ def _fields(
         get_lists = parse_form(query) if query else {}
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"invalid percent-encoding or UTF-8 in the query: {exc}") from None
-    form = getattr(treq, "houweb_form", None)
+    form = getattr(web_request, "houweb_form", None)
     if form is not None:
         post_lists, files = form
         return get_lists, post_lists, files

@@ -399,17 +399,7 @@ def load_applications(options: Options) -> None:
     for spec in options["app"]:
         load_application(spec)
     for spec in options["static"]:
-        register_static(*split_static(spec))
-
-
-def register_static(directory: str, url_prefix: str) -> None:
-    """Serve ``directory`` under ``url_prefix`` on every port."""
-    import houweb
-
-    register = getattr(houweb, "registerStaticFilesDirectory", None)
-    if register is None:
-        raise usage.UsageError("--static: this houweb cannot serve static files yet")
-    register(directory, url_prefix)
+        default_server().registerStaticFilesDirectory(*split_static(spec))
 
 
 class HouwebService(service.Service):

@@ -277,10 +277,10 @@ def open_websocket(call: Call, endpoint: WebSocket) -> Deferred[Response]:
     return Deferred()
 
 
-def _handshake(treq: Any) -> bytes:
+def _handshake(web_request: Any) -> bytes:
     """:returns: the upgrade request as sent, for autobahn to read again."""
-    lines = [b"%s %s %s" % (treq.method, treq.uri, treq.clientproto)]
-    for name, values in treq.requestHeaders.getAllRawHeaders():
+    lines = [b"%s %s %s" % (web_request.method, web_request.uri, web_request.clientproto)]
+    for name, values in web_request.requestHeaders.getAllRawHeaders():
         lines += [name + b": " + value for value in values]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
@@ -313,7 +313,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self.endpoint = endpoint
         endpoint._houweb_connection = self
         self.request = call.request
-        self._treq = call.treq
+        self._web_request = call.treq
         self._reactor = call.context.reactor
         self._what = f"WebSocket {describe(type(endpoint))}"
         self._decision: Deferred[None] | None = None
@@ -345,7 +345,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         # do not hold their place for ever. autobahn's timers truncate their
         # deadline to a whole second (up to 1 s early), hence the second added.
         self.autoPingInterval = self.autoPingTimeout = self._idle_timeout + 1
-        self._treq.registerProducer(self._window, True)
+        self._web_request.registerProducer(self._window, True)
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = self._reactor.seconds()
@@ -392,7 +392,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         return self._decision
 
     def onOpen(self) -> None:
-        self._treq.setResponseCode(101)
+        self._web_request.setResponseCode(101)
         self._done_opening()
         self._opening = False
         self._read(True)
@@ -563,7 +563,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
     def _refuse(self, status: int, reason: str) -> None:
         """Refuse the upgrade (``connect`` did not accept) unless already decided."""
         if self._decision is not None and not self._decision.called and not self._ended:
-            self._treq.setResponseCode(status)
+            self._web_request.setResponseCode(status)
             self._decision.errback(ConnectionDeny(status, reason))
 
     def _done_opening(self) -> None:

@@ -7,8 +7,9 @@ serves them too; it then starts N - 1 worker processes, each running the same
 program again (script or ``-m`` module, same ``sys.argv``: so the same
 handlers get registered) with the listening sockets inherited. The kernel
 hands each new connection to one of the processes accepting on the socket.
-This reuses the socket hand-over of reloading (``_reload``): a worker's
-``run()`` adopts the inherited sockets instead of binding.
+This reuses the socket hand-over of reloading (``_handover``): a worker
+(:data:`houweb._role.Role.WORKER`) adopts the inherited sockets in ``run()``
+instead of binding.
 
 The first process supervises: a worker that dies is started again after a
 second; at shutdown each worker gets SIGTERM (and so its own graceful
@@ -29,9 +30,10 @@ from twisted.internet import defer, protocol, task
 from twisted.internet.process import reapAllProcesses
 from twisted.logger import Logger
 
-from . import _logging, _reload
+from . import _logging
 from ._errors import OperationFailed
-from ._reload import Listener, Program, RestartState, houweb_command
+from ._handover import Listener, RestartState, houweb_command
+from ._role import Role, WorkerOf, this_process
 
 log = Logger(namespace="houweb")
 
@@ -40,15 +42,10 @@ RESPAWN_DELAY = 1.0
 #: How often (seconds) a worker checks that the process that started it lives.
 PARENT_CHECK_INTERVAL = 1.0
 
-#: In a worker process: its number (1 to N - 1) and its parent's pid.
-_worker: tuple[int, int] | None = None
-#: In a worker: whether requestShutdown() already asked the parent to stop.
-_asked_parent = False
-
 
 def is_worker() -> bool:
     """:returns: whether this process is a worker started by another houweb process."""
-    return _worker is not None
+    return this_process.role is Role.WORKER
 
 
 def check_workers(workers: object, background: bool) -> int:
@@ -67,7 +64,7 @@ def check_workers(workers: object, background: bool) -> int:
         raise OperationFailed("workers > 1 needs a foreground server (in_background=False)")
     if os.name != "posix":
         raise OperationFailed("workers > 1 needs a POSIX system (listening sockets are inherited)")
-    if Program.current() is None:
+    if this_process.program_to_run_again() is None:
         raise OperationFailed(
             "workers > 1 needs a program houweb can start again: a script or a -m module, "
             "not python -c or the interactive interpreter"
@@ -79,7 +76,7 @@ class Workers:
     """The worker processes of one foreground server, supervised from its reactor."""
 
     def __init__(self, reactor: Any, count: int, listeners: list[Listener]) -> None:
-        program = Program.current()
+        program = this_process.program_to_run_again()
         assert program is not None  # check_workers() made sure
         self._reactor = reactor
         self._listeners = listeners
@@ -227,7 +224,7 @@ def start_workers(reactor: Any, count: int) -> Workers | None:
     """
     Start the workers of a foreground server whose ports are listening.
 
-    :param reactor: the :class:`~houweb._reload.ReloadingReactor` it listens through.
+    :param reactor: the :class:`~houweb._restart.ReloadingReactor` it listens through.
     :returns: the supervisor, or ``None`` for one process or inside a worker.
     """
     if count < 2 or is_worker():
@@ -244,13 +241,13 @@ def stop_all_from_worker() -> bool:
 
     :returns: whether this process is a worker (and so asked its parent).
     """
-    global _asked_parent
-    if _worker is None:
+    worker = this_process.worker
+    if worker is None:
         return False
-    if not _asked_parent:
-        _asked_parent = True
+    if not worker.asked_parent_to_stop:
+        worker.asked_parent_to_stop = True
         try:
-            os.kill(_worker[1], signal.SIGTERM)
+            os.kill(worker.parent_pid, signal.SIGTERM)
         except OSError:
             return False  # the parent is gone: stop this worker alone
     return True
@@ -258,9 +255,10 @@ def stop_all_from_worker() -> bool:
 
 def watch_parent(reactor: Any, request_shutdown: Any) -> None:
     """In a worker: shut down gracefully once the process that started it is gone."""
-    if _worker is None:
+    worker = this_process.worker
+    if worker is None:
         return
-    parent = _worker[1]
+    parent = worker.parent_pid
 
     def check() -> None:
         if os.getppid() != parent:
@@ -279,11 +277,9 @@ def work() -> None:
     listening sockets to adopt. Ctrl-C in a terminal reaches the whole
     process group; a worker leaves it to its parent, which sends SIGTERM.
     """
-    global _worker
     del sys.path[0]  # the entry the -c command added
     state = RestartState.from_json(sys.argv[1])
-    _worker = (int(sys.argv[2]), int(sys.argv[3]))
+    worker = WorkerOf(number=int(sys.argv[2]), parent_pid=int(sys.argv[3]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _reload._inherited[:] = state.listeners
-    _reload._rerun_program = state.program
+    this_process.begin(Role.WORKER, state.program, state.listeners, worker)
     state.program.run()

@@ -51,12 +51,12 @@ def register_wsgi_app(
 
 
 def _answer_wsgi(call: Call, target: WSGITarget) -> Response | Deferred[Response]:
-    treq = call.treq
+    web_request = call.treq
     mounted = len([s for s in target.path.split("/") if s])
-    segments = [unquote_to_bytes(s) for s in treq.path[1:].split(b"/")]
-    treq.prepath, treq.postpath = segments[:mounted], segments[mounted:]
+    segments = [unquote_to_bytes(s) for s in web_request.path[1:].split(b"/")]
+    web_request.prepath, web_request.postpath = segments[:mounted], segments[mounted:]
     context = call.context
-    WSGIResource(context.reactor, context.pool, target.application).render(treq)
+    WSGIResource(context.reactor, context.pool, target.application).render(web_request)
     # The WSGI container writes the answer itself; the router forgets this
     # Deferred once the request is finished.
     return Deferred()

@@ -41,13 +41,13 @@ PRIVATE_NAMES = [
         "twisted.internet.tcp.Port",
         tcp.Port,
         "_shouldShutdown",
-        "houweb/_reload.py: keep a listening socket open for the restarted process",
+        "houweb/_handover.py: keep a listening socket open for the restarted process or a worker",
     ),
     (
         "twisted.internet.tcp.Port",
         tcp.Port,
         "_type",
-        "houweb/_reload.py: an adopted TLS port logs itself as TLS",
+        "houweb/_restart.py: an adopted TLS port logs itself as TLS",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from houweb import _reload
+from houweb import _handover, _restart, _watch
 from houweb._config import ServerConfig
 
 from .children import Child, app, eventually, get
@@ -59,17 +59,17 @@ def serve_copy(copied, *more: str) -> Child:
 
 
 def test_application_files_leave_out_the_standard_library_packages_and_houweb():
-    files = _reload.application_files()
+    files = _watch.application_files()
     assert os.path.realpath(__file__) in files
     assert os.path.realpath(json.__file__) not in files
     assert os.path.realpath(pytest.__file__) not in files
-    assert os.path.realpath(_reload.__file__) not in files
+    assert os.path.realpath(_watch.__file__) not in files
 
 
 def test_a_syntax_error_is_logged_with_its_traceback(tmp_path, logged):
     broken = tmp_path / "broken.py"
     broken.write_text("def f(:\n")
-    assert not _reload.compiles([str(broken)])
+    assert not _watch.compiles([str(broken)])
     text = messages(logged)
     assert f"houweb: {broken} has an error; still running the previous code" in text
     assert any(event.get("log_failure") for event in logged)
@@ -78,33 +78,33 @@ def test_a_syntax_error_is_logged_with_its_traceback(tmp_path, logged):
 def test_valid_files_compile(tmp_path):
     fine = tmp_path / "fine.py"
     fine.write_text("x = 1\n")
-    assert _reload.compiles([str(fine)])
+    assert _watch.compiles([str(fine)])
 
 
 def test_reloading_is_on_with_debug_unless_refused():
     reactor = object()
     plain, debug = ServerConfig.from_arguments(), ServerConfig.from_arguments(debug=True)
-    assert _reload.reloading(reactor, None, plain) is reactor
-    assert isinstance(_reload.reloading(reactor, None, debug), _reload.ReloadingReactor)
-    assert _reload.reloading(reactor, False, debug) is reactor
-    assert isinstance(_reload.reloading(reactor, True, plain), _reload.ReloadingReactor)
+    assert _restart.reloading(reactor, None, plain) is reactor
+    assert isinstance(_restart.reloading(reactor, None, debug), _restart.ReloadingReactor)
+    assert _restart.reloading(reactor, False, debug) is reactor
+    assert isinstance(_restart.reloading(reactor, True, plain), _restart.ReloadingReactor)
 
 
 def test_restart_state_survives_the_command_line():
-    state = _reload.RestartState(
-        program=_reload.Program(argv=["app.py", "--x", "é"], cwd="/w", path="/w/app.py"),
-        listeners=[_reload.Listener(0, "127.0.0.1", tls=True, port=8123, family=2, fd=7)],
+    state = _handover.RestartState(
+        program=_handover.Program(argv=["app.py", "--x", "é"], cwd="/w", path="/w/app.py"),
+        listeners=[_handover.Listener(0, "127.0.0.1", tls=True, port=8123, family=2, fd=7)],
         files=["/w/app.py"],
         log_format="json",
     )
-    assert _reload.RestartState.from_json(state.to_json()) == state
+    assert _handover.RestartState.from_json(state.to_json()) == state
 
 
 def test_source_watcher_reports_a_saved_file(tmp_path):
     watched = tmp_path / "watched.py"
     watched.write_text("x = 1\n")
     stop = threading.Event()
-    changes = _reload.SourceWatcher(lambda: {os.path.realpath(watched)}).changes(stop)
+    changes = _watch.SourceWatcher(lambda: {os.path.realpath(watched)}).changes(stop)
     saver = threading.Timer(0.5, lambda: edit(watched, "1", "2"))
     saver.start()
     try:
@@ -127,7 +127,7 @@ def test_source_watcher_still_watches_a_file_deleted_and_saved_again_later(tmp_p
         return {real} if os.path.isfile(real) else set()
 
     stop = threading.Event()
-    changes = _reload.SourceWatcher(files).changes(stop)
+    changes = _watch.SourceWatcher(files).changes(stop)
     found: list[list[str]] = []
     reader = threading.Thread(target=lambda: found.extend(changes), daemon=True)
     reader.start()
@@ -159,6 +159,15 @@ def test_editing_a_handler_file_changes_the_answer_on_the_same_port(copied):
         eventually(lambda: answers(port, "two"))
         assert child.wait_for(r"houweb: .*reload_app\.py changed, restarting")
         assert version(port).split()[1] == before.split()[1]  # the same process, exec'd
+
+
+def test_a_restarted_program_knows_it_was_reloaded(copied):
+    with serve_copy(copied) as child:
+        port = child.port()
+        assert get(port, "/role") == (200, "program")
+        edit(copied / "reload_app.py", '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert get(port, "/role") == (200, "reloaded")
 
 
 def test_a_syntax_error_keeps_the_previous_code_serving(copied):

@@ -65,6 +65,18 @@ def test_two_processes_answer_on_the_same_port():
         assert int(get(port, "/parent")[1]) in (child.process.pid, os.getpid())
 
 
+def test_each_process_knows_whether_it_is_the_program_or_a_worker():
+    with Child(WORKERS_APP, "2") as child:
+        port = child.port()
+        (worker,) = worker_pids(child, 2)
+        roles: dict[int, str] = {}
+        deadline = time.monotonic() + 15
+        while len(roles) < 2 and time.monotonic() < deadline:
+            pid, role = fresh_get(port, "/role").split()
+            roles[int(pid)] = role
+        assert roles == {child.process.pid: "program", worker: "worker"}
+
+
 def test_sigterm_stops_every_worker_and_run_returns_in_each():
     with Child(WORKERS_APP, "3") as child:
         port = child.port()

@@ -16,5 +16,13 @@ def parent(request):
     return houweb.Response(str(os.getppid()), content_type="text/plain")
 
 
+@houweb.urlHandler("/role")
+def role(request):
+    """``<pid> <role>``: what started this process (houweb._role)."""
+    from houweb._role import this_process
+
+    return houweb.Response(f"{os.getpid()} {this_process.role.value}", content_type="text/plain")
+
+
 houweb.run(port=0, workers=int(sys.argv[1]) if len(sys.argv) > 1 else 2, in_background=False)
 print("run() returned", os.getpid(), flush=True)
