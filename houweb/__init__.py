@@ -22,6 +22,15 @@ from ._api import APIError, apiFunction
 from ._cors import setCORSWhitelist
 from ._errors import Error, OperationFailed
 from ._opdef import registerOpdefPath
+from ._port_settings import (
+    CriticalSeverity,
+    DebugSeverity,
+    ErrorSeverity,
+    InfoSeverity,
+    MessageSeverity,
+    WarningSeverity,
+    setSettingsForPort,
+)
 from ._registry import urlHandler
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
@@ -40,12 +49,18 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "AsyncURLHandler",
+    "CriticalSeverity",
+    "DebugSeverity",
     "Error",
+    "ErrorSeverity",
+    "InfoSeverity",
+    "MessageSeverity",
     "OperationFailed",
     "Request",
     "Response",
     "URLHandler",
     "UploadedFile",
+    "WarningSeverity",
     "WebSocket",
     "apiFunction",
     "errorResponse",
@@ -62,6 +77,7 @@ __all__ = [
     "run",
     "serverPorts",
     "setCORSWhitelist",
+    "setSettingsForPort",
     "urlHandler",
     "webSocket",
 ]
