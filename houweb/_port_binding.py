@@ -20,11 +20,14 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 
 from ._config import ServerConfig, listen_interface
 from ._errors import OperationFailed
 from ._https import context_factory
 from ._port_settings import MAIN, PortSettings, PortTable
+
+log = Logger(namespace="houweb")
 
 #: The main port when neither ``run(port=-1)`` nor ``PORT`` says (Houdini's default).
 DEFAULT_PORT = 8008
@@ -118,9 +121,16 @@ def main_port_number(config: ServerConfig, settings: PortSettings) -> int:
     :returns: the main port's first number: ``run()``'s ``port``, unless it
         is ``-1``, which means the main port's ``PORT`` setting (8008 if unset).
     """
-    if config.port >= 0:
-        return config.port
-    return settings.port if settings.port is not None else DEFAULT_PORT
+    if config.port < 0:
+        return settings.port if settings.port is not None else DEFAULT_PORT
+    if settings.port is not None and settings.port != config.port:
+        log.warn(
+            "houweb: run(port={port}) is used instead of the main port's PORT {setting} "
+            "(pass port=-1 to use PORT)",
+            port=config.port,
+            setting=settings.port,
+        )
+    return config.port
 
 
 def plan_ports(config: ServerConfig, table: PortTable, main: PortSettings) -> list[PortPlan]:

@@ -139,15 +139,27 @@ async def test_max_port_steps_past_a_busy_port(serve, client):
 
 
 @pytest_twisted.ensureDeferred
-async def test_run_port_overrides_port_and_max_port_still_applies(serve, client):
+async def test_run_port_overrides_port_with_a_warning_and_max_port_still_applies(
+    serve, client, logged
+):
     blocker = busy_port()
     busy = blocker.getsockname()[1]
     try:
         houweb.setSettingsForPort({"PORT": 1, "MAX_PORT": busy + 40}, "main")
         server = await serve(port=busy)
         assert busy < server.port_numbers()[0] <= busy + 40
+        assert f"run(port={busy}) is used instead of the main port's PORT 1" in messages(logged)
     finally:
         blocker.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_run_port_minus_one_without_port_is_8008(registry):
+    from houweb._config import ServerConfig
+    from houweb._port_binding import main_port_number
+
+    config = ServerConfig.from_arguments(port=-1)
+    assert main_port_number(config, registry.ports.main()) == 8008
 
 
 @pytest_twisted.ensureDeferred
