@@ -107,7 +107,7 @@ def registerArchiveFile(archive_file: PathLike, url_prefix: str, port: int | str
     :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
         handler below it wins.
     :param port: ``-1`` every listening port (the default), ``0`` the main
-        port, or a port number.
+        port, a port number, or the name of a named port.
     :raises OperationFailed: if the archive is missing or not a zip archive.
     """
     path = os.path.realpath(os.fspath(archive_file))

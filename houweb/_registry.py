@@ -434,7 +434,8 @@ def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callabl
     :param path: starts with ``/``; a trailing slash does not matter.
     :param is_prefix: also answer every path below ``path``.
     :param ports: which listening ports it answers on: ``[]``/``[0]`` the main
-        port, ``[-1]`` all of them, or port numbers.
+        port, ``[-1]`` all of them, port numbers, or the names of named ports
+        (``setSettingsForPort``), resolved when the server starts.
     :returns: a decorator that returns the function unchanged.
     """
     check_handler_path(path)

@@ -53,7 +53,7 @@ def registerStaticFilesDirectory(
     :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
         handler below it wins.
     :param port: ``-1`` every listening port (the default), ``0`` the main
-        port, or a port number.
+        port, a port number, or the name of a named port.
     :raises OperationFailed: if ``directory`` is missing or not a directory.
     """
     root = os.path.realpath(os.fspath(directory))

@@ -578,3 +578,51 @@ async def test_a_bad_value_in_the_settings_file_is_operation_failed(serve, tmp_p
     settings.write_text("MAX_PORT = 'high'\n")
     with pytest.raises(houweb.OperationFailed, match="MAX_PORT"):
         await serve(settings=str(settings))
+
+
+# A Houdini-style script, through run()
+
+HOUDINI_SCRIPT = """
+import time
+from houweb import hwebserver
+
+hwebserver.setSettingsForPort({"PORT": 0, "ADDRESS": "127.0.0.1"}, "main")
+hwebserver.setSettingsForPort({"PORT": 0}, "api")
+
+
+@hwebserver.urlHandler("/where", ports=["api"])
+def where(request):
+    return hwebserver.Response("api port")
+
+
+@hwebserver.urlHandler("/stop")
+def stop(request):
+    hwebserver.requestShutdown()
+    return hwebserver.Response("bye")
+
+
+hwebserver.run(port=-1, in_background=True)
+print("PORT", *hwebserver.serverPorts(), flush=True)
+for _ in range(600):  # bounded: 60 s at most
+    if not hwebserver.serverPorts():
+        break
+    time.sleep(0.1)
+print("DONE", flush=True)
+"""
+
+
+def test_a_houdini_script_with_a_named_port_runs_through_run(tmp_path):
+    from .support import ServerProcess
+    from .support import get as blocking_get
+
+    script = tmp_path / "houdini_app.py"
+    script.write_text(HOUDINI_SCRIPT)
+    child = ServerProcess(str(script))
+    try:
+        main, api = (int(p) for p in child.wait_for_line("PORT").split()[1:])
+        assert blocking_get(f"http://127.0.0.1:{api}/where") == (200, b"api port")
+        assert blocking_get(f"http://127.0.0.1:{main}/where")[0] == 404
+        assert blocking_get(f"http://127.0.0.1:{main}/stop") == (200, b"bye")
+        child.wait_for_line("DONE")
+    finally:
+        child.kill()
