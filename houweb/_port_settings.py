@@ -134,6 +134,16 @@ class PortSettings:
 _IPV6_OF = {"0.0.0.0": "::", "": "::", "127.0.0.1": "::1", "localhost": "::1"}
 
 
+def _ipv4_only(address: str) -> bool:
+    """:returns: whether ``address`` is an IPv4 literal ``IPV6`` cannot turn into an IPv6 one."""
+    if address in _IPV6_OF:
+        return False
+    try:
+        return ipaddress.ip_address(address).version == 4
+    except ValueError:
+        return False
+
+
 def _bool(key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"setSettingsForPort: {key} must be True or False, not {value!r}")
@@ -325,6 +335,11 @@ class PortTable:
             ):
                 raise ValueError(
                     f"setSettingsForPort: MAX_PORT {merged.max_port} is below PORT {merged.port}"
+                )
+            if merged.ipv6 and merged.address is not None and _ipv4_only(merged.address):
+                raise ValueError(
+                    f"setSettingsForPort: IPV6 is True but ADDRESS {merged.address!r} "
+                    "is an IPv4 address (give an IPv6 one, or 0.0.0.0 / 127.0.0.1)"
                 )
             self._settings[key] = merged
             self._given[key] = {**self._given.get(key, {}), **settings}

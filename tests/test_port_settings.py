@@ -89,6 +89,7 @@ def test_severity_constants_are_exported_and_ordered():
         ({"SECURE_HSTS_SECONDS": -1}, ValueError, "SECURE_HSTS_SECONDS"),
         ({"SSL_REDIRECT_EXEMPT": "/health"}, TypeError, "SSL_REDIRECT_EXEMPT"),
         ({"LOG_FILE": 3}, TypeError, "LOG_FILE"),
+        ({"IPV6": True, "ADDRESS": "10.1.2.3"}, ValueError, "IPV6"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_key_and_changes_nothing(
