@@ -32,10 +32,19 @@ from ._application import (
     run,
     serverPorts,
     setCORSWhitelist,
+    setSettingsForPort,
     urlHandler,
     webSocket,
 )
 from ._errors import Error, OperationFailed
+from ._port_settings import (
+    CriticalSeverity,
+    DebugSeverity,
+    ErrorSeverity,
+    InfoSeverity,
+    MessageSeverity,
+    WarningSeverity,
+)
 from ._request import Request
 from ._response import Response, errorResponse, fileResponse, notFoundResponse, redirect
 from ._uploads import UploadedFile
@@ -48,13 +57,19 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "AsyncURLHandler",
+    "CriticalSeverity",
+    "DebugSeverity",
     "Error",
+    "ErrorSeverity",
+    "InfoSeverity",
+    "MessageSeverity",
     "OperationFailed",
     "Request",
     "Response",
     "Server",
     "URLHandler",
     "UploadedFile",
+    "WarningSeverity",
     "WebSocket",
     "apiFunction",
     "errorResponse",
@@ -71,6 +86,7 @@ __all__ = [
     "run",
     "serverPorts",
     "setCORSWhitelist",
+    "setSettingsForPort",
     "urlHandler",
     "webSocket",
 ]

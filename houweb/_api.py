@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from . import _describe, _registry
 from ._api_wire import CallError, ResultError, encode_result, parse_call
 from ._dispatch import describe, format_traceback, is_async, let_go_of_locals
-from ._registry import Ports, normalize_ports
+from ._registry import Ports, normalize_ports, sorted_bindings
 from ._request import Request
 from ._response import Response, json_error
 from ._site import Call
@@ -67,7 +67,7 @@ class APIFunctionTarget:
     signature: inspect.Signature
     return_binary: bool = False
     arg_types: Mapping[str, Callable[[Any], Any]] | None = None
-    ports: tuple[int, ...] = (0,)
+    ports: tuple[int | str, ...] = (0,)
 
     def __str__(self) -> str:
         return f"API function {self.name} ({describe(self.function)})"
@@ -148,7 +148,7 @@ def api_function(
             inspect.signature(function),
             bool(return_binary),
             dict(arg_types) if arg_types else None,
-            tuple(sorted(bindings)),
+            tuple(sorted_bindings(bindings)),
         )
         registry.add_function(name, list(bindings), target)
         return function

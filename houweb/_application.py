@@ -31,6 +31,7 @@ from ._config import (
 )
 from ._cors import set_cors_whitelist
 from ._opdef import Provider, register_opdef_path
+from ._port_settings import MAIN, check_settings, set_settings_for_port
 from ._registry import Ports, Registry, url_handler
 from ._static import PathLike, register_static_directory
 
@@ -38,37 +39,6 @@ log = Logger(namespace="houweb")
 
 F = TypeVar("F", bound=Callable[..., Any])
 W = TypeVar("W", bound=type)
-
-#: The names of the main port in ``setSettingsForPort`` and ``setPortInfo``.
-MAIN_PORT_NAMES = ("", "main")
-#: Keys of ``setSettingsForPort`` honoured on the main port today.
-HONOURED = ("PORT", "ADDRESS", "ALLOWED_HOSTS")
-#: Keys honoured when they ask for what houweb does anyway (value → fine).
-_HARMLESS = {
-    "MAX_PORT": None,  # fine when equal to PORT (checked below)
-    "ALLOW_SYSTEM_PORT": False,
-    "IPV6": False,
-    "USE_X_FORWARDED_HOST": False,
-}
-#: Every key hwebserver documents for ``setSettingsForPort``.
-KNOWN_KEYS = frozenset(
-    {
-        *HONOURED,
-        *_HARMLESS,
-        "LOG_FILE",
-        "MIN_LOG_SEVERITY",
-        "SSL_CERTIFICATE",
-        "SSL_CERTIFICATE_KEY",
-        "SSL_DH_PARAMS",
-        "SSL_VERIFY_PEER",
-        "SSL_REDIRECT",
-        "SSL_REDIRECT_HOST",
-        "SSL_REDIRECT_EXEMPT",
-        "SECURE_HSTS_SECONDS",
-        "SECURE_HSTS_INCLUDE_SUBDOMAINS",
-        "SECURE_HSTS_PRELOAD",
-    }
-)
 
 
 class Server:
@@ -100,9 +70,6 @@ class Server:
         self._name = name
         #: What it answers: handlers, API functions, static directories...
         self.registry = Registry()
-        #: ``setSettingsForPort``'s settings by port name (``""`` the main
-        #: port), UPPERCASE keys as given: where per-port settings live.
-        self.port_settings: dict[str, dict[str, Any]] = {}
         #: ``setSecurity(allowed_hosts=...)``: the ALLOWED_HOSTS used when
         #: neither ``run()`` nor the main port's settings give them.
         self.security_allowed_hosts: tuple[str, ...] | None = None
@@ -177,32 +144,8 @@ class Server:
     # -- Settings ----------------------------------------------------------
 
     def setSettingsForPort(self, settings: Mapping[str, Any], port_name: str = "") -> None:
-        """
-        Set hwebserver's settings of a port (UPPERCASE keys: ``PORT``,
-        ``ADDRESS``, ``ALLOWED_HOSTS``, ``MAX_PORT``, ``SSL_CERTIFICATE``...),
-        added to those set before for that port. They are stored in
-        :attr:`port_settings`; on the main port (``""`` or ``"main"``)
-        ``PORT``, ``ADDRESS`` and ``ALLOWED_HOSTS`` are used by :meth:`run`
-        when its own arguments do not say. Each other key houweb does not
-        honour yet gets a warning naming it.
-
-        :raises TypeError: for settings that are not a mapping with str keys,
-            or a port name that is not a str.
-        """
-        if not isinstance(port_name, str):
-            raise TypeError(f"port_name must be a str, not {type(port_name).__name__}")
-        if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
-            raise TypeError("settings must be a dict with str keys (PORT, ADDRESS...)")
-        checked = {key: _checked(key, value) for key, value in settings.items()}
-        name = "" if port_name in MAIN_PORT_NAMES else port_name
-        stored = self.port_settings.setdefault(name, {})
-        stored.update(checked)
-        for key in _not_honoured(checked, stored, name):
-            log.warn(
-                "houweb: setSettingsForPort: {key} on {port} is not honoured yet; ignored",
-                key=key,
-                port="the main port" if not name else f"named port {name!r}",
-            )
+        """As :func:`houweb.setSettingsForPort`, on this server's ports."""
+        set_settings_for_port(self.registry, settings, port_name)
 
     def setPortInfo(
         self,
@@ -236,7 +179,9 @@ class Server:
         :param others: not honoured: each gets a warning naming it.
         """
         if allowed_hosts is not None:
-            self.security_allowed_hosts = _checked("ALLOWED_HOSTS", allowed_hosts)
+            self.security_allowed_hosts = check_settings({"ALLOWED_HOSTS": allowed_hosts})[
+                "allowed_hosts"
+            ]
         for key in sorted(others):
             log.warn("houweb: setSecurity: {key} is not honoured; ignored", key=key)
 
@@ -291,13 +236,12 @@ class Server:
         :raises OperationFailed: as ``run()``; also when this server runs
             already (each server object runs once at a time).
         """
-        main = self.port_settings.get("", {})
         if port is None:
-            port = main.get("PORT", 8008)
+            port = -1  # the main port's PORT, else 8008
         if interface is None:
-            interface = main.get("ADDRESS") or "127.0.0.1"
-        if allowed_hosts is None:
-            allowed_hosts = main.get("ALLOWED_HOSTS", self.security_allowed_hosts)
+            interface = "127.0.0.1"  # unless the main port's ADDRESS says
+        if allowed_hosts is None and self.registry.ports.get(MAIN).allowed_hosts is None:
+            allowed_hosts = self.security_allowed_hosts
         config = ServerConfig.from_arguments(
             port=port,
             debug=debug,
@@ -346,39 +290,6 @@ class Server:
         return _run.isInDebugMode(self.lifecycle)
 
 
-def _checked(key: str, value: Any) -> Any:
-    """:returns: a setting's value, checked where houweb uses it."""
-    if key in ("PORT", "MAX_PORT"):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-            raise ValueError(f"{key} must be a port number (0..65535), not {value!r}")
-    elif key == "ADDRESS":
-        if not isinstance(value, str):
-            raise TypeError(f"ADDRESS must be a str, not {type(value).__name__}")
-    elif key == "ALLOWED_HOSTS":
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise TypeError(f"ALLOWED_HOSTS must be a list of str, not {type(value).__name__}")
-        if not all(isinstance(host, str) for host in value):
-            raise TypeError("ALLOWED_HOSTS must be a list of str")
-        return tuple(value)
-    return value
-
-
-def _not_honoured(given: Mapping[str, Any], stored: Mapping[str, Any], name: str) -> list[str]:
-    """:returns: the keys of ``given`` that houweb does not honour on port ``name``."""
-    if name:  # named ports: stored only, until they are served
-        return sorted(given)
-    found = []
-    for key, value in given.items():
-        if key in HONOURED:
-            continue
-        if key == "MAX_PORT" and value == stored.get("PORT", value):
-            continue  # a range of one port: PORT itself
-        if key in _HARMLESS and key != "MAX_PORT" and not value:
-            continue  # asks for what houweb does anyway
-        found.append(key if key in KNOWN_KEYS else f"{key} (not an hwebserver setting)")
-    return sorted(found)
-
-
 _DEFAULT = Server._default()
 
 
@@ -397,7 +308,8 @@ def urlHandler(path: str, is_prefix: bool = False, ports: Ports = []) -> Callabl
     :param path: starts with ``/``; a trailing slash does not matter.
     :param is_prefix: also answer every path below ``path``.
     :param ports: which listening ports it answers on: ``[]``/``[0]`` the main
-        port, ``[-1]`` all of them, or port numbers.
+        port, ``[-1]`` all of them, port numbers, or the names of named ports
+        (``setSettingsForPort``), resolved when the server starts.
     :returns: a decorator that returns the function unchanged.
     """
     return _DEFAULT.urlHandler(path, is_prefix, ports)
@@ -438,7 +350,7 @@ def registerStaticFilesDirectory(
     :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
         handler below it wins.
     :param port: ``-1`` every listening port (the default), ``0`` the main
-        port, or a port number.
+        port, a port number, or the name of a named port.
     :raises OperationFailed: if ``directory`` is missing or not a directory.
     """
     _DEFAULT.registerStaticFilesDirectory(directory, url_prefix, port)
@@ -492,7 +404,7 @@ def registerArchiveFile(archive_file: PathLike, url_prefix: str, port: int | str
     :param url_prefix: a URL path, as for ``urlHandler``; a more specific URL
         handler below it wins.
     :param port: ``-1`` every listening port (the default), ``0`` the main
-        port, or a port number.
+        port, a port number, or the name of a named port.
     :raises OperationFailed: if the archive is missing or not a zip archive.
     """
     _DEFAULT.registerArchiveFile(archive_file, url_prefix, port)
@@ -511,18 +423,43 @@ def registerOpdefPath(prefix: str = "/opdef", *, provider: Provider | None = Non
     _DEFAULT.registerOpdefPath(prefix, provider=provider)
 
 
+def setSettingsForPort(settings: Mapping[str, Any], port_name: str = "") -> None:
+    """
+    Set the settings of one port (Houdini's ``hwebserver.setSettingsForPort``):
+    ``PORT``, ``MAX_PORT``, ``ALLOW_SYSTEM_PORT``, ``ADDRESS``, ``IPV6``,
+    ``ALLOWED_HOSTS``, ``USE_X_FORWARDED_HOST``, ``LOG_FILE``,
+    ``MIN_LOG_SEVERITY``, the ``SSL_*`` keys and the ``SECURE_HSTS_*`` keys
+    (see the README's table). A later call for the same port changes only
+    the keys it gives. Call it before :func:`houweb.run`: a server reads the
+    settings when it starts.
+
+    :param settings: the keys and values; an unknown key is a logged warning
+        naming it, and is ignored.
+    :param port_name: ``""`` or ``"main"`` for the main port; any other name
+        is a named port, which listens (on its ``PORT``) when the server runs
+        and answers what ``ports=[name]`` binds to it.
+    :raises TypeError: ``settings`` is not a dict, ``port_name`` not a str,
+        or a value has the wrong type (naming the key).
+    :raises ValueError: a value out of range (naming the key).
+    """
+    _DEFAULT.setSettingsForPort(settings, port_name)
+
+
 def setCORSWhitelist(origins: Sequence[str], port_name: str = "") -> None:
     """
-    Set the CORS whitelist of the main port (hwebserver): the same whitelist
-    as the settings file's ``CORS_ORIGIN_WHITELIST``, which it is added to,
-    so these origins also pass the Origin check of requests that change
-    state. Call it before :func:`run`: a server takes the whitelist when it
-    starts.
+    Set the CORS whitelist of a port (hwebserver). The main port's (``""``
+    or ``"main"``) is the same whitelist as the settings file's
+    ``CORS_ORIGIN_WHITELIST``, which it is added to, and applies on every
+    port without a whitelist of its own. A named port's (see
+    ``setSettingsForPort``) replaces it on that port. Either way these
+    origins also pass the Origin check of requests that change state on
+    the ports the whitelist applies to. Call it before :func:`run`: a server
+    takes the whitelists when it starts.
 
     :param origins: ``"*"``, ``"null"`` or ``scheme://host[:port]`` entries;
         ``[]`` clears what an earlier call set.
-    :param port_name: ``""`` or ``"main"``; named ports are not supported yet.
-    :raises ValueError: for a named port or an entry that is not an origin.
+    :param port_name: ``""`` or ``"main"``, or a named port.
+    :raises ValueError: for an entry that is not an origin.
     :raises TypeError: for ``origins`` that is not a list or tuple of str.
     """
     _DEFAULT.setCORSWhitelist(origins, port_name)

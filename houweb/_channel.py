@@ -217,6 +217,7 @@ class HouwebChannel(http.HTTPChannel):
             request.requestHeaders,
             self.houweb_local.port,
             self.houweb_secure,
+            getattr(self, "_path", None) or b"/",
         )
         if refusal is not None:
             self.reject(refusal.status, refusal.message, refusal.headers)

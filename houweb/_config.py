@@ -156,12 +156,13 @@ class ServerConfig:
         :raises TypeError: a value of the wrong type, naming the parameter.
         :raises ValueError: a value out of range, naming the parameter.
         """
-        main = _int("port", port, 0, 65535)
+        # -1: the main port's PORT setting (setSettingsForPort), as Houdini apps pass it.
+        main = -1 if port == -1 and type(port) is int else _int("port", port, 0, 65535)
         if not isinstance(ports, (list, tuple)):
             raise TypeError(f"ports must be a list or tuple, not {type(ports).__name__}")
         extra_ports = tuple(_int("ports entry", p, 0, 65535) for p in ports)
         taken = [p for p in extra_ports if p != 0]
-        if len(set(taken)) != len(taken) or (main != 0 and main in taken):
+        if len(set(taken)) != len(taken) or (main > 0 and main in taken):
             raise ValueError(f"ports {list(ports)} repeats a port or the main port {main}")
         if not isinstance(listen, (list, tuple)):
             raise TypeError(f"listen must be a list or tuple, not {type(listen).__name__}")

@@ -36,10 +36,21 @@ class CORSPolicy:
         entries, compared case-insensitively after dropping a trailing ``/``.
     """
 
-    def __init__(self, origins: Iterable[str]) -> None:
+    def __init__(self, origins: Iterable[str], only_ports: Iterable[int] | None = None) -> None:
         entries = {origin.rstrip("/").lower() for origin in origins}
         self._any = "*" in entries
         self._origins = frozenset(entries - {"*"})
+        #: The listening ports it applies to (a named port's); ``None``: all
+        #: but :attr:`other_ports`.
+        self.only_ports = None if only_ports is None else frozenset(only_ports)
+        #: Ports with a whitelist of their own (``setCORSWhitelist(origins, name)``).
+        self.other_ports: set[int] = set()
+
+    def applies(self, port: int) -> bool:
+        """:returns: whether requests on the listening ``port`` follow this whitelist."""
+        if self.only_ports is not None:
+            return port in self.only_ports
+        return port not in self.other_ports
 
     def allows(self, origin: str) -> bool:
         """:returns: whether the ``Origin`` value ``origin`` is whitelisted."""
@@ -64,7 +75,7 @@ class CORSPolicy:
             with ``Access-Control-Request-Method``), or ``None`` for anything
             else, which is routed as usual.
         """
-        if not self.is_preflight(
+        if not self.applies(request.port()) or not self.is_preflight(
             request.method(),
             request.header("Access-Control-Request-Method"),
             request.header("Origin"),
@@ -77,7 +88,7 @@ class CORSPolicy:
 
     def add_headers(self, request: Request, response: Response) -> None:
         """Name a whitelisted origin in ``response`` and add ``Origin`` to its ``Vary``."""
-        origin = self.allowed_origin(request)
+        origin = self.allowed_origin(request) if self.applies(request.port()) else None
         if origin is None:
             return
         response.setHeader("Access-Control-Allow-Origin", origin)
@@ -88,17 +99,21 @@ class CORSPolicy:
             response.setHeader("Vary", f"{vary}, Origin")
 
 
-def install_cors(context: Any, origins: Iterable[str]) -> CORSPolicy | None:
+def install_cors(
+    context: Any, origins: Iterable[str], only_ports: Iterable[int] | None = None
+) -> CORSPolicy | None:
     """
     Turn CORS on for ``origins`` in a server's context; nothing happens for
     an empty whitelist.
 
+    :param only_ports: the listening ports it applies to (a named port's);
+        ``None``: every port without a whitelist of its own.
     :returns: the policy, or ``None`` for an empty whitelist.
     """
     origins = list(origins)
     if not origins:
         return None
-    policy = CORSPolicy(origins)
+    policy = CORSPolicy(origins, only_ports)
     context.request_filters.insert(0, policy.preflight)
     context.response_filters.append(policy.add_headers)
     return policy
@@ -113,11 +128,6 @@ def set_cors_whitelist(
     """
     if not isinstance(port_name, str):
         raise TypeError(f"port_name must be a str, not {type(port_name).__name__}")
-    if port_name not in ("", "main"):
-        raise ValueError(
-            f"setCORSWhitelist: named port {port_name!r} is not supported yet; "
-            "houweb has only the main port ('' or 'main') for now"
-        )
     if isinstance(origins, str) or not isinstance(origins, (list, tuple)):
         raise TypeError(f"origins must be a list or tuple of str, not {type(origins).__name__}")
     for entry in origins:
@@ -126,4 +136,7 @@ def set_cors_whitelist(
                 f"setCORSWhitelist: {entry!r} is not an origin "
                 "('*', 'null' or scheme://host[:port], without a path)"
             )
-    registry.cors_whitelist = tuple(origins)
+    if port_name in ("", "main"):
+        registry.cors_whitelist = tuple(origins)
+    else:
+        registry.ports.cors[port_name] = tuple(origins)

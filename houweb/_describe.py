@@ -78,7 +78,7 @@ class Description:
     result: dict[str, Any] | None
     result_media_type: str
     return_binary: bool
-    ports: list[int]
+    ports: list[int | str]
 
     @property
     def namespace(self) -> str:

@@ -180,6 +180,9 @@ class Refusal:
 
 
 BAD_HOST = "Invalid Host header: the name is not in ALLOWED_HOSTS"
+#: A per-port check of a request's headers once its Host passed (see
+#: :attr:`HeaderGuard.port_checks`): headers, Host, target, TLS -> refusal.
+PortCheck = Callable[[object, "list[bytes] | None", bytes, bool], "Refusal | None"]
 FOREIGN_ORIGIN = "Forbidden: cross-site request refused (Origin not trusted)"
 
 
@@ -210,6 +213,15 @@ class HeaderGuard:
         self.token = token
         self._host_header = b"x-forwarded-host" if use_x_forwarded_host else b"host"
         self._use_forwarded = use_x_forwarded_host
+        #: Listening port -> USE_X_FORWARDED_HOST of that port (setSettingsForPort).
+        self._forwarded_by_port: dict[int, bool] = {}
+        #: Listening port -> a check after the Host's (SSL_REDIRECT): called
+        #: with the headers, the checked Host, the target and whether it is TLS.
+        self.port_checks: dict[int, PortCheck] = {}
+        #: Listening port -> the origins trusted there and its CORS whitelist,
+        #: for a named port with a whitelist of its own.
+        self.policy_by_port: dict[int, OriginPolicy] = {}
+        self.cors_by_port: dict[int, CORSPolicy] = {}
 
     def set_allowed_hosts(self, patterns: Iterable[str], port: int | None = None) -> None:
         """Replace the allow-list: the server's, or that of one listening ``port``."""
@@ -218,32 +230,52 @@ class HeaderGuard:
         else:
             self._hosts_by_port[port] = HostAllowList(patterns)
 
-    def _effective_host(self, headers: object) -> list[bytes] | None:
-        raw: list[bytes] | None = headers.getRawHeaders(self._host_header)  # type: ignore[attr-defined]
-        if raw is None and self._use_forwarded:
+    def set_use_x_forwarded_host(self, value: bool, port: int) -> None:
+        """Check ``X-Forwarded-Host`` instead of ``Host`` on one listening ``port`` (or not)."""
+        self._forwarded_by_port[port] = value
+
+    def _effective_host(self, headers: object, port: int = 0) -> list[bytes] | None:
+        forwarded = self._forwarded_by_port.get(port, self._use_forwarded)
+        raw: list[bytes] | None = headers.getRawHeaders(  # type: ignore[attr-defined]
+            b"x-forwarded-host" if forwarded else b"host"
+        )
+        if raw is None and forwarded:
             raw = headers.getRawHeaders(b"host")  # type: ignore[attr-defined]
         return raw
 
-    def refusal(self, method: bytes, headers: object, port: int, secure: bool) -> Refusal | None:
+    def refusal(
+        self, method: bytes, headers: object, port: int, secure: bool, target: bytes = b"/"
+    ) -> Refusal | None:
         """
         :param method: the request's method, as sent.
         :param headers: its twisted.web ``Headers``.
         :param port: the local port it arrived on.
         :param secure: whether it arrived over TLS.
+        :param target: the request target, as sent.
         :returns: why the request must be refused, or ``None`` to serve it.
         """
-        host = self._effective_host(headers)
+        host = self._effective_host(headers, port)
         if host is not None:
             hosts = self._hosts_by_port.get(port, self.hosts) if self._hosts_by_port else self.hosts
             if len(host) != 1 or not hosts.allows(host[0]):
                 return Refusal(400, BAD_HOST)
+        check = self.port_checks.get(port) if self.port_checks else None
+        if check is not None:
+            refused = check(headers, host, target, secure)
+            if refused is not None:
+                return refused
         get = headers.getRawHeaders  # type: ignore[attr-defined]
         if method not in SAFE_METHODS or get(b"upgrade") is not None:
             origin = get(b"origin")
             fetch_site = get(b"sec-fetch-site")
             if origin is not None or fetch_site is not None:
                 own = _own_origin(host, secure)
-                if self.policy.foreign(
+                policy = (
+                    self.policy_by_port.get(port, self.policy)
+                    if self.policy_by_port
+                    else self.policy
+                )
+                if policy.foreign(
                     b", ".join(origin) if origin else None,  # two Origins parse as none
                     fetch_site[-1] if fetch_site else None,
                     own,
@@ -252,20 +284,23 @@ class HeaderGuard:
         if (
             self.token is not None
             and not self.token.accepts(get(b"authorization"))
-            and not self._cors_preflight(method, get)
+            and not self._cors_preflight(method, get, port)
         ):
             return Refusal(401, MESSAGE, (CHALLENGE,))
         return None
 
-    def _cors_preflight(self, method: bytes, get: Callable[[bytes], list[bytes] | None]) -> bool:
+    def _cors_preflight(
+        self, method: bytes, get: Callable[[bytes], list[bytes] | None], port: int = 0
+    ) -> bool:
         """
         A CORS preflight of a whitelisted origin (browsers send it without
         credentials): exactly what :meth:`CORSPolicy.preflight` answers
         itself, so nothing let in without the token reaches a handler.
         """
-        if self.cors is None or method != b"OPTIONS":
+        cors = self.cors_by_port.get(port, self.cors) if self.cors_by_port else self.cors
+        if cors is None or method != b"OPTIONS":
             return False
-        return self.cors.is_preflight(
+        return cors.is_preflight(
             "OPTIONS", _joined(get(b"access-control-request-method")), _joined(get(b"origin"))
         )
 

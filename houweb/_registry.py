@@ -12,9 +12,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from twisted.logger import Logger
+
+from ._port_settings import PortTable
 
 if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
     from ._site import Call
@@ -32,25 +34,30 @@ EXACT, STATIC, PREFIX = "exact", "static", "prefix"
 _PREFIX_KINDS = (STATIC, PREFIX)
 
 Ports = Sequence["int | str"]
+#: What a registration is bound to (a set of these): ``0`` the main port, ``-1`` every port,
+#: port numbers, and the names of named ports (``setSettingsForPort``).
+Bindings = frozenset[Union[int, str]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def normalize_ports(ports: Ports) -> frozenset[int]:
+def normalize_ports(ports: Ports) -> frozenset[int | str]:
     """
     Turn a ``ports`` argument into the set of bindings it means: ``0`` for the
-    main port (also ``[]`` and ``"main"``), ``-1`` for every port, or port
-    numbers.
+    main port (also ``[]``, ``""`` and ``"main"``), ``-1`` for every port, port
+    numbers, or the names of named ports (resolved when a server starts,
+    so ``setSettingsForPort`` may come later).
 
-    :raises TypeError: for a ``ports`` that is not a list or tuple of ints.
-    :raises ValueError: for a number outside -1..65535 or another string.
+    :raises TypeError: for a ``ports`` that is not a list or tuple of ints and names.
+    :raises ValueError: for a number outside -1..65535.
     """
     if not isinstance(ports, (list, tuple)):
         raise TypeError(f"ports must be a list or tuple, not {type(ports).__name__}")
-    bindings = set()
+    bindings: set[int | str] = set()
     for entry in ports:
         if isinstance(entry, str):
-            if entry != "main":
-                raise ValueError(f"ports entry {entry!r} is not a port ('main', 0, -1 or 1..65535)")
+            if entry not in ("", "main"):
+                bindings.add(entry)
+                continue
             entry = MAIN_PORT
         if isinstance(entry, bool) or not isinstance(entry, int):
             raise TypeError(f"ports entry {entry!r} must be an int")
@@ -61,18 +68,31 @@ def normalize_ports(ports: Ports) -> frozenset[int]:
 
 
 def serves(
-    bindings: frozenset[int], port: int, main_port: int, aliases: frozenset[int] = frozenset()
+    bindings: frozenset[int | str],
+    port: int,
+    main_port: int,
+    aliases: frozenset[int] = frozenset(),
+    names: Mapping[str, int] | None = None,
 ) -> bool:
     """
     :param aliases: the numbers of the main port's other addresses (the
         ``listen`` endpoints): they answer what the main port answers.
+    :param names: the number each named port is bound to.
     :returns: whether a registration with ``bindings`` answers on ``port``.
     """
     if ALL_PORTS in bindings or port in bindings:
         return True
-    return (port == main_port or port in aliases) and (
-        MAIN_PORT in bindings or main_port in bindings
+    if (port == main_port or port in aliases) and (MAIN_PORT in bindings or main_port in bindings):
+        return True
+    return bool(names) and any(
+        isinstance(b, str) and names.get(b) == port  # type: ignore[union-attr]
+        for b in bindings
     )
+
+
+def sorted_bindings(bindings: Iterable[int | str]) -> list[int | str]:
+    """:returns: ``bindings`` sorted: numbers first, then names."""
+    return sorted(bindings, key=lambda b: (1, b, 0) if isinstance(b, str) else (0, "", b))
 
 
 #: Where API functions are called (on every port).
@@ -181,18 +201,20 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._paths: dict[tuple[str, str], dict[frozenset[int], Target]] = {
+        self._paths: dict[tuple[str, str], dict[Bindings, Target]] = {
             (EXACT, API_PATH): {frozenset({ALL_PORTS}): APIEndpoint()},
             **{
                 (EXACT, path): {frozenset({ALL_PORTS}): APIViewEndpoint(view)}
                 for path, view in API_VIEW_PATHS.items()
             },
         }
-        self._functions: dict[str, dict[frozenset[int], object]] = {}
+        self._functions: dict[str, dict[Bindings, object]] = {}
         #: The main port's CORS whitelist given by ``setCORSWhitelist``
         #: (added to the settings file's when a server starts).
         self.cors_whitelist: tuple[str, ...] = ()
-        self._listeners: list[Callable[[frozenset[int], str], None]] = []
+        self._listeners: list[Callable[[Bindings, str], None]] = []
+        #: The main port's and the named ports' settings (``setSettingsForPort``).
+        self.ports = PortTable()
 
     def add_path(self, kind: str, path: str, ports: Ports, target: Target) -> None:
         """
@@ -209,9 +231,7 @@ class Registry:
         bindings = normalize_ports(ports)
         self._store("_functions", name, bindings, target, f"API function {name}")
 
-    def _store(
-        self, table: str, key: Any, bindings: frozenset[int], target: object, what: str
-    ) -> None:
+    def _store(self, table: str, key: Any, bindings: Bindings, target: object, what: str) -> None:
         with self._lock:
             entries = dict(getattr(self, table))
             per_key = dict(entries.get(key, {}))
@@ -241,7 +261,7 @@ class Registry:
             listens, so :class:`~houweb._server.RunningServer` warns about them then.
         """
         found = []
-        tables: list[tuple[Mapping[Any, Mapping[frozenset[int], object]], Callable[[Any], str]]] = [
+        tables: list[tuple[Mapping[Any, Mapping[Bindings, object]], Callable[[Any], str]]] = [
             (self._paths, lambda key: f"{key[0]} registration for {key[1]}"),
             (self._functions, lambda key: f"API function {key}"),
         ]
@@ -255,12 +275,12 @@ class Registry:
                         )
                         if main_port in numbers and not _overlap(earlier, later):
                             found.append(
-                                f"{name(key)} for ports {sorted(later)} replaces the one for "
-                                f"ports {sorted(earlier)} on main port {main_port}"
+                                f"{name(key)} for ports {sorted_bindings(later)} replaces the one for "
+                                f"ports {sorted_bindings(earlier)} on main port {main_port}"
                             )
         return found
 
-    def on_register(self, listener: Callable[[frozenset[int], str], None]) -> Callable[[], None]:
+    def on_register(self, listener: Callable[[Bindings, str], None]) -> Callable[[], None]:
         """Call ``listener(bindings, what)`` after each registration; returns an undo."""
         with self._lock:
             self._listeners.append(listener)
@@ -277,12 +297,13 @@ class Registry:
         """
         paths = self._paths
         norm = normalize_path(path)
-        target = _pick(paths.get((EXACT, norm)), port, main_port, aliases)
+        names = self.ports.bound
+        target = _pick(paths.get((EXACT, norm)), port, main_port, aliases, names)
         if target is not None:
             return Match(target, norm, EXACT)
         for ancestor in _ancestors(norm):
             for kind in _PREFIX_KINDS:
-                target = _pick(paths.get((kind, ancestor)), port, main_port, aliases)
+                target = _pick(paths.get((kind, ancestor)), port, main_port, aliases, names)
                 if target is not None:
                     return Match(target, ancestor, kind)
         return None
@@ -291,7 +312,7 @@ class Registry:
         self, name: str, port: int, main_port: int, aliases: frozenset[int] = frozenset()
     ) -> object | None:
         """:returns: the API function called ``name`` on ``port``, or ``None``."""
-        return _pick(self._functions.get(name), port, main_port, aliases)
+        return _pick(self._functions.get(name), port, main_port, aliases, self.ports.bound)
 
     def functions(
         self, port: int, main_port: int, aliases: frozenset[int] = frozenset()
@@ -299,7 +320,7 @@ class Registry:
         """:returns: every API function visible on ``port``, by name."""
         found = {}
         for name, per_binding in self._functions.items():
-            target = _pick(per_binding, port, main_port, aliases)
+            target = _pick(per_binding, port, main_port, aliases, self.ports.bound)
             if target is not None:
                 found[name] = target
         return found
@@ -316,7 +337,18 @@ class Registry:
             for per_binding in tables
             for bindings in per_binding
             for port in bindings
-            if port > 0
+            if isinstance(port, int) and port > 0
+        }
+
+    def bound_port_names(self) -> set[str]:
+        """:returns: every named port some registration binds to."""
+        tables = list(self._paths.values()) + list(self._functions.values())
+        return {
+            port
+            for per_binding in tables
+            for bindings in per_binding
+            for port in bindings
+            if isinstance(port, str)
         }
 
     def is_empty(self) -> bool:
@@ -325,10 +357,11 @@ class Registry:
 
 
 def _pick(
-    per_binding: dict[frozenset[int], _T] | None,
+    per_binding: dict[Bindings, _T] | None,
     port: int,
     main_port: int,
     aliases: frozenset[int] = frozenset(),
+    names: Mapping[str, int] | None = None,
 ) -> _T | None:
     """
     The registration that answers on ``port``, decided at lookup time (the
@@ -343,7 +376,7 @@ def _pick(
         return None
     fallback = None
     for bindings, target in reversed(per_binding.items()):  # latest first
-        if serves(bindings, port, main_port, aliases):
+        if serves(bindings, port, main_port, aliases, names):
             if ALL_PORTS not in bindings:
                 return target
             if fallback is None:
@@ -351,7 +384,7 @@ def _pick(
     return fallback
 
 
-def _overlap(earlier: frozenset[int], later: frozenset[int]) -> frozenset[int]:
+def _overlap(earlier: Bindings, later: Bindings) -> Bindings:
     """
     :returns: the bindings two registrations share as written (``0`` the main
         port, ``-1`` every port, numbers), where the later replaces the
@@ -365,12 +398,14 @@ def _overlap(earlier: frozenset[int], later: frozenset[int]) -> frozenset[int]:
     return earlier & later
 
 
-def _as_numbers(bindings: frozenset[int], main_port: int) -> frozenset[int]:
+def _as_numbers(bindings: Bindings, main_port: int) -> Bindings:
     """``bindings`` with the main port (``0``) written as its number."""
     return frozenset(main_port if port == MAIN_PORT else port for port in bindings)
 
 
-def _port_name(port: int) -> str:
+def _port_name(port: int | str) -> str:
+    if isinstance(port, str):
+        return f"port {port!r}"
     if port == MAIN_PORT:
         return "the main port"
     return "every port" if port == ALL_PORTS else f"port {port}"

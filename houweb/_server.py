@@ -15,7 +15,6 @@ import threading
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,6 +26,8 @@ from ._errors import OperationFailed
 from ._guards import HeaderGuard, OriginPolicy, default_allowed_hosts
 from ._metrics import install_metrics
 from ._pool import HandlerPool
+from ._port_binding import plan_ports
+from ._port_runtime import configure_ports
 from ._registry import Registry
 from ._settings import load_settings
 from ._site import EXTENSIONS, HouwebSite, ServerContext
@@ -108,16 +109,27 @@ class RunningServer:
             registry=registry,
             settings=settings,
         )
+        table = self.context.registry.ports
+        #: The main port's settings: setSettingsForPort's over the settings file's.
+        self.main_settings = table.main(settings.main_port)
+        #: What to listen on, in order (see houweb._port_binding).
+        self.plans = plan_ports(config, table, self.main_settings)
         # The settings file's whitelist and setCORSWhitelist()'s: one whitelist.
         cors_origins = (*settings.cors_origins, *self.context.registry.cors_whitelist)
         cors = install_cors(self.context, cors_origins)
+        forwarded = self.main_settings.use_x_forwarded_host
         self.context.guard = HeaderGuard(
-            allowed_hosts(config, settings.allowed_hosts),
+            allowed_hosts(
+                config,
+                self.main_settings.allowed_hosts or settings.allowed_hosts,
+                [plan.interface_of() for plan in self.plans if plan.serves_main],
+            ),
             OriginPolicy((*cors_origins, *settings.csrf_trusted_origins)),
             token=TokenCheck(config.token) if config.token is not None else None,
             cors=cors,
-            use_x_forwarded_host=settings.use_x_forwarded_host,
+            use_x_forwarded_host=settings.use_x_forwarded_host if forwarded is None else forwarded,
         )
+        self._ports_undo = lambda: None
         self.site = HouwebSite(self.context)
         self.metrics = install_metrics(self.context, self.site)
         self.status_page = install_status_page(self.context, self.site)
@@ -153,12 +165,16 @@ class RunningServer:
         :raises OperationFailed: naming the port that could not be bound;
             whatever was already listening is closed again first.
         """
-        for description in self.config.endpoint_descriptions():
+        for plan in self.plans:
+            description = plan.description
             try:
-                port = yield serverFromString(self.reactor, description).listen(self.site)
+                port = yield plan.listen(self.reactor, self.site)
             except CannotListenError as exc:
                 self.close_ports_now()
                 raise OperationFailed(_cannot_listen(exc)) from None
+            except OperationFailed:
+                self.close_ports_now()
+                raise
             except Exception as exc:  # noqa: BLE001 - any endpoint failure (TLS keys...) is reported
                 self.close_ports_now()
                 raise OperationFailed(f"Could not listen on {description}: {exc}") from None
@@ -171,6 +187,11 @@ class RunningServer:
         self.context.main_port = self._port_numbers[0]
         remove_stale_uploads()  # a process killed mid-upload left them
         self.context.main_aliases = self._listen_numbers() - {self.context.main_port}
+        try:
+            self._ports_undo = configure_ports(self.context, self.site, self.plans, self.listening)
+        except OperationFailed:
+            self.close_ports_now()
+            raise
         self.pool.start()
         self._start_extensions()
         for description, port in zip(self._descriptions, self.listening):
@@ -217,9 +238,16 @@ class RunningServer:
             log.warn("houweb: {overlap}", overlap=overlap)
         for port in sorted(self.registry.bound_port_numbers() - set(self.port_numbers())):
             log.warn("houweb: handlers are bound to port {port}, which does not listen", port=port)
+        for name in sorted(self.registry.bound_port_names() - set(self.registry.ports.bound)):
+            log.warn(
+                "houweb: handlers are bound to port {name!r}, which does not listen "
+                "(give it a PORT with setSettingsForPort)",
+                name=name,
+            )
 
-        def registered(bindings: frozenset[int], what: str) -> None:
-            for port in sorted(p for p in bindings if p > 0 and p not in self.port_numbers()):
+        def registered(bindings: frozenset[int | str], what: str) -> None:
+            numbers = [p for p in bindings if isinstance(p, int)]
+            for port in sorted(p for p in numbers if p > 0 and p not in self.port_numbers()):
                 log.warn(
                     "houweb: {what} is bound to port {port}, which does not listen",
                     what=what,
@@ -299,6 +327,7 @@ class RunningServer:
 
     async def _shutdown(self) -> None:
         self._unwatch()
+        self._ports_undo()
         await self._close_ports()
         for channel in list(self.site.houweb_connections):
             channel.stopWhenIdle()  # each closes once its response is sent
@@ -352,8 +381,14 @@ def _mcp_tools(server: RunningServer) -> Any:
     return MCPTools(server)
 
 
-def allowed_hosts(config: ServerConfig, from_settings: tuple[str, ...] | None) -> tuple[str, ...]:
+def allowed_hosts(
+    config: ServerConfig,
+    from_settings: tuple[str, ...] | None,
+    interfaces: list[str] | None = None,
+) -> tuple[str, ...]:
     """
+    :param interfaces: the addresses the ports that take the server's
+        allow-list listen on (``config.interfaces()`` if not given).
     :returns: the server's ALLOWED_HOSTS: ``run()``'s (``--allowed-host``),
         else the settings file's, else the loopback names when every address
         listened on is loopback, else ``*``. An empty list means the default
@@ -363,7 +398,7 @@ def allowed_hosts(config: ServerConfig, from_settings: tuple[str, ...] | None) -
         return config.allowed_hosts
     if from_settings:
         return from_settings
-    return default_allowed_hosts(config.interfaces())
+    return default_allowed_hosts(config.interfaces() if interfaces is None else interfaces)
 
 
 def _cannot_listen(exc: CannotListenError) -> str:

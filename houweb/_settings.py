@@ -15,12 +15,14 @@ import os
 import runpy
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from twisted.logger import Logger
 
 from ._errors import OperationFailed
+from ._port_settings import KEYS as PORT_KEYS
+from ._port_settings import check_settings
 
 log = Logger(namespace="houweb")
 
@@ -36,6 +38,7 @@ KNOWN_NAMES = frozenset(
         "DATA_UPLOAD_MAX_NUMBER_FIELDS",
         "API_DOCS",
         "DATA_UPLOAD_MAX_NUMBER_FILES",
+        *PORT_KEYS,  # the main port's, as setSettingsForPort takes them
     )
 )
 
@@ -74,6 +77,9 @@ class Settings:
     api_docs: bool = True
     #: Django's DATA_UPLOAD_MAX_NUMBER_FILES; ``None`` for no limit.
     data_upload_max_number_files: int | None = DEFAULT_DATA_UPLOAD_MAX_NUMBER_FILES
+    #: The main port's ``setSettingsForPort`` keys given here (PORT,
+    #: SSL_CERTIFICATE...), checked, by :class:`~houweb._port_settings.PortSettings` field.
+    main_port: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_settings(source: Source) -> Settings:
@@ -126,7 +132,17 @@ def _settings_from(namespace: dict[str, Any], where: str) -> Settings:
     trusted = ()
     if "CSRF_TRUSTED_ORIGINS" in names:
         trusted = tuple(_origins(names["CSRF_TRUSTED_ORIGINS"], "CSRF_TRUSTED_ORIGINS", where))
+    port_names = {
+        key: names[key]
+        for key in PORT_KEYS
+        if key in names and key not in ("ALLOWED_HOSTS", "USE_X_FORWARDED_HOST")
+    }
+    try:
+        main_port = check_settings(port_names, where)
+    except (TypeError, ValueError) as exc:
+        raise OperationFailed(f"{where}: {exc}".replace("setSettingsForPort: ", "")) from None
     return Settings(
+        main_port=main_port,
         cors_origins=tuple(origins),
         allowed_hosts=allowed_hosts,
         csrf_trusted_origins=trusted,

@@ -33,6 +33,13 @@ EXPECTED = {
     "registerArchiveFile",
     "setCORSWhitelist",  # Houdini 21, from observed use
     "Server",  # Houdini 21, from observed use
+    "setSettingsForPort",
+    "WarningSeverity",  # MIN_LOG_SEVERITY's documented default
+    "DebugSeverity",
+    "InfoSeverity",
+    "MessageSeverity",  # Houdini, from observed use
+    "ErrorSeverity",
+    "CriticalSeverity",
     # houweb's own additions
     "UploadedFile",
     "registerStaticFilesDirectory",

@@ -143,7 +143,7 @@ def test_bad_arguments_raise_before_registering(registry):
     with pytest.raises(ValueError):
         houweb.URLHandler("/x", methods=["G E T"])
     with pytest.raises(ValueError):
-        houweb.URLHandler("/x", ports=["other"])
+        houweb.URLHandler("/x", ports=[70000])
     assert registry.is_empty()
 
 

@@ -176,52 +176,34 @@ def test_registrations_on_a_named_server_stay_out_of_the_default_one(registry):
     assert registry.match("/p", 0, 0) is None
 
 
-def test_set_settings_for_port_stores_them_and_warns_naming_what_is_not_honoured(logged):
+def test_set_settings_for_port_on_a_named_server_leaves_the_default_servers_ports_alone(
+    registry, logged
+):
     from .conftest import messages
 
     server = houweb.Server("x")
-    server.setSettingsForPort({"PORT": 9000, "ADDRESS": "127.0.0.1", "MAX_PORT": 9000}, "main")
-    assert messages(logged) == ""
-    server.setSettingsForPort({"MAX_PORT": 9010, "SSL_REDIRECT": True, "NOPE": 1})
+    server.setSettingsForPort({"PORT": 9000, "ADDRESS": "127.0.0.1", "MAX_PORT": 9010}, "main")
     server.setSettingsForPort({"PORT": 9001}, "api")
-    assert server.port_settings == {
-        "": {
-            "PORT": 9000,
-            "ADDRESS": "127.0.0.1",
-            "MAX_PORT": 9010,
-            "SSL_REDIRECT": True,
-            "NOPE": 1,
-        },
-        "api": {"PORT": 9001},
-    }
-    text = messages(logged)
-    for key in ("MAX_PORT on the main port", "SSL_REDIRECT on the main port", "NOPE (not an"):
-        assert key in text
-    assert "PORT on named port 'api' is not honoured yet" in text
-    with pytest.raises(ValueError, match="PORT must be a port number"):
+    main = server.registry.ports.main()
+    assert (main.port, main.address, main.max_port) == (9000, "127.0.0.1", 9010)
+    assert server.registry.ports.get("api").port == 9001
+    assert registry.ports.main().port is None
+    assert registry.ports.named() == {}
+    server.setSettingsForPort({"NOPE": 1})
+    assert "NOPE" in messages(logged)
+    with pytest.raises(TypeError, match="PORT"):
         server.setSettingsForPort({"PORT": "80"})
-    with pytest.raises(TypeError, match="settings must be a dict"):
+    with pytest.raises(TypeError, match="dict"):
         server.setSettingsForPort([("PORT", 1)])  # type: ignore[arg-type]
 
 
 def test_set_port_info_is_set_settings_for_port_with_arguments(logged):
-    from .conftest import messages
-
     server = houweb.Server("x")
-    server.setPortInfo("main", 18812, 18812, False, "127.0.0.1", False, ["localhost"], False)
-    assert server.port_settings[""] == {
-        "PORT": 18812,
-        "MAX_PORT": 18812,
-        "ALLOW_SYSTEM_PORT": False,
-        "ADDRESS": "127.0.0.1",
-        "IPV6": False,
-        "ALLOWED_HOSTS": ("localhost",),
-        "USE_X_FORWARDED_HOST": False,
-    }
-    assert messages(logged) == ""  # every value asks for what houweb does
-    server.setPortInfo("main", 18812, 18812, True, "127.0.0.1", True, [], True)
-    for key in ("ALLOW_SYSTEM_PORT", "IPV6", "USE_X_FORWARDED_HOST"):
-        assert f"{key} on the main port is not honoured yet" in messages(logged)
+    server.setPortInfo("main", 18812, 18813, True, "127.0.0.1", False, ["localhost"], True)
+    main = server.registry.ports.main()
+    assert (main.port, main.max_port, main.allow_system_port) == (18812, 18813, True)
+    assert (main.address, main.ipv6) == ("127.0.0.1", False)
+    assert (main.allowed_hosts, main.use_x_forwarded_host) == (("localhost",), True)
 
 
 def test_a_bridge_written_for_houdini_21_runs_unchanged_through_houweb_run():

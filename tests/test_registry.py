@@ -193,7 +193,7 @@ async def test_handler_bound_to_a_port_number_answers_only_there(serve, client, 
     assert (await client.get(main, "/main-too")).status == 200
 
 
-@pytest.mark.parametrize("ports", [["other"], [70000], [-2], [True], "8008", [1.5]])
+@pytest.mark.parametrize("ports", [[b"other"], [70000], [-2], [True], "8008", [1.5]])
 def test_bad_ports_are_rejected(registry, ports):
     with pytest.raises((ValueError, TypeError)):
         houweb.urlHandler("/x", ports=ports)

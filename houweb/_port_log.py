@@ -1,0 +1,117 @@
+"""
+A port's ``LOG_FILE`` (``setSettingsForPort``): while its server runs, the
+file gets the server's own log entries (namespace ``houweb``) at or above
+the port's ``MIN_LOG_SEVERITY`` (default ``WarningSeverity``), and one line
+per request answered on that port, which is an ``InfoSeverity`` entry.
+Lines are Twisted's text format (time, system, message; tracebacks in
+full), appended to the file, which is closed when the server stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import IO, Any, Callable
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    LogEvent,
+    Logger,
+    LogLevel,
+    PredicateResult,
+    globalLogPublisher,
+    textFileLogObserver,
+)
+from zope.interface import implementer
+
+from ._access import escaped
+from ._errors import OperationFailed
+from ._port_settings import PortSettings, Severity
+
+_ORDER = {
+    LogLevel.debug: 0,
+    LogLevel.info: 1,
+    LogLevel.warn: 2,
+    LogLevel.error: 3,
+    LogLevel.critical: 4,
+}
+
+
+@implementer(ILogFilterPredicate)
+class _Predicate:
+    """A Twisted log filter predicate from a function saying yes or no."""
+
+    def __init__(self, wanted: Callable[[LogEvent], bool]) -> None:
+        self._wanted = wanted
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        result: PredicateResult = PredicateResult.yes if self._wanted(event) else PredicateResult.no
+        return result
+
+
+class PortLogFile:
+    """
+    The log file of one port.
+
+    :param stream: the open file.
+    :param minimum: the least severity written.
+    :param ports: the listening port numbers whose requests it logs.
+    """
+
+    def __init__(self, stream: IO[str], minimum: Severity, ports: Iterable[int]) -> None:
+        self._stream = stream
+        self._ports = frozenset(ports)
+        self._minimum = minimum.log_level()
+        writer: Any = textFileLogObserver(stream)
+        self._observer: Any = FilteringLogObserver(writer, [_Predicate(self._wanted)])
+        self._requests = Logger(namespace="houweb.port", observer=self._observer)
+        self._site: Any = None
+
+    @classmethod
+    def open(cls, name: str, settings: PortSettings, ports: Iterable[int]) -> PortLogFile:
+        """
+        :raises OperationFailed: naming the port and the file when it cannot
+            be opened for appending.
+        """
+        assert settings.log_file is not None
+        try:
+            stream = open(settings.log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed at stop
+        except OSError as exc:
+            raise OperationFailed(
+                f"port {name!r}: cannot open LOG_FILE {settings.log_file!r}: {exc.strerror or exc}"
+            ) from None
+        return cls(stream, settings.min_log_severity, ports)
+
+    def _wanted(self, event: LogEvent) -> bool:
+        """:returns: whether ``event`` goes to the file: houweb's, at or above the severity."""
+        namespace = str(event.get("log_namespace", ""))
+        level = event.get("log_level", LogLevel.info)
+        if namespace.split(".")[0] != "houweb" or namespace == "houweb.access":
+            return False
+        return _ORDER.get(level, 1) >= _ORDER[self._minimum]
+
+    def attach(self, site: Any) -> None:
+        """Start writing: the server's entries, and the requests answered by ``site`` on our ports."""
+        self._site = site
+        globalLogPublisher.addObserver(self._observer)
+        site.houweb_on_finish.append(self._request_done)
+
+    def _request_done(self, treq: Any, seconds: float) -> None:
+        host = treq.getHost()
+        if getattr(host, "port", None) not in self._ports:
+            return
+        method, target = treq.method.decode("latin-1"), treq.uri.decode("latin-1")
+        self._requests.info(
+            '"{request}" {status} {size} {ms:.1f}ms',
+            request=escaped(f"{method} {target}"),
+            status=treq.code,
+            size=treq.sentLength,
+            ms=seconds * 1000,
+        )
+
+    def close(self) -> None:
+        """Stop writing and close the file."""
+        globalLogPublisher.removeObserver(self._observer)
+        if self._site is not None and self._request_done in self._site.houweb_on_finish:
+            self._site.houweb_on_finish.remove(self._request_done)
+        self._stream.close()

@@ -1,0 +1,104 @@
+"""
+What a server does with its ports' settings once they listen (the numbers
+are known only then): it records the number of each named port (so
+``ports=["name"]`` registrations answer there), gives each port its Host
+allow-list and ``USE_X_FORWARDED_HOST``, its ``SSL_REDIRECT``, its
+``Strict-Transport-Security`` header and its log file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from ._cors import CORSPolicy, install_cors
+from ._guards import OriginPolicy, default_allowed_hosts
+from ._https import HSTS, HTTPSRedirect, hsts_value
+from ._port_binding import PortPlan
+from ._port_log import PortLogFile
+from ._port_settings import MAIN
+
+
+def configure_ports(
+    context: Any, site: Any, plans: Sequence[PortPlan], listening: Sequence[Any]
+) -> Callable[[], None]:
+    """
+    Apply each bound port's settings to the server of ``context``.
+
+    :param site: the server's site (its requests are logged to the ports' files).
+    :param plans: what was listened on, in order.
+    :param listening: the listening ports, in the same order.
+    :returns: a function that undoes what outlives the server (the named
+        ports' numbers, the log files); called at shutdown.
+    """
+    guard = context.guard
+    numbers = [port.getHost().port for port in listening]
+    named: dict[str, int] = {}
+    main_numbers = {numbers[0], *context.main_aliases} if numbers else set()
+    tls_ports = [
+        n for plan, n in zip(plans, numbers) if plan.settings is not None and plan.settings.tls
+    ]
+    tls_ports += [
+        n
+        for plan, n in zip(plans, numbers)
+        if plan.settings is None and plan.description.lower().startswith("ssl:")
+    ]
+    hsts: dict[int, str] = {}
+    logs: list[PortLogFile] = []
+    for plan, number in zip(plans, numbers):
+        settings = plan.settings
+        if settings is None or plan.name is None:
+            continue
+        own = [number] if plan.name != MAIN else sorted(main_numbers)
+        if plan.name != MAIN:
+            named[plan.name] = number
+            guard.set_allowed_hosts(
+                settings.allowed_hosts or default_allowed_hosts([plan.interface]), port=number
+            )
+            if settings.use_x_forwarded_host is not None:
+                guard.set_use_x_forwarded_host(settings.use_x_forwarded_host, port=number)
+        if settings.ssl_redirect and not settings.tls:
+            redirect = HTTPSRedirect.of(settings, tls_ports[0] if tls_ports else None)
+            for port in own:
+                guard.port_checks[port] = redirect.refusal
+        value = hsts_value(settings)
+        if value is not None and settings.tls:
+            hsts[number] = value
+        if settings.log_file is not None:
+            try:
+                logs.append(PortLogFile.open(plan.name, settings, own))
+            except Exception:
+                for opened in logs:
+                    opened.close()
+                raise
+    if hsts:
+        context.response_filters.append(HSTS(hsts))
+    for name, origins in context.registry.ports.cors.items():
+        if name in named:
+            _own_cors(context, named[name], origins)
+    table = context.registry.ports
+    table.record_bound(named)
+    for log_file in logs:
+        log_file.attach(site)
+
+    def undo() -> None:
+        if table.bound is not None and all(table.bound.get(k) == v for k, v in named.items()):
+            table.record_bound({})
+        for log_file in logs:
+            log_file.close()
+
+    return undo
+
+
+def _own_cors(context: Any, port: int, origins: tuple[str, ...]) -> None:
+    """
+    A named port's CORS whitelist (``setCORSWhitelist(origins, name)``): it
+    replaces the main port's on ``port``, for the CORS headers, the
+    preflights and the origins trusted to change state.
+    """
+    guard = context.guard
+    if guard.cors is not None:
+        guard.cors.other_ports.add(port)
+    policy = install_cors(context, origins, only_ports=[port]) or CORSPolicy((), [port])
+    guard.cors_by_port[port] = policy
+    guard.policy_by_port[port] = OriginPolicy((*origins, *context.settings.csrf_trusted_origins))
