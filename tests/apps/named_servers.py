@@ -114,4 +114,5 @@ stopped = [a.serverPorts(), b.serverPorts()]
 a.run(port=0, in_background=True)  # a stopped server object runs again
 say("AGAIN", len(a.serverPorts()))
 a.requestShutdown()
+a.lifecycle.last.wait_stopped(10)  # its "stopped" line is logged before END
 say("END", json.dumps(stopped))
