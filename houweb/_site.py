@@ -255,7 +255,7 @@ class _Router:
         try:
             written = self.route(treq)
         except Exception:  # noqa: BLE001 - answered as Klein would: twisted.web's 500
-            treq.processingFailed(Failure())
+            treq.processingFailed(Failure())  # type: ignore[no-untyped-call]
             return server.NOT_DONE_YET
         if written is None:
             _finish_open(None, treq)
