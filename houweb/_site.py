@@ -260,7 +260,9 @@ class _Router:
         if written is None:
             _finish_open(None, treq)
         else:
-            written.addCallbacks(_finish_open, _route_failed, callbackArgs=(treq,), errbackArgs=(treq,))
+            written.addCallbacks(
+                _finish_open, _route_failed, callbackArgs=(treq,), errbackArgs=(treq,)
+            )
         return server.NOT_DONE_YET
 
     def send(self, treq: Any, request: Request, response: Response) -> Deferred[None] | None:
