@@ -312,7 +312,11 @@ class _Router:
         return outer
 
 
-def klein_routes_here(treq: Any, path: str) -> bool:
+#: How many Host names a site remembers Klein's verdict on (see :func:`klein_routes_here`).
+_KNOWN_HOSTS = 64
+
+
+def klein_routes_here(treq: Any, path: str, hosts: dict[bytes, bool] | None = None) -> bool:
     """
     :returns: whether Klein would route ``treq`` to the router with nothing
         else to do: its werkzeug map binds to the Host (IDNA-encoded, as
@@ -321,12 +325,37 @@ def klein_routes_here(treq: Any, path: str) -> bool:
         so a path with one may not match them). Such a request skips Klein's
         per-request ``Map.bind``, ``match`` and its Deferreds (about a tenth
         of the reactor thread on hello-world); any other is Klein's to answer.
+
+    :param hosts: the verdicts on Host names seen before (IDNA encoding is
+        a slow codec, and a server sees few names): updated, and cleared
+        when it holds :data:`_KNOWN_HOSTS`.
     """
     if "\n" in path:
         return False
+    host = treq.getRequestHostname()
+    binds = hosts.get(host) if hosts is not None else None
+    if binds is None:
+        binds = _werkzeug_binds(host)
+        if hosts is not None:
+            if len(hosts) >= _KNOWN_HOSTS:
+                hosts.clear()
+            hosts[host] = binds
+    if not binds:
+        return False
     try:
-        treq.getRequestHostname().decode("utf-8").partition(":")[0].encode("idna")
         treq.method.decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _werkzeug_binds(host: bytes) -> bool:
+    """
+    :returns: whether werkzeug's ``Map.bind`` takes ``host``: it IDNA-encodes
+        the name before any ``:``.
+    """
+    try:
+        host.decode("utf-8").partition(":")[0].encode("idna")
     except UnicodeError:
         return False
     return True
@@ -358,6 +387,7 @@ class _Guard(Resource):
         super().__init__()
         self._router = router
         self._klein = klein_resource
+        self._hosts: dict[bytes, bool] = {}
 
     def render(self, treq: Any) -> Any:
         try:
@@ -366,7 +396,7 @@ class _Guard(Resource):
             request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
             self._router.send(treq, request, errorResponse(request, str(exc), 400))
             return server.NOT_DONE_YET
-        if klein_routes_here(treq, treq.houweb_path):
+        if klein_routes_here(treq, treq.houweb_path, self._hosts):
             return self._router.render(treq)
         try:
             return self._klein.render(treq)

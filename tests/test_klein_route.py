@@ -104,6 +104,8 @@ class _Treq:
 
 
 _MAP = _klein_app(_Router(None)).url_map  # type: ignore[arg-type]
+#: One site's remembered verdicts on Host names, shared by all the examples.
+_HOSTS: dict[bytes, bool] = {}
 
 
 @settings(max_examples=400, deadline=None)
@@ -114,7 +116,10 @@ _MAP = _klein_app(_Router(None)).url_map  # type: ignore[arg-type]
 )
 def test_only_requests_kleins_map_routes_to_the_router_skip_it(path, host, port):
     treq = _Treq(host, b"GET")
-    if not klein_routes_here(treq, path):
+    routed = klein_routes_here(treq, path)
+    assert klein_routes_here(treq, path, _HOSTS) == routed  # remembered or not
+    assert klein_routes_here(treq, path, _HOSTS) == routed
+    if not routed:
         return
     server_name = host.decode("utf-8") + port
     try:
@@ -122,3 +127,22 @@ def test_only_requests_kleins_map_routes_to_the_router_skip_it(path, host, port)
     except HTTPException as exc:  # BadHost, NotFound...
         raise AssertionError(f"Klein would answer {exc!r} to {path!r} on {host!r}") from None
     assert endpoint in ("houweb", "houweb_branch")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_host_klein_cannot_bind_to_gets_400_every_time_it_is_sent(serve):
+    # The router remembers which Host names Klein binds to: a refused one
+    # stays refused, and the names beside it are still served.
+    ran: list[str] = []
+
+    @houweb.urlHandler("/act")
+    def act(request: houweb.Request) -> str:
+        ran.append(request.host())
+        return "done"
+
+    port = (await serve()).port_numbers()[0]
+    for _ in range(3):
+        reply = await raw_request(port, _get("/act", "a..localhost"))
+        assert reply.startswith(b"HTTP/1.1 400 "), reply
+        assert (await raw_request(port, _get("/act"))).endswith(b"\r\n\r\ndone")
+    assert len(ran) == 3
