@@ -17,9 +17,11 @@ from typing import Any, Callable
 from twisted.internet import tcp
 from twisted.logger import Logger
 from twisted.web import http, server
+from twisted.web.http_headers import Headers
 
 from ._body import RequestBody
 from ._render import SERVER
+from ._sendfile import buffer_empty
 from ._status import label
 from ._uploads import (
     FORM_URLENCODED,
@@ -186,6 +188,89 @@ class HouwebChannel(http.HTTPChannel):
             timeout=timeout,
         )
         transport.abortConnection()
+
+    #: The status line and headers of the response being written, held until
+    #: its first body bytes (or the end of the request's ``write``), so that
+    #: both leave in one send.
+    _houweb_head: bytes | None = None
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """
+        Hold the status line and headers (as twisted.web writes them) for the
+        body bytes that follow: :meth:`HouwebRequest.write` sends them
+        before it returns, with the body if it had any.
+        """
+        if not isinstance(headers, Headers):
+            super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
+            return
+        head = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                head.extend((name, b": ", value, b"\r\n"))
+        head.append(b"\r\n")
+        self._houweb_head = b"".join(head)
+
+    def write(self, data: bytes) -> None:
+        head = self._houweb_head
+        if head is not None:
+            self._houweb_head = None
+            self._houweb_send([head, data])
+        else:
+            self._houweb_send([data])
+
+    def writeSequence(self, iovec: Any) -> None:
+        head = self._houweb_head
+        if head is not None:
+            self._houweb_head = None
+            self._houweb_send([head, *iovec])
+        else:
+            self._houweb_send(list(iovec))
+
+    def houweb_flush_head(self) -> None:
+        """Send the status line and headers still held (a response without body bytes yet)."""
+        head = self._houweb_head
+        if head is not None:
+            self._houweb_head = None
+            self._houweb_send([head])
+
+    def _houweb_send(self, pieces: list[bytes]) -> None:
+        """
+        Write ``pieces`` to the transport; on a plain TCP connection whose
+        buffer is empty, send them on the socket at once, in one call. Twisted's
+        transport would buffer them, register a writer with the event loop,
+        send them on the next turn and unregister the writer: two
+        ``epoll_ctl`` calls and a turn per response. What the socket does not
+        take (or an error, which the transport then finds itself) goes
+        through the transport, in order.
+        """
+        pieces = [piece for piece in pieces if piece]
+        if not pieces:
+            return
+        transport: Any = self.transport
+        if (
+            type(transport) is tcp.Server
+            and transport.connected
+            and not transport.disconnecting
+            and not transport._writeDisconnected
+            and not transport.TLS
+            and buffer_empty(transport)
+        ):
+            try:
+                sent = transport.socket.sendmsg(pieces)
+            except OSError:  # EAGAIN, or an error the transport reports
+                sent = 0
+            if sent:
+                rest = []
+                for piece in pieces:
+                    if sent >= len(piece):
+                        sent -= len(piece)
+                    else:
+                        rest.append(piece[sent:] if sent else piece)
+                        sent = 0
+                pieces = rest
+                if not pieces:
+                    return
+        transport.writeSequence(pieces)
 
     def upgrade(self, protocol: Any, first: bytes) -> None:
         """
@@ -554,6 +639,14 @@ class HouwebRequest(server.Request):
         if value is server.version:
             value = _SERVER
         super().setHeader(name, value)
+
+    def write(self, data: bytes) -> None:
+        super().write(data)  # type: ignore[no-untyped-call]
+        # twisted.web's first write gives the channel the status line and
+        # headers, then the body bytes if any: nothing stays held after it.
+        channel: Any = self.channel
+        if channel is not None and channel._houweb_head is not None:
+            channel.houweb_flush_head()
 
     def process(self) -> None:
         self.channel.site.houweb_track(self)

@@ -66,7 +66,7 @@ def sendfile_producer(request: Any, producer: Any) -> Any:
     return SendfileProducer(request, producer.fileObject, offset, size)
 
 
-def _buffer_empty(transport: Any) -> bool:
+def buffer_empty(transport: Any) -> bool:
     """:returns: whether ``transport`` (a ``FileDescriptor``) has sent everything written to it."""
     return transport.offset == len(transport.dataBuffer) and not transport._tempDataLen
 
@@ -111,7 +111,7 @@ class SendfileProducer:
     def _send(self) -> None:
         if self.request is None or self._paused:
             return
-        if not _buffer_empty(self._transport):
+        if not buffer_empty(self._transport):
             self._when_writable()
             return
         socket, source = self._transport.fileno(), self._file.fileno()

@@ -53,13 +53,21 @@ PRIVATE_NAMES = [
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "dataBuffer",
-        "houweb/_sendfile.py: whether everything written was sent before os.sendfile",
+        "houweb/_sendfile.py: whether everything written was sent before os.sendfile "
+        "(and houweb/_channel.py before sending a response on the socket at once)",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "_tempDataLen",
         "houweb/_sendfile.py: whether everything written was sent before os.sendfile",
+    ),
+    (
+        "twisted.internet.abstract.FileDescriptor",
+        abstract.FileDescriptor(),
+        "_writeDisconnected",
+        "houweb/_channel.py: a response is sent on the socket at once only if the transport "
+        "may still write (and holds nothing: dataBuffer, _tempDataLen, via _sendfile.buffer_empty)",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
