@@ -52,6 +52,8 @@ class Results:
     #: ``(endpoint, server)`` pairs that did not answer correctly, with why.
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     settings: str = ""
+    #: Tables of the scenarios with their own servers (bench.ws, bench.bigapi), as Markdown.
+    sections: list[str] = field(default_factory=list)
 
     def add_load(self, endpoint: str, server: str, sample: LoadSample) -> None:
         self.load.setdefault(endpoint, {}).setdefault(server, []).append(sample)
@@ -287,6 +289,7 @@ def tables(results: Results, servers: Sequence[str]) -> str:
             markdown_table(COLD_HEADER, cold_rows(results, servers)),
             "",
         ]
+    parts += results.sections
     checked = targets(results)
     rows = [
         [t.what, t.measured, {True: "met", False: "NOT met", None: "-"}[t.met]] for t in checked
