@@ -19,20 +19,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
-from twisted.python.failure import Failure
 
 from . import _registry
 from ._channel import bytes_taken
-from ._coroutines import event_loop, run_coroutine
+from ._coroutines import bridge, event_loop
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._render import SERVER
@@ -321,7 +321,10 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._opened: asyncio.Future[None] = event_loop(self._reactor).create_future()
         self._accepted = False
         self._ended = False
-        self._events: Deferred[None] = succeed(None)
+        #: What is left to do, in order: the instance's callbacks and what
+        #: follows each; one task at a time works through it (:meth:`_drain`).
+        self._events: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._draining = False
         self._idle_timeout = call.context.config.idle_timeout
         self._window = SendWindow(event_loop(self._reactor), self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
@@ -389,7 +392,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._opening = True
         self._read(False)
         self._queue("connect", self.request)
-        self._events.addCallback(lambda _: self._refuse(403, "Forbidden"))
+        self._later(self._refuse, 403, "Forbidden")
         return self._decision
 
     def onOpen(self) -> None:
@@ -402,22 +405,21 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         size = len(payload) + _MESSAGE_COST
         self._pending_receive += size
         if is_binary:
-            self._queue("receive", bytes_data=payload)
+            self._later(self._run, "receive", None, payload)
         else:
-            self._queue("receive", text_data=payload.decode("utf-8"))
-        self._events.addBoth(self._received, size)
+            self._later(self._run, "receive", payload.decode("utf-8"), None)
+        self._later(self._received, size)
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
             self._read(False)
 
-    def _received(self, result: object, size: int) -> object:
+    def _received(self, size: int) -> None:
         """A message was taken by ``receive()``: read again once under the limit."""
         self._pending_receive -= size
         if self._reading_paused and self._pending_receive <= self.endpoint.max_pending_receive:
             self._reading_paused = False
             self._read(True)
-        return result
 
     def _client_taking(self, taking: bool) -> None:
         """The client stopped (or started again) taking what is written."""
@@ -446,9 +448,9 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             code = ABNORMAL
         elif code is None:
             code = NO_STATUS
-        self._events.addCallback(lambda _: self._disconnect(code))
+        self._later(self._disconnect, code)
 
-    def _disconnect(self, code: int) -> Deferred[None] | None:
+    def _disconnect(self, code: int) -> Awaitable[None] | None:
         """``disconnect`` pairs with ``accept``: refused connections get none."""
         return self._run("disconnect", code) if self._accepted else None
 
@@ -534,24 +536,61 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
 
     # running the callbacks in order
 
-    def _queue(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self._events.addCallback(lambda _: self._run(name, *args, **kwargs))
+    def _queue(self, name: str, *args: Any) -> None:
+        """Call the instance's ``name`` callback once what was queued before is done."""
+        self._later(self._run, name, *args)
 
-    def _run(self, name: str, *args: Any, **kwargs: Any) -> Deferred[None]:
-        """Call the instance's ``name`` callback; its failure is logged, not passed on."""
+    def _later(self, function: Callable[..., Any], *args: Any) -> None:
+        """
+        Call ``function(*args)`` once what was queued before is done (and
+        await what it returns, if anything).
+        """
+        self._events.append((function, args))
+        if not self._draining:
+            self._draining = True
+            event_loop(self._reactor).create_task(self._drain())
 
-        def call() -> Deferred[Any]:
-            coroutine: Coroutine[Any, Any, Any] = getattr(self.endpoint, name)(*args, **kwargs)
-            return run_coroutine(coroutine, self._reactor)
+    async def _drain(self) -> None:
+        """
+        Work through :attr:`_events` in order, then end: one task for a run
+        of events (not one per message), and none while the connection idles.
+        """
+        events = self._events
+        try:
+            while events:
+                function, args = events.popleft()
+                waiting = function(*args)
+                if waiting is not None:
+                    await waiting
+        finally:
+            self._draining = False
+            if events:  # something failed: go on with the rest
+                self._draining = True
+                event_loop(self._reactor).create_task(self._drain())
 
-        d = maybeDeferred(call)
-        d.addCallbacks(lambda _: None, self._failed, errbackArgs=(name,))
-        return d
+    async def _run(self, name: str, *args: Any) -> None:
+        """
+        Call the instance's ``name`` callback (``receive`` with its text and
+        bytes); its failure is logged, not passed on.
+        """
+        try:
+            if name == "receive":
+                text_data, bytes_data = args
+                if text_data is None:
+                    coroutine = self.endpoint.receive(bytes_data=bytes_data)
+                else:
+                    coroutine = self.endpoint.receive(text_data=text_data)
+            else:
+                coroutine = getattr(self.endpoint, name)(*args)
+            await bridge(coroutine)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
+            self._failed(name)
 
-    def _failed(self, failure: Failure, name: str) -> None:
+    def _failed(self, name: str) -> None:
+        """The ``name`` callback raised (the exception being handled): log it, close."""
         log.failure(
             "houweb: {what}.{name} raised an exception",
-            failure,
+            None,
             LogLevel.error,
             what=self._what,
             name=name,
