@@ -61,12 +61,12 @@ async def _bridged(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLo
     return await _DeferredBridge(coro, loop)
 
 
-def bridge(coro: Coroutine[Any, Any, Any]) -> Awaitable[Any]:
+def bridge(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> Awaitable[Any]:
     """
-    :returns: ``coro`` as something a task on the reactor's loop can await
-        (on the reactor thread), with each Deferred it awaits waited for.
+    :returns: ``coro`` as something a task on ``loop`` (the reactor's) can
+        await, with each Deferred it awaits waited for.
     """
-    return _DeferredBridge(coro, event_loop(None))
+    return _DeferredBridge(coro, loop)
 
 
 def event_loop(reactor: object) -> asyncio.AbstractEventLoop:

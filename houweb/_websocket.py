@@ -318,7 +318,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._reactor = call.context.reactor
         self._what = f"WebSocket {describe(type(endpoint))}"
         self._decision: Deferred[None] | None = None
-        self._opened: asyncio.Future[None] = event_loop(self._reactor).create_future()
+        self._loop = event_loop(self._reactor)
+        self._opened: asyncio.Future[None] = self._loop.create_future()
         self._accepted = False
         self._ended = False
         #: What is left to do, in order: the instance's callbacks and what
@@ -326,7 +327,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._events: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._draining = False
         self._idle_timeout = call.context.config.idle_timeout
-        self._window = SendWindow(event_loop(self._reactor), self._client_taking)
+        self._window = SendWindow(self._loop, self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
@@ -353,7 +354,10 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = self._reactor.seconds()
-        super().dataReceived(data)
+        # Straight to autobahn's protocol (a private name): its Twisted
+        # adapter's dataReceived formats a debug line's arguments on every
+        # read, whether or not debug logging is on.
+        self._dataReceived(data)
 
     def sendPing(self, payload: bytes | None = None) -> None:
         self._taken = bytes_taken(self.transport)
@@ -515,7 +519,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             waiting = action()
             if waiting is not None:
                 return waiting
-            done: asyncio.Future[None] = event_loop(self._reactor).create_future()
+            done: asyncio.Future[None] = self._loop.create_future()
             done.set_result(None)
             return done
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -548,7 +552,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._events.append((function, args))
         if not self._draining:
             self._draining = True
-            event_loop(self._reactor).create_task(self._drain())
+            self._loop.create_task(self._drain())
 
     async def _drain(self) -> None:
         """
@@ -566,7 +570,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             self._draining = False
             if events:  # something failed: go on with the rest
                 self._draining = True
-                event_loop(self._reactor).create_task(self._drain())
+                self._loop.create_task(self._drain())
 
     async def _run(self, name: str, *args: Any) -> None:
         """
@@ -582,7 +586,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
                     coroutine = self.endpoint.receive(text_data=text_data)
             else:
                 coroutine = getattr(self.endpoint, name)(*args)
-            await bridge(coroutine)
+            await bridge(coroutine, self._loop)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
             self._failed(name)
 

@@ -73,6 +73,12 @@ PRIVATE_NAMES = [
         "_connectionMade",
         "houweb/_websocket.py extends it to hand the upgrade request to autobahn",
     ),
+    (
+        "autobahn.twisted.websocket.WebSocketServerProtocol",
+        WebSocketServerProtocol,
+        "_dataReceived",
+        "houweb/_websocket.py feeds it the bytes read, skipping the adapter's debug formatting",
+    ),
 ]
 
 
