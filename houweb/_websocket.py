@@ -41,6 +41,7 @@ from ._response import Response, errorResponse
 from ._site import Call
 from ._target import Answer
 from ._window import SendWindow
+from ._writethrough import write_now
 
 log = Logger(namespace="houweb")
 
@@ -358,6 +359,20 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         # adapter's dataReceived formats a debug line's arguments on every
         # read, whether or not debug logging is on.
         self._dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Write a frame: at once when nothing else waits (see
+        :func:`~houweb._writethrough.write_now`), else as autobahn does.
+        """
+        if sync or chopsize or self.send_queue or self.logOctets:  # type: ignore[attr-defined]
+            super().sendData(data, sync, chopsize)
+            return
+        write_now(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def sendPing(self, payload: bytes | None = None) -> None:
         self._taken = bytes_taken(self.transport)

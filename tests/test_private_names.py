@@ -59,7 +59,8 @@ PRIVATE_NAMES = [
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "_tempDataLen",
-        "houweb/_sendfile.py: whether everything written was sent before os.sendfile",
+        "houweb/_sendfile.py: whether everything written was sent before os.sendfile; "
+        "houweb/_writethrough.py: whether a WebSocket frame may go to the socket at once",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
