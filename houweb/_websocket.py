@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import struct
 from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
 #: The longest close reason, in UTF-8 bytes: a control frame's 125 less the code.
 MAX_REASON = 123
 _BYTES = (bytes, bytearray, memoryview)
+#: A server frame's header with a 16-bit and a 64-bit payload length.
+_HEADER_16, _HEADER_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
 
 
 def _message(
@@ -374,6 +377,44 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
+    def _send_whole(self, payload: bytes, binary: bool) -> bool:
+        """
+        Send ``payload`` as one unmasked, uncompressed frame, its header and
+        the payload written together without copying the payload into one
+        buffer (autobahn's ``sendFrame`` joins them). Only in the plain case
+        (no compression, fragmentation, masking, timing or frame logging, no
+        queue, within the size limit); otherwise ``sendMessage`` does it.
+
+        :returns: whether it was sent here.
+        """
+        size = len(payload)
+        if (
+            self._perMessageCompress is not None
+            or self.autoFragmentSize  # type: ignore[attr-defined]
+            or self.maskServerFrames  # type: ignore[attr-defined]
+            or self.trackedTimings
+            or self.logFrames  # type: ignore[attr-defined]
+            or self.logOctets  # type: ignore[attr-defined]
+            or self.send_queue
+            or 0 < self.maxMessagePayloadSize < size
+        ):
+            return False
+        first = 0x82 if binary else 0x81  # FIN and the opcode
+        if size <= 125:
+            header = bytes((first, size))
+        elif size <= 0xFFFF:
+            header = _HEADER_16.pack(first, 126, size)
+        else:
+            header = _HEADER_64.pack(first, 127, size)
+        write_now(self.transport, header, payload)
+        stats = self.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingWebSocketFrames += 1
+        stats.outgoingOctetsAppLevel += size
+        stats.outgoingOctetsWebSocketLevel += size
+        stats.outgoingOctetsWireLevel += len(header) + size
+        return True
+
     def sendPing(self, payload: bytes | None = None) -> None:
         self._taken = bytes_taken(self.transport)
         super().sendPing(payload)
@@ -500,7 +541,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         if self.state != self.STATE_OPEN:
             return None
         behind = self._window.paused
-        self.sendMessage(payload, isBinary=binary)
+        if not self._send_whole(payload, binary):
+            self.sendMessage(payload, isBinary=binary)
         if not self._window.paused:
             return None
         if behind:

@@ -18,11 +18,13 @@ from typing import Any
 from twisted.internet import tcp
 
 
-def write_now(transport: Any, data: bytes) -> None:
+def write_now(transport: Any, data: bytes, *more: bytes) -> None:
     """
-    Write ``data`` to ``transport``: straight to its socket when it is plain
-    TCP (not TLS), connected, and has nothing buffered; what the socket does
-    not take (and everything otherwise) through ``transport.write``.
+    Write ``data`` (and ``more`` after it) to ``transport``: straight to its
+    socket when it is plain TCP (not TLS), connected, and has nothing
+    buffered, several buffers in one ``sendmsg`` without joining them; what
+    the socket does not take (and everything otherwise) through
+    ``transport.write``.
 
     Uses ``FileDescriptor``'s buffer attributes ``dataBuffer``, ``offset``
     and ``_tempDataLen`` (a private name).
@@ -36,10 +38,15 @@ def write_now(transport: Any, data: bytes) -> None:
         and transport.offset == len(transport.dataBuffer)
     ):
         try:
-            sent = transport.socket.send(data)
+            sent = transport.socket.sendmsg((data, *more)) if more else transport.socket.send(data)
         except OSError:  # EAGAIN, or an error Twisted reports when it writes
             sent = 0
-        if sent >= len(data):
-            return
-        data = data[sent:]
-    transport.write(data)
+        for buffer in (data, *more):
+            if sent >= len(buffer):
+                sent -= len(buffer)
+                continue
+            transport.write(buffer[sent:] if sent else buffer)  # type: ignore[no-untyped-call]
+            sent = 0
+        return
+    for buffer in (data, *more):
+        transport.write(buffer)

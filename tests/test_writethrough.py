@@ -88,3 +88,26 @@ def _in_thread(function: Any, *args: Any) -> defer.Deferred[Any]:
     from twisted.internet.threads import deferToThread
 
     return deferToThread(function, *args)
+
+
+@pytest_twisted.inlineCallbacks
+def test_several_buffers_arrive_whole_and_in_order_when_the_socket_takes_part():
+    made = defer.Deferred()
+    head, body, tail = b"h" * 10, bytes(range(256)) * 32768, b"t" * 10  # 8 MiB in the middle
+
+    def on_connect(transport: Any) -> None:
+        write_now(transport, head, body, tail)
+        write_now(transport, b"after")
+        transport.loseConnection()
+        made.callback(None)
+
+    factory = protocol.Factory.forProtocol(lambda: Writer(on_connect))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    try:
+        yield made
+        data = yield _in_thread(read_all, client, len(head + body + tail) + 5)
+    finally:
+        client.close()
+        yield port.stopListening()
+    assert data == head + body + tail + b"after"
