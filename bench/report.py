@@ -358,6 +358,13 @@ file (twisted.web and Klein after twisted.web spooled the body to a temporary
 file of its own: its in-memory request.args parsing is turned off for
 multipart bodies, as it needs about 12 times the upload's size in memory).
 
+Two scenarios have servers of their own. WebSockets (`bench/ws.py`):
+houweb's `webSocket` echo, aiohttp's and the `websockets` library's, driven
+by `bench/wsload.py` (16 connections, each sending a message and waiting
+for its echo; 16 B text and 1 MiB binary); CPU µs/msg as above. Big API
+results (`bench/bigapi.py`): wrk on houweb's /hello alone, then while one
+client fetches a 10 MB JSON result from an API function back to back.
+
 Profiles, and what stands in the way of the targets not met: bench/PROFILE.md
 (`python -m bench.profile` takes them).
 """

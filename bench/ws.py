@@ -147,7 +147,7 @@ def measure(args: argparse.Namespace, cores: Cores, files: str, work: str) -> Ws
                 results.failed[server.spec.name] = why
                 servers.remove(server)
                 server.stop()
-        for name, size, binary in WS_RUNS:  # warm up
+        for _, size, binary in WS_RUNS:  # warm up
             for server in servers:
                 wsload(server.port, size, binary, args.connections, 1, cores)
         for round_number in range(args.rounds):

@@ -21,7 +21,7 @@ import concurrent.futures
 import inspect
 import struct
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
