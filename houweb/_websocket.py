@@ -335,6 +335,9 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         #: follows each; one task at a time works through it (:meth:`_drain`).
         self._events: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._draining = False
+        #: The task working through them (held: the loop keeps only a weak
+        #: reference to a task waiting on something).
+        self._drainer: asyncio.Task[None] | None = None
         self._idle_timeout = call.context.config.idle_timeout
         self._window = SendWindow(self._loop, self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
@@ -616,7 +619,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._events.append((function, args))
         if not self._draining:
             self._draining = True
-            self._loop.create_task(self._drain())
+            self._drainer = self._loop.create_task(self._drain())
 
     async def _drain(self) -> None:
         """
@@ -634,7 +637,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             self._draining = False
             if events:  # something failed: go on with the rest
                 self._draining = True
-                self._loop.create_task(self._drain())
+                self._drainer = self._loop.create_task(self._drain())
 
     async def _run(self, name: str, *args: Any) -> None:
         """
