@@ -45,7 +45,7 @@ def ensure_wrk() -> str:
 
 def ensure_peers() -> None:
     """Install the peer servers listed in requirements.txt when one is missing."""
-    wanted = {module for spec in SERVERS for module in spec.needs}
+    wanted = {module for spec in SERVERS for module in spec.needs} | {"websockets"}
     if all(importlib.util.find_spec(name) for name in wanted):
         return
     print("bench: installing the peer servers with pip", flush=True)

@@ -52,6 +52,8 @@ class Results:
     #: ``(endpoint, server)`` pairs that did not answer correctly, with why.
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     settings: str = ""
+    #: Tables of the scenarios with their own servers (bench.ws, bench.bigapi), as Markdown.
+    sections: list[str] = field(default_factory=list)
 
     def add_load(self, endpoint: str, server: str, sample: LoadSample) -> None:
         self.load.setdefault(endpoint, {}).setdefault(server, []).append(sample)
@@ -287,6 +289,7 @@ def tables(results: Results, servers: Sequence[str]) -> str:
             markdown_table(COLD_HEADER, cold_rows(results, servers)),
             "",
         ]
+    parts += results.sections
     checked = targets(results)
     rows = [
         [t.what, t.measured, {True: "met", False: "NOT met", None: "-"}[t.met]] for t in checked
@@ -354,6 +357,13 @@ stream the body through the multipart package's push parser into a temporary
 file (twisted.web and Klein after twisted.web spooled the body to a temporary
 file of its own: its in-memory request.args parsing is turned off for
 multipart bodies, as it needs about 12 times the upload's size in memory).
+
+Two scenarios have servers of their own. WebSockets (`bench/ws.py`):
+houweb's `webSocket` echo, aiohttp's and the `websockets` library's, driven
+by `bench/wsload.py` (16 connections, each sending a message and waiting
+for its echo; 16 B text and 1 MiB binary); CPU µs/msg as above. Big API
+results (`bench/bigapi.py`): wrk on houweb's /hello alone, then while one
+client fetches a 10 MB JSON result from an API function back to back.
 
 Profiles, and what stands in the way of the targets not met: bench/PROFILE.md
 (`python -m bench.profile` takes them).

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from . import prepare, report
+from . import bigapi, prepare, report, ws
 from .load import run_wrk, wrk_script
 from .procs import Cores, ServerProcess, get
 from .report import LoadSample, Results, UploadSample
@@ -30,7 +30,7 @@ LOAD_PATHS = {
     "static": f"/static/{STATIC_NAME}",
     "file": "/file",
 }
-ENDPOINTS = (*LOAD_PATHS, "upload", "cold")
+ENDPOINTS = (*LOAD_PATHS, "upload", "cold", "ws", "bigapi")
 RESULTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 
 
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"unknown endpoints: {', '.join(sorted(unknown))}")
     if not args.no_setup:
         prepare.ensure_peers()
-        if any(e in LOAD_PATHS for e in endpoints):
+        if any(e in LOAD_PATHS or e == "bigapi" for e in endpoints):
             prepare.ensure_wrk()
     specs = chosen_servers(args.servers)
     cores = Cores.split()
@@ -217,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_servers(specs, served, files, work, args, cores, results)
         if "cold" in endpoints:
             measure_cold(specs, args.cold_runs, files, cores, work, results)
+        if "ws" in endpoints:
+            results.sections.append(ws.tables(ws.measure(args, cores, files, work)))
+        if "bigapi" in endpoints:
+            results.sections.append(bigapi.tables(bigapi.measure(args, cores, files, work)))
     names = [s.name for s in specs]
     print()
     print(report.tables(results, names))

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _json_pieces
 from ._forms import BodyError, check_size
 from ._request import Request, body_size
 from ._response import Response
@@ -157,7 +158,7 @@ def encode_result(result: object, name: str, return_binary: bool) -> Response:
 
 def _json_text(result: object, name: str) -> str:
     try:
-        return json.dumps(result, allow_nan=False, default=_refuse)
+        return _json_pieces.dumps(result, allow_nan=False, default=_refuse)
     except _Unencodable as exc:
         reason = f"object of type {exc.args[0]}"
     except RecursionError:

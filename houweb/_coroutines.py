@@ -11,7 +11,7 @@ coroutine yields into an asyncio future the Task can wait for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -59,6 +59,14 @@ class _DeferredBridge:
 
 async def _bridged(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> Any:
     return await _DeferredBridge(coro, loop)
+
+
+def bridge(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> Awaitable[Any]:
+    """
+    :returns: ``coro`` as something a task on ``loop`` (the reactor's) can
+        await, with each Deferred it awaits waited for.
+    """
+    return _DeferredBridge(coro, loop)
 
 
 def event_loop(reactor: object) -> asyncio.AbstractEventLoop:

@@ -19,20 +19,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from collections.abc import Awaitable, Coroutine
+import struct
+from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
-from twisted.python.failure import Failure
 
 from . import _registry
 from ._channel import bytes_taken
-from ._coroutines import event_loop, run_coroutine
+from ._coroutines import bridge, event_loop
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._render import SERVER
@@ -41,11 +42,17 @@ from ._response import Response, errorResponse
 from ._site import Call
 from ._target import Answer
 from ._window import SendWindow
+from ._writethrough import write_now
 
 log = Logger(namespace="houweb")
 
 W = TypeVar("W", bound=type)
 
+#: Bytes read from a WebSocket's socket at a time (Twisted's default is
+#: 64 KiB): a 1 MiB message arrives in 4 reads and passes through autobahn's
+#: frame parser 4 times instead of 16. Twisted's transport uses the same
+#: figure as the send buffer's high-water mark, past which a send waits.
+READ_SIZE = 256 * 1024
 #: Seconds ``connect()`` has to accept before the handshake fails.
 HANDSHAKE_TIMEOUT = 30.0
 #: Close codes a server may send (RFC 6455 section 7.4, IANA registry).
@@ -57,6 +64,8 @@ NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
 #: The longest close reason, in UTF-8 bytes: a control frame's 125 less the code.
 MAX_REASON = 123
 _BYTES = (bytes, bytearray, memoryview)
+#: A server frame's header with a 16-bit and a 64-bit payload length.
+_HEADER_16, _HEADER_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
 
 
 def _message(
@@ -317,12 +326,19 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._reactor = call.context.reactor
         self._what = f"WebSocket {describe(type(endpoint))}"
         self._decision: Deferred[None] | None = None
-        self._opened: asyncio.Future[None] = event_loop(self._reactor).create_future()
+        self._loop = event_loop(self._reactor)
+        self._opened: asyncio.Future[None] = self._loop.create_future()
         self._accepted = False
         self._ended = False
-        self._events: Deferred[None] = succeed(None)
+        #: What is left to do, in order: the instance's callbacks and what
+        #: follows each; one task at a time works through it (:meth:`_drain`).
+        self._events: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._draining = False
+        #: The task working through them (held: the loop keeps only a weak
+        #: reference to a task waiting on something).
+        self._drainer: asyncio.Task[None] | None = None
         self._idle_timeout = call.context.config.idle_timeout
-        self._window = SendWindow(event_loop(self._reactor), self._client_taking)
+        self._window = SendWindow(self._loop, self._client_taking)
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
@@ -346,10 +362,67 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         # deadline to a whole second (up to 1 s early), hence the second added.
         self.autoPingInterval = self.autoPingTimeout = self._idle_timeout + 1
         self._web_request.registerProducer(self._window, True)
+        transport: Any = self.transport
+        transport.bufferSize = READ_SIZE
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = self._reactor.seconds()
-        super().dataReceived(data)
+        # Straight to autobahn's protocol (a private name): its Twisted
+        # adapter's dataReceived formats a debug line's arguments on every
+        # read, whether or not debug logging is on.
+        self._dataReceived(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Write a frame: at once when nothing else waits (see
+        :func:`~houweb._writethrough.write_now`), else as autobahn does.
+        """
+        if sync or chopsize or self.send_queue or self.logOctets:  # type: ignore[attr-defined]
+            super().sendData(data, sync, chopsize)
+            return
+        write_now(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+
+    def _send_whole(self, payload: bytes, binary: bool) -> bool:
+        """
+        Send ``payload`` as one unmasked, uncompressed frame, its header and
+        the payload written together without copying the payload into one
+        buffer (autobahn's ``sendFrame`` joins them). Only in the plain case
+        (no compression, fragmentation, masking, timing or frame logging, no
+        queue, within the size limit); otherwise ``sendMessage`` does it.
+
+        :returns: whether it was sent here.
+        """
+        size = len(payload)
+        if (
+            self._perMessageCompress is not None
+            or self.autoFragmentSize  # type: ignore[attr-defined]
+            or self.maskServerFrames  # type: ignore[attr-defined]
+            or self.trackedTimings
+            or self.logFrames  # type: ignore[attr-defined]
+            or self.logOctets  # type: ignore[attr-defined]
+            or self.send_queue
+            or 0 < self.maxMessagePayloadSize < size
+        ):
+            return False
+        first = 0x82 if binary else 0x81  # FIN and the opcode
+        if size <= 125:
+            header = bytes((first, size))
+        elif size <= 0xFFFF:
+            header = _HEADER_16.pack(first, 126, size)
+        else:
+            header = _HEADER_64.pack(first, 127, size)
+        write_now(self.transport, header, payload)
+        stats = self.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingWebSocketFrames += 1
+        stats.outgoingOctetsAppLevel += size
+        stats.outgoingOctetsWebSocketLevel += size
+        stats.outgoingOctetsWireLevel += len(header) + size
+        return True
 
     def sendPing(self, payload: bytes | None = None) -> None:
         self._taken = bytes_taken(self.transport)
@@ -388,7 +461,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self._opening = True
         self._read(False)
         self._queue("connect", self.request)
-        self._events.addCallback(lambda _: self._refuse(403, "Forbidden"))
+        self._later(self._refuse, 403, "Forbidden")
         return self._decision
 
     def onOpen(self) -> None:
@@ -401,22 +474,21 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         size = len(payload) + _MESSAGE_COST
         self._pending_receive += size
         if is_binary:
-            self._queue("receive", bytes_data=payload)
+            self._later(self._run, "receive", None, payload)
         else:
-            self._queue("receive", text_data=payload.decode("utf-8"))
-        self._events.addBoth(self._received, size)
+            self._later(self._run, "receive", payload.decode("utf-8"), None)
+        self._later(self._received, size)
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
             self._read(False)
 
-    def _received(self, result: object, size: int) -> object:
+    def _received(self, size: int) -> None:
         """A message was taken by ``receive()``: read again once under the limit."""
         self._pending_receive -= size
         if self._reading_paused and self._pending_receive <= self.endpoint.max_pending_receive:
             self._reading_paused = False
             self._read(True)
-        return result
 
     def _client_taking(self, taking: bool) -> None:
         """The client stopped (or started again) taking what is written."""
@@ -445,9 +517,9 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             code = ABNORMAL
         elif code is None:
             code = NO_STATUS
-        self._events.addCallback(lambda _: self._disconnect(code))
+        self._later(self._disconnect, code)
 
-    def _disconnect(self, code: int) -> Deferred[None] | None:
+    def _disconnect(self, code: int) -> Awaitable[None] | None:
         """``disconnect`` pairs with ``accept``: refused connections get none."""
         return self._run("disconnect", code) if self._accepted else None
 
@@ -478,7 +550,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         if self.state != self.STATE_OPEN:
             return None
         behind = self._window.paused
-        self.sendMessage(payload, isBinary=binary)
+        if not self._send_whole(payload, binary):
+            self.sendMessage(payload, isBinary=binary)
         if not self._window.paused:
             return None
         if behind:
@@ -512,7 +585,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             waiting = action()
             if waiting is not None:
                 return waiting
-            done: asyncio.Future[None] = event_loop(self._reactor).create_future()
+            done: asyncio.Future[None] = self._loop.create_future()
             done.set_result(None)
             return done
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -533,24 +606,61 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
 
     # running the callbacks in order
 
-    def _queue(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self._events.addCallback(lambda _: self._run(name, *args, **kwargs))
+    def _queue(self, name: str, *args: Any) -> None:
+        """Call the instance's ``name`` callback once what was queued before is done."""
+        self._later(self._run, name, *args)
 
-    def _run(self, name: str, *args: Any, **kwargs: Any) -> Deferred[None]:
-        """Call the instance's ``name`` callback; its failure is logged, not passed on."""
+    def _later(self, function: Callable[..., Any], *args: Any) -> None:
+        """
+        Call ``function(*args)`` once what was queued before is done (and
+        await what it returns, if anything).
+        """
+        self._events.append((function, args))
+        if not self._draining:
+            self._draining = True
+            self._drainer = self._loop.create_task(self._drain())
 
-        def call() -> Deferred[Any]:
-            coroutine: Coroutine[Any, Any, Any] = getattr(self.endpoint, name)(*args, **kwargs)
-            return run_coroutine(coroutine, self._reactor)
+    async def _drain(self) -> None:
+        """
+        Work through :attr:`_events` in order, then end: one task for a run
+        of events (not one per message), and none while the connection idles.
+        """
+        events = self._events
+        try:
+            while events:
+                function, args = events.popleft()
+                waiting = function(*args)
+                if waiting is not None:
+                    await waiting
+        finally:
+            self._draining = False
+            if events:  # something failed: go on with the rest
+                self._draining = True
+                self._drainer = self._loop.create_task(self._drain())
 
-        d = maybeDeferred(call)
-        d.addCallbacks(lambda _: None, self._failed, errbackArgs=(name,))
-        return d
+    async def _run(self, name: str, *args: Any) -> None:
+        """
+        Call the instance's ``name`` callback (``receive`` with its text and
+        bytes); its failure is logged, not passed on.
+        """
+        try:
+            if name == "receive":
+                text_data, bytes_data = args
+                if text_data is None:
+                    coroutine = self.endpoint.receive(bytes_data=bytes_data)
+                else:
+                    coroutine = self.endpoint.receive(text_data=text_data)
+            else:
+                coroutine = getattr(self.endpoint, name)(*args)
+            await bridge(coroutine, self._loop)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
+            self._failed(name)
 
-    def _failed(self, failure: Failure, name: str) -> None:
+    def _failed(self, name: str) -> None:
+        """The ``name`` callback raised (the exception being handled): log it, close."""
         log.failure(
             "houweb: {what}.{name} raised an exception",
-            failure,
+            None,
             LogLevel.error,
             what=self._what,
             name=name,

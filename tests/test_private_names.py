@@ -60,7 +60,8 @@ PRIVATE_NAMES = [
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "_tempDataLen",
-        "houweb/_sendfile.py: whether everything written was sent before os.sendfile",
+        "houweb/_sendfile.py: whether everything written was sent before os.sendfile; "
+        "houweb/_writethrough.py: whether a WebSocket frame may go to the socket at once",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
@@ -80,6 +81,12 @@ PRIVATE_NAMES = [
         WebSocketServerProtocol,
         "_connectionMade",
         "houweb/_websocket.py extends it to hand the upgrade request to autobahn",
+    ),
+    (
+        "autobahn.twisted.websocket.WebSocketServerProtocol",
+        WebSocketServerProtocol,
+        "_dataReceived",
+        "houweb/_websocket.py feeds it the bytes read, skipping the adapter's debug formatting",
     ),
 ]
 
