@@ -21,7 +21,6 @@ from twisted.web.http_headers import Headers
 
 from ._body import RequestBody
 from ._render import SERVER
-from ._sendfile import buffer_empty
 from ._status import label
 from ._uploads import (
     FORM_URLENCODED,
@@ -31,6 +30,7 @@ from ._uploads import (
     form_receiver,
     not_stored,
 )
+from ._writethrough import write_now
 
 _SERVER = SERVER.encode("ascii")
 log = Logger(namespace="houweb")
@@ -234,43 +234,8 @@ class HouwebChannel(http.HTTPChannel):
             self._houweb_send([head])
 
     def _houweb_send(self, pieces: list[bytes]) -> None:
-        """
-        Write ``pieces`` to the transport; on a plain TCP connection whose
-        buffer is empty, send them on the socket at once, in one call. Twisted's
-        transport would buffer them, register a writer with the event loop,
-        send them on the next turn and unregister the writer: two
-        ``epoll_ctl`` calls and a turn per response. What the socket does not
-        take (or an error, which the transport then finds itself) goes
-        through the transport, in order.
-        """
-        pieces = [piece for piece in pieces if piece]
-        if not pieces:
-            return
-        transport: Any = self.transport
-        if (
-            type(transport) is tcp.Server
-            and transport.connected
-            and not transport.disconnecting
-            and not transport._writeDisconnected
-            and not transport.TLS
-            and buffer_empty(transport)
-        ):
-            try:
-                sent = transport.socket.sendmsg(pieces)
-            except OSError:  # EAGAIN, or an error the transport reports
-                sent = 0
-            if sent:
-                rest = []
-                for piece in pieces:
-                    if sent >= len(piece):
-                        sent -= len(piece)
-                    else:
-                        rest.append(piece[sent:] if sent else piece)
-                        sent = 0
-                pieces = rest
-                if not pieces:
-                    return
-        transport.writeSequence(pieces)
+        """Write ``pieces``: at once when the socket takes them (see :mod:`houweb._writethrough`)."""
+        write_now(self.transport, *pieces)
 
     def upgrade(self, protocol: Any, first: bytes) -> None:
         """

@@ -23,6 +23,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web import http, static
 from zope.interface import implementer
 
+from ._writethrough import buffer_empty
+
 #: What ``sendfile`` answers for a file it cannot send (some file systems,
 #: special files): such a file is read and written instead.
 _UNSUPPORTED = frozenset(
@@ -64,11 +66,6 @@ def sendfile_producer(request: Any, producer: Any) -> Any:
     else:
         return producer
     return SendfileProducer(request, producer.fileObject, offset, size)
-
-
-def buffer_empty(transport: Any) -> bool:
-    """:returns: whether ``transport`` (a ``FileDescriptor``) has sent everything written to it."""
-    return transport.offset == len(transport.dataBuffer) and not transport._tempDataLen
 
 
 @implementer(IPushProducer)

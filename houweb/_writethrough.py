@@ -1,14 +1,19 @@
 """
-:func:`write_now`: write to a plain TCP transport at once when nothing waits
-in its buffer, instead of at the reactor's next turn.
+Writing to a plain TCP socket at once: :func:`write_now` for HTTP responses
+and WebSocket frames, and :func:`buffer_empty`, which ``os.sendfile`` also
+asks before it writes.
 
 Twisted's ``transport.write`` only buffers: it registers the socket for
 writing, and the bytes go out at the next turn of the loop, which then
-unregisters it. For a WebSocket echoing small messages that is a loop turn
-and a writer added and removed per message (about a tenth of the reactor
-thread). Sending at once what the socket takes, and buffering only the rest
-through ``transport.write``, gives the client the same bytes in the same
-order: the shortcut is taken only when Twisted has nothing buffered.
+unregisters it: two ``epoll_ctl`` calls and a loop turn per response or per
+WebSocket message (about a tenth of the reactor thread). Sending at once
+what the socket takes, and buffering only the rest through the transport,
+gives the client the same bytes in the same order: the shortcut is taken
+only when Twisted has nothing buffered.
+
+Uses ``FileDescriptor``'s buffer attributes ``dataBuffer``, ``offset`` and
+the private ``_tempDataLen`` and ``_writeDisconnected`` (listed in
+tests/test_private_names.py).
 """
 
 from __future__ import annotations
@@ -18,35 +23,44 @@ from typing import Any
 from twisted.internet import tcp
 
 
-def write_now(transport: Any, data: bytes, *more: bytes) -> None:
-    """
-    Write ``data`` (and ``more`` after it) to ``transport``: straight to its
-    socket when it is plain TCP (not TLS), connected, and has nothing
-    buffered, several buffers in one ``sendmsg`` without joining them; what
-    the socket does not take (and everything otherwise) through
-    ``transport.write``.
+def buffer_empty(transport: Any) -> bool:
+    """:returns: whether ``transport`` (a ``FileDescriptor``) has sent everything written to it."""
+    return transport.offset == len(transport.dataBuffer) and not transport._tempDataLen
 
-    Uses ``FileDescriptor``'s buffer attributes ``dataBuffer``, ``offset``
-    and ``_tempDataLen`` (a private name).
+
+def write_now(transport: Any, *pieces: bytes) -> None:
     """
+    Write ``pieces`` to ``transport``, in order: straight to its socket, in
+    one ``sendmsg`` without joining them, when it is plain TCP (not TLS),
+    connected, still writable and holds nothing; what the socket does not
+    take (and everything otherwise) through ``transport.writeSequence``.
+    An error (``EAGAIN``, a reset) leaves the bytes to the transport, which
+    then finds the error itself and reports it as it always does.
+    """
+    pieces = tuple(piece for piece in pieces if piece)
+    if not pieces:
+        return
     if (
         isinstance(transport, tcp.Connection)
-        and not transport.TLS
         and transport.connected
         and not transport.disconnecting
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
+        and not transport._writeDisconnected
+        and not transport.TLS
+        and buffer_empty(transport)
     ):
         try:
-            sent = transport.socket.sendmsg((data, *more)) if more else transport.socket.send(data)
-        except OSError:  # EAGAIN, or an error Twisted reports when it writes
+            sent = transport.socket.sendmsg(pieces)
+        except OSError:
             sent = 0
-        for buffer in (data, *more):
-            if sent >= len(buffer):
-                sent -= len(buffer)
-                continue
-            transport.write(buffer[sent:] if sent else buffer)  # type: ignore[no-untyped-call]
-            sent = 0
-        return
-    for buffer in (data, *more):
-        transport.write(buffer)
+        if sent:
+            rest = []
+            for piece in pieces:
+                if sent >= len(piece):
+                    sent -= len(piece)
+                else:
+                    rest.append(piece[sent:] if sent else piece)
+                    sent = 0
+            if not rest:
+                return
+            pieces = tuple(rest)
+    transport.writeSequence(pieces)

@@ -53,22 +53,22 @@ PRIVATE_NAMES = [
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "dataBuffer",
-        "houweb/_sendfile.py: whether everything written was sent before os.sendfile "
-        "(and houweb/_channel.py before sending a response on the socket at once)",
+        "houweb/_writethrough.py: whether everything written was sent, before os.sendfile "
+        "and before a response or WebSocket frame goes to the socket at once",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "_tempDataLen",
-        "houweb/_sendfile.py: whether everything written was sent before os.sendfile; "
-        "houweb/_writethrough.py: whether a WebSocket frame may go to the socket at once",
+        "houweb/_writethrough.py: whether everything written was sent, before os.sendfile "
+        "and before a response or WebSocket frame goes to the socket at once",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "_writeDisconnected",
-        "houweb/_channel.py: a response is sent on the socket at once only if the transport "
-        "may still write (and holds nothing: dataBuffer, _tempDataLen, via _sendfile.buffer_empty)",
+        "houweb/_writethrough.py: a response or WebSocket frame is sent on the socket at once "
+        "only if the transport may still write",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
