@@ -329,3 +329,42 @@ def test_no_reload_keeps_debug_without_restarts(copied):
         edit(copied / "reload_app.py", '"one"', '"two"')
         assert answers(port, "one")
         assert "changed, restarting" not in child.output
+
+
+HOUDINI_RELOAD_SCRIPT = """\
+import os
+import sys
+
+import hwebserver
+
+VERSION = "one"
+
+
+@hwebserver.urlHandler("/version")
+def version(request):
+    return hwebserver.Response(f"{VERSION} {os.getpid()}")
+
+
+@hwebserver.urlHandler("/argv")
+def argv(request):
+    return hwebserver.Response(" ".join(sys.argv[1:]))
+
+
+hwebserver.run(0, debug=True, in_background=False, reload_source_changes=True)
+"""
+
+
+def test_a_houdini_script_run_by_houweb_run_restarts_as_houweb_run(tmp_path):
+    # The restart ran the bare script, where `import hwebserver` fails: the
+    # server answered 503 "failed to start" for ever after the first save.
+    script = tmp_path / "houdini_script.py"
+    script.write_text(HOUDINI_RELOAD_SCRIPT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with Child.houweb("run", str(script), "an argument", cwd=str(elsewhere)) as child:
+        port = child.port()
+        assert answers(port, "one")
+        edit(script, '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert get(port, "/argv") == (200, "an argument")
+        assert "failed to start" not in child.output
