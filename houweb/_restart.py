@@ -44,7 +44,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
 from . import _logging
@@ -394,8 +398,9 @@ def _answer_unavailable(
             raise RuntimeError("the reactor runs already")
         unavailable = Unavailable(error if state.debug else None, state.allowed_hosts, token)
         site = Site(unavailable)  # type: ignore[no-untyped-call]  # Twisted's Site is not annotated
+        connections = _Connections(site)
         ports = [
-            reactor.adoptStreamPort(kept.fd, kept.family, site)
+            reactor.adoptStreamPort(kept.fd, kept.family, connections)
             for kept in state.listeners
             if kept.fd is not None and not kept.tls
         ]
@@ -406,10 +411,59 @@ def _answer_unavailable(
             kept.close()
         return lambda: None
 
+    def stop() -> Deferred[None]:
+        for port in ports:
+            port.stopReading()
+        if connections.protocols:
+            log.info(
+                "houweb: answering {count} connection(s) accepted before restarting",
+                count=len(connections.protocols),
+            )
+        ended = connections.ended()
+        ended.addTimeout(DRAIN_SECONDS, reactor)
+        return ended.addErrback(_given_up)
+
     def stop_accepting() -> None:
-        threads.blockingCallFromThread(reactor, lambda: [port.stopReading() for port in ports])
+        # The connections accepted are answered first: exec would close them
+        # unanswered. Connections not accepted yet wait in the backlog.
+        threads.blockingCallFromThread(reactor, stop)
 
     return stop_accepting
+
+
+#: Seconds a process answering 503 waits, once a fix is saved, for the
+#: connections it accepted to get their answer before it starts the fixed
+#: program (a client that connected and sends nothing is not waited for longer).
+DRAIN_SECONDS = 3.0
+
+
+def _given_up(failure: Failure) -> None:
+    """:data:`DRAIN_SECONDS` passed: the connections still open close with this process."""
+    failure.trap(defer.TimeoutError)
+
+
+class _Connections(WrappingFactory):
+    """The open connections of the 503 site, to wait until they are all closed."""
+
+    def __init__(self, wrapped: Any) -> None:
+        super().__init__(wrapped)  # type: ignore[no-untyped-call]  # not annotated
+        self._waiting: list[Deferred[None]] = []
+
+    def unregisterProtocol(self, p: Any) -> None:
+        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]
+        if not self.protocols:
+            waiting, self._waiting = self._waiting, []
+            for ended in waiting:
+                if not ended.called:  # not given up on (DRAIN_SECONDS)
+                    ended.callback(None)
+
+    def ended(self) -> Deferred[None]:
+        """:returns: a Deferred that fires once no connection is open."""
+        if not self.protocols:
+            return defer.succeed(None)
+        ended: Deferred[None] = Deferred()
+        self._waiting.append(ended)
+        return ended
 
 
 class Unavailable(Resource):
@@ -433,6 +487,10 @@ class Unavailable(Resource):
         )
 
     def render(self, request: Any) -> bytes:
+        # One answer per connection: a connection is not kept for the next
+        # request, so a restart has no idle connection to close under a client.
+        request.channel.persistent = False
+        request.setHeader(b"connection", b"close")
         refusal = self._guard.refusal(
             request.method, request.requestHeaders, request.getHost().port, request.isSecure()
         )

@@ -195,6 +195,35 @@ def test_an_application_that_fails_to_start_comes_back_after_a_fix(copied):
         eventually(lambda: answers(port, "fixed"))
 
 
+def test_a_request_the_503_page_accepted_is_answered_before_the_fixed_program_starts(copied):
+    # Once a fix was saved, the process answering 503 stopped accepting and
+    # exec'd the fixed program at once: a connection it had accepted whose
+    # request was still arriving was closed unanswered (a lost request, what
+    # keeping the sockets open is for).
+    import socket
+
+    with serve_copy(copied) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
+        child.wait_for("the application failed to start; waiting for a change to retry")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as arriving:
+            arriving.sendall(f"GET /version HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+            # Answered after it: the connection above was accepted first.
+            assert get(port, "/version")[0] == 503
+            mark = child.mark()
+            edit(copied / "reload_app.py", "VERSION = 1 / 0", 'VERSION = "fixed"')
+            child.wait_for("answering 1 connection.s. accepted before restarting", after=mark)
+            arriving.sendall(b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                received = arriving.recv(65536)
+                assert received, f"closed unanswered after {answer!r}"
+                answer += received
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        assert b"connection: close" in answer.lower()
+        eventually(lambda: answers(port, "fixed"))
+
+
 def raw_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
     """A GET with exactly these headers (urllib always sends its own Host)."""
     import http.client
