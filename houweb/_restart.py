@@ -366,14 +366,33 @@ def _wait_for_a_fix(
     restart with the same sockets.
     """
     stop_answering = _answer_unavailable(state, error, token)
-    files = set(state.files) | more_files | application_files()
-    watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
-    for changed in watcher.changes():
-        if compiles(changed):
-            log.info("houweb: {file} changed, restarting", file=", ".join(changed))
-            stop_answering()
-            restart(replace(state, files=sorted(files)), token)
+    _interrupt_on_signals()
+    try:
+        files = set(state.files) | more_files | application_files()
+        watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
+        for changed in watcher.changes():
+            if compiles(changed):
+                log.info("houweb: {file} changed, restarting", file=", ".join(changed))
+                stop_answering()
+                restart(replace(state, files=sorted(files)), token)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: stop as a running server does, exit status 0.
+        stop_answering()
+        log.info("houweb: stopped")
+        raise SystemExit(0) from None
     raise AssertionError("unreachable: the watch ends only by an exception")
+
+
+def _interrupt_on_signals() -> None:
+    """While waiting for a fix: Ctrl-C and SIGTERM interrupt the wait (``KeyboardInterrupt``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
 
 
 def _answer_unavailable(

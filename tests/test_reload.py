@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import sys
 import threading
@@ -222,6 +223,22 @@ def test_a_request_the_503_page_accepted_is_answered_before_the_fixed_program_st
         assert answer.startswith(b"HTTP/1.1 503 "), answer
         assert b"connection: close" in answer.lower()
         eventually(lambda: answers(port, "fixed"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_application_fails_to_start_stops_gracefully(copied, signum):
+    # Ctrl-C printed a KeyboardInterrupt traceback (exit status 1) and
+    # SIGTERM killed the process outright (-15), unlike a server that runs.
+    with serve_copy(copied) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
+        child.wait_for("the application failed to start; waiting for a change to retry")
+        assert get(port, "/version")[0] == 503
+        mark = child.mark()
+        child.send_signal(signum)
+        assert child.wait() == 0, child.output
+        child.wait_for("houweb: stopped", after=mark)
+        assert "KeyboardInterrupt" not in child.output
 
 
 def raw_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
