@@ -406,7 +406,6 @@ def _answer_unavailable(
 
     :returns: a function that stops accepting again, the sockets staying open.
     """
-    from twisted.internet import threads
     from twisted.web.server import Site
 
     from ._reactor import BackgroundReactor, get_reactor
@@ -430,7 +429,8 @@ def _answer_unavailable(
             kept.close()
         return lambda: None
 
-    def stop() -> Deferred[None]:
+    def stop(stopped: threading.Event) -> None:
+        """On the reactor thread: stop accepting; once the connections are closed, set ``stopped``."""
         for port in ports:
             port.stopReading()
         if connections.protocols:
@@ -438,14 +438,21 @@ def _answer_unavailable(
                 "houweb: answering {count} connection(s) accepted before restarting",
                 count=len(connections.protocols),
             )
+
+        def done(result: object) -> object:
+            stopped.set()
+            return result
+
         ended = connections.ended()
         ended.addTimeout(DRAIN_SECONDS, reactor)
-        return ended.addErrback(_given_up)
+        ended.addErrback(_given_up).addBoth(done)
 
     def stop_accepting() -> None:
         # The connections accepted are answered first: exec would close them
         # unanswered. Connections not accepted yet wait in the backlog.
-        threads.blockingCallFromThread(reactor, stop)
+        stopped = threading.Event()
+        reactor.callFromThread(stop, stopped)
+        stopped.wait(DRAIN_SECONDS + 1)
 
     return stop_accepting
 
@@ -456,9 +463,11 @@ def _answer_unavailable(
 DRAIN_SECONDS = 3.0
 
 
-def _given_up(failure: Failure) -> None:
+def _given_up(failure: Failure) -> object:
     """:data:`DRAIN_SECONDS` passed: the connections still open close with this process."""
-    failure.trap(defer.TimeoutError)
+    if not isinstance(failure.value, defer.TimeoutError):
+        failure.raiseException()
+    return None
 
 
 class _Connections(WrappingFactory):

@@ -308,7 +308,8 @@ def test_the_graph_sees_imports_by_name_written_out_or_in_a_table(tmp_path):
     assert graph["houweb"] == {"houweb._lazy": 2}
     assert graph["houweb._a"] == {"houweb._b": 3}
     assert graph["houweb._b"] == {"houweb._a": 2}
-    assert graph["houweb._c"] == {}  # a string alone, where nothing imports by name, is not an import
+    # A string alone, where nothing imports by computed name, is not an import.
+    assert graph["houweb._c"] == {}
     assert sorted(map(sorted, cycles(graph))) == [
         ["houweb", "houweb._lazy"],
         ["houweb._a", "houweb._b"],
