@@ -171,3 +171,21 @@ def test_a_bad_workers_option_is_a_usage_error():
     with Child.houweb("--workers=none") as child:
         assert child.wait() == 2
         assert "--workers: expected an integer" in child.output
+
+
+def test_a_houdini_script_run_by_houweb_run_has_workers_that_serve(tmp_path):
+    # A worker ran the bare script, where `import hwebserver` fails: each
+    # died at once and was started again every second, for ever.
+    script = tmp_path / "houdini_workers.py"
+    script.write_text(
+        "import os\nimport hwebserver\n\n"
+        "@hwebserver.urlHandler('/pid')\ndef pid(request):\n"
+        "    return hwebserver.Response(str(os.getpid()))\n\n"
+        "hwebserver.run(0, in_background=False, workers=2)\n"
+    )
+    with Child.houweb("run", str(script), cwd=str(tmp_path)) as child:
+        (worker,) = worker_pids(child, 2)  # the worker listens too
+        port = child.port()
+        assert alive(worker)
+        assert serving_pids(port, 2) == {child.process.pid, worker}
+        assert "No module named" not in child.output
