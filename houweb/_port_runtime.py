@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from ._cors import CORSPolicy, install_cors
+from ._errors import OperationFailed
 from ._guards import OriginPolicy, default_allowed_hosts
 from ._https import HSTS, HTTPSRedirect, hsts_value
 from ._port_binding import PortPlan
@@ -33,6 +34,7 @@ def configure_ports(
     """
     guard = context.guard
     numbers = [port.getHost().port for port in listening]
+    _refuse_shared_numbers(plans, numbers)
     named: dict[str, int] = {}
     main_numbers = {numbers[0], *context.main_aliases} if numbers else set()
     tls_ports = [
@@ -55,8 +57,9 @@ def configure_ports(
             guard.set_allowed_hosts(
                 settings.allowed_hosts or default_allowed_hosts([plan.interface]), port=number
             )
-            if settings.use_x_forwarded_host is not None:
-                guard.set_use_x_forwarded_host(settings.use_x_forwarded_host, port=number)
+            # Its own setting or False: never the main port's (a named port has
+            # its own allow-list, which a trusted X-Forwarded-Host would bypass).
+            guard.set_use_x_forwarded_host(bool(settings.use_x_forwarded_host), port=number)
         if settings.ssl_redirect and not settings.tls:
             redirect = HTTPSRedirect.of(settings, tls_ports[0] if tls_ports else None)
             for port in own:
@@ -88,6 +91,40 @@ def configure_ports(
             log_file.close()
 
     return undo
+
+
+def _refuse_shared_numbers(plans: Sequence[PortPlan], numbers: Sequence[int]) -> None:
+    """
+    houweb tells its ports apart by number (routing, Host allow-lists,
+    SSL_REDIRECT): a named port bound to a number another of the server's
+    sockets also has (on another address: ``ADDRESS``, ``IPV6``) would
+    answer that socket's requests with its handlers and settings, and the
+    other way round.
+
+    :raises OperationFailed: naming the port and the number.
+    """
+    for index, (plan, number) in enumerate(zip(plans, numbers)):
+        if plan.name is None or plan.name == MAIN:
+            continue
+        others = [
+            other
+            for other_index, (other, other_number) in enumerate(zip(plans, numbers))
+            if other_index != index and other_number == number
+        ]
+        if others:
+            other = others[0]
+            what = (
+                "the main port"
+                if other.name == MAIN
+                else f"named port {other.name!r}"
+                if other.name is not None
+                else other.description
+            )
+            raise OperationFailed(
+                f"named port {plan.name!r} is bound to port {number} on {plan.interface or '0.0.0.0'}, "
+                f"and {what} listens on port {number} too (on another address): houweb tells "
+                "ports apart by number, so give them different PORTs"
+            )
 
 
 def _own_cors(context: Any, port: int, origins: tuple[str, ...]) -> None:

@@ -275,6 +275,57 @@ async def test_a_named_port_serves_only_what_is_bound_to_it(serve, client, tmp_p
     assert ran == ["api", "ping"]
 
 
+def free_number() -> int:
+    """A port number free on 127.0.0.1 and 127.0.0.2 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_named_port_sharing_the_main_ports_number_on_another_address_is_refused(
+    serve, tmp_path
+):
+    # Ports are told apart by number: "admin" on 127.0.0.2:N would answer its
+    # handlers on the main port 127.0.0.1:N too (and take its settings).
+    ran: list[str] = []
+    houweb.urlHandler("/admin", ports=["admin"])(lambda request: ran.append("admin") or "admin")
+    number = free_number()
+    houweb.setSettingsForPort({"PORT": number, "ADDRESS": "127.0.0.1"}, "main")
+    houweb.setSettingsForPort({"PORT": number, "ADDRESS": "127.0.0.2"}, "admin")
+    with pytest.raises(houweb.OperationFailed, match=f"'admin'.*{number}.*main port"):
+        await serve(port=-1)
+    assert houweb._registry.REGISTRY.ports.number_of("admin") is None
+    for address in ("127.0.0.1", "127.0.0.2"):  # nothing is left listening
+        with socket.socket() as probe:
+            assert probe.connect_ex((address, number)) != 0
+    assert ran == []
+    # With numbers of their own, both serve.
+    houweb.setSettingsForPort({"PORT": 0}, "admin")
+    await serve(port=-1)
+    admin = houweb._registry.REGISTRY.ports.number_of("admin")
+    assert await get_from("127.0.0.2", admin, "/admin") == (200, b"admin")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_named_port_does_not_take_the_main_ports_use_x_forwarded_host(serve):
+    # Behind a proxy, the main port trusts X-Forwarded-Host; a loopback named
+    # port must still check Host, or a DNS-rebinding page that sets the
+    # header itself (same-origin: no preflight) gets in.
+    ran: list[str] = []
+    houweb.urlHandler("/x", ports=["local"])(lambda request: ran.append("x") or "x")
+    houweb.setSettingsForPort(
+        {"USE_X_FORWARDED_HOST": True, "ALLOWED_HOSTS": ["public.example"]}, "main"
+    )
+    houweb.setSettingsForPort({"PORT": 0}, "local")
+    await serve()
+    local = houweb._registry.REGISTRY.ports.number_of("local")
+    status, _ = await get(local, "/x", host="rebound.example", X_Forwarded_Host="localhost")
+    assert status == 400
+    assert ran == []
+    assert await get(local, "/x", host="localhost") == (200, b"x")
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_name_without_a_port_is_a_warning_and_serves_nowhere(serve, client, logged):
     houweb.urlHandler("/x", ports=["nowhere"])(lambda request: "x")
