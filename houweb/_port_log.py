@@ -9,6 +9,8 @@ full), appended to the file, which is closed when the server stops.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable
 from typing import IO, Any, Callable
 
@@ -74,12 +76,20 @@ class PortLogFile:
             be opened for appending.
         """
         assert settings.log_file is not None
+        path = settings.log_file
         try:
-            stream = open(settings.log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed at stop
+            # O_NONBLOCK: opening a FIFO nobody reads would block the reactor
+            # (and run()) forever; it fails with ENXIO instead.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
         except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.errno == errno.ENXIO:
+                reason = "it is a FIFO that no process reads"
             raise OperationFailed(
-                f"port {name!r}: cannot open LOG_FILE {settings.log_file!r}: {exc.strerror or exc}"
+                f"port {name!r}: cannot open LOG_FILE {path!r}: {reason}"
             ) from None
+        os.set_blocking(fd, True)  # the writes are whole lines, as to any log file
+        stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - closed at stop
         return cls(stream, settings.min_log_severity, ports)
 
     def _wanted(self, event: LogEvent) -> bool:

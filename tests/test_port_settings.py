@@ -583,6 +583,35 @@ async def test_log_file_gets_entries_at_or_above_its_severity(serve, client, tmp
     assert '"GET /ok"' not in quiet_text  # an Info entry, below Warning
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_log_file_that_is_a_fifo_nobody_reads_fails_instead_of_hanging(serve, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    readers: list[int] = []
+
+    def unblock() -> None:  # only for the broken case: a hung open() returns, the test fails
+        readers.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+    rescue = threading.Timer(10, unblock)
+    rescue.start()
+    try:
+        houweb.setSettingsForPort({"PORT": 0, "LOG_FILE": str(fifo)}, "logged")
+        with pytest.raises(houweb.OperationFailed, match="'logged'.*FIFO that no process reads"):
+            await serve()
+        houweb.setSettingsForPort({"LOG_FILE": str(tmp_path)}, "logged")
+        with pytest.raises(houweb.OperationFailed, match="LOG_FILE.*directory"):
+            await serve()
+    finally:
+        rescue.cancel()
+        rescue.join()
+        for fd in readers:
+            os.close(fd)
+    assert readers == []
+
+
 # setCORSWhitelist on a named port
 
 
