@@ -45,9 +45,19 @@ def configure_ports(
         for plan, n in zip(plans, numbers)
         if plan.settings is None and plan.description.lower().startswith("ssl:")
     ]
+    # The default allow-lists follow the addresses the sockets were bound to,
+    # not ADDRESS as written: "127.1", "2130706433" or a host name that
+    # resolves to 127.0.1.1 are loopback too (else the default is "*").
+    bound_hosts = [str(getattr(port.getHost(), "host", "")) for port in listening]
+    if _main_hosts_defaulted(context, plans):
+        guard.set_allowed_hosts(
+            default_allowed_hosts(
+                [host for plan, host in zip(plans, bound_hosts) if plan.serves_main]
+            )
+        )
     hsts: dict[int, str] = {}
     logs: list[PortLogFile] = []
-    for plan, number in zip(plans, numbers):
+    for plan, number, host in zip(plans, numbers, bound_hosts):
         settings = plan.settings
         if settings is None or plan.name is None:
             continue
@@ -55,7 +65,7 @@ def configure_ports(
         if plan.name != MAIN:
             named[plan.name] = number
             guard.set_allowed_hosts(
-                settings.allowed_hosts or default_allowed_hosts([plan.interface]), port=number
+                settings.allowed_hosts or default_allowed_hosts([host]), port=number
             )
             # Its own setting or False: never the main port's (a named port has
             # its own allow-list, which a trusted X-Forwarded-Host would bypass).
@@ -91,6 +101,16 @@ def configure_ports(
             log_file.close()
 
     return undo
+
+
+def _main_hosts_defaulted(context: Any, plans: Sequence[PortPlan]) -> bool:
+    """:returns: whether the server's allow-list is the default (see ``_server.allowed_hosts``)."""
+    main = next((plan.settings for plan in plans if plan.name == MAIN), None)
+    return not (
+        context.config.allowed_hosts
+        or (main is not None and main.allowed_hosts)
+        or context.settings.allowed_hosts
+    )
 
 
 def _refuse_shared_numbers(plans: Sequence[PortPlan], numbers: Sequence[int]) -> None:

@@ -543,6 +543,26 @@ async def test_allowed_hosts_apply_to_their_port_only(serve):
     assert ran == [api, main]
 
 
+@pytest.mark.parametrize("address", ["127.1", "2130706433", "0x7f000001"])
+@pytest_twisted.ensureDeferred
+async def test_a_loopback_address_not_written_in_full_keeps_the_loopback_allow_list(
+    serve, address
+):
+    # The OS binds "127.1" to 127.0.0.1: the default allow-list must be the
+    # loopback one there too, not "*" (DNS rebinding), on the main port and a named one.
+    ran: list[int] = []
+    houweb.urlHandler("/x", ports=[-1])(lambda request: ran.append(request.port()) or "x")
+    houweb.setSettingsForPort({"ADDRESS": address}, "main")
+    houweb.setSettingsForPort({"PORT": 0, "ADDRESS": address}, "n")
+    server = await serve()
+    named = houweb._registry.REGISTRY.ports.number_of("n")
+    for port in (server.port_numbers()[0], named):
+        assert server.listening[0].getHost().host == "127.0.0.1"
+        assert (await get(port, "/x", host="rebound.example"))[0] == 400
+        assert await get(port, "/x", host="localhost") == (200, b"x")
+    assert ran == [server.port_numbers()[0], named]
+
+
 @pytest_twisted.ensureDeferred
 async def test_use_x_forwarded_host_per_port(serve):
     houweb.urlHandler("/", ports=[-1])(lambda request: "ok")
