@@ -392,8 +392,16 @@ def setSettingsForPort(settings: Mapping[str, Any], port_name: str = "") -> None
         or a value has the wrong type (naming the key).
     :raises ValueError: a value out of range (naming the key).
     """
-    from . import _registry  # the registry imports this module
+    from . import _registry, _run  # the registry imports this module
 
     key = port_key(port_name)
     checked = check_settings(settings)
-    _registry.REGISTRY.ports.update(key, checked)
+    registry = _registry.REGISTRY
+    registry.ports.update(key, checked)
+    running = _run._process.server
+    if running is not None and running.registry is registry:
+        log.warn(
+            "houweb: setSettingsForPort(..., {name!r}) while the server runs: "
+            "its settings take effect at the next run()",
+            name=port_name,
+        )

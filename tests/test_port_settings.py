@@ -121,6 +121,17 @@ def test_main_is_named_empty_or_main_and_later_calls_change_only_their_keys(regi
     assert registry.ports.named() == {}
 
 
+@pytest_twisted.ensureDeferred
+async def test_set_settings_for_port_while_the_server_runs_warns_that_it_waits_for_the_next_run(
+    serve, logged, monkeypatch
+):
+    server = await serve()
+    monkeypatch.setattr(houweb._run._process, "server", server)  # as run() leaves it
+    houweb.setSettingsForPort({"PORT": 0}, "late")
+    assert "setSettingsForPort(..., 'late') while the server runs" in messages(logged)
+    assert houweb._registry.REGISTRY.ports.number_of("late") is None
+
+
 # Binding: the range, the system's port, the address
 
 
