@@ -77,7 +77,17 @@ def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOp
         ]
         if not chain:
             raise ValueError("no PEM certificate in SSL_CERTIFICATE")
-        key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
+        try:
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
+        except crypto.Error:
+            where = "SSL_CERTIFICATE_KEY" if settings.ssl_certificate_key else "SSL_CERTIFICATE"
+            raise ValueError(f"no PEM private key in {where}") from None
+        public = crypto.dump_publickey(crypto.FILETYPE_PEM, chain[0].get_pubkey())
+        if crypto.dump_publickey(crypto.FILETYPE_PEM, key) != public:
+            raise ValueError(
+                "SSL_CERTIFICATE_KEY is not the private key of SSL_CERTIFICATE's "
+                "(first) certificate"
+            )
         options: dict[str, Any] = {}
         if settings.ssl_dh_params is not None:
             if not os.path.isfile(settings.ssl_dh_params):

@@ -392,8 +392,24 @@ async def test_a_missing_certificate_file_fails_naming_the_port_and_leaves_nothi
     serve, tmp_path
 ):
     houweb.setSettingsForPort({"PORT": 0, "SSL_CERTIFICATE": str(tmp_path / "none.pem")}, "tls")
+    houweb.urlHandler("/")(lambda request: "ok")
+    main = free_number()
     with pytest.raises(houweb.OperationFailed, match="'tls'.*none.pem"):
-        await serve()
+        await serve(port=main)  # the main port listens first, then "tls" fails
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", main)) != 0
+    # A mismatched key fails the same way; fixed, the next start serves.
+    (tmp_path / "other").mkdir()
+    key, cert = self_signed(tmp_path)
+    other_key, _ = self_signed(tmp_path / "other")
+    houweb.setSettingsForPort({"SSL_CERTIFICATE": cert, "SSL_CERTIFICATE_KEY": other_key}, "tls")
+    with pytest.raises(houweb.OperationFailed, match="'tls'.*not the private key of"):
+        await serve(port=main)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", main)) != 0
+    houweb.setSettingsForPort({"SSL_CERTIFICATE_KEY": key}, "tls")
+    await serve(port=main)
+    assert await get(main, "/", host="localhost") == (200, b"ok")
 
 
 def _https_get(port: int, cafile: str, client_cert: tuple[str, str] | None) -> bytes:
