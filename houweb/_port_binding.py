@@ -14,7 +14,7 @@ houweb's loopback), on its IPv6 counterpart with ``IPV6``; over TLS with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer
@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from ._config import ServerConfig, listen_interface
 from ._errors import OperationFailed
 from ._https import context_factory
-from ._port_settings import MAIN, PortSettings, PortTable
+from ._port_settings import MAIN, PortSettings, PortTable, ignored_keys
 
 log = Logger(namespace="houweb")
 
@@ -143,14 +143,36 @@ def plan_ports(config: ServerConfig, table: PortTable, main: PortSettings) -> li
     return list(_plans(config, table, main))
 
 
+def _warn_ignored(name: str, settings: PortSettings, listens: bool = True) -> None:
+    """Log the keys of port ``name`` that have no effect (never silence)."""
+    if not listens:
+        log.warn(
+            "houweb: named port {name!r} has settings but no PORT: it does not listen",
+            name=name,
+        )
+        return
+    ignored = ignored_keys(settings)
+    if ignored:
+        log.warn(
+            "houweb: {port}: {keys} ignored (no effect with its other settings: "
+            "SSL_* and SECURE_HSTS_* need SSL_CERTIFICATE, SSL_REDIRECT_* need "
+            "SSL_REDIRECT on a plain port, MIN_LOG_SEVERITY needs LOG_FILE, "
+            "MAX_PORT and ALLOW_SYSTEM_PORT a PORT other than 0)",
+            port=_port_label(name),
+            keys=", ".join(ignored),
+        )
+
+
 def _plans(config: ServerConfig, table: PortTable, main: PortSettings) -> Iterator[PortPlan]:
     number = main_port_number(config, main)
+    _warn_ignored(MAIN, replace(main, port=main.port if main.port is not None else number))
     interface = main.interface(config.interface)
     yield PortPlan(MAIN, _endpoint(main, number, interface), main, number, interface)
     escaped = config.interface.replace(":", "\\:")
     for extra in config.ports:
         yield PortPlan(None, f"tcp:{extra}:interface={escaped}")
     for name, settings in table.named().items():
+        _warn_ignored(name, settings, listens=settings.port is not None)
         if settings.port is None:
             continue
         interface = settings.interface(config.interface)

@@ -130,6 +130,32 @@ class PortSettings:
         return numbers
 
 
+def ignored_keys(settings: PortSettings) -> list[str]:
+    """
+    :returns: the keys set away from their defaults that have no effect
+        with the others (HSTS on a plain-HTTP port...), to warn about.
+    """
+    default = PortSettings()
+    changed = {key for key, (name, _) in KEYS.items() if getattr(settings, name) != getattr(default, name)}
+    ignored = []
+    if not settings.tls:
+        ignored += [
+            key
+            for key in changed
+            if key.startswith(("SSL_CERTIFICATE_KEY", "SSL_DH_PARAMS", "SSL_VERIFY_PEER"))
+            or key.startswith("SECURE_HSTS_")
+        ]
+    elif "SSL_REDIRECT" in changed:
+        ignored.append("SSL_REDIRECT")  # already HTTPS
+    if not settings.ssl_redirect or settings.tls:
+        ignored += [key for key in changed if key.startswith("SSL_REDIRECT_")]
+    if settings.log_file is None and "MIN_LOG_SEVERITY" in changed:
+        ignored.append("MIN_LOG_SEVERITY")
+    if settings.port is None or settings.port == 0:
+        ignored += [key for key in changed if key in ("MAX_PORT", "ALLOW_SYSTEM_PORT")]
+    return [key for key in KEYS if key in ignored]
+
+
 #: IPv4 addresses and the IPv6 ones ``IPV6=True`` binds instead.
 _IPV6_OF = {"0.0.0.0": "::", "": "::", "127.0.0.1": "::1", "localhost": "::1"}
 

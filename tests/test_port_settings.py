@@ -132,6 +132,18 @@ async def test_set_settings_for_port_while_the_server_runs_warns_that_it_waits_f
     assert houweb._registry.REGISTRY.ports.number_of("late") is None
 
 
+@pytest_twisted.ensureDeferred
+async def test_keys_without_effect_are_warnings_naming_them(serve, logged):
+    houweb.setSettingsForPort({"SECURE_HSTS_SECONDS": 60, "SSL_REDIRECT_HOST": "x.example"}, "main")
+    houweb.setSettingsForPort({"PORT": 0, "MIN_LOG_SEVERITY": houweb.DebugSeverity}, "quiet")
+    houweb.setSettingsForPort({"ADDRESS": "127.0.0.1", "MAX_PORT": 9000}, "portless")
+    await serve()
+    text = messages(logged)
+    assert "the main port: SSL_REDIRECT_HOST, SECURE_HSTS_SECONDS ignored" in text
+    assert "named port 'quiet': MIN_LOG_SEVERITY ignored" in text
+    assert "named port 'portless' has settings but no PORT: it does not listen" in text
+
+
 # Binding: the range, the system's port, the address
 
 
