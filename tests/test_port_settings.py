@@ -13,7 +13,7 @@ import ssl as stdlib_ssl
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor, ssl
+from twisted.internet import defer, reactor, ssl
 from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
@@ -669,6 +669,37 @@ async def test_a_log_file_that_is_a_fifo_nobody_reads_fails_instead_of_hanging(s
         for fd in readers:
             os.close(fd)
     assert readers == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_finishing_during_the_shutdown_grace_is_in_its_ports_log(
+    serve, client, tmp_path
+):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request: houweb.Request) -> str:
+        started.set()
+        release.wait(30)
+        raise RuntimeError("failed during the grace")
+
+    houweb.urlHandler("/slow", ports=["api"])(slow)
+    log_file = tmp_path / "api.log"
+    houweb.setSettingsForPort(
+        {"PORT": 0, "LOG_FILE": str(log_file), "MIN_LOG_SEVERITY": houweb.InfoSeverity}, "api"
+    )
+    server = await serve()
+    api = houweb._registry.REGISTRY.ports.number_of("api")
+    answer = defer.ensureDeferred(client.get(api, "/slow"))
+    await deferToThread(started.wait, 30)
+    stopping = server.shutdown()  # the grace lets the request finish
+    release.set()
+    assert (await answer).status == 500
+    await stopping
+    text = log_file.read_text()
+    assert "failed during the grace" in text
+    assert '"GET /slow" 500' in text
 
 
 # setCORSWhitelist on a named port
