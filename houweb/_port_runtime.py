@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from twisted.logger import Logger
+
 from ._cors import CORSPolicy, install_cors
 from ._errors import OperationFailed
 from ._guards import OriginPolicy, default_allowed_hosts
@@ -18,6 +20,8 @@ from ._https import HSTS, HTTPSRedirect, hsts_value
 from ._port_binding import PortPlan
 from ._port_log import PortLogFile
 from ._port_settings import MAIN
+
+log = Logger(namespace="houweb")
 
 
 def configure_ports(
@@ -89,6 +93,12 @@ def configure_ports(
     for name, origins in context.registry.ports.cors.items():
         if name in named:
             _own_cors(context, named[name], origins)
+        else:
+            log.warn(
+                "houweb: setCORSWhitelist(..., {name!r}) ignored: no port of that name "
+                "listens (give it a PORT with setSettingsForPort)",
+                name=name,
+            )
     table = context.registry.ports
     table.record_bound(named)
     for log_file in logs:

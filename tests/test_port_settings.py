@@ -144,6 +144,13 @@ async def test_keys_without_effect_are_warnings_naming_them(serve, logged):
     assert "named port 'portless' has settings but no PORT: it does not listen" in text
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_cors_whitelist_for_a_port_that_does_not_listen_is_a_warning(serve, logged):
+    houweb.setCORSWhitelist(["https://app.example"], "typo")
+    await serve()
+    assert "setCORSWhitelist(..., 'typo') ignored: no port of that name listens" in messages(logged)
+
+
 # Binding: the range, the system's port, the address
 
 
