@@ -709,6 +709,27 @@ async def test_a_request_finishing_during_the_shutdown_grace_is_in_its_ports_log
     assert '"GET /slow" 500' in text
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_log_file_that_cannot_be_written_is_a_warning_not_a_broken_server(
+    serve, client, logged
+):
+    houweb.urlHandler("/x", ports=[-1])(lambda request: "x")
+    houweb.setSettingsForPort(
+        {"PORT": 0, "LOG_FILE": "/dev/full", "MIN_LOG_SEVERITY": houweb.InfoSeverity}, "api"
+    )
+    server = await serve(access_log=True)
+    api = houweb._registry.REGISTRY.ports.number_of("api")
+    for _ in range(2):
+        assert (await client.get(api, "/x")).text == "x"
+    await client.close()
+    await server.shutdown()
+    text = messages(logged)
+    assert text.count("port 'api': LOG_FILE '/dev/full': writing failed") == 1
+    assert text.count('"GET /x HTTP/1.1" 200') == 2  # the access log, after the port's
+    assert "Unhandled error" not in text and "shutdown failed" not in text
+    assert "houweb: stopped" in text
+
+
 # setCORSWhitelist on a named port
 
 
