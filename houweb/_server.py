@@ -169,7 +169,8 @@ class Server:
         for plan in self.plans:
             description = plan.description
             try:
-                port = yield plan.listen(self.reactor, self.site)
+                taken = frozenset(p.getHost().port for p in self.listening)
+                port = yield plan.listen(self.reactor, self.site, taken)
             except CannotListenError as exc:
                 self.close_ports_now()
                 raise OperationFailed(_cannot_listen(exc)) from None

@@ -313,7 +313,7 @@ def free_number() -> int:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_named_port_sharing_the_main_ports_number_on_another_address_is_refused(
+async def test_a_named_port_never_shares_a_number_with_another_port_on_another_address(
     serve, tmp_path
 ):
     # Ports are told apart by number: "admin" on 127.0.0.2:N would answer its
@@ -323,18 +323,64 @@ async def test_a_named_port_sharing_the_main_ports_number_on_another_address_is_
     number = free_number()
     houweb.setSettingsForPort({"PORT": number, "ADDRESS": "127.0.0.1"}, "main")
     houweb.setSettingsForPort({"PORT": number, "ADDRESS": "127.0.0.2"}, "admin")
-    with pytest.raises(houweb.OperationFailed, match=f"'admin'.*{number}.*main port"):
+    with pytest.raises(
+        houweb.OperationFailed, match=f"port {number} .*'admin'.*another of the server's ports"
+    ):
         await serve(port=-1)
     assert houweb._registry.REGISTRY.ports.number_of("admin") is None
     for address in ("127.0.0.1", "127.0.0.2"):  # nothing is left listening
         with socket.socket() as probe:
             assert probe.connect_ex((address, number)) != 0
-    assert ran == []
-    # With numbers of their own, both serve.
-    houweb.setSettingsForPort({"PORT": 0}, "admin")
-    await serve(port=-1)
+    # With a range, it steps past the number as past a busy one.
+    houweb.setSettingsForPort({"MAX_PORT": number + 20}, "admin")
+    server = await serve(port=-1)
     admin = houweb._registry.REGISTRY.ports.number_of("admin")
+    assert number < admin <= number + 20
     assert await get_from("127.0.0.2", admin, "/admin") == (200, b"admin")
+    assert (await get(number, "/admin", host="localhost"))[0] == 404
+    assert ran == ["admin"]
+    await server.shutdown()
+    # A ``listen`` entry (bound last) on the named port's number is refused too.
+    houweb.setSettingsForPort({"PORT": admin, "MAX_PORT": admin}, "admin")
+    entry = f"tcp:{admin}:interface=127.0.0.3"
+    with pytest.raises(houweb.OperationFailed, match=f"'admin'.*{admin}.*{entry} listens"):
+        await serve(port=0, listen=[entry])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.3", admin)) != 0
+
+
+def test_a_system_picked_number_the_server_already_has_is_asked_for_again():
+    from houweb._port_binding import PortPlan
+    from houweb._port_settings import PortSettings
+
+    class Port:
+        def __init__(self, number: int) -> None:
+            self.number, self.closed = number, False
+
+        def getHost(self) -> object:  # noqa: N802 - Twisted's name
+            return type("Address", (), {"port": self.number})()
+
+        def stopReading(self) -> None:  # noqa: N802
+            pass
+
+        def connectionLost(self, reason: object) -> None:  # noqa: N802
+            self.closed = True
+
+    class Reactor:
+        def __init__(self, picks: list[int]) -> None:
+            self.picks, self.ports = picks, []
+
+        def listenTCP(self, number: int, factory: object, interface: str) -> Port:  # noqa: N802
+            self.ports.append(Port(self.picks.pop(0)))
+            return self.ports[-1]
+
+    plan = PortPlan("api", "tcp:0", PortSettings(port=0), 0, "127.0.0.2")
+    reactor = Reactor([8000, 8000, 8001])
+    port = plan._bind(reactor, None, frozenset({8000}))
+    assert port.number == 8001
+    assert [p.closed for p in reactor.ports] == [True, True, False]
+    with pytest.raises(houweb.OperationFailed, match="another of the server's ports"):
+        plan._bind(Reactor([8000] * 20), None, frozenset({8000}))
 
 
 @pytest_twisted.ensureDeferred
