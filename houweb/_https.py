@@ -77,10 +77,17 @@ def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOp
         ]
         if not chain:
             raise ValueError("no PEM certificate in SSL_CERTIFICATE")
+        where = "SSL_CERTIFICATE_KEY" if settings.ssl_certificate_key else "SSL_CERTIFICATE"
         try:
-            key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
+            # A callback, never None: OpenSSL's default asks for an encrypted
+            # key's passphrase on the terminal, blocking run() there.
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem, passphrase=_no_passphrase)
+        except _Encrypted:
+            raise ValueError(
+                f"the private key in {where} is encrypted; houweb has no passphrase for it "
+                "(decrypt it, e.g. openssl pkey -in key.pem -out plain.pem)"
+            ) from None
         except crypto.Error:
-            where = "SSL_CERTIFICATE_KEY" if settings.ssl_certificate_key else "SSL_CERTIFICATE"
             raise ValueError(f"no PEM private key in {where}") from None
         public = crypto.dump_publickey(crypto.FILETYPE_PEM, chain[0].get_pubkey())
         if crypto.dump_publickey(crypto.FILETYPE_PEM, key) != public:
@@ -106,6 +113,14 @@ def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOp
     except Exception as exc:  # noqa: BLE001 - OpenSSL's errors are many; each names the problem
         raise OperationFailed(f"port {port_name!r}: bad TLS settings: {exc}") from None
     return factory
+
+
+class _Encrypted(Exception):
+    """The private key asks for a passphrase."""
+
+
+def _no_passphrase(*_: object) -> bytes:
+    raise _Encrypted
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ allow-lists and log files, and the checks of the call itself.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import ssl as stdlib_ssl
 
@@ -475,6 +477,66 @@ async def test_a_missing_certificate_file_fails_naming_the_port_and_leaves_nothi
     houweb.setSettingsForPort({"SSL_CERTIFICATE_KEY": key}, "tls")
     await serve(port=main)
     assert await get(main, "/", host="localhost") == (200, b"ok")
+
+
+def _encrypted_key(tmp_path) -> tuple[str, str]:
+    """The certificate of ``self_signed`` and its key encrypted with a passphrase."""
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert = self_signed(tmp_path)
+    loaded = serialization.load_pem_private_key(open(key, "rb").read(), None)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return str(encrypted), cert
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_encrypted_key_fails_naming_it(serve, tmp_path):
+    key, cert = _encrypted_key(tmp_path)
+    houweb.setSettingsForPort(
+        {"PORT": 0, "SSL_CERTIFICATE": cert, "SSL_CERTIFICATE_KEY": key}, "tls"
+    )
+    with pytest.raises(houweb.OperationFailed, match="'tls'.*SSL_CERTIFICATE_KEY is encrypted"):
+        await serve()
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_an_encrypted_key_never_asks_for_a_passphrase_on_the_terminal(tmp_path):
+    # With a terminal, OpenSSL's default prompt blocked run() on "Enter PEM pass phrase:".
+    import subprocess
+    import sys
+
+    from .support import ROOT
+
+    key, cert = _encrypted_key(tmp_path)
+    program = tmp_path / "app.py"
+    program.write_text(
+        "import houweb\n"
+        f"houweb.setSettingsForPort({{'PORT': 0, 'SSL_CERTIFICATE': {cert!r}, "
+        f"'SSL_CERTIFICATE_KEY': {key!r}}}, 'main')\n"
+        "try:\n"
+        "    houweb.run(port=-1, in_background=True)\n"
+        "except houweb.OperationFailed as exc:\n"
+        "    print('FAILED', exc, flush=True)\n"
+    )
+    command = f"{sys.executable} {program}"
+    done = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    output = done.stdout.decode(errors="replace")
+    assert "pass phrase" not in output
+    assert "FAILED" in output and "is encrypted" in output
 
 
 def _https_get(port: int, cafile: str, client_cert: tuple[str, str] | None) -> bytes:
