@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ INSECURE_REFUSED = (
     "Forbidden: this port answers over HTTPS only "
     "(send Upgrade-Insecure-Requests: 1 to be redirected)"
 )
+#: The most a certificate chain or key file may hold (a chain is a few KiB).
+_MAX_PEM = 1024 * 1024
 _CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -46,12 +49,24 @@ def _read(source: PEMSource, key: str, port_name: str) -> bytes:
     if source.lstrip().startswith("-----BEGIN"):
         return source.encode("ascii")
     try:
-        with open(source, "rb") as file:
-            return file.read()
+        # Non-blocking and regular files only: a FIFO without a writer would
+        # block run(), /dev/zero would be read until memory runs out.
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OperationFailed(
+                    f"port {port_name!r}: {key} {source!r} is not a regular file"
+                )
+            data = file.read(_MAX_PEM + 1)
     except OSError as exc:
         raise OperationFailed(
             f"port {port_name!r}: cannot read {key} {source!r}: {exc.strerror or exc}"
         ) from None
+    if len(data) > _MAX_PEM:
+        raise OperationFailed(
+            f"port {port_name!r}: {key} {source!r} is over {_MAX_PEM // 1024 ** 2} MiB: not PEM"
+        )
+    return data
 
 
 def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOptions:

@@ -479,6 +479,16 @@ async def test_a_missing_certificate_file_fails_naming_the_port_and_leaves_nothi
     assert await get(main, "/", host="localhost") == (200, b"ok")
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_certificate_that_is_not_a_regular_file_fails_at_once(serve):
+    # Read as files, /dev/zero was read until memory ran out and a FIFO with
+    # no writer blocked run() (neither is tried here: the broken case never
+    # returns); /dev/null stands for them.
+    houweb.setSettingsForPort({"PORT": 0, "SSL_CERTIFICATE": "/dev/null"}, "tls")
+    with pytest.raises(houweb.OperationFailed, match="'tls'.*SSL_CERTIFICATE.*not a regular file"):
+        await serve()
+
+
 def _encrypted_key(tmp_path) -> tuple[str, str]:
     """The certificate of ``self_signed`` and its key encrypted with a passphrase."""
     from cryptography.hazmat.primitives import serialization
