@@ -54,9 +54,7 @@ def _read(source: PEMSource, key: str, port_name: str) -> bytes:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
         with open(fd, "rb") as file:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OperationFailed(
-                    f"port {port_name!r}: {key} {source!r} is not a regular file"
-                )
+                raise OperationFailed(f"port {port_name!r}: {key} {source!r} is not a regular file")
             data = file.read(_MAX_PEM + 1)
     except OSError as exc:
         raise OperationFailed(
@@ -64,7 +62,7 @@ def _read(source: PEMSource, key: str, port_name: str) -> bytes:
         ) from None
     if len(data) > _MAX_PEM:
         raise OperationFailed(
-            f"port {port_name!r}: {key} {source!r} is over {_MAX_PEM // 1024 ** 2} MiB: not PEM"
+            f"port {port_name!r}: {key} {source!r} is over {_MAX_PEM // 1024**2} MiB: not PEM"
         )
     return data
 

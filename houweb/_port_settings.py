@@ -136,7 +136,9 @@ def ignored_keys(settings: PortSettings) -> list[str]:
         with the others (HSTS on a plain-HTTP port...), to warn about.
     """
     default = PortSettings()
-    changed = {key for key, (name, _) in KEYS.items() if getattr(settings, name) != getattr(default, name)}
+    changed = {
+        key for key, (name, _) in KEYS.items() if getattr(settings, name) != getattr(default, name)
+    }
     ignored = []
     if not settings.tls:
         ignored += [

@@ -709,9 +709,7 @@ async def test_allowed_hosts_apply_to_their_port_only(serve):
 
 @pytest.mark.parametrize("address", ["127.1", "2130706433", "0x7f000001"])
 @pytest_twisted.ensureDeferred
-async def test_a_loopback_address_not_written_in_full_keeps_the_loopback_allow_list(
-    serve, address
-):
+async def test_a_loopback_address_not_written_in_full_keeps_the_loopback_allow_list(serve, address):
     # The OS binds "127.1" to 127.0.0.1: the default allow-list must be the
     # loopback one there too, not "*" (DNS rebinding), on the main port and a named one.
     ran: list[int] = []
