@@ -168,7 +168,8 @@ class RunningServer:
         for plan in self.plans:
             description = plan.description
             try:
-                port = yield plan.listen(self.reactor, self.site)
+                taken = frozenset(p.getHost().port for p in self.listening)
+                port = yield plan.listen(self.reactor, self.site, taken)
             except CannotListenError as exc:
                 self.close_ports_now()
                 raise OperationFailed(_cannot_listen(exc)) from None
@@ -326,8 +327,15 @@ class RunningServer:
         self._stopped.fire()
 
     async def _shutdown(self) -> None:
+        try:
+            await self._shut_down()
+        finally:
+            # Last: the requests finishing in the grace are routed to the named
+            # ports and logged to their LOG_FILEs until then.
+            self._ports_undo()
+
+    async def _shut_down(self) -> None:
         self._unwatch()
-        self._ports_undo()
         await self._close_ports()
         for channel in list(self.site.houweb_connections):
             channel.stopWhenIdle()  # each closes once its response is sent
