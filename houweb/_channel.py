@@ -241,7 +241,8 @@ class HouwebChannel(http.HTTPChannel):
         send them on the next turn and unregister the writer: two
         ``epoll_ctl`` calls and a turn per response. What the socket does not
         take (or an error, which the transport then finds itself) goes
-        through the transport, in order.
+        through the transport, in order. Nothing is sent on a connection
+        being aborted: the transport drops what it is given then.
         """
         pieces = [piece for piece in pieces if piece]
         if not pieces:
@@ -252,6 +253,7 @@ class HouwebChannel(http.HTTPChannel):
             and transport.connected
             and not transport.disconnecting
             and not transport._writeDisconnected
+            and not transport._aborting  # all written from now on is dropped
             and not transport.TLS
             and buffer_empty(transport)
         ):

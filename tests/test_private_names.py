@@ -70,6 +70,13 @@ PRIVATE_NAMES = [
         "may still write (and holds nothing: dataBuffer, _tempDataLen, via _sendfile.buffer_empty)",
     ),
     (
+        "twisted.internet.tcp.Connection",
+        tcp.Connection,
+        "_aborting",
+        "houweb/_channel.py: nothing is sent on the socket at once after abortConnection "
+        "(the transport drops all written then)",
+    ),
+    (
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "producerPaused",
