@@ -71,6 +71,13 @@ PRIVATE_NAMES = [
         "only if the transport may still write",
     ),
     (
+        "twisted.internet.tcp.Connection",
+        tcp.Connection,
+        "_aborting",
+        "houweb/_writethrough.py: nothing is sent on the socket at once after abortConnection "
+        "(the transport drops all written then)",
+    ),
+    (
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "producerPaused",
