@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import struct
 from collections import deque
@@ -652,7 +653,9 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
                     coroutine = self.endpoint.receive(text_data=text_data)
             else:
                 coroutine = getattr(self.endpoint, name)(*args)
-            await bridge(coroutine, self._loop)
+            # In a copy of the context, as if in a task of its own: context
+            # variables it sets do not leak into the next callback.
+            await bridge(coroutine, self._loop, contextvars.copy_context())
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
             self._failed(name)
 

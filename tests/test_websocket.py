@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Any
 
@@ -666,3 +667,39 @@ async def test_close_sends_houdinis_code_and_reason(serve):
     assert await ws.wait_closed() == 4001
     assert ws.remoteCloseReason == "done here: é"
     assert errors == ["ValueError", "TypeError", "TypeError"]
+
+
+MESSAGE_TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("tag", default=None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_context_variable_set_in_one_callback_is_not_seen_by_the_next(serve):
+    # Each callback runs in a context of its own, as it did in a task of its
+    # own (decimal's context, structlog's bound values and the like are
+    # context variables): a value set while handling one message does not
+    # leak into the next one, even when both arrived in one read.
+    seen = []
+
+    @houweb.webSocket("/tagged")
+    class Tagged(houweb.WebSocket):
+        async def connect(self, request):
+            MESSAGE_TAG.set("connect")
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            seen.append(MESSAGE_TAG.get())
+            MESSAGE_TAG.set(text_data)
+            await asyncio.sleep(0)
+            await self.send(text_data)
+
+        async def disconnect(self, code):
+            seen.append(MESSAGE_TAG.get())
+
+    port = (await serve()).port_numbers()[0]
+    raw = await open_raw(port, "/tagged")
+    raw.transport.write(ws_frame(0x1, b"a") + ws_frame(0x1, b"b") + ws_frame(0x1, b"c"))
+    await until(lambda: raw.data.count(b"\x81\x01") == 3)
+    raw.transport.write(ws_frame(0x8, (1000).to_bytes(2, "big")))
+    await raw.done
+    await until(lambda: len(seen) == 4)
+    assert "a" not in seen and "b" not in seen and "c" not in seen, seen
