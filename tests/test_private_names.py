@@ -74,8 +74,7 @@ PRIVATE_NAMES = [
         "twisted.internet.tcp.Connection",
         tcp.Connection,
         "_aborting",
-        "houweb/_writethrough.py: nothing is sent on the socket at once after abortConnection "
-        "(the transport drops all written then)",
+        "houweb/_writethrough.py: nothing is sent on the socket at once after abortConnection",
     ),
     (
         "twisted.internet.abstract.FileDescriptor",
