@@ -166,6 +166,9 @@ def run(
         end_logging = _logging.begin_logging()
         if background or _process.reactor_is_ours():
             beside_others = True
+            if not background and reload_source_changes and _others_run(lifecycle):
+                # The warning below says "needs in_background=False", which it has.
+                raise OperationFailed(_needs_the_process("reload_source_changes"))
             _not_in_foreground(reload_source_changes)
             if workers > 1:
                 raise OperationFailed(_needs_the_process("workers > 1"))
@@ -209,6 +212,14 @@ def _end_logging_when_idle() -> None:
         end, _process.end_logging = _process.end_logging, None
     if end is not None:
         end()
+
+
+def _others_run(lifecycle: Lifecycle) -> bool:
+    """:returns: whether a server of another server object runs in this process."""
+    with _process.lock:
+        return any(
+            other is not lifecycle and other.server is not None for other in _process.lifecycles
+        )
 
 
 def _needs_the_process(what: str) -> str:

@@ -34,6 +34,7 @@ def pair():
         "default": child.wait_for_line("DEFAULT"),
         "twice": child.wait_for_line("REFUSED"),
         "workers": child.wait_for_line("REFUSED"),
+        "reload": child.wait_for_line("REFUSED"),
     }
     a = int(child.wait_for_line("PORT a").split()[2])
     b = int(child.wait_for_line("PORT b").split()[2])
@@ -102,6 +103,16 @@ def test_workers_are_refused_while_another_server_runs_in_the_process(pair):
     _, _, _, lines = pair
     assert lines["workers"].startswith("REFUSED workers > 1 needs a foreground run() that owns")
     assert "houweb server 'a', houweb server 'b'" in lines["workers"]
+
+
+def test_reloading_in_the_foreground_is_refused_while_another_server_runs(pair):
+    # It was served beside a and b with a warning that it needed
+    # in_background=False, which it had; the README says it is refused.
+    _, _, _, lines = pair
+    assert lines["reload"].startswith(
+        "REFUSED reload_source_changes needs a foreground run() that owns"
+    )
+    assert "houweb server 'a', houweb server 'b'" in lines["reload"]
 
 
 def test_module_level_functions_act_on_the_default_server_which_does_not_run(pair):
