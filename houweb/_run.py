@@ -648,7 +648,9 @@ def requestShutdown(lifecycle: Lifecycle | None = None) -> None:
     :param lifecycle: ``None``: the server that runs the process in the
         foreground (what reloading restarts).
     """
-    if _is_worker():
+    if _is_worker() and (lifecycle is None or lifecycle is _process.foreground):
+        # Only the server the workers copy stops them all; another server
+        # object's (which cannot run beside workers) has nothing to stop.
         from . import _workers  # imported already: work() started this process
 
         if _workers.stop_all_from_worker():
