@@ -17,6 +17,7 @@ whole program, so only it may use them), and the exit hook.
 from __future__ import annotations
 
 import gc
+import inspect
 import signal
 import threading
 from collections.abc import Callable
@@ -44,8 +45,8 @@ from ._server import RunningServer
 if TYPE_CHECKING:
     from ._workers import Workers
 
-#: ``port_callback(port)``: told the main port once a server listens.
-PortCallback = Callable[[int], object]
+#: ``port_callback(port)`` (or Houdini's ``(port_name, port)``): told the main port once a server listens.
+PortCallback = Callable[..., object]
 
 log = Logger(namespace="houweb")
 
@@ -237,10 +238,33 @@ def _tell_port(port_callback: PortCallback | None, server: RunningServer) -> Non
     """Call ``port_callback`` with ``server``'s main port; a failure is logged, not raised."""
     if port_callback is None:
         return
+    port = server.port_numbers()[0]
     try:
-        port_callback(server.port_numbers()[0])
+        if _takes_name_and_port(port_callback):
+            port_callback("main", str(port))
+        else:
+            port_callback(port)
     except Exception:  # noqa: BLE001 - the server serves on: say what failed
         log.failure("houweb: port_callback failed")
+
+
+def _takes_name_and_port(port_callback: PortCallback) -> bool:
+    """
+    :returns: whether ``port_callback`` takes two positional arguments (or
+        ``*args``): Houdini 21 calls it with the port's name and its number,
+        both as text (observed in a bridge written for it); one that takes
+        one argument gets the number, as houweb documents.
+    """
+    try:
+        parameters = inspect.signature(port_callback).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: houweb's form
+        return False
+    required = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 def _when_stopped(server: RunningServer, function: Callable[[], None]) -> None:
