@@ -456,7 +456,7 @@ def _start_in_background(
                 _process.exit_hook_registered = True
     if not hosted:
         background.start()
-    server = RunningServer(config, reactor, registry)
+    server = RunningServer(config, reactor, registry, lifecycle.name)
     threads.blockingCallFromThread(reactor, server.start)
     lifecycle.record(server)
     return server
@@ -548,7 +548,7 @@ def _serve_in_foreground(
     stops. ``exclusive``: it reloads or has workers, and no other server may
     start meanwhile (they would not be restarted or copied).
     """
-    server = RunningServer(config, reactor, registry)
+    server = RunningServer(config, reactor, registry, lifecycle.name)
     # Before listening: once "listening on" is logged, Ctrl-C and SIGTERM shut
     # down gracefully (a worker's parent may send SIGTERM right then). A
     # signal before the reactor runs is handled as soon as it does.

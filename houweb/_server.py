@@ -97,8 +97,12 @@ class RunningServer:
     ``config.max_num_threads`` threads.
     """
 
-    def __init__(self, config: ServerConfig, reactor: Any, registry: Registry) -> None:
+    def __init__(
+        self, config: ServerConfig, reactor: Any, registry: Registry, name: str = ""
+    ) -> None:
         self.config = config
+        #: Its server object's name, in its log lines; ``""`` for the default server.
+        self.name = name
         self.reactor = reactor
         self.pool = HandlerPool(config.max_num_threads)
         settings = load_settings(config.settings)
@@ -195,7 +199,10 @@ class RunningServer:
         self.pool.start()
         self._start_extensions()
         for description, port in zip(self._descriptions, self.listening):
-            log.info("houweb: listening on {url}", url=url_of(description, port))
+            url = url_of(description, port)
+            if self.name:  # "(loopback only; server 'a')": which of several
+                url = f"{url[:-1]}; server {self.name!r})"
+            log.info("houweb: listening on {url}", url=url)
         self._warn_about_registrations()
 
     def _start_extensions(self) -> None:
@@ -346,7 +353,7 @@ class RunningServer:
         self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
         await self._stop_extensions()
-        log.info("houweb: stopped")
+        log.info("houweb: stopped{which}", which=f" (server {self.name!r})" if self.name else "")
 
     async def _stop_extensions(self) -> None:
         """Stop what modules added (ASGI lifespans), for at most the shutdown grace."""
