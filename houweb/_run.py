@@ -454,10 +454,23 @@ def _start_in_background(
             if not _process.exit_hook_registered:
                 register_before_exit(_shutdown_at_exit)
                 _process.exit_hook_registered = True
+        # Servers asked to stop close their ports on the reactor thread, a turn
+        # after requestShutdown() returned: a port one of them releases is
+        # bound once it has (a restarting bridge takes its old port again).
+        releasing = [
+            other.last
+            for other in _process.lifecycles
+            if other.last is not None and other.last.stop_asked and not other.last.wait_stopped(0)
+        ]
     if not hosted:
         background.start()
     server = RunningServer(config, reactor, registry, lifecycle.name)
-    threads.blockingCallFromThread(reactor, server.start)
+
+    def start() -> defer.Deferred[Any]:
+        released = defer.gatherResults([other.ports_closed() for other in releasing])
+        return released.addCallback(lambda _: server.start())
+
+    threads.blockingCallFromThread(reactor, start)
     lifecycle.record(server)
     return server
 

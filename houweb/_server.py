@@ -145,6 +145,7 @@ class RunningServer:
         self._port_numbers: list[int] = []
         self._requested = _Notifier()
         self._stopped = _Notifier()
+        self._ports_closed = _Notifier()
         #: Set (from any thread) once shutdown is asked for, before it begins.
         self.stop_asked = False
         self._stopped_event = threading.Event()
@@ -279,6 +280,10 @@ class RunningServer:
         ports, self.listening = self.listening, []
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
 
+    def ports_closed(self) -> defer.Deferred[None]:
+        """:returns: a Deferred that fires once shutdown has closed the listening ports."""
+        return self._ports_closed.when()
+
     def shutdown_requested(self) -> defer.Deferred[None]:
         """:returns: a Deferred that fires when shutdown begins."""
         return self._requested.when()
@@ -329,6 +334,7 @@ class RunningServer:
         return self.stopped()
 
     def _has_stopped(self) -> None:
+        self._ports_closed.fire()  # if closing them failed: nothing more to wait for
         self._stopped_event.set()
         self._stopped.fire()
 
@@ -336,6 +342,7 @@ class RunningServer:
         self._unwatch()
         self._ports_undo()
         await self._close_ports()
+        self._ports_closed.fire()
         for channel in list(self.site.houweb_connections):
             channel.stopWhenIdle()  # each closes once its response is sent
         closed = self.site.all_closed()

@@ -250,3 +250,16 @@ async def test_a_foreground_run_returning_shuts_the_servers_beside_it_down_grace
         assert child.process.returncode == 0
     finally:
         child.kill()
+
+
+def test_a_server_object_takes_the_port_another_was_just_asked_to_release():
+    # requestShutdown() returns before the reactor thread closes the ports:
+    # the new server's bind came first, "address already in use".
+    child = ServerProcess(os.path.join(APPS, "named_port_handover.py"))
+    try:
+        assert child.wait_for_line("HANDOVER") == "HANDOVER bridge_2"
+        # The old server's request in flight still finished, within its grace.
+        assert child.wait_for_line("OLD") == "OLD [b'slow bridge_1']"
+        child.wait_for_line("END")
+    finally:
+        child.kill()
