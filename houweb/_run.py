@@ -371,10 +371,13 @@ def _claim_reactor(lifecycle: Lifecycle, foreground: bool = False) -> Any:
         if stopped is None:
             return None
         if not stopped:
+            previous = (
+                f"the previous run of {lifecycle.label()}"
+                if lifecycle.name
+                else f"the previous {lifecycle.label()} server"
+            )
             raise OperationFailed(
-                f"the previous {lifecycle.label()} server is still stopping"
-                if not lifecycle.name
-                else f"the previous run of {lifecycle.label()} is still stopping {grace + STOPPING_MARGIN:g}s "
+                f"{previous} is still stopping {grace + STOPPING_MARGIN:g}s "
                 "after it was asked to (its shutdown grace, plus a margin)"
             )
 

@@ -263,3 +263,43 @@ def test_a_server_object_takes_the_port_another_was_just_asked_to_release():
         child.wait_for_line("END")
     finally:
         child.kill()
+
+
+@pytest.mark.parametrize(
+    "name, label",
+    [("", "the previous houweb server"), ("a", "the previous run of houweb server 'a'")],
+)
+def test_a_server_still_stopping_after_its_grace_is_named_with_how_long_was_waited(
+    monkeypatch, name, label
+):
+    # The default server's message had lost "…s after it was asked to (its
+    # shutdown grace, plus a margin)" (a conditional expression swallowed it).
+    import threading
+    import types
+
+    from houweb import _run
+
+    class Stuck:
+        stop_asked = True
+        config = types.SimpleNamespace(shutdown_grace=0.0)
+
+        def wait_stopped(self, timeout):
+            return False
+
+    monkeypatch.setattr(_run, "STOPPING_MARGIN", 0.0)
+    lifecycle = _run.Lifecycle(name)
+    lifecycle.last = Stuck()
+    raised = []
+
+    def claim():  # not on the test's reactor thread, as run() is never
+        try:
+            _run._claim_reactor(lifecycle)
+        except houweb.OperationFailed as exc:
+            raised.append(str(exc))
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    thread.join(10)
+    assert raised == [
+        f"{label} is still stopping 0s after it was asked to (its shutdown grace, plus a margin)"
+    ]
