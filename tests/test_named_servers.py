@@ -303,3 +303,52 @@ def test_a_server_still_stopping_after_its_grace_is_named_with_how_long_was_wait
     assert raised == [
         f"{label} is still stopping 0s after it was asked to (its shutdown grace, plus a margin)"
     ]
+
+
+def test_two_servers_starting_the_background_reactor_at_once_run_it_once():
+    # Two threads' first run(in_background=True) (a and b started side by
+    # side) both started a reactor thread: the second reactor.run() raised,
+    # its dead thread could replace the live one, and from then on houweb
+    # took its own reactor for "run by other code" (later runs refused) and
+    # did not shut the servers down at exit.
+    import threading
+
+    from twisted.internet.error import ReactorAlreadyRunning
+
+    from houweb._reactor import BackgroundReactor
+
+    both_checked = threading.Barrier(2)
+    stop = threading.Event()
+
+    class Reactor:
+        running = False
+        runs = 0
+
+        def callWhenRunning(self, function):
+            try:  # both past "is it alive?" before either thread runs it
+                both_checked.wait(timeout=1)
+            except threading.BrokenBarrierError:
+                pass  # the other one waits for this start to finish
+            self.waiting = [*getattr(self, "waiting", []), function]
+
+        def run(self, installSignalHandlers):
+            self.runs += 1
+            if self.running:
+                raise ReactorAlreadyRunning()
+            self.running = True
+            for function in self.waiting:
+                function()
+            stop.wait(10)
+
+    reactor = Reactor()
+    background = BackgroundReactor(reactor)
+    starts = [threading.Thread(target=background.start) for _ in range(2)]
+    try:
+        for thread in starts:
+            thread.start()
+        for thread in starts:
+            thread.join(10)
+        assert reactor.runs == 1
+        assert background.is_alive()
+    finally:
+        stop.set()
