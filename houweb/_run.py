@@ -77,8 +77,7 @@ class Lifecycle:
         with _process.lock:
             self.server = self.last = server
             self.starting = False
-            if self not in _process.lifecycles:
-                _process.lifecycles.append(self)
+            _process.hold(self)
         server.shutdown_requested().addCallback(lambda _: _forget(self, server))
 
     def release(self) -> None:
@@ -101,12 +100,31 @@ class _Process:
         #: The server object whose run() serves the reactor in this thread
         #: (or that twistd serves): it owns reloading, workers and signals.
         self.foreground: Lifecycle | None = None
-        #: Every server object that ever ran here, for the exit hook.
+        #: The server objects that run, start or are stopping here (see :meth:`hold`).
         self.lifecycles: list[Lifecycle] = []
         #: :attr:`foreground` reloads or has workers: no other server may start.
         self.exclusive = False
         #: Ends the logging a background run() began, once no server runs.
         self.end_logging: Callable[[], None] | None = None
+
+    def hold(self, lifecycle: Lifecycle) -> None:
+        """
+        Under :attr:`lock`: add ``lifecycle`` to :attr:`lifecycles`, and drop
+        those whose servers have stopped (a bridge that restarts itself makes
+        a new server object each time: they were all kept, with their last
+        server's site, pool and registry).
+        """
+        self.lifecycles = [
+            each
+            for each in self.lifecycles
+            if each is not lifecycle
+            and (
+                each.starting
+                or each.server is not None
+                or (each.last is not None and not each.last.wait_stopped(0))
+            )
+        ]
+        self.lifecycles.append(lifecycle)
 
     @property
     def server(self) -> RunningServer | None:
@@ -363,8 +381,7 @@ def _claim_reactor(lifecycle: Lifecycle, foreground: bool = False) -> Any:
                         "the Twisted reactor is already run by other code in this process"
                     )
                 lifecycle.starting = True
-                if lifecycle not in _process.lifecycles:
-                    _process.lifecycles.append(lifecycle)
+                _process.hold(lifecycle)
                 return reactor
         grace = stopping.config.shutdown_grace
         stopped = _wait_for_stopping(stopping, foreground)

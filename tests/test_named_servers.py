@@ -352,3 +352,13 @@ def test_two_servers_starting_the_background_reactor_at_once_run_it_once():
         assert background.is_alive()
     finally:
         stop.set()
+
+
+def test_server_objects_that_stopped_are_not_held_for_ever():
+    # Each one that ever ran stayed in the process's list, with its last
+    # server (site, pool, registry): a bridge restarting N times kept N.
+    child = ServerProcess(os.path.join(APPS, "named_servers_restarted.py"))
+    try:
+        assert child.wait_for_line("KEPT") == "KEPT 1"
+    finally:
+        child.kill()
