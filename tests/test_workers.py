@@ -89,6 +89,21 @@ def test_sigterm_stops_every_worker_and_run_returns_in_each():
         assert refuses(port)
 
 
+def test_another_server_objects_request_shutdown_in_a_worker_leaves_the_workers_serving():
+    # A worker forwarded every requestShutdown() to its parent, that of a
+    # named server (running or not) too, and the whole server stopped.
+    with Child(WORKERS_APP, "2") as child:
+        port = child.port()
+        (worker,) = worker_pids(child, 2)
+        answers: dict[str, str] = {}
+        deadline = time.monotonic() + 15
+        while "worker" not in answers and time.monotonic() < deadline:
+            _, role, asked = fresh_get(port, "/stop-other").split()
+            answers[role] = asked
+        assert answers["worker"] == "False"
+        assert serving_pids(port, 2) == {child.process.pid, worker}
+
+
 def test_a_worker_that_dies_is_started_again():
     with Child(WORKERS_APP, "2") as child:
         port = child.port()
