@@ -85,6 +85,13 @@ PRIVATE_NAMES = [
         "(a reset), as Twisted loses one whose write failed",
     ),
     (
+        "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+        AsyncioSelectorReactor,
+        "_readOrWrite",
+        "houweb/_reactor.py extends it (the loop calls it back) to find, after a read on uvloop, "
+        "a socket error that made uvloop stop watching the socket",
+    ),
+    (
         "autobahn.twisted.websocket.WebSocketServerProtocol",
         WebSocketServerProtocol,
         "_connectionMade",

@@ -70,3 +70,23 @@ async def test_connections_reset_while_their_answer_is_pending_are_all_closed(se
     assert _open_fds() <= fds_before
     answer = await raw_request(port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_reset_with_part_of_a_request_unread_are_all_closed(serve):
+    # The same reset after bytes that are only part of a request: nothing is
+    # written, so no add_writer ever came; the connection stayed open until
+    # the idle timeout (a minute by default).
+    houweb.urlHandler("/hello")(lambda request: houweb.Response("hi", content_type="text/plain"))
+    server = await serve()
+    port = server.port_numbers()[0]
+    fds_before = _open_fds()
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(CLIENTS)]
+    await until(lambda: len(server.site.houweb_connections) == CLIENTS)
+    for sock in clients:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHo")
+        _reset(sock)
+    await until(lambda: not server.site.houweb_connections, timeout=20)
+    assert _open_fds() <= fds_before
+    answer = await raw_request(port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
