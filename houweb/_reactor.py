@@ -31,7 +31,7 @@ def install() -> None:
     if "twisted.internet.reactor" not in sys.modules:
         from twisted.internet.main import installReactor
 
-        installReactor(HouwebReactor(new_event_loop()))
+        installReactor(HouwebReactor(new_event_loop()))  # type: ignore[no-untyped-call]
 
 
 class HouwebReactor(AsyncioSelectorReactor):
@@ -66,7 +66,7 @@ class HouwebReactor(AsyncioSelectorReactor):
     def addReader(self, reader: Any) -> None:
         """Watch ``reader``; lose its connection when the loop cannot (see the class)."""
         try:
-            super().addReader(reader)
+            super().addReader(reader)  # type: ignore[no-untyped-call]
         except RuntimeError:
             if self._houweb_loop.is_closed():
                 raise
@@ -75,7 +75,7 @@ class HouwebReactor(AsyncioSelectorReactor):
     def addWriter(self, writer: Any) -> None:
         """Watch ``writer``; lose its connection when the loop cannot (see the class)."""
         try:
-            super().addWriter(writer)
+            super().addWriter(writer)  # type: ignore[no-untyped-call]
         except RuntimeError:
             if self._houweb_loop.is_closed():
                 raise
@@ -90,7 +90,7 @@ class HouwebReactor(AsyncioSelectorReactor):
         Extends the reactor's private ``_readOrWrite`` (listed in
         tests/test_private_names.py): the loop calls it back.
         """
-        super()._readOrWrite(selectable, read)
+        super()._readOrWrite(selectable, read)  # type: ignore[no-untyped-call]
         if read and self._houweb_drops_on_error and not getattr(selectable, "disconnected", True):
             sock = getattr(selectable, "socket", None)
             if isinstance(sock, socket.socket) and sock.fileno() != -1:
@@ -119,11 +119,13 @@ class HouwebReactor(AsyncioSelectorReactor):
 
         def lose() -> None:
             if not getattr(selectable, "disconnected", False):
-                self._disconnectSelectable(
-                    selectable, ConnectionLost(why or "the event loop stopped watching the socket"), reading
+                self._disconnectSelectable(  # type: ignore[no-untyped-call]
+                    selectable,
+                    ConnectionLost(why or "the event loop stopped watching the socket"),
+                    reading,
                 )
 
-        self.callLater(0, lose)
+        self.callLater(0, lose)  # type: ignore[no-untyped-call]
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

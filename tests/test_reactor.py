@@ -68,7 +68,9 @@ async def test_connections_reset_while_their_answer_is_pending_are_all_closed(se
     release.set()
     await until(lambda: not server.site.houweb_connections, timeout=20)
     assert _open_fds() <= fds_before
-    answer = await raw_request(port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    answer = await raw_request(
+        port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
 
 
@@ -88,5 +90,7 @@ async def test_connections_reset_with_part_of_a_request_unread_are_all_closed(se
         _reset(sock)
     await until(lambda: not server.site.houweb_connections, timeout=20)
     assert _open_fds() <= fds_before
-    answer = await raw_request(port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    answer = await raw_request(
+        port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
