@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import abstract, tcp
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.logger import globalLogBeginner
 from twisted.web import http
 
@@ -81,6 +82,20 @@ PRIVATE_NAMES = [
         abstract.FileDescriptor(),
         "producerPaused",
         "houweb/_sendfile.py: pause the transport while os.sendfile writes",
+    ),
+    (
+        "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+        AsyncioSelectorReactor,
+        "_disconnectSelectable",
+        "houweb/_reactor.py: lose a connection whose socket uvloop stopped watching "
+        "(a reset), as Twisted loses one whose write failed",
+    ),
+    (
+        "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+        AsyncioSelectorReactor,
+        "_readOrWrite",
+        "houweb/_reactor.py extends it (the loop calls it back) to find, after a read on uvloop, "
+        "a socket error that made uvloop stop watching the socket",
     ),
     (
         "autobahn.twisted.websocket.WebSocketServerProtocol",

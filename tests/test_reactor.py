@@ -1,0 +1,96 @@
+"""
+The reactor houweb runs on (houweb/_reactor.py): every connection a client
+resets reaches ``connectionLost``, on uvloop's loop as on asyncio's.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+
+import pytest_twisted
+
+import houweb
+
+from .support import raw_request
+from .test_dispatch import until
+
+BIG = bytes(range(256)) * (4 * 4096)  # 4 MiB: more than a socket buffer takes at once
+CLIENTS = 20
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with an RST (``SO_LINGER`` 0) instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_reset_while_their_answer_is_pending_are_all_closed(serve):
+    # On uvloop, a reset that arrives with unread bytes makes libuv report an
+    # error for the socket: uvloop runs the reader once (it reads the bytes)
+    # and then closes its poll handle for the fd. The response written later
+    # made loop.add_writer raise "unable to perform operation on <UVPoll
+    # closed=True>": the connection never got connectionLost and its socket
+    # stayed open (and counted against max_connections) for good.
+    entered: list[int] = []
+    release = threading.Event()
+
+    @houweb.urlHandler("/big")
+    def big(request: houweb.Request) -> houweb.Response:
+        entered.append(1)
+        release.wait(30)
+        return houweb.Response(BIG, content_type="application/octet-stream")
+
+    houweb.urlHandler("/hello")(lambda request: houweb.Response("hi", content_type="text/plain"))
+    server = await serve(max_num_threads=CLIENTS + 2)
+    port = server.port_numbers()[0]
+    fds_before = _open_fds()
+    clients = []
+    for _ in range(CLIENTS):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        clients.append(sock)
+    await until(lambda: len(entered) == CLIENTS)
+    # The reactor runs this test: it reads nothing until the test awaits, so
+    # each server socket finds the next request's bytes and the reset at once.
+    for sock in clients:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        _reset(sock)
+    release.set()
+    await until(lambda: not server.site.houweb_connections, timeout=20)
+    assert _open_fds() <= fds_before
+    answer = await raw_request(
+        port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_reset_with_part_of_a_request_unread_are_all_closed(serve):
+    # The same reset after bytes that are only part of a request: nothing is
+    # written, so no add_writer ever came; the connection stayed open until
+    # the idle timeout (a minute by default).
+    houweb.urlHandler("/hello")(lambda request: houweb.Response("hi", content_type="text/plain"))
+    server = await serve()
+    port = server.port_numbers()[0]
+    fds_before = _open_fds()
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(CLIENTS)]
+    await until(lambda: len(server.site.houweb_connections) == CLIENTS)
+    for sock in clients:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHo")
+        _reset(sock)
+    await until(lambda: not server.site.houweb_connections, timeout=20)
+    assert _open_fds() <= fds_before
+    answer = await raw_request(
+        port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
