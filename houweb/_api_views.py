@@ -61,7 +61,7 @@ def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[
         response = Response(page, 200, "text/html; charset=utf-8")
         response.setHeader("Content-Security-Policy", policy)
         return _uncached(response)
-    dialects = DIALECTS
+    dialects: tuple[str, ...] = DIALECTS
     if view == "openapi":
         dialect = request.GET().get("dialect")
         if dialect is not None and dialect not in DIALECTS:
@@ -74,7 +74,7 @@ def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[
     targets = visible_targets(call)
     token = call.context.config.token is not None
     context = call.context
-    d: Deferred[str] = deferToThreadPool(
+    rendered: Deferred[str] = deferToThreadPool(
         context.reactor,
         context.pool,  # type: ignore[arg-type]
         _RENDERED.get,
@@ -82,9 +82,9 @@ def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[
         targets,
         lambda: _render(view, [described(t) for t in targets], token, dialects),
     )
-    d.addCallback(_view_response, view)
-    d.addErrback(call.failed, "houweb's description of the API functions")
-    return d
+    answer = rendered.addCallback(_view_response, view)
+    answer.addErrback(call.failed, "houweb's description of the API functions")
+    return answer
 
 
 def _explorer() -> tuple[str, str]:

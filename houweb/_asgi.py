@@ -235,7 +235,7 @@ class BodyStream:
         if self._paused and self._pending <= MAX_PENDING_BODY // 2:
             self._paused = False
             self._transport.resumeProducing()
-        return chunk, bool(self._chunks) or self._on_disk() or not self._ended
+        return chunk, bool(self._chunks) or self._on_disk() > 0 or not self._ended
 
     def _on_disk(self) -> int:
         """:returns: how many spilled bytes the app has not read yet."""
@@ -513,7 +513,7 @@ def _server_lifespans(server: RunningServer) -> Lifespans:
 
 
 def _lifespans(call: Call) -> Lifespans | None:
-    return call.context.extensions.get("asgi")  # type: ignore[no-any-return]
+    return call.context.extensions.get("asgi")
 
 
 @body_streamer(ASGITarget)
