@@ -97,7 +97,7 @@ class APIFunctionTarget:
 
 def _holders(bound: inspect.BoundArguments, signature: inspect.Signature) -> list[dict[str, Any]]:
     """The dicts an argument may sit in: the bound names, and a ``**kwargs``."""
-    holders: list[dict[str, Any]] = [bound.arguments]  # type: ignore[list-item]
+    holders: list[dict[str, Any]] = [bound.arguments]
     for parameter in signature.parameters.values():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD and parameter.name in bound.arguments:
             holders.append(bound.arguments[parameter.name])
@@ -301,7 +301,7 @@ def _failure_response(failure: Failure, call: Call, target: object) -> Response:
         let_go_of_locals(failure)
 
 
-def _error_answer(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
+def _error_answer(failure: Failure, call: Call, target: object) -> Response:
     if failure.check(APIError):
         return json_error(failure.value.message, 422)  # type: ignore[union-attr]
     if failure.check(ArgumentError):

@@ -31,7 +31,7 @@ import struct
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.web import server, static
@@ -149,7 +149,7 @@ class ArchiveMember(StreamedFile):
 
     def openForReading(self) -> IO[bytes]:
         if not self._compressed() and not self._info.flag_bits & 0x1:  # stored, not encrypted
-            return _StoredMember.open(self.path, self._info)
+            return cast(IO[bytes], _StoredMember.open(self.path, self._info))
         # The member keeps the archive's file open after the ZipFile closes.
         with zipfile.ZipFile(self.path) as archive:
             return archive.open(self._info)

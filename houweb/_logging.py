@@ -116,7 +116,7 @@ class StdlibObserver:
         logger = logging.getLogger(
             "twisted" if namespace in (None, "", _LEGACY_NAMESPACE) else namespace
         )
-        level = _LEVELS.get(event.get("log_level"), logging.INFO)  # type: ignore[arg-type]
+        level = _LEVELS.get(event.get("log_level"), logging.INFO)
         if not logger.isEnabledFor(level):
             return
         failure = event.get("log_failure")
@@ -130,7 +130,7 @@ class StdlibObserver:
 
 def logging_started() -> bool:
     """:returns: whether Twisted logging was started, by houweb or anyone."""
-    return globalLogBeginner._temporaryObserver is None  # type: ignore[attr-defined]
+    return globalLogBeginner._temporaryObserver is None
 
 
 def houweb_began() -> bool:

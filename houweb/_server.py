@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import threading
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -297,7 +298,7 @@ class RunningServer:
     def _stop_now(self) -> None:
         self.shutdown()
         for channel in list(self.site.houweb_connections):
-            channel.transport.abortConnection()
+            cast(ITCPTransport, channel.transport).abortConnection()
 
     def wait_stopped(self, timeout: float) -> bool:
         """
@@ -342,7 +343,7 @@ class RunningServer:
                 grace=self.config.shutdown_grace,
             )
             for channel in list(self.site.houweb_connections):
-                channel.transport.abortConnection()
+                cast(ITCPTransport, channel.transport).abortConnection()
         self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
         await self._stop_extensions()

@@ -240,7 +240,9 @@ class _Router:
         if match is None:
             return self.send(treq, request, notFoundResponse(request))
         treq.houweb_target_type = type(match.target)  # for the metrics
-        answer = maybeDeferred(match.target.answer, Call(self.context, treq, request, match))
+        answer: Deferred[Response] = maybeDeferred(
+            match.target.answer, Call(self.context, treq, request, match)
+        )
         return self._deliver_later(treq, request, answer)
 
     def render(self, treq: Any) -> Any:
@@ -254,7 +256,7 @@ class _Router:
         try:
             written = self.route(treq)
         except Exception:  # noqa: BLE001 - answered as Klein would: twisted.web's 500
-            treq.processingFailed(Failure())  # type: ignore[no-untyped-call]
+            treq.processingFailed(Failure())
             return server.NOT_DONE_YET
         if written is None:
             _finish_open(None, treq)
@@ -419,7 +421,9 @@ def _klein_app(router: _Router) -> Klein:
 class HouwebSite(server.Site):
     """The twisted.web Site of one running server, shared by all its ports."""
 
-    protocol = HouwebChannel
+    # Twisted declares Site.protocol as making its HTTP/2-capable wrapper;
+    # buildProtocol takes any callable that makes an HTTP channel.
+    protocol = HouwebChannel  # type: ignore[assignment]
     requestFactory = HouwebRequest
 
     def __init__(self, context: ServerContext) -> None:

@@ -311,7 +311,7 @@ def _factory(reactor: Any) -> WebSocketServerFactory:
     return factory
 
 
-class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
+class _Connection(WebSocketServerProtocol):
     """
     autobahn's side of one connection, calling the :class:`WebSocket`
     instance's callbacks one after the other.
