@@ -28,17 +28,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 
 from ._describe import Description, described
 from ._openapi import DIALECTS, openapi_document
-from ._registry import APIViewEndpoint
 from ._response import Response, errorResponse, notFoundResponse
-from ._site import Call
 from ._typescript import declarations
+
+if TYPE_CHECKING:  # for the hints: the registry's endpoints import this module
+    from ._registry import APIViewEndpoint
+    from ._site import Call
 
 #: Where the package's web files are (package data).
 _WEB = "_web"

@@ -232,19 +232,19 @@ def _answer_archive(call: Call, target: ArchiveFile) -> Response | Deferred[Resp
     if found is None:
         return notFoundResponse(request)
     info, modified = found
-    treq = call.treq
+    web_request = call.web_request
     # The response filters (CORS) see the answer's headers, as for any file.
     headers = Response(b"", 200)
     for response_filter in call.context.response_filters:
         response_filter(request, headers)
     for name, value in headers.headerLines():
         if name.lower() != "content-type":
-            treq.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+            web_request.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
     member = ArchiveMember(target.path, info, modified, guess_content_type(relative))
-    result = member.render_GET(treq)
+    result = member.render_GET(web_request)
     if result is not server.NOT_DONE_YET:
-        treq.write(result)
-        treq.finish()
+        web_request.write(result)
+        web_request.finish()
     # The member is written here; the router forgets this Deferred once the
     # request is finished (as for a WSGI app).
     return Deferred()

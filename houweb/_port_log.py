@@ -96,16 +96,16 @@ class PortLogFile:
         globalLogPublisher.addObserver(self._observer)
         site.houweb_on_finish.append(self._request_done)
 
-    def _request_done(self, treq: Any, seconds: float) -> None:
-        host = treq.getHost()
+    def _request_done(self, web_request: Any, seconds: float) -> None:
+        host = web_request.getHost()
         if getattr(host, "port", None) not in self._ports:
             return
-        method, target = treq.method.decode("latin-1"), treq.uri.decode("latin-1")
+        method, target = web_request.method.decode("latin-1"), web_request.uri.decode("latin-1")
         self._requests.info(
             '"{request}" {status} {size} {ms:.1f}ms',
             request=escaped(f"{method} {target}"),
-            status=treq.code,
-            size=treq.sentLength,
+            status=web_request.code,
+            size=web_request.sentLength,
             ms=seconds * 1000,
         )
 

@@ -15,8 +15,8 @@ import threading
 from typing import Any, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 

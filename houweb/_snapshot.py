@@ -8,8 +8,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from ._bindings import is_api_path
 from ._forms import LazyForm, parse_form
-from ._registry import is_api_path
 from ._request import Request
 from ._response import Response, errorResponse, json_error
 

@@ -282,7 +282,7 @@ def open_websocket(call: Call, endpoint: WebSocket) -> Deferred[Response]:
     """
     connection = _Connection(endpoint, call)
     connection.factory = _factory(call.context.reactor)
-    call.treq.channel.upgrade(connection, _handshake(call.treq))
+    call.web_request.channel.upgrade(connection, _handshake(call.web_request))
     return Deferred()
 
 
@@ -322,7 +322,7 @@ class _Connection(WebSocketServerProtocol):
         self.endpoint = endpoint
         endpoint._houweb_connection = self
         self.request = call.request
-        self._web_request = call.treq
+        self._web_request = call.web_request
         self._reactor = call.context.reactor
         self._what = f"WebSocket {describe(type(endpoint))}"
         self._decision: Deferred[None] | None = None
