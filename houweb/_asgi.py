@@ -40,7 +40,7 @@ from ._coroutines import event_loop
 from ._dispatch import describe
 from ._registry import PREFIX, Match, Ports, check_handler_path
 from ._response import Response, errorResponse
-from ._site import Call, ServerContext, lifecycle
+from ._site import Call, ServerContext
 from ._target import Answer
 from ._window import SendWindow
 
@@ -101,6 +101,7 @@ def register_asgi_app(
     app = guarantee_single_callable(application)
     target = ASGITarget(app, "" if norm == "/" else norm)
     registry.add_path(PREFIX, norm, ports, target)
+    registry.add_lifecycle(_server_lifespans)
 
 
 def _scope(call: Call, kind: str) -> dict[str, Any]:
@@ -511,7 +512,6 @@ class _Lifespan:
         await asyncio.shield(self._stopped)
 
 
-@lifecycle
 def _server_lifespans(server: RunningServer) -> Lifespans:
     lifespans = Lifespans(server)
     server.context.extensions["asgi"] = lifespans
@@ -586,7 +586,9 @@ def _answer_asgi(call: Call, target: ASGITarget) -> Response | Deferred[Response
                     message = f"the application did not start: {lifespan.failed}"
                     answered.callback(errorResponse(call.request, message, 503))
                     return
-            if call.web_request.finished or call.web_request._disconnected:  # the client left meanwhile
+            if (
+                call.web_request.finished or call.web_request._disconnected
+            ):  # the client left meanwhile
                 return
             from ._asgi_websocket import open_asgi_websocket
 
@@ -599,7 +601,9 @@ def _answer_asgi(call: Call, target: ASGITarget) -> Response | Deferred[Response
         return answered
     scope = _scope(call, "http")
     scope["method"] = call.request.method()
-    cycle = _HTTPCycle(call.web_request, target.application, scope, _StoredBody(call.web_request.content), loop)
+    cycle = _HTTPCycle(
+        call.web_request, target.application, scope, _StoredBody(call.web_request.content), loop
+    )
     answered = cycle.attach(call)
     loop.create_task(cycle.run(lifespan))
     # The cycle writes the answer itself; the router forgets this Deferred

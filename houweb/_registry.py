@@ -60,7 +60,7 @@ from ._port_settings import PortTable
 
 if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
     from ._site import Call
-    from ._target import Answer, Target
+    from ._target import Answer, ExtensionFactory, Target
 
 log = Logger(namespace="houweb")
 #: What a table of the registry holds (a target, an API function).
@@ -142,6 +142,10 @@ class Registry:
         #: ``stream_body``: an ASGI app) was ever registered here: until
         #: then, no request's body needs a route lookup before it arrives.
         self.streams_bodies = False
+        #: What the targets registered here add to each server that serves
+        #: them (the ASGI apps' lifespans): see :meth:`add_lifecycle`.
+        self.lifecycles: list[ExtensionFactory] = []
+        self._lifecycle_listeners: list[Callable[[ExtensionFactory], None]] = []
         self._listeners: list[Callable[[Bindings, str], None]] = []
         #: The main port's and the named ports' settings (``setSettingsForPort``).
         self.ports = PortTable()
@@ -211,6 +215,27 @@ class Registry:
                                 f"ports {sorted_bindings(earlier)} on main port {main_port}"
                             )
         return found
+
+    def add_lifecycle(self, factory: ExtensionFactory) -> None:
+        """
+        A target registered here needs ``factory``'s :class:`Extension` in
+        each server that serves this registry (once, however many targets
+        need it): servers made from now on make one, and a running server
+        is told (see :meth:`on_lifecycle`).
+        """
+        with self._lock:
+            if factory in self.lifecycles:
+                return
+            self.lifecycles.append(factory)
+            listeners = list(self._lifecycle_listeners)
+        for listener in listeners:
+            listener(factory)
+
+    def on_lifecycle(self, listener: Callable[[ExtensionFactory], None]) -> Callable[[], None]:
+        """Call ``listener(factory)`` for each later :meth:`add_lifecycle`; returns an undo."""
+        with self._lock:
+            self._lifecycle_listeners.append(listener)
+        return lambda: self._lifecycle_listeners.remove(listener)
 
     def on_register(self, listener: Callable[[Bindings, str], None]) -> Callable[[], None]:
         """Call ``listener(bindings, what)`` after each registration; returns an undo."""

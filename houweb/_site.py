@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypeVar, cast
+from typing import Any, Callable, TypeVar, cast
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -80,7 +80,8 @@ class ServerContext:
     #: What a request's headers must pass before its body is read (Host
     #: allow-list, Origin check, token).
     guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
-    #: What modules add to the server (the ASGI lifespans), by name.
+    #: What this server's targets added to it (the ASGI lifespans), by name,
+    #: for their requests to find: see :class:`houweb._target.Extension`.
     extensions: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,31 +111,6 @@ class Call:
     def failed(self, failure: Failure, what: str) -> Response:
         """The 500 answer for user code that raised."""
         return failure_response(self.request, failure, self.context.config.debug, what)
-
-
-class Extension(Protocol):
-    """What a module adds to each server's life (ASGI lifespans): see :func:`lifecycle`."""
-
-    def start(self) -> None:
-        """The server listens."""
-
-    def stop(self) -> Deferred[Any]:
-        """The server's requests are done (or abandoned); fires once this part stopped."""
-
-
-#: Called with each server made (``houweb._server.RunningServer``), by :func:`lifecycle`.
-EXTENSIONS: list[Callable[[Any], Extension]] = []
-
-
-def lifecycle(factory: Callable[[Any], Extension]) -> Callable[[Any], Extension]:
-    """
-    Register ``factory``, called with each server made from now on; its
-    :class:`Extension` is started once the server listens and stopped (for
-    at most ``shutdown_grace`` seconds) after its requests are done. A module
-    that owns a kind of target registers one when imported.
-    """
-    EXTENSIONS.append(factory)
-    return factory
 
 
 #: The methods of the requests the router may answer before routing: the
@@ -372,7 +348,9 @@ class _Guard(Resource):
         try:
             web_request.houweb_path = decode_path(web_request.uri)
         except BadRequest as exc:
-            request = snapshot(web_request, web_request.uri.split(b"?")[0].decode("latin-1"), parse=False)
+            request = snapshot(
+                web_request, web_request.uri.split(b"?")[0].decode("latin-1"), parse=False
+            )
             self._router.send(web_request, request, errorResponse(request, str(exc), 400))
             return server.NOT_DONE_YET
         if klein_routes_here(web_request, web_request.houweb_path, self._hosts):
@@ -451,7 +429,9 @@ class HouwebSite(server.Site):
         match = self.houweb.registry.match(path, getattr(local, "port", 0), self.houweb.main_port)
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
-    def houweb_body_streamer(self, method: bytes, target: bytes, local: Any, web_request: Any) -> Any:
+    def houweb_body_streamer(
+        self, method: bytes, target: bytes, local: Any, web_request: Any
+    ) -> Any:
         """
         :param method: the request's method, as sent.
         :param target: the request target as sent (origin form).
@@ -517,7 +497,11 @@ class HouwebSite(server.Site):
 
     def _finished(self, result: object, web_request: HouwebRequest, started: float) -> None:
         seconds = time.perf_counter() - started
-        if isinstance(result, Failure) and not web_request.startedWriting and web_request.code != 101:
+        if (
+            isinstance(result, Failure)
+            and not web_request.startedWriting
+            and web_request.code != 101
+        ):
             # The client left before any of its answer was sent: twisted.web's
             # code is still its default 200. Log and count what nginx does.
             web_request.code = CLIENT_CLOSED_REQUEST
