@@ -47,6 +47,9 @@ from twisted.logger import (
 #: The values ``--log-format`` accepts; the first is the default.
 LOG_FORMATS = ("text", "json")
 
+# Per process, not per server: Twisted's log publisher and its beginner are
+# global to the process, so what houweb did to them is too (every server of
+# the process logs through the one publisher).
 #: What houweb chose when it began Twisted logging (empty until it did):
 #: the format (read by restarted children and workers, to log alike).
 _started_format: list[str] = []

@@ -294,6 +294,8 @@ def _handshake(web_request: Any) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+#: A cache, per reactor (so per process): the options are the same for every
+#: server, and autobahn's factory holds nothing of one connection or server.
 _FACTORIES: dict[int, WebSocketServerFactory] = {}
 
 
