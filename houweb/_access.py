@@ -22,10 +22,13 @@ On by default for ``twistd houweb`` and ``python -m houweb``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 from twisted.web.http import datetimeToLogString
+
+if TYPE_CHECKING:  # for the hints: the twisted.web request houweb receives
+    from ._channel import HouwebRequest
 
 access_log = Logger(namespace="houweb.access")
 
@@ -45,12 +48,12 @@ def escaped(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def _header(web_request: Any, name: bytes) -> str:
+def _header(web_request: HouwebRequest, name: bytes) -> str:
     value = web_request.getHeader(name)
     return "-" if value is None else value.decode("latin-1")
 
 
-def log_access(web_request: Any, seconds: float) -> None:
+def log_access(web_request: HouwebRequest, seconds: float) -> None:
     """
     Log one access line for ``web_request``, answered in ``seconds``.
 
@@ -69,7 +72,12 @@ def log_access(web_request: Any, seconds: float) -> None:
 
 
 def log_rejected(
-    web_request: Any, method: bytes, target: bytes, protocol: bytes, status: int, size: int
+    web_request: HouwebRequest,
+    method: bytes,
+    target: bytes,
+    protocol: bytes,
+    status: int,
+    size: int,
 ) -> None:
     """
     Log one access line for a request answered when its headers arrived
@@ -88,7 +96,13 @@ def log_rejected(
 
 
 def _log_line(
-    web_request: Any, method: str, target: str, protocol: str, status: int, size: int, seconds: float
+    web_request: HouwebRequest,
+    method: str,
+    target: str,
+    protocol: str,
+    status: int,
+    size: int,
+    seconds: float,
 ) -> None:
     client = web_request.getClientAddress()
     remote = getattr(client, "host", None) or "-"

@@ -29,10 +29,11 @@ import tempfile
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, ClassVar
+from typing import IO, TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from asgiref.compatibility import guarantee_single_callable
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 
 from . import _registry
@@ -45,6 +46,7 @@ from ._target import Answer
 from ._window import SendWindow
 
 if TYPE_CHECKING:
+    from ._channel import HouwebRequest
     from ._server import RunningServer
 
 log = Logger(namespace="houweb")
@@ -80,7 +82,7 @@ class ASGITarget:
         return _answer_asgi(call, self)
 
     def stream_body(
-        self, context: ServerContext, web_request: Any, match: Match, path: str
+        self, context: ServerContext, web_request: HouwebRequest, match: Match, path: str
     ) -> BodyStream:
         """Start the app before its body arrived: see :func:`_stream_body`."""
         return _stream_body(context, web_request, match, path)
@@ -257,7 +259,12 @@ class _HTTPCycle:
     """
 
     def __init__(
-        self, web_request: Any, app: ASGIApplication, scope: dict[str, Any], body: Any, loop: Any
+        self,
+        web_request: HouwebRequest,
+        app: ASGIApplication,
+        scope: dict[str, Any],
+        body: Any,
+        loop: Any,
     ) -> None:
         self.web_request = web_request
         self.app = app
@@ -348,7 +355,7 @@ class _HTTPCycle:
         else:
             # Part of the answer is out: cut the connection so the client
             # cannot take it for a whole one.
-            self.web_request.channel.transport.abortConnection()
+            cast(ITCPTransport, self.web_request.channel.transport).abortConnection()
 
     async def receive(self) -> Message:
         if not self._body_done and not self._gone:
@@ -522,7 +529,7 @@ def _lifespans(call: Call) -> Lifespans | None:
     return call.context.extensions.get("asgi")
 
 
-def _stream_body(context: Any, web_request: Any, match: Any, path: str) -> BodyStream:
+def _stream_body(context: Any, web_request: HouwebRequest, match: Any, path: str) -> BodyStream:
     """
     A request with a body for an app: start the app now, the body streaming
     to it as it arrives; :meth:`ASGITarget.answer` attaches the request once routed.
@@ -532,7 +539,7 @@ def _stream_body(context: Any, web_request: Any, match: Any, path: str) -> BodyS
     loop = event_loop(context.reactor)
     raw_target = getattr(channel, "_path", None) or b"/"  # Twisted's (private) record of the target
     raw_path, _, query = raw_target.partition(b"?")
-    peer = channel.transport.getPeer()
+    peer = channel.houweb_transport().getPeer()
     local = channel.houweb_local
     version = (getattr(channel, "_version", None) or b"HTTP/1.1").decode("ascii")
     scope = {
@@ -561,7 +568,7 @@ def _stream_body(context: Any, web_request: Any, match: Any, path: str) -> BodyS
     return stream
 
 
-def _headers(web_request: Any) -> list[tuple[bytes, bytes]]:
+def _headers(web_request: HouwebRequest) -> list[tuple[bytes, bytes]]:
     return [
         (name.lower(), value)
         for name, values in web_request.requestHeaders.getAllRawHeaders()

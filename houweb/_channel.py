@@ -177,10 +177,10 @@ class HouwebChannel(http.HTTPChannel):
             self.refuse(503, "too many connections; try again later")
             return
         # Asked once per connection, not per request (getsockname is a syscall).
-        self.houweb_local = cast(LocalAddress, self._houweb_transport().getHost())
+        self.houweb_local = cast(LocalAddress, self.houweb_transport().getHost())
         self.houweb_secure = bool(super().isSecure())
 
-    def _houweb_transport(self) -> ITransport:
+    def houweb_transport(self) -> ITransport:
         """:returns: the transport, which a connected channel always has."""
         assert self.transport is not None
         return self.transport
@@ -447,7 +447,7 @@ class HouwebChannel(http.HTTPChannel):
             headers,
         )
         self._houweb_rejected = True
-        transport = self._houweb_transport()
+        transport = self.houweb_transport()
         transport.write(payload)
         transport.loseConnection()
 
@@ -461,7 +461,7 @@ class HouwebChannel(http.HTTPChannel):
     def refuse(self, status: int, text: str) -> None:
         """Answer a plain error and close, reading nothing more."""
         self._houweb_rejected = True
-        transport = self._houweb_transport()
+        transport = self.houweb_transport()
         transport.write(plain_error(status, text))
         transport.loseConnection()
 
@@ -471,7 +471,7 @@ class HouwebChannel(http.HTTPChannel):
         if self.houweb_upgraded is not None:
             self.houweb_upgraded.stopWhenIdle()
         elif not self.requests:
-            self._houweb_transport().loseConnection()
+            self.houweb_transport().loseConnection()
         else:
             self.persistent = False
 
@@ -503,6 +503,12 @@ class HouwebRequest(server.Request):
     #: The channel it arrived on (twisted.web sets it to ``None`` when the
     #: request is over).
     channel: HouwebChannel
+    #: The decoded path, set by the site's guard (``_site._Guard``).
+    houweb_path: str
+    #: The kind of target it was routed to, for the metrics (``_site``).
+    houweb_target_type: type | None
+    #: The ASGI cycle started before the body arrived (``_asgi``).
+    houweb_asgi_cycle: object
 
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
     houweb_form: Any = None

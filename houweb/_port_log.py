@@ -10,7 +10,7 @@ full), appended to the file, which is closed when the server stops.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -27,6 +27,9 @@ from zope.interface import implementer
 from ._access import escaped
 from ._errors import OperationFailed
 from ._port_settings import PortSettings, Severity
+
+if TYPE_CHECKING:  # for the hints: the twisted.web request houweb receives
+    from ._channel import HouwebRequest
 
 _ORDER = {
     LogLevel.debug: 0,
@@ -96,7 +99,7 @@ class PortLogFile:
         globalLogPublisher.addObserver(self._observer)
         site.houweb_on_finish.append(self._request_done)
 
-    def _request_done(self, web_request: Any, seconds: float) -> None:
+    def _request_done(self, web_request: HouwebRequest, seconds: float) -> None:
         host = web_request.getHost()
         if getattr(host, "port", None) not in self._ports:
             return

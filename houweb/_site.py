@@ -90,7 +90,7 @@ class Call:
     """One request on its way to a target: what its ``answer`` works with."""
 
     context: ServerContext
-    web_request: Any
+    web_request: HouwebRequest
     request: Request
     match: Match
 
@@ -132,7 +132,7 @@ def _check_query(target: bytes) -> None:
             raise BadRequest("invalid query") from None
 
 
-def _klein_takes_host(web_request: Any) -> bool:
+def _klein_takes_host(web_request: HouwebRequest) -> bool:
     """:returns: whether Klein can bind to the request's Host (see ``_Guard.render``)."""
     try:
         web_request.getRequestHostname().decode("utf-8").encode("idna")
@@ -153,7 +153,7 @@ class _Router:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
 
-    def route(self, web_request: Any) -> Deferred[None] | None:
+    def route(self, web_request: HouwebRequest) -> Deferred[None] | None:
         """
         Answer ``web_request``: at once when no user code is involved, else through
         a Deferred that fires once the answer was written.
@@ -199,7 +199,7 @@ class _Router:
         )
         return self._deliver_later(web_request, request, answer)
 
-    def render(self, web_request: Any) -> Any:
+    def render(self, web_request: HouwebRequest) -> Any:
         """
         Answer ``web_request`` as Klein's resource does for the one route (see
         :func:`klein_routes_here`): an exception is twisted.web's 500, and
@@ -220,7 +220,7 @@ class _Router:
             )
         return server.NOT_DONE_YET
 
-    def send(self, web_request: Any, request: Request, response: Response) -> Deferred[None] | None:
+    def send(self, web_request: HouwebRequest, request: Request, response: Response) -> Deferred[None] | None:
         """
         Write ``response`` to ``web_request`` now, after the response filters (CORS).
 
@@ -238,7 +238,7 @@ class _Router:
         return done
 
     def _deliver_later(
-        self, web_request: Any, request: Request, answer: Deferred[Response]
+        self, web_request: HouwebRequest, request: Request, answer: Deferred[Response]
     ) -> Deferred[None]:
         """
         A Deferred for Klein that fires once the answer was written. If the
@@ -271,7 +271,7 @@ class _Router:
 _KNOWN_HOSTS = 64
 
 
-def klein_routes_here(web_request: Any, path: str, hosts: dict[bytes, bool] | None = None) -> bool:
+def klein_routes_here(web_request: HouwebRequest, path: str, hosts: dict[bytes, bool] | None = None) -> bool:
     """
     :returns: whether Klein would route ``web_request`` to the router with nothing
         else to do: its werkzeug map binds to the Host (IDNA-encoded, as
@@ -316,13 +316,13 @@ def _werkzeug_binds(host: bytes) -> bool:
     return True
 
 
-def _finish_open(_: object, web_request: Any) -> None:
+def _finish_open(_: object, web_request: HouwebRequest) -> None:
     """The route is done: finish its request unless it is over (as Klein does)."""
     if not (web_request.finished or web_request._disconnected):
         web_request.finish()
 
 
-def _route_failed(failure: Failure, web_request: Any) -> None:
+def _route_failed(failure: Failure, web_request: HouwebRequest) -> None:
     """The route's Deferred failed: twisted.web's 500 if still possible (as Klein does)."""
     if web_request.finished or web_request._disconnected:
         log.failure("houweb: unhandled error answering a request", failure)
@@ -344,7 +344,7 @@ class _Guard(Resource):
         self._klein = klein_resource
         self._hosts: dict[bytes, bool] = {}
 
-    def render(self, web_request: Any) -> Any:
+    def render(self, web_request: HouwebRequest) -> Any:
         try:
             web_request.houweb_path = decode_path(web_request.uri)
         except BadRequest as exc:
@@ -430,7 +430,7 @@ class HouwebSite(server.Site):
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
     def houweb_body_streamer(
-        self, method: bytes, target: bytes, local: Any, web_request: Any
+        self, method: bytes, target: bytes, local: Any, web_request: HouwebRequest
     ) -> Any:
         """
         :param method: the request's method, as sent.

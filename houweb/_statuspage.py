@@ -39,6 +39,7 @@ from ._request import Request
 from ._response import Response, errorResponse
 
 if TYPE_CHECKING:
+    from ._channel import HouwebRequest
     from ._site import HouwebSite, ServerContext
     from ._websocket import WebSocket
 
@@ -104,7 +105,7 @@ class StatusPage:
             host if isinstance(host, str) else None
         )
 
-    def note_finished(self, web_request: Any, seconds: float) -> None:
+    def note_finished(self, web_request: HouwebRequest, seconds: float) -> None:
         """Keep answers with status 500 and above (a ``houweb_on_finish`` callback)."""
         if web_request.code >= 500:
             self.errors.appendleft(

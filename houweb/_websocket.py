@@ -32,7 +32,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 
 from . import _registry
-from ._channel import bytes_taken
+from ._channel import HouwebRequest, bytes_taken
 from ._coroutines import bridge, event_loop
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
@@ -286,7 +286,7 @@ def open_websocket(call: Call, endpoint: WebSocket) -> Deferred[Response]:
     return Deferred()
 
 
-def _handshake(web_request: Any) -> bytes:
+def _handshake(web_request: HouwebRequest) -> bytes:
     """:returns: the upgrade request as sent, for autobahn to read again."""
     lines = [b"%s %s %s" % (web_request.method, web_request.uri, web_request.clientproto)]
     for name, values in web_request.requestHeaders.getAllRawHeaders():
