@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Union, cast
 
 from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -137,10 +137,10 @@ class ChannelSite(Protocol):
 
     def houweb_track(self, web_request: HouwebRequest) -> None: ...
 
-    def houweb_wants_raw_body(self, target: bytes, local: Any) -> bool: ...
+    def houweb_wants_raw_body(self, target: bytes, local: LocalAddress | None) -> bool: ...
 
     def houweb_body_streamer(
-        self, method: bytes, target: bytes, local: Any, web_request: HouwebRequest
+        self, method: bytes, target: bytes, local: LocalAddress | None, web_request: HouwebRequest
     ) -> Any: ...
 
     def houweb_rejection(
@@ -167,7 +167,7 @@ class HouwebChannel(http.HTTPChannel):
     #: The authority of an absolute-form target, until the headers are in.
     _houweb_authority: bytes | None = None
     #: Aborts the connection if the client takes nothing for idle_timeout.
-    _houweb_drain_timer: Any = None
+    _houweb_drain_timer: IDelayedCall | None = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
 
@@ -526,7 +526,7 @@ class HouwebRequest(server.Request):
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
     #: Fires ``request_timeout`` after the request began to arrive, unless it has.
-    _houweb_deadline: Any = None
+    _houweb_deadline: IDelayedCall | None = None
     _houweb_arrived = False
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
@@ -588,8 +588,7 @@ class HouwebRequest(server.Request):
 
     def _form_receiver(self) -> FormReceiver | None:
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
-        site: Any = self.channel.site
-        context = site.houweb
+        context = self.channel.site.houweb
         return form_receiver(
             content_type,
             context.config.max_in_memory_file_upload_size,
@@ -675,7 +674,7 @@ class HouwebRequest(server.Request):
         super().finish()
         self._let_go()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         self._cancel_deadline()
         super().connectionLost(reason)
         self._let_go()
@@ -691,7 +690,7 @@ class HouwebRequest(server.Request):
         super().write(data)
         # twisted.web's first write gives the channel the status line and
         # headers, then the body bytes if any: nothing stays held after it.
-        channel: Any = self.channel
+        channel = self.channel
         if channel is not None and channel._houweb_head is not None:
             channel.houweb_flush_head()
 

@@ -26,7 +26,7 @@ from werkzeug.exceptions import BadHost
 
 from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
-from ._channel import HouwebChannel, HouwebRequest
+from ._channel import HouwebChannel, HouwebRequest, LocalAddress
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, failure_response
 from ._forms import parse_form
@@ -220,7 +220,9 @@ class _Router:
             )
         return server.NOT_DONE_YET
 
-    def send(self, web_request: HouwebRequest, request: Request, response: Response) -> Deferred[None] | None:
+    def send(
+        self, web_request: HouwebRequest, request: Request, response: Response
+    ) -> Deferred[None] | None:
         """
         Write ``response`` to ``web_request`` now, after the response filters (CORS).
 
@@ -271,7 +273,9 @@ class _Router:
 _KNOWN_HOSTS = 64
 
 
-def klein_routes_here(web_request: HouwebRequest, path: str, hosts: dict[bytes, bool] | None = None) -> bool:
+def klein_routes_here(
+    web_request: HouwebRequest, path: str, hosts: dict[bytes, bool] | None = None
+) -> bool:
     """
     :returns: whether Klein would route ``web_request`` to the router with nothing
         else to do: its werkzeug map binds to the Host (IDNA-encoded, as
@@ -414,7 +418,7 @@ class HouwebSite(server.Site):
     def log(self, request: Any) -> None:
         """Not twisted.web's access log: houweb's is ``houweb_on_finish``."""
 
-    def houweb_wants_raw_body(self, target: bytes, local: Any) -> bool:
+    def houweb_wants_raw_body(self, target: bytes, local: LocalAddress | None) -> bool:
         """
         :param target: the request target as sent.
         :param local: the local address the request arrived on.
@@ -430,7 +434,7 @@ class HouwebSite(server.Site):
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
     def houweb_body_streamer(
-        self, method: bytes, target: bytes, local: Any, web_request: HouwebRequest
+        self, method: bytes, target: bytes, local: LocalAddress | None, web_request: HouwebRequest
     ) -> Any:
         """
         :param method: the request's method, as sent.
