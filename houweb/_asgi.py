@@ -106,10 +106,9 @@ def register_asgi_app(
     registry.add_lifecycle(_server_lifespans)
 
 
-def _scope(call: Call, kind: str) -> dict[str, Any]:
+def _scope(call: Call, target: ASGITarget, kind: str) -> dict[str, Any]:
     """The connection scope shared by ``http`` and ``websocket``."""
     web_request, request = call.web_request, call.request
-    target: ASGITarget = call.match.target  # type: ignore[assignment]
     raw_path, _, query = web_request.uri.partition(b"?")
     secure = request.isSecure()
     scheme = {"http": ("http", "https"), "websocket": ("ws", "wss")}[kind][secure]
@@ -593,20 +592,19 @@ def _answer_asgi(call: Call, target: ASGITarget) -> Response | Deferred[Response
                     message = f"the application did not start: {lifespan.failed}"
                     answered.callback(errorResponse(call.request, message, 503))
                     return
-            if (
-                call.web_request.finished or call.web_request._disconnected
-            ):  # the client left meanwhile
+            web_request = call.web_request
+            if web_request.finished or web_request._disconnected:  # the client left meanwhile
                 return
             from ._asgi_websocket import open_asgi_websocket
 
             state = lifespan.state if lifespan is not None else None
-            open_asgi_websocket(call, target.application, _scope(call, "websocket"), state)
+            open_asgi_websocket(call, target.application, _scope(call, target, "websocket"), state)
 
         loop.create_task(upgrade())
         # autobahn writes the handshake; the router forgets this Deferred
         # once the connection ends.
         return answered
-    scope = _scope(call, "http")
+    scope = _scope(call, target, "http")
     scope["method"] = call.request.method()
     cycle = _HTTPCycle(
         call.web_request, target.application, scope, _StoredBody(call.web_request.content), loop
