@@ -85,7 +85,7 @@ class ASGITarget:
         self, context: ServerContext, web_request: HouwebRequest, match: Match, path: str
     ) -> BodyStream:
         """Start the app before its body arrived: see :func:`_stream_body`."""
-        return _stream_body(context, web_request, match, path)
+        return _stream_body(context, web_request, self, path)
 
 
 def register_asgi_app(
@@ -528,12 +528,13 @@ def _lifespans(call: Call) -> Lifespans | None:
     return call.context.extensions.get("asgi")
 
 
-def _stream_body(context: Any, web_request: HouwebRequest, match: Any, path: str) -> BodyStream:
+def _stream_body(
+    context: ServerContext, web_request: HouwebRequest, target: ASGITarget, path: str
+) -> BodyStream:
     """
     A request with a body for an app: start the app now, the body streaming
     to it as it arrives; :meth:`ASGITarget.answer` attaches the request once routed.
     """
-    target: ASGITarget = match.target
     channel = web_request.channel
     loop = event_loop(context.reactor)
     raw_target = getattr(channel, "_path", None) or b"/"  # Twisted's (private) record of the target

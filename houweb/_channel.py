@@ -31,6 +31,7 @@ from ._uploads import (
     MULTIPART_FORM,
     FormError,
     FormReceiver,
+    UploadedFile,
     form_receiver,
     not_stored,
 )
@@ -111,6 +112,16 @@ def bytes_taken(transport: Any) -> int | None:
     return int(_BYTES_ACKED.unpack_from(info, _BYTES_ACKED_OFFSET)[0])
 
 
+class BodySink(Protocol):
+    """Takes a request's body as it arrives (an ASGI app's: ``_asgi.BodyStream``)."""
+
+    def feed(self, data: bytes) -> None:
+        """Some more of the body."""
+
+    def end(self) -> None:
+        """The body is complete."""
+
+
 class ChannelContext(Protocol):
     """What a channel reads of its server (``_site.ServerContext``)."""
 
@@ -141,7 +152,7 @@ class ChannelSite(Protocol):
 
     def houweb_body_streamer(
         self, method: bytes, target: bytes, local: LocalAddress | None, web_request: HouwebRequest
-    ) -> Any: ...
+    ) -> BodySink | None: ...
 
     def houweb_rejection(
         self,
@@ -511,7 +522,7 @@ class HouwebRequest(server.Request):
     houweb_asgi_cycle: object
 
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
-    houweb_form: Any = None
+    houweb_form: tuple[dict[str, list[str]], dict[str, UploadedFile]] | None = None
     #: Why the body could not be parsed or stored (the snapshot answers with
     #: its status: 400, 413, 507...).
     houweb_body_error: FormError | None = None
@@ -521,7 +532,7 @@ class HouwebRequest(server.Request):
     houweb_raw_body = False
     #: Takes the body as it arrives (``feed``, then ``end``), for a target
     #: that reads it while it arrives (an ASGI app); see ``houweb_body_streamer``.
-    houweb_streamer: Any = None
+    houweb_streamer: BodySink | None = None
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None

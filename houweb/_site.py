@@ -26,7 +26,7 @@ from werkzeug.exceptions import BadHost
 
 from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
-from ._channel import HouwebChannel, HouwebRequest, LocalAddress
+from ._channel import BodySink, HouwebChannel, HouwebRequest, LocalAddress
 from ._config import ServerConfig
 from ._dispatch import RunningCalls, failure_response
 from ._forms import parse_form
@@ -144,7 +144,7 @@ def _klein_takes_host(web_request: HouwebRequest) -> bool:
 #: What takes a request's body as it arrives: a target's ``stream_body``,
 #: called with the server's context, the twisted.web request, the match and
 #: the decoded path once the headers passed the guard; returns the body's sink.
-BodyStreamer = Callable[[ServerContext, Any, Match, str], Any]
+BodyStreamer = Callable[[ServerContext, HouwebRequest, Match, str], BodySink]
 
 
 class _Router:
@@ -435,7 +435,7 @@ class HouwebSite(server.Site):
 
     def houweb_body_streamer(
         self, method: bytes, target: bytes, local: LocalAddress | None, web_request: HouwebRequest
-    ) -> Any:
+    ) -> BodySink | None:
         """
         :param method: the request's method, as sent.
         :param target: the request target as sent (origin form).
