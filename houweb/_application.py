@@ -214,7 +214,7 @@ class Server:
         health_path: str = "/healthz",
         status_page: bool = False,
         mcp: bool = False,
-        port_callback: Callable[[int], object] | None = None,
+        port_callback: Callable[..., object] | None = None,
     ) -> None:
         """
         Start this server: as :func:`houweb.run`, with its own handlers, pool
@@ -225,8 +225,9 @@ class Server:
             loopback (Houdini's default is 0.0.0.0).
         :param allowed_hosts: ``None``: the main port's ``ALLOWED_HOSTS``
             setting, else :meth:`setSecurity`'s, else as for ``run()``.
-        :param port_callback: called with the main port's number once every
-            port listens, in the thread that called ``run()``: before it
+        :param port_callback: called with the main port's number (or, if it
+            takes two arguments, as Houdini 21 calls it: ``("main", "8008")``,
+            the port's name and number as text) once every port listens, in the thread that called ``run()``: before it
             returns (in the background), before serving (in the foreground).
             An exception it raises is logged; the server serves on.
         :param reload_source_changes: as for ``run()``; like ``workers > 1``

@@ -11,6 +11,7 @@ coroutine yields into an asyncio future the Task can wait for.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
@@ -18,21 +19,40 @@ from twisted.internet.defer import Deferred
 
 
 class _DeferredBridge:
-    """Drives ``coro``, waiting on asyncio's behalf for each Deferred it yields."""
+    """
+    Drives ``coro``, waiting on asyncio's behalf for each Deferred it yields;
+    with a ``context``, each of its steps runs in that context (as the steps
+    of a task run in the task's).
+    """
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context | None = None,
+    ) -> None:
         self._coro = coro
         self._loop = loop
+        self._context = context
 
     def __await__(self) -> Generator[Any, Any, Any]:
         send: Any = None
         error: BaseException | None = None
+        context = self._context
         while True:
             try:
                 if error is not None:
-                    yielded = self._coro.throw(error)
+                    yielded = (
+                        self._coro.throw(error)
+                        if context is None
+                        else context.run(self._coro.throw, error)
+                    )
                 else:
-                    yielded = self._coro.send(send)
+                    yielded = (
+                        self._coro.send(send)
+                        if context is None
+                        else context.run(self._coro.send, send)
+                    )
             except StopIteration as stop:
                 return stop.value
             send, error = None, None
@@ -61,12 +81,17 @@ async def _bridged(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLo
     return await _DeferredBridge(coro, loop)
 
 
-def bridge(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> Awaitable[Any]:
+def bridge(
+    coro: Coroutine[Any, Any, Any],
+    loop: asyncio.AbstractEventLoop,
+    context: contextvars.Context | None = None,
+) -> Awaitable[Any]:
     """
     :returns: ``coro`` as something a task on ``loop`` (the reactor's) can
-        await, with each Deferred it awaits waited for.
+        await, with each Deferred it awaits waited for; run in ``context``
+        when given (by default, in the awaiting task's).
     """
-    return _DeferredBridge(coro, loop)
+    return _DeferredBridge(coro, loop, context)
 
 
 def event_loop(reactor: object) -> asyncio.AbstractEventLoop:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ INSECURE_REFUSED = (
     "Forbidden: this port answers over HTTPS only "
     "(send Upgrade-Insecure-Requests: 1 to be redirected)"
 )
+#: The most a certificate chain or key file may hold (a chain is a few KiB).
+_MAX_PEM = 1024 * 1024
 _CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -46,12 +49,22 @@ def _read(source: PEMSource, key: str, port_name: str) -> bytes:
     if source.lstrip().startswith("-----BEGIN"):
         return source.encode("ascii")
     try:
-        with open(source, "rb") as file:
-            return file.read()
+        # Non-blocking and regular files only: a FIFO without a writer would
+        # block run(), /dev/zero would be read until memory runs out.
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OperationFailed(f"port {port_name!r}: {key} {source!r} is not a regular file")
+            data = file.read(_MAX_PEM + 1)
     except OSError as exc:
         raise OperationFailed(
             f"port {port_name!r}: cannot read {key} {source!r}: {exc.strerror or exc}"
         ) from None
+    if len(data) > _MAX_PEM:
+        raise OperationFailed(
+            f"port {port_name!r}: {key} {source!r} is over {_MAX_PEM // 1024**2} MiB: not PEM"
+        )
+    return data
 
 
 def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOptions:
@@ -77,7 +90,24 @@ def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOp
         ]
         if not chain:
             raise ValueError("no PEM certificate in SSL_CERTIFICATE")
-        key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
+        where = "SSL_CERTIFICATE_KEY" if settings.ssl_certificate_key else "SSL_CERTIFICATE"
+        try:
+            # A callback, never None: OpenSSL's default asks for an encrypted
+            # key's passphrase on the terminal, blocking run() there.
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem, passphrase=_no_passphrase)
+        except _Encrypted:
+            raise ValueError(
+                f"the private key in {where} is encrypted; houweb has no passphrase for it "
+                "(decrypt it, e.g. openssl pkey -in key.pem -out plain.pem)"
+            ) from None
+        except crypto.Error:
+            raise ValueError(f"no PEM private key in {where}") from None
+        public = crypto.dump_publickey(crypto.FILETYPE_PEM, chain[0].get_pubkey())
+        if crypto.dump_publickey(crypto.FILETYPE_PEM, key) != public:
+            raise ValueError(
+                "SSL_CERTIFICATE_KEY is not the private key of SSL_CERTIFICATE's "
+                "(first) certificate"
+            )
         options: dict[str, Any] = {}
         if settings.ssl_dh_params is not None:
             if not os.path.isfile(settings.ssl_dh_params):
@@ -96,6 +126,14 @@ def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOp
     except Exception as exc:  # noqa: BLE001 - OpenSSL's errors are many; each names the problem
         raise OperationFailed(f"port {port_name!r}: bad TLS settings: {exc}") from None
     return factory
+
+
+class _Encrypted(Exception):
+    """The private key asks for a passphrase."""
+
+
+def _no_passphrase(*_: object) -> bytes:
+    raise _Encrypted
 
 
 @dataclass(frozen=True)

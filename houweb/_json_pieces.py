@@ -26,7 +26,9 @@ def dumps(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> s
     """
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
         the same text, encoded a group of items at a time when ``value`` is
-        a large list, tuple or dict (with ``str`` keys).
+        a large list, tuple or dict (with ``str`` keys). A value another
+        thread changes meanwhile gives the JSON of what each container held
+        when its turn came (not an error, nor broken JSON).
     :raises: what ``json.dumps`` raises for the same value.
     """
     if not _large(value):
@@ -38,11 +40,13 @@ def dumps(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> s
 
 
 def _large(value: object) -> bool:
-    """:returns: whether ``value`` is a container worth encoding in groups."""
-    if type(value) in (list, tuple):
+    """
+    :returns: whether ``value`` is a container worth encoding in groups
+        (a dict's keys are looked at once its items are taken, in
+        :func:`_pieces`).
+    """
+    if type(value) in (list, tuple, dict):
         return len(value) > GROUP  # type: ignore[arg-type]
-    if type(value) is dict:
-        return len(value) > GROUP and all(type(key) is str for key in value)
     return False
 
 
@@ -59,9 +63,18 @@ def _pieces(
         return
     if id(value) in opened:
         raise ValueError("Circular reference detected")  # json.dumps's message
-    opened.add(id(value))
+    # Each container is taken (copied) in one C call before anything else
+    # is done with it: between pieces another thread may change it, which
+    # it could not during json.dumps; iterating over it here could fail
+    # ("changed size during iteration"), or see a key added after it was
+    # checked to be a str.
     if type(value) is dict:
         items = list(value.items())
+        if not all(type(key) is str for key, _ in items):
+            pieces.append(encode(dict(items)))  # json.dumps's own key conversion
+            return
+    opened.add(id(value))
+    if type(value) is dict:
         pieces.append("{")
         for start in range(0, len(items), GROUP):
             if start:

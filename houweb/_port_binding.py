@@ -14,18 +14,19 @@ houweb's loopback), on its IPv6 counterpart with ``IPV6``; over TLS with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._config import ServerConfig, listen_interface
 from ._errors import OperationFailed
 from ._https import context_factory
-from ._port_settings import MAIN, PortSettings, PortTable
+from ._port_settings import MAIN, PortSettings, PortTable, ignored_keys
 
 log = Logger(namespace="houweb")
 
@@ -64,8 +65,13 @@ class PortPlan:
             return self.interface
         return listen_interface(self.description)
 
-    def listen(self, reactor: Any, factory: Any) -> defer.Deferred[Any]:
+    def listen(
+        self, reactor: Any, factory: Any, taken: frozenset[int] = frozenset()
+    ) -> defer.Deferred[Any]:
         """
+        :param taken: the numbers the server's other sockets have: skipped
+            (houweb tells ports apart by number, so one on another address
+            would answer for that other port).
         :returns: a Deferred firing with the listening port.
         :raises OperationFailed: (through the Deferred) naming the port and
             its range when no number of it could be bound, or its TLS files
@@ -75,28 +81,49 @@ class PortPlan:
             endpoint: Any = serverFromString(reactor, self.description)
             listening: defer.Deferred[Any] = endpoint.listen(factory)
             return listening
-        return defer.maybeDeferred(self._bind, reactor, factory)
+        return defer.maybeDeferred(self._bind, reactor, factory, taken)
 
-    def _bind(self, reactor: Any, factory: Any) -> Any:
+    def _bind(self, reactor: Any, factory: Any, taken: frozenset[int] = frozenset()) -> Any:
         assert self.settings is not None and self.name is not None
         tls = context_factory(self.settings, self.name) if self.settings.tls else None
         numbers = self.settings.candidates(self.first)
-        failure: CannotListenError | None = None
+        reason = ""
         for number in numbers:
-            try:
-                if tls is not None:
-                    return reactor.listenSSL(number, factory, tls, interface=self.interface)
-                return reactor.listenTCP(number, factory, interface=self.interface)
-            except CannotListenError as exc:
-                failure = exc
-        assert failure is not None
-        reason = getattr(failure.socketError, "strerror", None) or str(failure.socketError)
+            if number in taken:
+                reason = "another of the server's ports has that number"
+                continue
+            # The system's pick (0) may be a number the server has on another address.
+            for _ in range(_SYSTEM_PICKS if number == 0 else 1):
+                try:
+                    if tls is not None:
+                        port = reactor.listenSSL(number, factory, tls, interface=self.interface)
+                    else:
+                        port = reactor.listenTCP(number, factory, interface=self.interface)
+                except CannotListenError as exc:
+                    error = exc.socketError
+                    reason = str(getattr(error, "strerror", None) or error).lower()
+                    break
+                if port.getHost().port not in taken:
+                    return port
+                _close_now(port)
+                reason = "another of the server's ports has that number"
         tried = f"port {numbers[0]}" if len(numbers) == 1 else f"ports {_ranges(numbers)}"
         which = "" if self.name == MAIN and len(numbers) == 1 else f"{_port_label(self.name)}, "
         raise OperationFailed(
             f"Could not listen on {tried} ({which}interface "
-            f"{self.interface or '0.0.0.0'}): {str(reason).lower()}"
+            f"{self.interface or '0.0.0.0'}): {reason}"
         )
+
+
+#: How often a system-picked port number is asked for again when it is one
+#: the server already has (on another address).
+_SYSTEM_PICKS = 20
+
+
+def _close_now(port: Any) -> None:
+    """Close a listening ``port`` before returning (no reactor turn needed)."""
+    port.stopReading()
+    port.connectionLost(Failure(ConnectionDone()))
 
 
 def _port_label(name: str) -> str:
@@ -143,14 +170,36 @@ def plan_ports(config: ServerConfig, table: PortTable, main: PortSettings) -> li
     return list(_plans(config, table, main))
 
 
+def _warn_ignored(name: str, settings: PortSettings, listens: bool = True) -> None:
+    """Log the keys of port ``name`` that have no effect (never silence)."""
+    if not listens:
+        log.warn(
+            "houweb: named port {name!r} has settings but no PORT: it does not listen",
+            name=name,
+        )
+        return
+    ignored = ignored_keys(settings)
+    if ignored:
+        log.warn(
+            "houweb: {port}: {keys} ignored (no effect with its other settings: "
+            "SSL_* and SECURE_HSTS_* need SSL_CERTIFICATE, SSL_REDIRECT_* need "
+            "SSL_REDIRECT on a plain port, MIN_LOG_SEVERITY needs LOG_FILE, "
+            "MAX_PORT and ALLOW_SYSTEM_PORT a PORT other than 0)",
+            port=_port_label(name),
+            keys=", ".join(ignored),
+        )
+
+
 def _plans(config: ServerConfig, table: PortTable, main: PortSettings) -> Iterator[PortPlan]:
     number = main_port_number(config, main)
+    _warn_ignored(MAIN, replace(main, port=main.port if main.port is not None else number))
     interface = main.interface(config.interface)
     yield PortPlan(MAIN, _endpoint(main, number, interface), main, number, interface)
     escaped = config.interface.replace(":", "\\:")
     for extra in config.ports:
         yield PortPlan(None, f"tcp:{extra}:interface={escaped}")
     for name, settings in table.named().items():
+        _warn_ignored(name, settings, listens=settings.port is not None)
         if settings.port is None:
             continue
         interface = settings.interface(config.interface)

@@ -9,12 +9,15 @@ full), appended to the file, which is closed when the server stops.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 from twisted.logger import (
     FilteringLogObserver,
     ILogFilterPredicate,
+    ILogObserver,
     LogEvent,
     Logger,
     LogLevel,
@@ -27,6 +30,8 @@ from zope.interface import implementer
 from ._access import escaped
 from ._errors import OperationFailed
 from ._port_settings import PortSettings, Severity
+
+_log = Logger(namespace="houweb")
 
 if TYPE_CHECKING:  # for the hints: the twisted.web request houweb receives
     from ._channel import HouwebRequest
@@ -61,14 +66,36 @@ class PortLogFile:
     :param ports: the listening port numbers whose requests it logs.
     """
 
-    def __init__(self, stream: IO[str], minimum: Severity, ports: Iterable[int]) -> None:
+    def __init__(
+        self, stream: IO[str], minimum: Severity, ports: Iterable[int], what: str = "LOG_FILE"
+    ) -> None:
         self._stream = stream
         self._ports = frozenset(ports)
         self._minimum = minimum.log_level()
-        writer: Any = textFileLogObserver(stream)
-        self._observer: Any = FilteringLogObserver(writer, [_Predicate(self._wanted)])
+        self._what = what
+        self._writer: Any = textFileLogObserver(stream)
+        #: Set once a write failed (disk full, a FIFO's reader gone): then
+        #: nothing more is written, and the server never sees the error.
+        self._failed = False
+        # An observer is any callable taking an event (what ILogObserver
+        # declares); a bound method does not declare that it provides it.
+        write = cast(ILogObserver, self._write)
+        self._observer: Any = FilteringLogObserver(write, [_Predicate(self._wanted)])
         self._requests = Logger(namespace="houweb.port", observer=self._observer)
         self._site: Any = None
+
+    def _write(self, event: LogEvent) -> None:
+        if self._failed:
+            return
+        try:
+            self._writer(event)
+        except Exception as exc:  # noqa: BLE001 - a log file must not break what is logged
+            self._failed = True
+            _log.warn(
+                "houweb: {what}: writing failed ({error}); nothing more is written to it",
+                what=self._what,
+                error=getattr(exc, "strerror", None) or exc,
+            )
 
     @classmethod
     def open(cls, name: str, settings: PortSettings, ports: Iterable[int]) -> PortLogFile:
@@ -77,13 +104,21 @@ class PortLogFile:
             be opened for appending.
         """
         assert settings.log_file is not None
+        path = settings.log_file
         try:
-            stream = open(settings.log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed at stop
+            # O_NONBLOCK: opening a FIFO nobody reads would block the reactor
+            # (and run()) forever; it fails with ENXIO instead.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
         except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.errno == errno.ENXIO:
+                reason = "it is a FIFO that no process reads"
             raise OperationFailed(
-                f"port {name!r}: cannot open LOG_FILE {settings.log_file!r}: {exc.strerror or exc}"
+                f"port {name!r}: cannot open LOG_FILE {path!r}: {reason}"
             ) from None
-        return cls(stream, settings.min_log_severity, ports)
+        os.set_blocking(fd, True)  # the writes are whole lines, as to any log file
+        stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - closed at stop
+        return cls(stream, settings.min_log_severity, ports, f"port {name!r}: LOG_FILE {path!r}")
 
     def _wanted(self, event: LogEvent) -> bool:
         """:returns: whether ``event`` goes to the file: houweb's, at or above the severity."""
@@ -117,4 +152,7 @@ class PortLogFile:
         globalLogPublisher.removeObserver(self._observer)
         if self._site is not None and self._request_done in self._site.houweb_on_finish:
             self._site.houweb_on_finish.remove(self._request_done)
-        self._stream.close()
+        try:
+            self._stream.close()
+        except OSError:  # its last lines could not be flushed: the write said so already
+            pass

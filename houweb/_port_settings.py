@@ -133,6 +133,34 @@ class PortSettings:
         return numbers
 
 
+def ignored_keys(settings: PortSettings) -> list[str]:
+    """
+    :returns: the keys set away from their defaults that have no effect
+        with the others (HSTS on a plain-HTTP port...), to warn about.
+    """
+    default = PortSettings()
+    changed = {
+        key for key, (name, _) in KEYS.items() if getattr(settings, name) != getattr(default, name)
+    }
+    ignored = []
+    if not settings.tls:
+        ignored += [
+            key
+            for key in changed
+            if key.startswith(("SSL_CERTIFICATE_KEY", "SSL_DH_PARAMS", "SSL_VERIFY_PEER"))
+            or key.startswith("SECURE_HSTS_")
+        ]
+    elif "SSL_REDIRECT" in changed:
+        ignored.append("SSL_REDIRECT")  # already HTTPS
+    if not settings.ssl_redirect or settings.tls:
+        ignored += [key for key in changed if key.startswith("SSL_REDIRECT_")]
+    if settings.log_file is None and "MIN_LOG_SEVERITY" in changed:
+        ignored.append("MIN_LOG_SEVERITY")
+    if settings.port is None or settings.port == 0:
+        ignored += [key for key in changed if key in ("MAX_PORT", "ALLOW_SYSTEM_PORT")]
+    return [key for key in KEYS if key in ignored]
+
+
 #: IPv4 addresses and the IPv6 ones ``IPV6=True`` binds instead.
 _IPV6_OF = {"0.0.0.0": "::", "": "::", "127.0.0.1": "::1", "localhost": "::1"}
 
@@ -318,6 +346,8 @@ class PortTable:
         self._given: dict[str, dict[str, Any]] = {}
         #: Named port -> the number it is bound to while a server runs.
         self.bound: dict[str, int] = {}
+        #: Whether a server runs with these settings (later changes wait for its next run).
+        self.serving = False
         #: Named port -> its CORS whitelist (``setCORSWhitelist(origins, name)``).
         self.cors: dict[str, tuple[str, ...]] = {}
 
@@ -371,9 +401,13 @@ class PortTable:
         """:returns: the number named port ``name`` is bound to, ``None`` if it does not listen."""
         return self.bound.get(name)
 
-    def record_bound(self, bound: Mapping[str, int]) -> None:
-        """A server listens: each named port's number (replaces what an earlier run left)."""
+    def record_bound(self, bound: Mapping[str, int], serving: bool = True) -> None:
+        """
+        A server listens (``serving``): each named port's number (replaces
+        what an earlier run left); or it stopped (``{}``, ``serving=False``).
+        """
         self.bound = dict(bound)
+        self.serving = serving
 
 
 def set_settings_for_port(
@@ -384,3 +418,9 @@ def set_settings_for_port(
     :func:`houweb.setSettingsForPort`, which is this on the default server.
     """
     registry.ports.update(port_key(port_name), check_settings(settings))
+    if registry.ports.serving:
+        log.warn(
+            "houweb: setSettingsForPort(..., {name!r}) while the server runs: "
+            "its settings take effect at the next run()",
+            name=port_name,
+        )

@@ -66,6 +66,10 @@ class BackgroundReactor:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self._thread: threading.Thread | None = None
+        #: One start at a time: two servers' first background run() at once
+        #: would both run the reactor (the second raises, and its dead
+        #: thread could be the one kept).
+        self._starting = threading.Lock()
 
     def is_alive(self) -> bool:
         """:returns: whether the background thread runs the reactor."""
@@ -82,6 +86,10 @@ class BackgroundReactor:
         :raises OperationFailed: with the reason, when the reactor cannot run
             (e.g. other code ran and stopped it: ``ReactorNotRestartable``).
         """
+        with self._starting:
+            self._start()
+
+    def _start(self) -> None:
         if self.is_alive():
             return
         settled = threading.Event()

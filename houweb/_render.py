@@ -120,6 +120,12 @@ class _ShrinkGuard:
         self._request = request
 
     def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            # twisted.web's multipart producer asks for what is left of its
+            # 64 KiB buffer once a part's header went in, which can be less
+            # than nothing; -1 would read the whole rest of the file. It
+            # never asks for "all": nothing now, the rest on its next round.
+            return b""
         data: bytes = self._file.read(size)
         if not data and size != 0:
             name = getattr(self._file, "name", "the file")

@@ -44,7 +44,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
 from . import _logging
@@ -362,14 +366,33 @@ def _wait_for_a_fix(
     restart with the same sockets.
     """
     stop_answering = _answer_unavailable(state, error, token)
-    files = set(state.files) | more_files | application_files()
-    watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
-    for changed in watcher.changes():
-        if compiles(changed):
-            log.info("houweb: {file} changed, restarting", file=", ".join(changed))
-            stop_answering()
-            restart(replace(state, files=sorted(files)), token)
+    _interrupt_on_signals()
+    try:
+        files = set(state.files) | more_files | application_files()
+        watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
+        for changed in watcher.changes():
+            if compiles(changed):
+                log.info("houweb: {file} changed, restarting", file=", ".join(changed))
+                stop_answering()
+                restart(replace(state, files=sorted(files)), token)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: stop as a running server does, exit status 0.
+        stop_answering()
+        log.info("houweb: stopped")
+        raise SystemExit(0) from None
     raise AssertionError("unreachable: the watch ends only by an exception")
+
+
+def _interrupt_on_signals() -> None:
+    """While waiting for a fix: Ctrl-C and SIGTERM interrupt the wait (``KeyboardInterrupt``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
 
 
 def _answer_unavailable(
@@ -383,7 +406,6 @@ def _answer_unavailable(
 
     :returns: a function that stops accepting again, the sockets staying open.
     """
-    from twisted.internet import threads
     from twisted.web.server import Site
 
     from ._reactor import BackgroundReactor, get_reactor
@@ -394,8 +416,9 @@ def _answer_unavailable(
             raise RuntimeError("the reactor runs already")
         unavailable = Unavailable(error if state.debug else None, state.allowed_hosts, token)
         site = Site(unavailable)
+        connections = _Connections(site)
         ports = [
-            reactor.adoptStreamPort(kept.fd, kept.family, site)
+            reactor.adoptStreamPort(kept.fd, kept.family, connections)
             for kept in state.listeners
             if kept.fd is not None and not kept.tls
         ]
@@ -406,10 +429,69 @@ def _answer_unavailable(
             kept.close()
         return lambda: None
 
+    def stop(stopped: threading.Event) -> None:
+        """On the reactor thread: stop accepting; once the connections are closed, set ``stopped``."""
+        for port in ports:
+            port.stopReading()
+        if connections.protocols:
+            log.info(
+                "houweb: answering {count} connection(s) accepted before restarting",
+                count=len(connections.protocols),
+            )
+
+        def done(result: object) -> object:
+            stopped.set()
+            return result
+
+        ended = connections.ended()
+        ended.addTimeout(DRAIN_SECONDS, reactor)
+        ended.addErrback(_given_up).addBoth(done)
+
     def stop_accepting() -> None:
-        threads.blockingCallFromThread(reactor, lambda: [port.stopReading() for port in ports])
+        # The connections accepted are answered first: exec would close them
+        # unanswered. Connections not accepted yet wait in the backlog.
+        stopped = threading.Event()
+        reactor.callFromThread(stop, stopped)
+        stopped.wait(DRAIN_SECONDS + 1)
 
     return stop_accepting
+
+
+#: Seconds a process answering 503 waits, once a fix is saved, for the
+#: connections it accepted to get their answer before it starts the fixed
+#: program (a client that connected and sends nothing is not waited for longer).
+DRAIN_SECONDS = 3.0
+
+
+def _given_up(failure: Failure) -> object:
+    """:data:`DRAIN_SECONDS` passed: the connections still open close with this process."""
+    if not isinstance(failure.value, defer.TimeoutError):
+        failure.raiseException()
+    return None
+
+
+class _Connections(WrappingFactory):
+    """The open connections of the 503 site, to wait until they are all closed."""
+
+    def __init__(self, wrapped: Any) -> None:
+        super().__init__(wrapped)  # type: ignore[no-untyped-call]  # not annotated
+        self._waiting: list[Deferred[None]] = []
+
+    def unregisterProtocol(self, p: Any) -> None:
+        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]
+        if not self.protocols:
+            waiting, self._waiting = self._waiting, []
+            for ended in waiting:
+                if not ended.called:  # not given up on (DRAIN_SECONDS)
+                    ended.callback(None)
+
+    def ended(self) -> Deferred[None]:
+        """:returns: a Deferred that fires once no connection is open."""
+        if not self.protocols:
+            return defer.succeed(None)
+        ended: Deferred[None] = Deferred()
+        self._waiting.append(ended)
+        return ended
 
 
 class Unavailable(Resource):
@@ -433,6 +515,10 @@ class Unavailable(Resource):
         )
 
     def render(self, request: Any) -> bytes:
+        # One answer per connection: a connection is not kept for the next
+        # request, so a restart has no idle connection to close under a client.
+        request.channel.persistent = False
+        request.setHeader(b"connection", b"close")
         refusal = self._guard.refusal(
             request.method, request.requestHeaders, request.getHost().port, request.isSecure()
         )

@@ -67,7 +67,8 @@ class ProcessRole:
     def __init__(self) -> None:
         self.role = Role.PROGRAM
         #: For a reloaded program or a worker: the program it runs (its own
-        #: ``__main__`` is houweb's ``-c`` entry point, not the program).
+        #: ``__main__`` is houweb's ``-c`` entry point, not the program); for
+        #: a script run by ``python -m houweb run``, that command (:meth:`runs`).
         self.program: Program | None = None
         #: The listening sockets inherited, until ``run()`` adopts or closes them.
         self.inherited: list[Listener] = []
@@ -96,6 +97,18 @@ class ProcessRole:
         self._begun = True
         self.role, self.program, self.worker = role, program, worker
         self.inherited = list(inherited)
+
+    def runs(self, program: Program) -> None:
+        """
+        Say how to start this program again where its ``__main__`` does not
+        tell: ``python -m houweb run SCRIPT`` runs the script as
+        ``__main__``, but a restart or a worker must run ``houweb run``
+        again, which provides the script's ``hwebserver`` and ``hou``. A
+        reloaded program or a worker keeps the program it was given (the
+        same one).
+        """
+        if self.program is None:
+            self.program = program
 
     def take_inherited(self) -> list[Listener]:
         """:returns: the inherited sockets, which are no longer this object's to close."""

@@ -17,6 +17,7 @@ whole program, so only it may use them), and the exit hook.
 from __future__ import annotations
 
 import gc
+import inspect
 import signal
 import threading
 from collections.abc import Callable
@@ -44,8 +45,8 @@ from ._server import RunningServer
 if TYPE_CHECKING:
     from ._workers import Workers
 
-#: ``port_callback(port)``: told the main port once a server listens.
-PortCallback = Callable[[int], object]
+#: ``port_callback(port)`` (or Houdini's ``(port_name, port)``): told the main port once a server listens.
+PortCallback = Callable[..., object]
 
 log = Logger(namespace="houweb")
 
@@ -76,8 +77,7 @@ class Lifecycle:
         with _process.lock:
             self.server = self.last = server
             self.starting = False
-            if self not in _process.lifecycles:
-                _process.lifecycles.append(self)
+            _process.hold(self)
         server.shutdown_requested().addCallback(lambda _: _forget(self, server))
 
     def release(self) -> None:
@@ -100,12 +100,31 @@ class _Process:
         #: The server object whose run() serves the reactor in this thread
         #: (or that twistd serves): it owns reloading, workers and signals.
         self.foreground: Lifecycle | None = None
-        #: Every server object that ever ran here, for the exit hook.
+        #: The server objects that run, start or are stopping here (see :meth:`hold`).
         self.lifecycles: list[Lifecycle] = []
         #: :attr:`foreground` reloads or has workers: no other server may start.
         self.exclusive = False
         #: Ends the logging a background run() began, once no server runs.
         self.end_logging: Callable[[], None] | None = None
+
+    def hold(self, lifecycle: Lifecycle) -> None:
+        """
+        Under :attr:`lock`: add ``lifecycle`` to :attr:`lifecycles`, and drop
+        those whose servers have stopped (a bridge that restarts itself makes
+        a new server object each time: they were all kept, with their last
+        server's site, pool and registry).
+        """
+        self.lifecycles = [
+            each
+            for each in self.lifecycles
+            if each is not lifecycle
+            and (
+                each.starting
+                or each.server is not None
+                or (each.last is not None and not each.last.wait_stopped(0))
+            )
+        ]
+        self.lifecycles.append(lifecycle)
 
     @property
     def server(self) -> RunningServer | None:
@@ -166,6 +185,9 @@ def run(
         end_logging = _logging.begin_logging()
         if background or _process.reactor_is_ours():
             beside_others = True
+            if not background and reload_source_changes and _others_run(lifecycle):
+                # The warning below says "needs in_background=False", which it has.
+                raise OperationFailed(_needs_the_process("reload_source_changes"))
             _not_in_foreground(reload_source_changes)
             if workers > 1:
                 raise OperationFailed(_needs_the_process("workers > 1"))
@@ -211,6 +233,14 @@ def _end_logging_when_idle() -> None:
         end()
 
 
+def _others_run(lifecycle: Lifecycle) -> bool:
+    """:returns: whether a server of another server object runs in this process."""
+    with _process.lock:
+        return any(
+            other is not lifecycle and other.server is not None for other in _process.lifecycles
+        )
+
+
 def _needs_the_process(what: str) -> str:
     """:returns: why ``what`` is refused while another server runs here."""
     running = ", ".join(
@@ -226,10 +256,33 @@ def _tell_port(port_callback: PortCallback | None, server: RunningServer) -> Non
     """Call ``port_callback`` with ``server``'s main port; a failure is logged, not raised."""
     if port_callback is None:
         return
+    port = server.port_numbers()[0]
     try:
-        port_callback(server.port_numbers()[0])
+        if _takes_name_and_port(port_callback):
+            port_callback("main", str(port))
+        else:
+            port_callback(port)
     except Exception:  # noqa: BLE001 - the server serves on: say what failed
         log.failure("houweb: port_callback failed")
+
+
+def _takes_name_and_port(port_callback: PortCallback) -> bool:
+    """
+    :returns: whether ``port_callback`` takes two positional arguments (or
+        ``*args``): Houdini 21 calls it with the port's name and its number,
+        both as text (observed in a bridge written for it); one that takes
+        one argument gets the number, as houweb documents.
+    """
+    try:
+        parameters = inspect.signature(port_callback).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: houweb's form
+        return False
+    required = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
 
 
 def _when_stopped(server: RunningServer, function: Callable[[], None]) -> None:
@@ -328,18 +381,20 @@ def _claim_reactor(lifecycle: Lifecycle, foreground: bool = False) -> Any:
                         "the Twisted reactor is already run by other code in this process"
                     )
                 lifecycle.starting = True
-                if lifecycle not in _process.lifecycles:
-                    _process.lifecycles.append(lifecycle)
+                _process.hold(lifecycle)
                 return reactor
         grace = stopping.config.shutdown_grace
         stopped = _wait_for_stopping(stopping, foreground)
         if stopped is None:
             return None
         if not stopped:
+            previous = (
+                f"the previous run of {lifecycle.label()}"
+                if lifecycle.name
+                else f"the previous {lifecycle.label()} server"
+            )
             raise OperationFailed(
-                f"the previous {lifecycle.label()} server is still stopping"
-                if not lifecycle.name
-                else f"the previous run of {lifecycle.label()} is still stopping {grace + STOPPING_MARGIN:g}s "
+                f"{previous} is still stopping {grace + STOPPING_MARGIN:g}s "
                 "after it was asked to (its shutdown grace, plus a margin)"
             )
 
@@ -419,10 +474,23 @@ def _start_in_background(
             if not _process.exit_hook_registered:
                 register_before_exit(_shutdown_at_exit)
                 _process.exit_hook_registered = True
+        # Servers asked to stop close their ports on the reactor thread, a turn
+        # after requestShutdown() returned: a port one of them releases is
+        # bound once it has (a restarting bridge takes its old port again).
+        releasing = [
+            other.last
+            for other in _process.lifecycles
+            if other.last is not None and other.last.stop_asked and not other.last.wait_stopped(0)
+        ]
     if not hosted:
         background.start()
-    server = RunningServer(config, reactor, registry)
-    threads.blockingCallFromThread(reactor, server.start)
+    server = RunningServer(config, reactor, registry, lifecycle.name)
+
+    def start() -> defer.Deferred[Any]:
+        released = defer.gatherResults([other.ports_closed() for other in releasing])
+        return released.addCallback(lambda _: server.start())
+
+    threads.blockingCallFromThread(reactor, start)
     lifecycle.record(server)
     return server
 
@@ -513,7 +581,7 @@ def _serve_in_foreground(
     stops. ``exclusive``: it reloads or has workers, and no other server may
     start meanwhile (they would not be restarted or copied).
     """
-    server = RunningServer(config, reactor, registry)
+    server = RunningServer(config, reactor, registry, lifecycle.name)
     # Before listening: once "listening on" is logged, Ctrl-C and SIGTERM shut
     # down gracefully (a worker's parent may send SIGTERM right then). A
     # signal before the reactor runs is handled as soon as it does.
@@ -637,7 +705,9 @@ def requestShutdown(lifecycle: Lifecycle | None = None) -> None:
     :param lifecycle: ``None``: the server that runs the process in the
         foreground (what reloading restarts).
     """
-    if _is_worker():
+    if _is_worker() and (lifecycle is None or lifecycle is _process.foreground):
+        # Only the server the workers copy stops them all; another server
+        # object's (which cannot run beside workers) has nothing to stop.
         from . import _workers  # imported already: work() started this process
 
         if _workers.stop_all_from_worker():

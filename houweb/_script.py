@@ -86,6 +86,13 @@ def run_script(path: str, args: list[str]) -> None:
         print(f"houweb run: no such script: {path}", file=sys.stderr)
         raise SystemExit(2)
     install_houdini_names()
+    from ._handover import Program
+    from ._role import this_process
+
+    # A restart (reload_source_changes) or a worker runs `houweb run SCRIPT`
+    # again, not the bare script, which would not find hwebserver or hou.
+    houweb_main = f"{__package__}.__main__"
+    this_process.runs(Program([sys.argv[0], "run", path, *args], os.getcwd(), module=houweb_main))
     sys.argv = [path, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     runpy.run_path(path, run_name="__main__")

@@ -99,8 +99,12 @@ class RunningServer:
     ``config.max_num_threads`` threads.
     """
 
-    def __init__(self, config: ServerConfig, reactor: Any, registry: Registry) -> None:
+    def __init__(
+        self, config: ServerConfig, reactor: Any, registry: Registry, name: str = ""
+    ) -> None:
         self.config = config
+        #: Its server object's name, in its log lines; ``""`` for the default server.
+        self.name = name
         self.reactor = reactor
         self.pool = HandlerPool(config.max_num_threads)
         settings = load_settings(config.settings)
@@ -146,6 +150,7 @@ class RunningServer:
         self._port_numbers: list[int] = []
         self._requested = _Notifier()
         self._stopped = _Notifier()
+        self._ports_closed = _Notifier()
         #: Set (from any thread) once shutdown is asked for, before it begins.
         self.stop_asked = False
         self._stopped_event = threading.Event()
@@ -182,7 +187,8 @@ class RunningServer:
         for plan in self.plans:
             description = plan.description
             try:
-                port = yield plan.listen(self.reactor, self.site)
+                taken = frozenset(p.getHost().port for p in self.listening)
+                port = yield plan.listen(self.reactor, self.site, taken)
             except CannotListenError as exc:
                 self.close_ports_now()
                 raise OperationFailed(_cannot_listen(exc)) from None
@@ -209,7 +215,10 @@ class RunningServer:
         self.pool.start()
         self._start_extensions()
         for description, port in zip(self._descriptions, self.listening):
-            log.info("houweb: listening on {url}", url=url_of(description, port))
+            url = url_of(description, port)
+            if self.name:  # "(loopback only; server 'a')": which of several
+                url = f"{url[:-1]}; server {self.name!r})"
+            log.info("houweb: listening on {url}", url=url)
         self._warn_about_registrations()
 
     def _start_extensions(self) -> None:
@@ -286,6 +295,10 @@ class RunningServer:
         ports, self.listening = self.listening, []
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
 
+    def ports_closed(self) -> defer.Deferred[None]:
+        """:returns: a Deferred that fires once shutdown has closed the listening ports."""
+        return self._ports_closed.when()
+
     def shutdown_requested(self) -> defer.Deferred[None]:
         """:returns: a Deferred that fires when shutdown begins."""
         return self._requested.when()
@@ -336,14 +349,23 @@ class RunningServer:
         return self.stopped()
 
     def _has_stopped(self) -> None:
+        self._ports_closed.fire()  # if closing them failed: nothing more to wait for
         self._stopped_event.set()
         self._stopped.fire()
 
     async def _shutdown(self) -> None:
+        try:
+            await self._shut_down()
+        finally:
+            # Last: the requests finishing in the grace are routed to the named
+            # ports and logged to their LOG_FILEs until then.
+            self._ports_undo()
+
+    async def _shut_down(self) -> None:
         self._unwatch()
         self._unwatch_lifecycles()
-        self._ports_undo()
         await self._close_ports()
+        self._ports_closed.fire()
         for channel in list(self.site.houweb_connections):
             channel.stopWhenIdle()  # each closes once its response is sent
         closed = self.site.all_closed()
@@ -361,7 +383,7 @@ class RunningServer:
         self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
         await self._stop_extensions()
-        log.info("houweb: stopped")
+        log.info("houweb: stopped{which}", which=f" (server {self.name!r})" if self.name else "")
 
     async def _stop_extensions(self) -> None:
         """Stop what modules added (ASGI lifespans), for at most the shutdown grace."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import struct
 from collections import deque
@@ -354,6 +355,9 @@ class _Connection(WebSocketServerProtocol):
         #: many bytes it had taken when last pinged (see ``bytes_taken``).
         self._heard = self._reactor.seconds()
         self._taken: int | None = None
+        #: How many bytes the client had taken when this server sent its
+        #: close frame (or when its close handshake timeout last fired).
+        self._close_taken: int | None = None
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -429,6 +433,35 @@ class _Connection(WebSocketServerProtocol):
     def sendPing(self, payload: bytes | None = None) -> None:
         self._taken = bytes_taken(self.transport)
         super().sendPing(payload)
+
+    def sendCloseFrame(
+        self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
+    ) -> None:
+        self._close_taken = bytes_taken(self.transport)
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    def onCloseHandshakeTimeout(self) -> None:
+        """
+        No close frame answered this server's within ``closeHandshakeTimeout``
+        (1 s): autobahn drops the connection. Not while the client is still
+        taking what was sent before the close frame (messages sent without
+        awaiting, then ``close()``): the close frame waits behind them, so
+        wait for the answer again; a client that takes nothing is dropped.
+        """
+        self.closeHandshakeTimeoutCall = None
+        taken, self._close_taken = self._close_taken, bytes_taken(self.transport)
+        if (
+            self.state == self.STATE_CLOSING
+            and taken is not None
+            and self._close_taken is not None
+            and self._close_taken > taken
+        ):
+            self.closeHandshakeTimeoutCall = self._reactor.callLater(
+                self.closeHandshakeTimeout,  # type: ignore[attr-defined]  # set by setProtocolOptions
+                self.onCloseHandshakeTimeout,
+            )
+            return
+        super().onCloseHandshakeTimeout()
 
     def onAutoPingTimeout(self) -> None:
         """
@@ -654,7 +687,9 @@ class _Connection(WebSocketServerProtocol):
                     coroutine = self.endpoint.receive(text_data=text_data)
             else:
                 coroutine = getattr(self.endpoint, name)(*args)
-            await bridge(coroutine, self._loop)
+            # In a copy of the context, as if in a task of its own: context
+            # variables it sets do not leak into the next callback.
+            await bridge(coroutine, self._loop, contextvars.copy_context())
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
             self._failed(name)
 

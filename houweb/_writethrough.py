@@ -12,8 +12,9 @@ gives the client the same bytes in the same order: the shortcut is taken
 only when Twisted has nothing buffered.
 
 Uses ``FileDescriptor``'s buffer attributes ``dataBuffer``, ``offset`` and
-the private ``_tempDataLen`` and ``_writeDisconnected`` (listed in
-tests/test_private_names.py).
+the private ``_tempDataLen`` and ``_writeDisconnected``, and ``Connection``'s
+private ``_aborting`` (listed in tests/test_private_names.py): after
+``abortConnection`` nothing more may reach the client.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def write_now(transport: Any, *pieces: bytes) -> None:
     """
     Write ``pieces`` to ``transport``, in order: straight to its socket, in
     one ``sendmsg`` without joining them, when it is plain TCP (not TLS),
-    connected, still writable and holds nothing; what the socket does not
-    take (and everything otherwise) through ``transport.writeSequence``.
+    connected, still writable (neither closing nor aborted) and holds
+    nothing; what the socket does not take (and everything otherwise)
+    through ``transport.writeSequence``.
     An error (``EAGAIN``, a reset) leaves the bytes to the transport, which
     then finds the error itself and reports it as it always does.
     """
@@ -45,6 +47,7 @@ def write_now(transport: Any, *pieces: bytes) -> None:
         and transport.connected
         and not transport.disconnecting
         and not transport._writeDisconnected
+        and not transport._aborting
         and not transport.TLS
         and buffer_empty(transport)
     ):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections import deque
 
 from .support import ROOT
@@ -66,6 +67,46 @@ def imports_of(module: str, path: str, modules: dict[str, str]) -> dict[str, int
     def add(target: str, line: int) -> None:
         if target != module:
             found.setdefault(target, line)
+
+    def absolute(name: str) -> str:
+        """:returns: ``name`` as ``importlib.import_module(name, package)`` resolves it."""
+        if not name.startswith("."):
+            return name
+        level = len(name) - len(name.lstrip("."))
+        parts = package.split(".")
+        return ".".join(parts[: len(parts) - level + 1] + [name.lstrip(".")]).rstrip(".")
+
+    def add_dotted(name: str, line: int) -> None:
+        name = absolute(name)
+        if name.split(".")[0] != PACKAGE:
+            return
+        while name not in modules and "." in name:
+            name = name.rpartition(".")[0]  # a name in a module, or a missing module
+        add(name, line)
+
+    # importlib.import_module() or __import__() with a name written out is an
+    # import too; with a name computed at run time (the lazy public names of
+    # __init__), every string in the module that names a module of the
+    # package counts as one.
+    dynamic = False
+    for node in ast.walk(tree):
+        if id(node) in skipped or not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        called = function.id if isinstance(function, ast.Name) else getattr(function, "attr", "")
+        if called in ("import_module", "__import__") and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                add_dotted(first.value, node.lineno)
+            else:
+                dynamic = True
+    if dynamic:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if re.fullmatch(r"\.*[A-Za-z_][\w.]*", node.value):
+                    named = absolute(node.value)
+                    if named in modules and named != PACKAGE:
+                        add(named, node.lineno)
 
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -230,3 +271,30 @@ def test_importing_houweb_loads_no_restart_or_worker_machinery():
     assert "houweb._role" in loaded
     for module in ("_handover", "_restart", "_watch", "_workers", "watchfiles"):
         assert f"houweb.{module}" not in loaded and module not in loaded, module
+
+
+def test_the_graph_sees_imports_by_name_written_out_or_in_a_table(tmp_path):
+    # A cycle through importlib (the lazy public names of __init__ are
+    # imported that way) was not seen: only import statements were read.
+    package = tmp_path / PACKAGE
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import importlib\n_LAZY = {'Thing': '._lazy'}\n"
+        "def __getattr__(name):\n    return importlib.import_module(_LAZY[name], __name__)\n"
+    )
+    (package / "_lazy.py").write_text("def later():\n    import houweb\n")
+    (package / "_a.py").write_text(
+        "import importlib\ndef later():\n    importlib.import_module('._b', __package__)\n"
+    )
+    (package / "_b.py").write_text("def later():\n    __import__('houweb._a')\n")
+    (package / "_c.py").write_text("NOT_A_MODULE = '.py'\nNAME = 'houweb._a'\n")
+    graph = import_graph(str(tmp_path))
+    assert graph["houweb"] == {"houweb._lazy": 2}
+    assert graph["houweb._a"] == {"houweb._b": 3}
+    assert graph["houweb._b"] == {"houweb._a": 2}
+    # A string alone, where nothing imports by computed name, is not an import.
+    assert graph["houweb._c"] == {}
+    assert sorted(map(sorted, cycles(graph))) == [
+        ["houweb", "houweb._lazy"],
+        ["houweb._a", "houweb._b"],
+    ]

@@ -7,8 +7,10 @@ large result is encoded (``json.dumps`` holds the GIL throughout).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -102,3 +104,63 @@ def test_a_large_result_lets_other_threads_run_while_it_is_encoded():
     start, end = encoding
     during = [t for t in ticks if start < t < end]
     assert len(during) >= 5, f"the other thread ran {len(during)} times in {end - start:.3f} s"
+
+
+def encode_mutated_at(value: Any, mutate: Any, call: int) -> str:
+    """
+    :returns: ``pieces(value)``, with ``mutate()`` run once just before the
+        ``call``-th call (or generator step) during the encoding: where another
+        thread may take the GIL and change the value, as it may between
+        any two pieces.
+    """
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+            if calls == call:
+                mutate()
+
+    sys.setprofile(profile)
+    try:
+        return pieces(value)
+    finally:
+        sys.setprofile(None)
+
+
+def test_a_dict_changed_by_another_thread_while_encoded_still_gives_json():
+    # json.dumps holds the GIL from start to end: another thread cannot
+    # change a (plain) dict during it. Between pieces it can: what comes out
+    # must still be JSON, of the dict as it was or as it is after the change,
+    # and no error json.dumps would not raise (a RuntimeError for a dict
+    # changing size while its keys are looked at). Tried at each point.
+    def make() -> tuple[dict, dict]:
+        rows: dict = {str(i): i for i in range(300)}
+        value: dict = {str(i): [i] for i in range(300)}
+        value["rows"] = rows
+        return value, rows
+
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += event in ("call", "c_call")
+
+    sys.setprofile(count)
+    try:
+        pieces(make()[0])
+    finally:
+        sys.setprofile(None)
+    assert calls > 300
+    for call in range(1, calls + 1):
+        value, rows = make()
+        before = reference(value)
+
+        def mutate(rows: dict = rows) -> None:
+            rows[1] = "an int key"  # json.dumps writes it as "1"
+            del rows["5"]
+
+        text = encode_mutated_at(value, mutate, call)
+        assert text in (before, reference(value)), call
+        json.loads(text)

@@ -34,6 +34,7 @@ def pair():
         "default": child.wait_for_line("DEFAULT"),
         "twice": child.wait_for_line("REFUSED"),
         "workers": child.wait_for_line("REFUSED"),
+        "reload": child.wait_for_line("REFUSED"),
     }
     a = int(child.wait_for_line("PORT a").split()[2])
     b = int(child.wait_for_line("PORT b").split()[2])
@@ -89,8 +90,11 @@ async def test_the_api_of_a_named_server_neither_lists_nor_calls_the_others_func
 def test_port_callback_gets_the_bound_main_port_in_the_thread_that_called_run(pair):
     _, a, b, lines = pair
     called = json.loads(lines["called"].split(" ", 1)[1])
-    # Both before run() returned, in the main thread that called it.
-    assert called == [["a", a, True], ["b", b, True]]
+    # Both before run() returned, in the main thread that called it; a
+    # callback taking two arguments is called as Houdini 21 calls it (an
+    # observed bridge: "called with the port name and the port, both as
+    # text"), one taking one with the number.
+    assert called == [["a", a, True], ["b", "main", str(b), True]]
 
 
 def test_running_the_same_server_twice_is_operation_failed_naming_it(pair):
@@ -102,6 +106,16 @@ def test_workers_are_refused_while_another_server_runs_in_the_process(pair):
     _, _, _, lines = pair
     assert lines["workers"].startswith("REFUSED workers > 1 needs a foreground run() that owns")
     assert "houweb server 'a', houweb server 'b'" in lines["workers"]
+
+
+def test_reloading_in_the_foreground_is_refused_while_another_server_runs(pair):
+    # It was served beside a and b with a warning that it needed
+    # in_background=False, which it had; the README says it is refused.
+    _, _, _, lines = pair
+    assert lines["reload"].startswith(
+        "REFUSED reload_source_changes needs a foreground run() that owns"
+    )
+    assert "houweb server 'a', houweb server 'b'" in lines["reload"]
 
 
 def test_module_level_functions_act_on_the_default_server_which_does_not_run(pair):
@@ -125,6 +139,10 @@ async def test_stopping_one_named_server_leaves_the_other_serving(pair, client):
     assert child.wait_for_line("END") == "END [[], []]"
     # Logging outlived a, which began it: b's end (and a's second run) is logged.
     assert child.output().count("houweb: stopped") == 3
+    # Each line names its server: with several, "stopped" alone says not which.
+    assert child.output().count("houweb: stopped (server 'a')") == 2
+    assert child.output().count("houweb: stopped (server 'b')") == 1
+    assert f"houweb: listening on http://127.0.0.1:{b}/ (loopback only; server 'b')" in child.output()
     assert child.process.returncode == 0
 
 
@@ -230,5 +248,117 @@ async def test_a_foreground_run_returning_shuts_the_servers_beside_it_down_grace
         # c went through its shutdown before the reactor stopped, not cut off.
         assert child.output().count("houweb: stopped") == 2
         assert child.process.returncode == 0
+    finally:
+        child.kill()
+
+
+def test_a_server_object_takes_the_port_another_was_just_asked_to_release():
+    # requestShutdown() returns before the reactor thread closes the ports:
+    # the new server's bind came first, "address already in use".
+    child = ServerProcess(os.path.join(APPS, "named_port_handover.py"))
+    try:
+        assert child.wait_for_line("HANDOVER") == "HANDOVER bridge_2"
+        # The old server's request in flight still finished, within its grace.
+        assert child.wait_for_line("OLD") == "OLD [b'slow bridge_1']"
+        child.wait_for_line("END")
+    finally:
+        child.kill()
+
+
+@pytest.mark.parametrize(
+    "name, label",
+    [("", "the previous houweb server"), ("a", "the previous run of houweb server 'a'")],
+)
+def test_a_server_still_stopping_after_its_grace_is_named_with_how_long_was_waited(
+    monkeypatch, name, label
+):
+    # The default server's message had lost "…s after it was asked to (its
+    # shutdown grace, plus a margin)" (a conditional expression swallowed it).
+    import threading
+    import types
+
+    from houweb import _run
+
+    class Stuck:
+        stop_asked = True
+        config = types.SimpleNamespace(shutdown_grace=0.0)
+
+        def wait_stopped(self, timeout):
+            return False
+
+    monkeypatch.setattr(_run, "STOPPING_MARGIN", 0.0)
+    lifecycle = _run.Lifecycle(name)
+    lifecycle.last = Stuck()
+    raised = []
+
+    def claim():  # not on the test's reactor thread, as run() is never
+        try:
+            _run._claim_reactor(lifecycle)
+        except houweb.OperationFailed as exc:
+            raised.append(str(exc))
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    thread.join(10)
+    assert raised == [
+        f"{label} is still stopping 0s after it was asked to (its shutdown grace, plus a margin)"
+    ]
+
+
+def test_two_servers_starting_the_background_reactor_at_once_run_it_once():
+    # Two threads' first run(in_background=True) (a and b started side by
+    # side) both started a reactor thread: the second reactor.run() raised,
+    # its dead thread could replace the live one, and from then on houweb
+    # took its own reactor for "run by other code" (later runs refused) and
+    # did not shut the servers down at exit.
+    import threading
+
+    from twisted.internet.error import ReactorAlreadyRunning
+
+    from houweb._reactor import BackgroundReactor
+
+    both_checked = threading.Barrier(2)
+    stop = threading.Event()
+
+    class Reactor:
+        running = False
+        runs = 0
+
+        def callWhenRunning(self, function):
+            try:  # both past "is it alive?" before either thread runs it
+                both_checked.wait(timeout=1)
+            except threading.BrokenBarrierError:
+                pass  # the other one waits for this start to finish
+            self.waiting = [*getattr(self, "waiting", []), function]
+
+        def run(self, installSignalHandlers):
+            self.runs += 1
+            if self.running:
+                raise ReactorAlreadyRunning()
+            self.running = True
+            for function in self.waiting:
+                function()
+            stop.wait(10)
+
+    reactor = Reactor()
+    background = BackgroundReactor(reactor)
+    starts = [threading.Thread(target=background.start) for _ in range(2)]
+    try:
+        for thread in starts:
+            thread.start()
+        for thread in starts:
+            thread.join(10)
+        assert reactor.runs == 1
+        assert background.is_alive()
+    finally:
+        stop.set()
+
+
+def test_server_objects_that_stopped_are_not_held_for_ever():
+    # Each one that ever ran stayed in the process's list, with its last
+    # server (site, pool, registry): a bridge restarting N times kept N.
+    child = ServerProcess(os.path.join(APPS, "named_servers_restarted.py"))
+    try:
+        assert child.wait_for_line("KEPT") == "KEPT 1"
     finally:
         child.kill()

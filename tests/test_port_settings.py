@@ -7,13 +7,15 @@ allow-lists and log files, and the checks of the call itself.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import ssl as stdlib_ssl
 
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor, ssl
+from twisted.internet import defer, reactor, ssl
 from twisted.internet.threads import deferToThread
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
@@ -119,6 +121,35 @@ def test_main_is_named_empty_or_main_and_later_calls_change_only_their_keys(regi
     main = registry.ports.main()
     assert (main.port, main.max_port, main.address) == (9000, 9005, "127.0.0.1")
     assert registry.ports.named() == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_settings_for_port_while_the_server_runs_warns_that_it_waits_for_the_next_run(
+    serve, logged, monkeypatch
+):
+    await serve()
+    houweb.setSettingsForPort({"PORT": 0}, "late")
+    assert "setSettingsForPort(..., 'late') while the server runs" in messages(logged)
+    assert houweb._application.default_server().registry.ports.number_of("late") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_keys_without_effect_are_warnings_naming_them(serve, logged):
+    houweb.setSettingsForPort({"SECURE_HSTS_SECONDS": 60, "SSL_REDIRECT_HOST": "x.example"}, "main")
+    houweb.setSettingsForPort({"PORT": 0, "MIN_LOG_SEVERITY": houweb.DebugSeverity}, "quiet")
+    houweb.setSettingsForPort({"ADDRESS": "127.0.0.1", "MAX_PORT": 9000}, "portless")
+    await serve()
+    text = messages(logged)
+    assert "the main port: SSL_REDIRECT_HOST, SECURE_HSTS_SECONDS ignored" in text
+    assert "named port 'quiet': MIN_LOG_SEVERITY ignored" in text
+    assert "named port 'portless' has settings but no PORT: it does not listen" in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cors_whitelist_for_a_port_that_does_not_listen_is_a_warning(serve, logged):
+    houweb.setCORSWhitelist(["https://app.example"], "typo")
+    await serve()
+    assert "setCORSWhitelist(..., 'typo') ignored: no port of that name listens" in messages(logged)
 
 
 # Binding: the range, the system's port, the address
@@ -275,6 +306,103 @@ async def test_a_named_port_serves_only_what_is_bound_to_it(serve, client, tmp_p
     assert ran == ["api", "ping"]
 
 
+def free_number() -> int:
+    """A port number free on 127.0.0.1 and 127.0.0.2 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_named_port_never_shares_a_number_with_another_port_on_another_address(
+    serve, tmp_path
+):
+    # Ports are told apart by number: "admin" on 127.0.0.2:N would answer its
+    # handlers on the main port 127.0.0.1:N too (and take its settings).
+    ran: list[str] = []
+    houweb.urlHandler("/admin", ports=["admin"])(lambda request: ran.append("admin") or "admin")
+    number = free_number()
+    houweb.setSettingsForPort({"PORT": number, "ADDRESS": "127.0.0.1"}, "main")
+    houweb.setSettingsForPort({"PORT": number, "ADDRESS": "127.0.0.2"}, "admin")
+    with pytest.raises(
+        houweb.OperationFailed, match=f"port {number} .*'admin'.*another of the server's ports"
+    ):
+        await serve(port=-1)
+    assert houweb._application.default_server().registry.ports.number_of("admin") is None
+    for address in ("127.0.0.1", "127.0.0.2"):  # nothing is left listening
+        with socket.socket() as probe:
+            assert probe.connect_ex((address, number)) != 0
+    # With a range, it steps past the number as past a busy one.
+    houweb.setSettingsForPort({"MAX_PORT": number + 20}, "admin")
+    server = await serve(port=-1)
+    admin = houweb._application.default_server().registry.ports.number_of("admin")
+    assert number < admin <= number + 20
+    assert await get_from("127.0.0.2", admin, "/admin") == (200, b"admin")
+    assert (await get(number, "/admin", host="localhost"))[0] == 404
+    assert ran == ["admin"]
+    await server.shutdown()
+    # A ``listen`` entry (bound last) on the named port's number is refused too.
+    houweb.setSettingsForPort({"PORT": admin, "MAX_PORT": admin}, "admin")
+    entry = f"tcp:{admin}:interface=127.0.0.3"
+    with pytest.raises(houweb.OperationFailed, match=f"'admin'.*{admin}.*{entry} listens"):
+        await serve(port=0, listen=[entry])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.3", admin)) != 0
+
+
+def test_a_system_picked_number_the_server_already_has_is_asked_for_again():
+    from houweb._port_binding import PortPlan
+    from houweb._port_settings import PortSettings
+
+    class Port:
+        def __init__(self, number: int) -> None:
+            self.number, self.closed = number, False
+
+        def getHost(self) -> object:  # noqa: N802 - Twisted's name
+            return type("Address", (), {"port": self.number})()
+
+        def stopReading(self) -> None:  # noqa: N802
+            pass
+
+        def connectionLost(self, reason: object) -> None:  # noqa: N802
+            self.closed = True
+
+    class Reactor:
+        def __init__(self, picks: list[int]) -> None:
+            self.picks, self.ports = picks, []
+
+        def listenTCP(self, number: int, factory: object, interface: str) -> Port:  # noqa: N802
+            self.ports.append(Port(self.picks.pop(0)))
+            return self.ports[-1]
+
+    plan = PortPlan("api", "tcp:0", PortSettings(port=0), 0, "127.0.0.2")
+    reactor = Reactor([8000, 8000, 8001])
+    port = plan._bind(reactor, None, frozenset({8000}))
+    assert port.number == 8001
+    assert [p.closed for p in reactor.ports] == [True, True, False]
+    with pytest.raises(houweb.OperationFailed, match="another of the server's ports"):
+        plan._bind(Reactor([8000] * 20), None, frozenset({8000}))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_named_port_does_not_take_the_main_ports_use_x_forwarded_host(serve):
+    # Behind a proxy, the main port trusts X-Forwarded-Host; a loopback named
+    # port must still check Host, or a DNS-rebinding page that sets the
+    # header itself (same-origin: no preflight) gets in.
+    ran: list[str] = []
+    houweb.urlHandler("/x", ports=["local"])(lambda request: ran.append("x") or "x")
+    houweb.setSettingsForPort(
+        {"USE_X_FORWARDED_HOST": True, "ALLOWED_HOSTS": ["public.example"]}, "main"
+    )
+    houweb.setSettingsForPort({"PORT": 0}, "local")
+    await serve()
+    local = houweb._application.default_server().registry.ports.number_of("local")
+    status, _ = await get(local, "/x", host="rebound.example", X_Forwarded_Host="localhost")
+    assert status == 400
+    assert ran == []
+    assert await get(local, "/x", host="localhost") == (200, b"x")
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_name_without_a_port_is_a_warning_and_serves_nowhere(serve, client, logged):
     houweb.urlHandler("/x", ports=["nowhere"])(lambda request: "x")
@@ -330,8 +458,94 @@ async def test_a_missing_certificate_file_fails_naming_the_port_and_leaves_nothi
     serve, tmp_path
 ):
     houweb.setSettingsForPort({"PORT": 0, "SSL_CERTIFICATE": str(tmp_path / "none.pem")}, "tls")
+    houweb.urlHandler("/")(lambda request: "ok")
+    main = free_number()
     with pytest.raises(houweb.OperationFailed, match="'tls'.*none.pem"):
+        await serve(port=main)  # the main port listens first, then "tls" fails
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", main)) != 0
+    # A mismatched key fails the same way; fixed, the next start serves.
+    (tmp_path / "other").mkdir()
+    key, cert = self_signed(tmp_path)
+    other_key, _ = self_signed(tmp_path / "other")
+    houweb.setSettingsForPort({"SSL_CERTIFICATE": cert, "SSL_CERTIFICATE_KEY": other_key}, "tls")
+    with pytest.raises(houweb.OperationFailed, match="'tls'.*not the private key of"):
+        await serve(port=main)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", main)) != 0
+    houweb.setSettingsForPort({"SSL_CERTIFICATE_KEY": key}, "tls")
+    await serve(port=main)
+    assert await get(main, "/", host="localhost") == (200, b"ok")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_certificate_that_is_not_a_regular_file_fails_at_once(serve):
+    # Read as files, /dev/zero was read until memory ran out and a FIFO with
+    # no writer blocked run() (neither is tried here: the broken case never
+    # returns); /dev/null stands for them.
+    houweb.setSettingsForPort({"PORT": 0, "SSL_CERTIFICATE": "/dev/null"}, "tls")
+    with pytest.raises(houweb.OperationFailed, match="'tls'.*SSL_CERTIFICATE.*not a regular file"):
         await serve()
+
+
+def _encrypted_key(tmp_path) -> tuple[str, str]:
+    """The certificate of ``self_signed`` and its key encrypted with a passphrase."""
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert = self_signed(tmp_path)
+    loaded = serialization.load_pem_private_key(open(key, "rb").read(), None)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return str(encrypted), cert
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_encrypted_key_fails_naming_it(serve, tmp_path):
+    key, cert = _encrypted_key(tmp_path)
+    houweb.setSettingsForPort(
+        {"PORT": 0, "SSL_CERTIFICATE": cert, "SSL_CERTIFICATE_KEY": key}, "tls"
+    )
+    with pytest.raises(houweb.OperationFailed, match="'tls'.*SSL_CERTIFICATE_KEY is encrypted"):
+        await serve()
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_an_encrypted_key_never_asks_for_a_passphrase_on_the_terminal(tmp_path):
+    # With a terminal, OpenSSL's default prompt blocked run() on "Enter PEM pass phrase:".
+    import subprocess
+    import sys
+
+    from .support import ROOT
+
+    key, cert = _encrypted_key(tmp_path)
+    program = tmp_path / "app.py"
+    program.write_text(
+        "import houweb\n"
+        f"houweb.setSettingsForPort({{'PORT': 0, 'SSL_CERTIFICATE': {cert!r}, "
+        f"'SSL_CERTIFICATE_KEY': {key!r}}}, 'main')\n"
+        "try:\n"
+        "    houweb.run(port=-1, in_background=True)\n"
+        "except houweb.OperationFailed as exc:\n"
+        "    print('FAILED', exc, flush=True)\n"
+    )
+    command = f"{sys.executable} {program}"
+    done = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    output = done.stdout.decode(errors="replace")
+    assert "pass phrase" not in output
+    assert "FAILED" in output and "is encrypted" in output
 
 
 def _https_get(port: int, cafile: str, client_cert: tuple[str, str] | None) -> bytes:
@@ -494,6 +708,24 @@ async def test_allowed_hosts_apply_to_their_port_only(serve):
     assert ran == [api, main]
 
 
+@pytest.mark.parametrize("address", ["127.1", "2130706433", "0x7f000001"])
+@pytest_twisted.ensureDeferred
+async def test_a_loopback_address_not_written_in_full_keeps_the_loopback_allow_list(serve, address):
+    # The OS binds "127.1" to 127.0.0.1: the default allow-list must be the
+    # loopback one there too, not "*" (DNS rebinding), on the main port and a named one.
+    ran: list[int] = []
+    houweb.urlHandler("/x", ports=[-1])(lambda request: ran.append(request.port()) or "x")
+    houweb.setSettingsForPort({"ADDRESS": address}, "main")
+    houweb.setSettingsForPort({"PORT": 0, "ADDRESS": address}, "n")
+    server = await serve()
+    named = houweb._application.default_server().registry.ports.number_of("n")
+    for port in (server.port_numbers()[0], named):
+        assert server.listening[0].getHost().host == "127.0.0.1"
+        assert (await get(port, "/x", host="rebound.example"))[0] == 400
+        assert await get(port, "/x", host="localhost") == (200, b"x")
+    assert ran == [server.port_numbers()[0], named]
+
+
 @pytest_twisted.ensureDeferred
 async def test_use_x_forwarded_host_per_port(serve):
     houweb.urlHandler("/", ports=[-1])(lambda request: "ok")
@@ -532,6 +764,87 @@ async def test_log_file_gets_entries_at_or_above_its_severity(serve, client, tmp
     assert '"GET /ok" 200' in verbose_text and '"GET /boom" 500' in verbose_text
     assert "kaboom" in verbose_text and "kaboom" in quiet_text
     assert '"GET /ok"' not in quiet_text  # an Info entry, below Warning
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_log_file_that_is_a_fifo_nobody_reads_fails_instead_of_hanging(serve, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    readers: list[int] = []
+
+    def unblock() -> None:  # only for the broken case: a hung open() returns, the test fails
+        readers.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+    rescue = threading.Timer(10, unblock)
+    rescue.start()
+    try:
+        houweb.setSettingsForPort({"PORT": 0, "LOG_FILE": str(fifo)}, "logged")
+        with pytest.raises(houweb.OperationFailed, match="'logged'.*FIFO that no process reads"):
+            await serve()
+        houweb.setSettingsForPort({"LOG_FILE": str(tmp_path)}, "logged")
+        with pytest.raises(houweb.OperationFailed, match="LOG_FILE.*directory"):
+            await serve()
+    finally:
+        rescue.cancel()
+        rescue.join()
+        for fd in readers:
+            os.close(fd)
+    assert readers == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_finishing_during_the_shutdown_grace_is_in_its_ports_log(
+    serve, client, tmp_path
+):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request: houweb.Request) -> str:
+        started.set()
+        release.wait(30)
+        raise RuntimeError("failed during the grace")
+
+    houweb.urlHandler("/slow", ports=["api"])(slow)
+    log_file = tmp_path / "api.log"
+    houweb.setSettingsForPort(
+        {"PORT": 0, "LOG_FILE": str(log_file), "MIN_LOG_SEVERITY": houweb.InfoSeverity}, "api"
+    )
+    server = await serve()
+    api = houweb._application.default_server().registry.ports.number_of("api")
+    answer = defer.ensureDeferred(client.get(api, "/slow"))
+    await deferToThread(started.wait, 30)
+    stopping = server.shutdown()  # the grace lets the request finish
+    release.set()
+    assert (await answer).status == 500
+    await stopping
+    text = log_file.read_text()
+    assert "failed during the grace" in text
+    assert '"GET /slow" 500' in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_log_file_that_cannot_be_written_is_a_warning_not_a_broken_server(
+    serve, client, logged
+):
+    houweb.urlHandler("/x", ports=[-1])(lambda request: "x")
+    houweb.setSettingsForPort(
+        {"PORT": 0, "LOG_FILE": "/dev/full", "MIN_LOG_SEVERITY": houweb.InfoSeverity}, "api"
+    )
+    server = await serve(access_log=True)
+    api = houweb._application.default_server().registry.ports.number_of("api")
+    for _ in range(2):
+        assert (await client.get(api, "/x")).text == "x"
+    await client.close()
+    await server.shutdown()
+    text = messages(logged)
+    assert text.count("port 'api': LOG_FILE '/dev/full': writing failed") == 1
+    assert text.count('"GET /x HTTP/1.1" 200') == 2  # the access log, after the port's
+    assert "Unhandled error" not in text and "shutdown failed" not in text
+    assert "houweb: stopped" in text
 
 
 # setCORSWhitelist on a named port

@@ -71,6 +71,12 @@ PRIVATE_NAMES = [
         "only if the transport may still write",
     ),
     (
+        "twisted.internet.tcp.Connection",
+        tcp.Connection,
+        "_aborting",
+        "houweb/_writethrough.py: nothing is sent on the socket at once after abortConnection",
+    ),
+    (
         "twisted.internet.abstract.FileDescriptor",
         abstract.FileDescriptor(),
         "producerPaused",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import sys
 import threading
@@ -195,6 +196,51 @@ def test_an_application_that_fails_to_start_comes_back_after_a_fix(copied):
         eventually(lambda: answers(port, "fixed"))
 
 
+def test_a_request_the_503_page_accepted_is_answered_before_the_fixed_program_starts(copied):
+    # Once a fix was saved, the process answering 503 stopped accepting and
+    # exec'd the fixed program at once: a connection it had accepted whose
+    # request was still arriving was closed unanswered (a lost request, what
+    # keeping the sockets open is for).
+    import socket
+
+    with serve_copy(copied) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
+        child.wait_for("the application failed to start; waiting for a change to retry")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as arriving:
+            arriving.sendall(f"GET /version HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+            # Answered after it: the connection above was accepted first.
+            assert get(port, "/version")[0] == 503
+            mark = child.mark()
+            edit(copied / "reload_app.py", "VERSION = 1 / 0", 'VERSION = "fixed"')
+            child.wait_for("answering 1 connection.s. accepted before restarting", after=mark)
+            arriving.sendall(b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                received = arriving.recv(65536)
+                assert received, f"closed unanswered after {answer!r}"
+                answer += received
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        assert b"connection: close" in answer.lower()
+        eventually(lambda: answers(port, "fixed"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_application_fails_to_start_stops_gracefully(copied, signum):
+    # Ctrl-C printed a KeyboardInterrupt traceback (exit status 1) and
+    # SIGTERM killed the process outright (-15), unlike a server that runs.
+    with serve_copy(copied) as child:
+        port = child.port()
+        edit(copied / "reload_app.py", 'VERSION = "one"', "VERSION = 1 / 0")
+        child.wait_for("the application failed to start; waiting for a change to retry")
+        assert get(port, "/version")[0] == 503
+        mark = child.mark()
+        child.send_signal(signum)
+        assert child.wait() == 0, child.output
+        child.wait_for("houweb: stopped", after=mark)
+        assert "KeyboardInterrupt" not in child.output
+
+
 def raw_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
     """A GET with exactly these headers (urllib always sends its own Host)."""
     import http.client
@@ -329,3 +375,42 @@ def test_no_reload_keeps_debug_without_restarts(copied):
         edit(copied / "reload_app.py", '"one"', '"two"')
         assert answers(port, "one")
         assert "changed, restarting" not in child.output
+
+
+HOUDINI_RELOAD_SCRIPT = """\
+import os
+import sys
+
+import hwebserver
+
+VERSION = "one"
+
+
+@hwebserver.urlHandler("/version")
+def version(request):
+    return hwebserver.Response(f"{VERSION} {os.getpid()}")
+
+
+@hwebserver.urlHandler("/argv")
+def argv(request):
+    return hwebserver.Response(" ".join(sys.argv[1:]))
+
+
+hwebserver.run(0, debug=True, in_background=False, reload_source_changes=True)
+"""
+
+
+def test_a_houdini_script_run_by_houweb_run_restarts_as_houweb_run(tmp_path):
+    # The restart ran the bare script, where `import hwebserver` fails: the
+    # server answered 503 "failed to start" for ever after the first save.
+    script = tmp_path / "houdini_script.py"
+    script.write_text(HOUDINI_RELOAD_SCRIPT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with Child.houweb("run", str(script), "an argument", cwd=str(elsewhere)) as child:
+        port = child.port()
+        assert answers(port, "one")
+        edit(script, '"one"', '"two"')
+        eventually(lambda: answers(port, "two"))
+        assert get(port, "/argv") == (200, "an argument")
+        assert "failed to start" not in child.output

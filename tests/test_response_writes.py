@@ -132,3 +132,20 @@ async def test_a_body_larger_than_the_socket_takes_arrives_whole(serve, tmp_path
     [(status, headers, body)] = _responses(data, ["GET"])
     assert status == 200 and headers[b"content-length"] == b"%d" % len(BIG)
     assert body == BIG
+
+
+@pytest_twisted.ensureDeferred
+async def test_nothing_written_after_the_connection_was_aborted_reaches_the_client(serve, tmp_path):
+    # Twisted's abortConnection drops what the transport holds and all that
+    # is written after it (the socket is reset on the next turn); a response
+    # written in that turn must not leave straight on the socket instead.
+    _register(tmp_path)
+    server = await serve()
+    raw = await connect_raw(server.port_numbers()[0])
+    raw.transport.write(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(lambda: raw.data.endswith(b"\r\n\r\nhi"))
+    [channel] = server.site.houweb_connections
+    channel.transport.abortConnection()
+    channel.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+    data = await raw.done
+    assert data.endswith(b"\r\n\r\nhi"), data

@@ -18,7 +18,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
 
-from .support import WSClient, connect_raw, ws_connect, ws_handshake
+from .support import WSClient, connect_raw, ws_connect, ws_frame, ws_handshake
 from .support import _Collect as Collect
 from .test_dispatch import until
 
@@ -363,3 +363,39 @@ async def test_frames_sent_before_connect_accepts_are_not_read(serve):
     await until(lambda: len(sizes) == 16, timeout=30)  # then every frame is read
     assert early.data.startswith(b"HTTP/1.1 101 ")
     early.transport.abortConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_sent_before_close_reach_a_slow_but_steady_reader(serve):
+    # close() after sends not awaited: the close frame waits behind the
+    # messages, and autobahn's close handshake timeout (1 s) ran from when
+    # it was queued: a client still taking the messages was dropped (1006
+    # for it, the rest of the messages and the close frame lost).
+    size, count = 256 * 1024, 12  # 3 MiB: about 3 s at 1 MiB/s
+    ended = []
+
+    @houweb.webSocket("/bye")
+    class Bye(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            for index in range(count):
+                self.send(bytes_data=bytes([index]) * size)
+            await self.close(4000, "bye")
+
+        async def disconnect(self, code):
+            ended.append(code)
+
+    server = await serve()
+    client = SteadyReader(1024 * 1024)
+    await connectProtocol(
+        TCP4ClientEndpoint(reactor, "127.0.0.1", server.port_numbers()[0]), client
+    )
+    client.transport.write(ws_handshake("/bye") + ws_frame(0x1, b"go"))
+    await client.done.addTimeout(30, reactor)
+    await until(lambda: ended)
+    data = client.data[client.data.index(b"\r\n\r\n") + 4 :]
+    for index in range(count):
+        header = b"\x82\x7f" + size.to_bytes(8, "big")
+        assert data.startswith(header + bytes([index]) * size), index
+        data = data[len(header) + size :]
+    assert data.startswith(b"\x88\x05" + (4000).to_bytes(2, "big") + b"bye")
+    assert ended == [4000]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Any
 
@@ -666,3 +667,87 @@ async def test_close_sends_houdinis_code_and_reason(serve):
     assert await ws.wait_closed() == 4001
     assert ws.remoteCloseReason == "done here: é"
     assert errors == ["ValueError", "TypeError", "TypeError"]
+
+
+MESSAGE_TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("tag", default=None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_context_variable_set_in_one_callback_is_not_seen_by_the_next(serve):
+    # Each callback runs in a context of its own, as it did in a task of its
+    # own (decimal's context, structlog's bound values and the like are
+    # context variables): a value set while handling one message does not
+    # leak into the next one, even when both arrived in one read.
+    seen = []
+
+    @houweb.webSocket("/tagged")
+    class Tagged(houweb.WebSocket):
+        async def connect(self, request):
+            MESSAGE_TAG.set("connect")
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            seen.append(MESSAGE_TAG.get())
+            MESSAGE_TAG.set(text_data)
+            await asyncio.sleep(0)
+            await self.send(text_data)
+
+        async def disconnect(self, code):
+            seen.append(MESSAGE_TAG.get())
+
+    port = (await serve()).port_numbers()[0]
+    raw = await open_raw(port, "/tagged")
+    raw.transport.write(ws_frame(0x1, b"a") + ws_frame(0x1, b"b") + ws_frame(0x1, b"c"))
+    await until(lambda: raw.data.count(b"\x81\x01") == 3)
+    raw.transport.write(ws_frame(0x8, (1000).to_bytes(2, "big")))
+    await raw.done
+    await until(lambda: len(seen) == 4)
+    assert "a" not in seen and "b" not in seen and "c" not in seen, seen
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """:returns: the whole (unmasked) frames at the start of ``data``: (first byte, header, payload)."""
+    frames = []
+    while len(data) >= 2:
+        size, start = data[1] & 0x7F, 2
+        if size == 126:
+            size, start = int.from_bytes(data[2:4], "big"), 4
+        elif size == 127:
+            size, start = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < start + size:
+            break
+        frames.append((data[0], data[:start], data[start : start + size]))
+        data = data[start + size :]
+    return frames
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_of_each_header_size_go_out_whole_with_the_shortest_header(serve):
+    # The length takes 7 bits up to 125 bytes, 16 bits up to 65535, 64 bits
+    # beyond (RFC 6455 section 5.2, "the minimal number of bytes").
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 300_000]
+
+    @houweb.webSocket("/sizes")
+    class Sizes(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            for size in sizes:
+                self.send(bytes_data=bytes(range(256)) * (size // 256) + bytes(size % 256))
+                self.send(text_data="é" * (size // 2) + "x" * (size % 2))
+
+    port = (await serve()).port_numbers()[0]
+    raw = await open_raw(port, "/sizes")
+    raw.transport.write(ws_frame(0x1, b"go"))
+    await until(lambda: len(server_frames(raw.data)) == 2 * len(sizes))
+    frames = server_frames(raw.data)
+    for index, size in enumerate(sizes):
+        for first, header, payload in frames[2 * index : 2 * index + 2]:
+            binary = first == 0x82
+            assert first in (0x81, 0x82)  # FIN, no RSV bits, no fragments
+            assert len(payload) == size
+            assert len(header) == (2 if size <= 125 else 4 if size <= 65535 else 10)
+            assert payload == (
+                bytes(range(256)) * (size // 256) + bytes(size % 256)
+                if binary
+                else ("é" * (size // 2) + "x" * (size % 2)).encode()
+            )
+        assert [first for first, _, _ in frames[2 * index : 2 * index + 2]] == [0x82, 0x81]

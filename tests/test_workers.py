@@ -89,6 +89,21 @@ def test_sigterm_stops_every_worker_and_run_returns_in_each():
         assert refuses(port)
 
 
+def test_another_server_objects_request_shutdown_in_a_worker_leaves_the_workers_serving():
+    # A worker forwarded every requestShutdown() to its parent, that of a
+    # named server (running or not) too, and the whole server stopped.
+    with Child(WORKERS_APP, "2") as child:
+        port = child.port()
+        (worker,) = worker_pids(child, 2)
+        answers: dict[str, str] = {}
+        deadline = time.monotonic() + 15
+        while "worker" not in answers and time.monotonic() < deadline:
+            _, role, asked = fresh_get(port, "/stop-other").split()
+            answers[role] = asked
+        assert answers["worker"] == "False"
+        assert serving_pids(port, 2) == {child.process.pid, worker}
+
+
 def test_a_worker_that_dies_is_started_again():
     with Child(WORKERS_APP, "2") as child:
         port = child.port()
@@ -171,3 +186,21 @@ def test_a_bad_workers_option_is_a_usage_error():
     with Child.houweb("--workers=none") as child:
         assert child.wait() == 2
         assert "--workers: expected an integer" in child.output
+
+
+def test_a_houdini_script_run_by_houweb_run_has_workers_that_serve(tmp_path):
+    # A worker ran the bare script, where `import hwebserver` fails: each
+    # died at once and was started again every second, for ever.
+    script = tmp_path / "houdini_workers.py"
+    script.write_text(
+        "import os\nimport hwebserver\n\n"
+        "@hwebserver.urlHandler('/pid')\ndef pid(request):\n"
+        "    return hwebserver.Response(str(os.getpid()))\n\n"
+        "hwebserver.run(0, in_background=False, workers=2)\n"
+    )
+    with Child.houweb("run", str(script), cwd=str(tmp_path)) as child:
+        (worker,) = worker_pids(child, 2)  # the worker listens too
+        port = child.port()
+        assert alive(worker)
+        assert serving_pids(port, 2) == {child.process.pid, worker}
+        assert "No module named" not in child.output

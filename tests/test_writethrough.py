@@ -111,3 +111,37 @@ def test_several_buffers_arrive_whole_and_in_order_when_the_socket_takes_part():
         client.close()
         yield port.stopListening()
     assert data == head + body + tail + b"after"
+
+
+def read_until_closed(client: socket.socket) -> bytes:
+    """:returns: what arrives until the connection ends (closed or reset)."""
+    data = b""
+    try:
+        while chunk := client.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+@pytest_twisted.inlineCallbacks
+def test_nothing_written_after_abort_connection_reaches_the_client():
+    # Twisted's write after abortConnection buffers bytes that are never
+    # sent (the connection ends with a reset); the shortcut must not send them.
+    made = defer.Deferred()
+
+    def on_connect(transport: Any) -> None:
+        transport.abortConnection()
+        write_now(transport, b"too late")
+        made.callback(None)
+
+    factory = protocol.Factory.forProtocol(lambda: Writer(on_connect))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    try:
+        yield made
+        data = yield _in_thread(read_until_closed, client)
+    finally:
+        client.close()
+        yield port.stopListening()
+    assert data == b""

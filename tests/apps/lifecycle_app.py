@@ -59,9 +59,9 @@ def stopping(grace):
     def client():
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
-                print("CLIENT", response.read().decode(), flush=True)
+                print(f"CLIENT {response.read().decode()}", flush=True)  # one write: log lines share the pipe
         except OSError as exc:
-            print("CLIENT", repr(exc), flush=True)
+            print(f"CLIENT {exc!r}", flush=True)
 
     threading.Thread(target=client).start()  # not a daemon: joined as the script ends
     reached.wait(10)

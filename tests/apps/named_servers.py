@@ -92,17 +92,31 @@ def note(name):
     return callback
 
 
+def houdini_note(port_name, port):
+    """As a bridge written for Houdini 21 takes it: the port's name and number, as text."""
+    called.append(["b", port_name, port, threading.current_thread() is threading.main_thread()])
+
+
 a.run(port=0, in_background=True, port_callback=note("a"))
-b.run(0, in_background=True, port_callback=note("b"))
+b.run(0, in_background=True, port_callback=houdini_note)
 say("CALLED", json.dumps(called))
 say("DEFAULT", json.dumps([houweb.serverPorts(), houweb.isInDebugMode()]))
 houweb.requestShutdown()  # the default server does not run: a and b serve on
+reloading = hwebserver.Server("r")
 for attempt in (
     lambda: a.run(port=0, in_background=True),
     lambda: hwebserver.Server("w").run(port=0, in_background=False, workers=2),
+    # In the foreground too: it would restart the program without a and b.
+    lambda: reloading.run(
+        port=0,
+        in_background=False,
+        reload_source_changes=True,
+        port_callback=lambda port: reloading.requestShutdown(),  # served: return
+    ),
 ):
     try:
         attempt()
+        say("REFUSED nothing: it ran")
     except houweb.OperationFailed as exc:
         say("REFUSED", exc)
 say("PORT a", a.serverPorts()[0])
