@@ -49,6 +49,10 @@ setup(
             "fastapi",  # a FastAPI app mounted through registerASGIApp
             "django>=4.2",  # Django's ASGI handler mounted through registerASGIApp
             "mcp>=2",  # run(mcp=True): the MCP SDK's server, and its client in tests/test_mcp.py
+            # tests/test_types.py: mypy --strict; mypy-zope understands zope.interface,
+            # which declares Twisted's interfaces (ITransport, IProtocol, ...).
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
         ],
         "metrics": metrics_requirements,
         "docs": docs_requirements,

@@ -22,10 +22,13 @@ On by default for ``twistd houweb`` and ``python -m houweb``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 from twisted.web.http import datetimeToLogString
+
+if TYPE_CHECKING:  # for the hints: the twisted.web request houweb receives
+    from ._channel import HouwebRequest
 
 access_log = Logger(namespace="houweb.access")
 
@@ -45,39 +48,44 @@ def escaped(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def _header(treq: Any, name: bytes) -> str:
-    value = treq.getHeader(name)
+def _header(web_request: HouwebRequest, name: bytes) -> str:
+    value = web_request.getHeader(name)
     return "-" if value is None else value.decode("latin-1")
 
 
-def log_access(treq: Any, seconds: float) -> None:
+def log_access(web_request: HouwebRequest, seconds: float) -> None:
     """
-    Log one access line for ``treq``, answered in ``seconds``.
+    Log one access line for ``web_request``, answered in ``seconds``.
 
-    :param treq: the twisted.web request, finished (or dropped by its client).
+    :param web_request: the twisted.web request, finished (or dropped by its client).
     """
-    size = treq.sentLength
+    size = web_request.sentLength
     _log_line(
-        treq,
-        treq.method.decode("latin-1"),
-        treq.uri.decode("latin-1"),
-        treq.clientproto.decode("latin-1"),
-        treq.code,
+        web_request,
+        web_request.method.decode("latin-1"),
+        web_request.uri.decode("latin-1"),
+        web_request.clientproto.decode("latin-1"),
+        web_request.code,
         size if size else 0,
         seconds,
     )
 
 
 def log_rejected(
-    treq: Any, method: bytes, target: bytes, protocol: bytes, status: int, size: int
+    web_request: HouwebRequest,
+    method: bytes,
+    target: bytes,
+    protocol: bytes,
+    status: int,
+    size: int,
 ) -> None:
     """
     Log one access line for a request answered when its headers arrived
     (a missing token, a Host not allowed, a body too large), before it was
-    routed; ``treq`` knows its client but not yet its request line.
+    routed; ``web_request`` knows its client but not yet its request line.
     """
     _log_line(
-        treq,
+        web_request,
         method.decode("latin-1"),
         target.decode("latin-1"),
         protocol.decode("latin-1"),
@@ -88,9 +96,15 @@ def log_rejected(
 
 
 def _log_line(
-    treq: Any, method: str, target: str, protocol: str, status: int, size: int, seconds: float
+    web_request: HouwebRequest,
+    method: str,
+    target: str,
+    protocol: str,
+    status: int,
+    size: int,
+    seconds: float,
 ) -> None:
-    client = treq.getClientAddress()
+    client = web_request.getClientAddress()
     remote = getattr(client, "host", None) or "-"
     request_line = escaped(f"{method} {target} {protocol}")
     line = f'{remote} - - {datetimeToLogString()} "{request_line}" {status} {size if size else "-"}'
@@ -104,6 +118,6 @@ def _log_line(
         status=status,
         size=size,
         duration_ms=round(seconds * 1000, 3),
-        referer=_header(treq, b"referer"),
-        user_agent=_header(treq, b"user-agent"),
+        referer=_header(web_request, b"referer"),
+        user_agent=_header(web_request, b"user-agent"),
     )

@@ -14,20 +14,23 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from . import _describe, _registry
+from . import _describe
 from ._api_wire import CallError, ResultError, encode_result, parse_call
+from ._bindings import Ports, normalize_ports, sorted_bindings
 from ._dispatch import describe, format_traceback, is_async, let_go_of_locals
-from ._registry import Ports, normalize_ports, sorted_bindings
 from ._request import Request
 from ._response import Response, json_error
-from ._site import Call
+
+if TYPE_CHECKING:  # for the hints: the registry's /api endpoint imports this module
+    from ._registry import Registry
+    from ._site import Call
 
 log = Logger(namespace="houweb")
 
@@ -97,7 +100,7 @@ class APIFunctionTarget:
 
 def _holders(bound: inspect.BoundArguments, signature: inspect.Signature) -> list[dict[str, Any]]:
     """The dicts an argument may sit in: the bound names, and a ``**kwargs``."""
-    holders: list[dict[str, Any]] = [bound.arguments]  # type: ignore[list-item]
+    holders: list[dict[str, Any]] = [bound.arguments]
     for parameter in signature.parameters.values():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD and parameter.name in bound.arguments:
             holders.append(bound.arguments[parameter.name])
@@ -115,7 +118,7 @@ def _converted(name: str, value: object, argument_type: Callable[[Any], Any]) ->
 
 
 def api_function(
-    registry: _registry.Registry,
+    registry: Registry,
     namespace: str | None = None,
     return_binary: bool = False,
     arg_types: Mapping[str, Callable[[Any], Any]] | None = None,
@@ -301,7 +304,7 @@ def _failure_response(failure: Failure, call: Call, target: object) -> Response:
         let_go_of_locals(failure)
 
 
-def _error_answer(failure: Failure, call: Call, target: APIFunctionTarget) -> Response:
+def _error_answer(failure: Failure, call: Call, target: object) -> Response:
     if failure.check(APIError):
         return json_error(failure.value.message, 422)  # type: ignore[union-attr]
     if failure.check(ArgumentError):

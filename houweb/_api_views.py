@@ -28,17 +28,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 
 from ._describe import Description, described
 from ._openapi import DIALECTS, openapi_document
-from ._registry import APIViewEndpoint
 from ._response import Response, errorResponse, notFoundResponse
-from ._site import Call
 from ._typescript import declarations
+
+if TYPE_CHECKING:  # for the hints: the registry's endpoints import this module
+    from ._registry import APIViewEndpoint
+    from ._site import Call
 
 #: Where the package's web files are (package data).
 _WEB = "_web"
@@ -61,7 +63,7 @@ def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[
         response = Response(page, 200, "text/html; charset=utf-8")
         response.setHeader("Content-Security-Policy", policy)
         return _uncached(response)
-    dialects = DIALECTS
+    dialects: tuple[str, ...] = DIALECTS
     if view == "openapi":
         dialect = request.GET().get("dialect")
         if dialect is not None and dialect not in DIALECTS:
@@ -74,7 +76,7 @@ def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[
     targets = visible_targets(call)
     token = call.context.config.token is not None
     context = call.context
-    d: Deferred[str] = deferToThreadPool(
+    rendered: Deferred[str] = deferToThreadPool(
         context.reactor,
         context.pool,  # type: ignore[arg-type]
         _RENDERED.get,
@@ -82,9 +84,9 @@ def answer_api_view(call: Call, target: APIViewEndpoint) -> Response | Deferred[
         targets,
         lambda: _render(view, [described(t) for t in targets], token, dialects),
     )
-    d.addCallback(_view_response, view)
-    d.addErrback(call.failed, "houweb's description of the API functions")
-    return d
+    answer = rendered.addCallback(_view_response, view)
+    answer.addErrback(call.failed, "houweb's description of the API functions")
+    return answer
 
 
 def _explorer() -> tuple[str, str]:

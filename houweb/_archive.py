@@ -31,7 +31,7 @@ import struct
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.web import server, static
@@ -149,7 +149,7 @@ class ArchiveMember(StreamedFile):
 
     def openForReading(self) -> IO[bytes]:
         if not self._compressed() and not self._info.flag_bits & 0x1:  # stored, not encrypted
-            return _StoredMember.open(self.path, self._info)
+            return cast(IO[bytes], _StoredMember.open(self.path, self._info))
         # The member keeps the archive's file open after the ZipFile closes.
         with zipfile.ZipFile(self.path) as archive:
             return archive.open(self._info)
@@ -232,19 +232,19 @@ def _answer_archive(call: Call, target: ArchiveFile) -> Response | Deferred[Resp
     if found is None:
         return notFoundResponse(request)
     info, modified = found
-    treq = call.treq
+    web_request = call.web_request
     # The response filters (CORS) see the answer's headers, as for any file.
     headers = Response(b"", 200)
     for response_filter in call.context.response_filters:
         response_filter(request, headers)
     for name, value in headers.headerLines():
         if name.lower() != "content-type":
-            treq.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+            web_request.responseHeaders.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
     member = ArchiveMember(target.path, info, modified, guess_content_type(relative))
-    result = member.render_GET(treq)
+    result = member.render_GET(web_request)
     if result is not server.NOT_DONE_YET:
-        treq.write(result)
-        treq.finish()
+        web_request.write(result)
+        web_request.finish()
     # The member is written here; the router forgets this Deferred once the
     # request is finished (as for a WSGI app).
     return Deferred()

@@ -29,22 +29,24 @@ import tempfile
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, ClassVar
+from typing import IO, TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from asgiref.compatibility import guarantee_single_callable
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 
 from . import _registry
 from ._coroutines import event_loop
 from ._dispatch import describe
-from ._registry import PREFIX, Ports, check_handler_path
+from ._registry import PREFIX, Match, Ports, check_handler_path
 from ._response import Response, errorResponse
-from ._site import Call, body_streamer, lifecycle
+from ._site import Call, ServerContext
 from ._target import Answer
 from ._window import SendWindow
 
 if TYPE_CHECKING:
+    from ._channel import HouwebRequest
     from ._server import RunningServer
 
 log = Logger(namespace="houweb")
@@ -79,6 +81,12 @@ class ASGITarget:
         """Answer ``call``, routed here: see :func:`_answer_asgi`."""
         return _answer_asgi(call, self)
 
+    def stream_body(
+        self, context: ServerContext, web_request: HouwebRequest, match: Match, path: str
+    ) -> BodyStream:
+        """Start the app before its body arrived: see :func:`_stream_body`."""
+        return _stream_body(context, web_request, self, path)
+
 
 def register_asgi_app(
     registry: _registry.Registry, application: Any, path: str | None = None, ports: Ports = []
@@ -95,27 +103,27 @@ def register_asgi_app(
     app = guarantee_single_callable(application)
     target = ASGITarget(app, "" if norm == "/" else norm)
     registry.add_path(PREFIX, norm, ports, target)
+    registry.add_lifecycle(_server_lifespans)
 
 
-def _scope(call: Call, kind: str) -> dict[str, Any]:
+def _scope(call: Call, target: ASGITarget, kind: str) -> dict[str, Any]:
     """The connection scope shared by ``http`` and ``websocket``."""
-    treq, request = call.treq, call.request
-    target: ASGITarget = call.match.target  # type: ignore[assignment]
-    raw_path, _, query = treq.uri.partition(b"?")
+    web_request, request = call.web_request, call.request
+    raw_path, _, query = web_request.uri.partition(b"?")
     secure = request.isSecure()
     scheme = {"http": ("http", "https"), "websocket": ("ws", "wss")}[kind][secure]
     return {
         "type": kind,
         "asgi": dict(ASGI),
-        "http_version": treq.clientproto.decode("ascii").partition("/")[2] or "1.1",
+        "http_version": web_request.clientproto.decode("ascii").partition("/")[2] or "1.1",
         "scheme": scheme,
-        "path": treq.houweb_path,
+        "path": web_request.houweb_path,
         "raw_path": raw_path,
         "query_string": query,
         "root_path": target.root_path,
         "headers": [
             (name.lower(), value)
-            for name, values in treq.requestHeaders.getAllRawHeaders()
+            for name, values in web_request.requestHeaders.getAllRawHeaders()
             for value in values
         ],
         "client": list(request.clientAddress()),
@@ -235,7 +243,7 @@ class BodyStream:
         if self._paused and self._pending <= MAX_PENDING_BODY // 2:
             self._paused = False
             self._transport.resumeProducing()
-        return chunk, bool(self._chunks) or self._on_disk() or not self._ended
+        return chunk, bool(self._chunks) or self._on_disk() > 0 or not self._ended
 
     def _on_disk(self) -> int:
         """:returns: how many spilled bytes the app has not read yet."""
@@ -250,9 +258,14 @@ class _HTTPCycle:
     """
 
     def __init__(
-        self, treq: Any, app: ASGIApplication, scope: dict[str, Any], body: Any, loop: Any
+        self,
+        web_request: HouwebRequest,
+        app: ASGIApplication,
+        scope: dict[str, Any],
+        body: Any,
+        loop: Any,
     ) -> None:
-        self.treq = treq
+        self.web_request = web_request
         self.app = app
         self.loop = loop
         self.scope = scope
@@ -267,7 +280,7 @@ class _HTTPCycle:
         self._attached: asyncio.Future[None] = loop.create_future()
         self._left: asyncio.Future[None] = loop.create_future()
         self._window = SendWindow(loop)
-        treq.notifyFinish().addBoth(self._ended)
+        web_request.notifyFinish().addBoth(self._ended)
 
     def attach(self, call: Call) -> Deferred[Response]:
         """
@@ -277,8 +290,8 @@ class _HTTPCycle:
         """
         self.call = call
         self.scope["extensions"]["houweb"]["call"] = call
-        self.treq.defaultContentType = None  # the app's headers, not twisted.web's text/html
-        self.treq.registerProducer(self._window, True)
+        self.web_request.defaultContentType = None  # the app's headers, not twisted.web's text/html
+        self.web_request.registerProducer(self._window, True)
         if not self._attached.done():
             self._attached.set_result(None)
         return self.answered
@@ -330,18 +343,18 @@ class _HTTPCycle:
         if self._started is None:
             response = errorResponse(self.call.request, message, 500)
             self._finished = True
-            self.treq.unregisterProducer()
-            self.treq.setResponseCode(500)
+            self.web_request.unregisterProducer()
+            self.web_request.setResponseCode(500)
             for name, value in response.headerLines():
-                self.treq.setHeader(name, value)
+                self.web_request.setHeader(name, value)
             body = response.body()
-            self.treq.setHeader("Content-Length", str(len(body)))
-            self.treq.write(body)
-            self.treq.finish()
+            self.web_request.setHeader("Content-Length", str(len(body)))
+            self.web_request.write(body)
+            self.web_request.finish()
         else:
             # Part of the answer is out: cut the connection so the client
             # cannot take it for a whole one.
-            self.treq.channel.transport.abortConnection()
+            cast(ITCPTransport, self.web_request.channel.transport).abortConnection()
 
     async def receive(self) -> Message:
         if not self._body_done and not self._gone:
@@ -377,19 +390,19 @@ class _HTTPCycle:
                 for name, value in message.get("headers", ())
             ]
             self._started = message
-            self.treq.setResponseCode(status)
+            self.web_request.setResponseCode(status)
             for name, value in headers:
-                self.treq.responseHeaders.addRawHeader(name, value)
+                self.web_request.responseHeaders.addRawHeader(name, value)
         elif kind == "http.response.body":
             if self._started is None:
                 raise RuntimeError("http.response.body before http.response.start")
             body = bytes(message.get("body", b""))
             if body:
-                self.treq.write(body)
+                self.web_request.write(body)
             if not message.get("more_body", False):
                 self._finished = True
-                self.treq.unregisterProducer()
-                self.treq.finish()
+                self.web_request.unregisterProducer()
+                self.web_request.finish()
             else:
                 await self._window.wait()
         else:
@@ -505,7 +518,6 @@ class _Lifespan:
         await asyncio.shield(self._stopped)
 
 
-@lifecycle
 def _server_lifespans(server: RunningServer) -> Lifespans:
     lifespans = Lifespans(server)
     server.context.extensions["asgi"] = lifespans
@@ -513,21 +525,21 @@ def _server_lifespans(server: RunningServer) -> Lifespans:
 
 
 def _lifespans(call: Call) -> Lifespans | None:
-    return call.context.extensions.get("asgi")  # type: ignore[no-any-return]
+    return call.context.extensions.get("asgi")
 
 
-@body_streamer(ASGITarget)
-def _stream_body(context: Any, treq: Any, match: Any, path: str) -> BodyStream:
+def _stream_body(
+    context: ServerContext, web_request: HouwebRequest, target: ASGITarget, path: str
+) -> BodyStream:
     """
     A request with a body for an app: start the app now, the body streaming
     to it as it arrives; :meth:`ASGITarget.answer` attaches the request once routed.
     """
-    target: ASGITarget = match.target
-    channel = treq.channel
+    channel = web_request.channel
     loop = event_loop(context.reactor)
     raw_target = getattr(channel, "_path", None) or b"/"  # Twisted's (private) record of the target
     raw_path, _, query = raw_target.partition(b"?")
-    peer = channel.transport.getPeer()
+    peer = channel.houweb_transport().getPeer()
     local = channel.houweb_local
     version = (getattr(channel, "_version", None) or b"HTTP/1.1").decode("ascii")
     scope = {
@@ -540,7 +552,7 @@ def _stream_body(context: Any, treq: Any, match: Any, path: str) -> BodyStream:
         "raw_path": raw_path,
         "query_string": query,
         "root_path": target.root_path,
-        "headers": _headers(treq),
+        "headers": _headers(web_request),
         "client": [getattr(peer, "host", ""), getattr(peer, "port", 0)],
         "server": [getattr(local, "host", ""), getattr(local, "port", 0)],
         # The call is known once the request is routed (attach), by the
@@ -548,24 +560,24 @@ def _stream_body(context: Any, treq: Any, match: Any, path: str) -> BodyStream:
         "extensions": {"houweb": {"call": None, "context": context}},
     }
     stream = BodyStream(channel.transport, loop)
-    cycle = _HTTPCycle(treq, target.application, scope, stream, loop)
-    treq.houweb_asgi_cycle = cycle
+    cycle = _HTTPCycle(web_request, target.application, scope, stream, loop)
+    web_request.houweb_asgi_cycle = cycle
     lifespans: Lifespans | None = context.extensions.get("asgi")
     lifespan = lifespans.ready(target.application) if lifespans is not None else None
     loop.create_task(cycle.run(lifespan))
     return stream
 
 
-def _headers(treq: Any) -> list[tuple[bytes, bytes]]:
+def _headers(web_request: HouwebRequest) -> list[tuple[bytes, bytes]]:
     return [
         (name.lower(), value)
-        for name, values in treq.requestHeaders.getAllRawHeaders()
+        for name, values in web_request.requestHeaders.getAllRawHeaders()
         for value in values
     ]
 
 
 def _answer_asgi(call: Call, target: ASGITarget) -> Response | Deferred[Response]:
-    early: _HTTPCycle | None = getattr(call.treq, "houweb_asgi_cycle", None)
+    early: _HTTPCycle | None = getattr(call.web_request, "houweb_asgi_cycle", None)
     if early is not None:
         return early.attach(call)  # started when its body began to arrive
     lifespans = _lifespans(call)
@@ -581,20 +593,23 @@ def _answer_asgi(call: Call, target: ASGITarget) -> Response | Deferred[Response
                     message = f"the application did not start: {lifespan.failed}"
                     answered.callback(errorResponse(call.request, message, 503))
                     return
-            if call.treq.finished or call.treq._disconnected:  # the client left meanwhile
+            web_request = call.web_request
+            if web_request.finished or web_request._disconnected:  # the client left meanwhile
                 return
             from ._asgi_websocket import open_asgi_websocket
 
             state = lifespan.state if lifespan is not None else None
-            open_asgi_websocket(call, target.application, _scope(call, "websocket"), state)
+            open_asgi_websocket(call, target.application, _scope(call, target, "websocket"), state)
 
         loop.create_task(upgrade())
         # autobahn writes the handshake; the router forgets this Deferred
         # once the connection ends.
         return answered
-    scope = _scope(call, "http")
+    scope = _scope(call, target, "http")
     scope["method"] = call.request.method()
-    cycle = _HTTPCycle(call.treq, target.application, scope, _StoredBody(call.treq.content), loop)
+    cycle = _HTTPCycle(
+        call.web_request, target.application, scope, _StoredBody(call.web_request.content), loop
+    )
     answered = cycle.attach(call)
     loop.create_task(cycle.run(lifespan))
     # The cycle writes the answer itself; the router forgets this Deferred

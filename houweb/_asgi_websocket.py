@@ -58,7 +58,8 @@ class ASGIWebSocket(WebSocket):
         self._decision = loop.create_future()
         self._incoming.put_nowait({"type": "websocket.connect"})
         self._task = loop.create_task(self._run())
-        await asyncio.wait([self._decision, self._task], return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[Any]] = [self._decision, self._task]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if self._decision.done() and self._decision.result() == "accept":
             self._accepted = True
             await self.accept()

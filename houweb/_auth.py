@@ -10,6 +10,7 @@ beyond loopback safely (with TLS, so the token is not sent in the clear).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 
 MESSAGE = "this server requires an Authorization: Bearer token"
 CHALLENGE = ("WWW-Authenticate", 'Bearer realm="houweb"')
@@ -24,7 +25,7 @@ class TokenCheck:
     def __init__(self, token: str) -> None:
         self._token = token.encode("utf-8")
 
-    def accepts(self, authorization: list[bytes] | None) -> bool:
+    def accepts(self, authorization: Sequence[bytes] | None) -> bool:
         """:returns: whether the ``Authorization`` header values carry the token."""
         if authorization is None or len(authorization) != 1:
             return False

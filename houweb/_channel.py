@@ -12,10 +12,14 @@ import io
 import re
 import socket
 import struct
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union, cast
 
 from twisted.internet import tcp
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IDelayedCall, ITransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http_headers import Headers
 
@@ -27,10 +31,20 @@ from ._uploads import (
     MULTIPART_FORM,
     FormError,
     FormReceiver,
+    UploadedFile,
     form_receiver,
     not_stored,
 )
 from ._writethrough import write_now
+
+if TYPE_CHECKING:
+    from ._config import ServerConfig
+    from ._guards import HeaderGuard
+    from ._settings import Settings
+    from ._uploads import MemoryBudget
+
+#: The local address of a connection (houweb listens on TCP).
+LocalAddress = Union[IPv4Address, IPv6Address]
 
 _SERVER = SERVER.encode("ascii")
 log = Logger(namespace="houweb")
@@ -98,15 +112,73 @@ def bytes_taken(transport: Any) -> int | None:
     return int(_BYTES_ACKED.unpack_from(info, _BYTES_ACKED_OFFSET)[0])
 
 
+class BodySink(Protocol):
+    """Takes a request's body as it arrives (an ASGI app's: ``_asgi.BodyStream``)."""
+
+    def feed(self, data: bytes) -> None:
+        """Some more of the body."""
+
+    def end(self) -> None:
+        """The body is complete."""
+
+
+class ChannelContext(Protocol):
+    """What a channel reads of its server (``_site.ServerContext``)."""
+
+    config: ServerConfig
+    guard: HeaderGuard
+    settings: Settings
+    form_memory: MemoryBudget
+
+
+class ChannelSite(Protocol):
+    """
+    What a channel asks of the site that made it (``_site.HouwebSite``),
+    declared here so that this module needs nothing of ``_site``.
+    """
+
+    houweb: ChannelContext
+
+    @property
+    def houweb_max_request_size(self) -> int: ...
+
+    def houweb_admit(self, channel: HouwebChannel) -> bool: ...
+
+    def connection_closed(self, channel: HouwebChannel) -> None: ...
+
+    def houweb_track(self, web_request: HouwebRequest) -> None: ...
+
+    def houweb_wants_raw_body(self, target: bytes, local: LocalAddress | None) -> bool: ...
+
+    def houweb_body_streamer(
+        self, method: bytes, target: bytes, local: LocalAddress | None, web_request: HouwebRequest
+    ) -> BodySink | None: ...
+
+    def houweb_rejection(
+        self,
+        status: int,
+        message: str,
+        method: bytes,
+        target: bytes,
+        web_request: HouwebRequest,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> bytes: ...
+
+
 class HouwebChannel(http.HTTPChannel):
     """An HTTP/1.1 channel that can refuse a request before reading its body."""
+
+    #: Set by the site's buildProtocol.
+    site: ChannelSite
+    houweb_local: LocalAddress
+    houweb_secure: bool
 
     houweb_closing = False
     _houweb_rejected = False
     #: The authority of an absolute-form target, until the headers are in.
     _houweb_authority: bytes | None = None
     #: Aborts the connection if the client takes nothing for idle_timeout.
-    _houweb_drain_timer: Any = None
+    _houweb_drain_timer: IDelayedCall | None = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
 
@@ -116,10 +188,15 @@ class HouwebChannel(http.HTTPChannel):
             self.refuse(503, "too many connections; try again later")
             return
         # Asked once per connection, not per request (getsockname is a syscall).
-        self.houweb_local = self.transport.getHost()
+        self.houweb_local = cast(LocalAddress, self.houweb_transport().getHost())
         self.houweb_secure = bool(super().isSecure())
 
-    def getHost(self) -> Any:
+    def houweb_transport(self) -> ITransport:
+        """:returns: the transport, which a connected channel always has."""
+        assert self.transport is not None
+        return self.transport
+
+    def getHost(self) -> LocalAddress:
         """
         The local address, as found when the connection was made: twisted.web
         asks for every request (a getsockname call), Klein for every route.
@@ -130,7 +207,7 @@ class HouwebChannel(http.HTTPChannel):
         """Whether the connection is TLS, as found when it was made (Klein asks twice a request)."""
         return self.houweb_secure
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_drain_timer()
         if self.houweb_upgraded is not None:
             self.houweb_upgraded.connectionLost(reason)
@@ -162,7 +239,11 @@ class HouwebChannel(http.HTTPChannel):
 
     def _arm_drain_timer(self, taken: int | None) -> None:
         timeout = self.site.houweb.config.idle_timeout
-        self._houweb_drain_timer = self.callLater(timeout, self._not_draining, timeout, taken)
+        # HTTPFactory.buildProtocol sets callLater to the reactor's, which
+        # passes arguments on; Twisted declares TimeoutMixin's (period, func).
+        self._houweb_drain_timer = self.callLater(  # type: ignore[call-arg]
+            timeout, self._not_draining, timeout, taken
+        )
 
     def _stop_drain_timer(self) -> None:
         if self._houweb_drain_timer is not None and self._houweb_drain_timer.active():
@@ -201,7 +282,7 @@ class HouwebChannel(http.HTTPChannel):
         before it returns, with the body if it had any.
         """
         if not isinstance(headers, Headers):
-            super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
+            super().writeHeaders(version, code, reason, headers)
             return
         head = [version, b" ", code, b" ", reason, b"\r\n"]
         for name, values in headers.getAllRawHeaders():
@@ -329,7 +410,7 @@ class HouwebChannel(http.HTTPChannel):
         """
         try:
             # Twisted's own (private) record of the target, which it hands to the request
-            self._path, self._houweb_authority = origin_form(self._path)  # type: ignore[assignment,arg-type]
+            self._path, self._houweb_authority = origin_form(self._path)
         except ValueError as exc:
             self.refuse(400, str(exc))
 
@@ -377,8 +458,9 @@ class HouwebChannel(http.HTTPChannel):
             headers,
         )
         self._houweb_rejected = True
-        self.transport.write(payload)
-        self.transport.loseConnection()
+        transport = self.houweb_transport()
+        transport.write(payload)
+        transport.loseConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line (414) or header line (431) too long to read."""
@@ -390,8 +472,9 @@ class HouwebChannel(http.HTTPChannel):
     def refuse(self, status: int, text: str) -> None:
         """Answer a plain error and close, reading nothing more."""
         self._houweb_rejected = True
-        self.transport.write(plain_error(status, text))
-        self.transport.loseConnection()
+        transport = self.houweb_transport()
+        transport.write(plain_error(status, text))
+        transport.loseConnection()
 
     def stopWhenIdle(self) -> None:
         """Close now if idle; otherwise close after the response in progress."""
@@ -399,7 +482,7 @@ class HouwebChannel(http.HTTPChannel):
         if self.houweb_upgraded is not None:
             self.houweb_upgraded.stopWhenIdle()
         elif not self.requests:
-            self.transport.loseConnection()
+            self.houweb_transport().loseConnection()
         else:
             self.persistent = False
 
@@ -428,8 +511,18 @@ class HouwebRequest(server.Request):
     streams a ``multipart/form-data`` body into a :class:`FormReceiver`.
     """
 
+    #: The channel it arrived on (twisted.web sets it to ``None`` when the
+    #: request is over).
+    channel: HouwebChannel
+    #: The decoded path, set by the site's guard (``_site._Guard``).
+    houweb_path: str
+    #: The kind of target it was routed to, for the metrics (``_site``).
+    houweb_target_type: type | None
+    #: The ASGI cycle started before the body arrived (``_asgi``).
+    houweb_asgi_cycle: object
+
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
-    houweb_form: Any = None
+    houweb_form: tuple[dict[str, list[str]], dict[str, UploadedFile]] | None = None
     #: Why the body could not be parsed or stored (the snapshot answers with
     #: its status: 400, 413, 507...).
     houweb_body_error: FormError | None = None
@@ -439,12 +532,12 @@ class HouwebRequest(server.Request):
     houweb_raw_body = False
     #: Takes the body as it arrives (``feed``, then ``end``), for a target
     #: that reads it while it arrives (an ASGI app); see ``houweb_body_streamer``.
-    houweb_streamer: Any = None
+    houweb_streamer: BodySink | None = None
     #: The body, once it has arrived: taken from twisted.web (whose
     #: ``content`` becomes a reader of it) so that the houweb.Request owns it.
     houweb_body: RequestBody | None = None
     #: Fires ``request_timeout`` after the request began to arrive, unless it has.
-    _houweb_deadline: Any = None
+    _houweb_deadline: IDelayedCall | None = None
     _houweb_arrived = False
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
@@ -481,7 +574,7 @@ class HouwebRequest(server.Request):
             self.houweb_body_error = not_stored(exc)
             stored: Any = self.content
             stored.close()  # an unnamed temp file: closing deletes it
-            self.content = io.BytesIO()  # type: ignore[assignment]
+            self.content = io.BytesIO()
             self.houweb_body_sink = _drop
 
     def gotLength(self, length: int | None) -> None:
@@ -506,8 +599,7 @@ class HouwebRequest(server.Request):
 
     def _form_receiver(self) -> FormReceiver | None:
         content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
-        site: Any = self.channel.site
-        context = site.houweb
+        context = self.channel.site.houweb
         return form_receiver(
             content_type,
             context.config.max_in_memory_file_upload_size,
@@ -532,7 +624,7 @@ class HouwebRequest(server.Request):
         held = (self.houweb_upload.memory,) if self.houweb_upload is not None else ()
         stored: Any = self.content
         self.houweb_body = RequestBody(stored, held)
-        self.content = self.houweb_body.reader()  # type: ignore[assignment]
+        self.content = self.houweb_body.reader()
 
     def _let_go(self) -> None:
         """
@@ -548,7 +640,7 @@ class HouwebRequest(server.Request):
         # twisted.web forgets its reader of the body when the response is
         # finished, but only closes it when the client leaves (a WSGI app
         # keeps its own reference as ``wsgi.input``).
-        self.content = None  # type: ignore[assignment]
+        self.content = None
 
     def _finish_form(self) -> None:
         if self.houweb_upload is None:
@@ -593,7 +685,7 @@ class HouwebRequest(server.Request):
         super().finish()
         self._let_go()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         self._cancel_deadline()
         super().connectionLost(reason)
         self._let_go()
@@ -606,10 +698,10 @@ class HouwebRequest(server.Request):
         super().setHeader(name, value)
 
     def write(self, data: bytes) -> None:
-        super().write(data)  # type: ignore[no-untyped-call]
+        super().write(data)
         # twisted.web's first write gives the channel the status line and
         # headers, then the body bytes if any: nothing stays held after it.
-        channel: Any = self.channel
+        channel = self.channel
         if channel is not None and channel._houweb_head is not None:
             channel.houweb_flush_head()
 

@@ -181,7 +181,7 @@ class ServerConfig:
             raise TypeError(f"mcp must be True or False, not {type(mcp).__name__}")
         return cls(
             mcp=mcp,
-            allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts),  # type: ignore[arg-type]
+            allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts),
             port=main,
             debug=bool(debug),
             max_num_threads=_int("max_num_threads", max_num_threads, 1),
@@ -191,7 +191,7 @@ class ServerConfig:
                 DEFAULT_MAX_IN_MEMORY_FILE_UPLOAD_SIZE,
             ),
             max_request_size=_size("max_request_size", max_request_size, DEFAULT_MAX_REQUEST_SIZE),
-            settings=os.fspath(settings) if isinstance(settings, os.PathLike) else settings,  # type: ignore[arg-type]
+            settings=os.fspath(settings) if isinstance(settings, os.PathLike) else settings,
             ports=extra_ports,
             interface=interface,
             listen=tuple(check_listen(entry) for entry in listen),

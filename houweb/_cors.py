@@ -9,12 +9,14 @@ otherwise served normally: the browser, not houweb, blocks them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _registry
 from ._request import Request
 from ._response import Response
 from ._settings import is_origin
+
+if TYPE_CHECKING:  # for the hints: the registry is the server's, not this module's
+    from ._registry import Registry
 
 #: Fixed answers of a preflight (spec §12.2).
 PREFLIGHT_HEADERS = (
@@ -119,9 +121,7 @@ def install_cors(
     return policy
 
 
-def set_cors_whitelist(
-    registry: _registry.Registry, origins: Sequence[str], port_name: str = ""
-) -> None:
+def set_cors_whitelist(registry: Registry, origins: Sequence[str], port_name: str = "") -> None:
     """
     Set ``registry``'s CORS whitelist: see :func:`houweb.setCORSWhitelist`,
     which is this on the default server's registry.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import math
 
 from ._api import APIError
 from ._application import apiFunction, urlHandler
@@ -68,4 +69,4 @@ def register() -> None:
         """Return the length of the vector (x, y, z)."""
         if min(x, y, z) < 0:
             raise APIError("coordinates must not be negative")
-        return (x * x + y * y + z * z) ** 0.5
+        return math.hypot(x, y, z)

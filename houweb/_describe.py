@@ -111,7 +111,7 @@ def described(target: Any) -> Description:
         (a target is immutable; a new registration is a new target) and kept
         on the target itself, so it lives as long as the registration.
     """
-    found = target.__dict__.get(_CACHED)
+    found: Description | None = target.__dict__.get(_CACHED)
     if found is None:
         found = describe(target)
         object.__setattr__(target, _CACHED, found)  # frozen: not one of its fields
@@ -360,5 +360,5 @@ def _split_doc(doc: str) -> tuple[str, dict[str, str], str]:
         else:
             current = None
             prose.append(line)
-    texts = {name: " ".join(parts).strip() for name, parts in params.items()}  # type: ignore[arg-type]
+    texts = {name: " ".join(parts).strip() for name, parts in params.items()}
     return "\n".join(prose).strip(), texts, " ".join(returns).strip()

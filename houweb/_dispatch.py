@@ -204,13 +204,16 @@ def let_go_of_locals(failure: Failure) -> None:
     traceback (the log keeps the failure, with its frames as text): they hold
     the handler's Request, whose body and uploads must not outlive it.
     """
-    tb = failure.value.__traceback__ or failure.tb
+    value = failure.value
+    if value is None:  # Twisted's hint: a Failure always holds its exception
+        return
+    tb = value.__traceback__ or failure.tb
     if tb is not None:
         traceback.clear_frames(tb)
     # And those of the exceptions it was raised from or during (``raise
     # APIError(...)`` in an ``except`` block): their frames may hold it too.
-    seen = {id(failure.value)}
-    exc = failure.value.__cause__ or failure.value.__context__
+    seen = {id(value)}
+    exc = value.__cause__ or value.__context__
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if exc.__traceback__ is not None:
@@ -224,6 +227,7 @@ def format_traceback(failure: Failure) -> str:
         user's code (Twisted's thread-pool frames left out).
     """
     exc = failure.value
+    assert exc is not None  # Twisted's hint: a Failure always holds its exception
     tb = exc.__traceback__ or failure.tb
     while tb is not None and tb.tb_next is not None and _is_twisted(tb.tb_frame):
         tb = tb.tb_next

@@ -112,11 +112,11 @@ def context_factory(settings: PortSettings, port_name: str) -> ssl.CertificateOp
         if settings.ssl_dh_params is not None:
             if not os.path.isfile(settings.ssl_dh_params):
                 raise ValueError(f"SSL_DH_PARAMS {settings.ssl_dh_params!r} does not exist")
-            options["dhParameters"] = ssl.DiffieHellmanParameters.fromFile(  # type: ignore[no-untyped-call]
+            options["dhParameters"] = ssl.DiffieHellmanParameters.fromFile(
                 FilePath(settings.ssl_dh_params)
             )
         if settings.ssl_verify_peer:
-            options["trustRoot"] = ssl.platformTrust()  # type: ignore[no-untyped-call]
+            options["trustRoot"] = ssl.platformTrust()
         factory = ssl.CertificateOptions(
             privateKey=key, certificate=chain[0], extraCertChain=chain[1:], **options
         )

@@ -47,6 +47,9 @@ from twisted.logger import (
 #: The values ``--log-format`` accepts; the first is the default.
 LOG_FORMATS = ("text", "json")
 
+# Per process, not per server: Twisted's log publisher and its beginner are
+# global to the process, so what houweb did to them is too (every server of
+# the process logs through the one publisher).
 #: What houweb chose when it began Twisted logging (empty until it did):
 #: the format (read by restarted children and workers, to log alike).
 _started_format: list[str] = []
@@ -116,7 +119,7 @@ class StdlibObserver:
         logger = logging.getLogger(
             "twisted" if namespace in (None, "", _LEGACY_NAMESPACE) else namespace
         )
-        level = _LEVELS.get(event.get("log_level"), logging.INFO)  # type: ignore[arg-type]
+        level = _LEVELS.get(event.get("log_level"), logging.INFO)
         if not logger.isEnabledFor(level):
             return
         failure = event.get("log_failure")
@@ -130,7 +133,7 @@ class StdlibObserver:
 
 def logging_started() -> bool:
     """:returns: whether Twisted logging was started, by houweb or anyone."""
-    return globalLogBeginner._temporaryObserver is None  # type: ignore[attr-defined]
+    return globalLogBeginner._temporaryObserver is None
 
 
 def houweb_began() -> bool:

@@ -29,6 +29,7 @@ from ._request import Request
 from ._response import Response
 
 if TYPE_CHECKING:
+    from ._channel import HouwebRequest
     from ._site import HouwebSite, ServerContext
 
 #: Seconds: the buckets of the latency histograms (from 1 ms to 30 s).
@@ -96,17 +97,23 @@ class ServerMetrics:
         )
         self.registry.register(_LiveCollector(self))
 
-    def observe(self, treq: Any, seconds: float) -> None:
+    def observe(self, web_request: HouwebRequest, seconds: float) -> None:
         """A request is over: count it (a ``houweb_on_finish`` callback)."""
-        kind = kind_of(getattr(treq, "houweb_target_type", None))
-        self.requests.labels(kind, str(treq.code)).inc()
+        kind = kind_of(getattr(web_request, "houweb_target_type", None))
+        self.requests.labels(kind, str(web_request.code)).inc()
         self.latency.labels(kind).observe(seconds)
-        received = getattr(treq, "houweb_received", 0)
+        received = getattr(web_request, "houweb_received", 0)
         if received:
             self.upload_bytes.inc(received)
 
     def rejected(
-        self, treq: Any, method: bytes, target: bytes, protocol: bytes, status: int, size: int
+        self,
+        web_request: HouwebRequest,
+        method: bytes,
+        target: bytes,
+        protocol: bytes,
+        status: int,
+        size: int,
     ) -> None:
         """A request was answered when its headers arrived (``houweb_on_reject``)."""
         self.requests.labels(REJECTED, str(status)).inc()

@@ -78,7 +78,7 @@ class PortPlan:
             are bad.
         """
         if self.settings is None:
-            endpoint: Any = serverFromString(reactor, self.description)  # type: ignore[no-untyped-call]
+            endpoint: Any = serverFromString(reactor, self.description)
             listening: defer.Deferred[Any] = endpoint.listen(factory)
             return listening
         return defer.maybeDeferred(self._bind, reactor, factory, taken)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 from twisted.logger import (
     FilteringLogObserver,
     ILogFilterPredicate,
+    ILogObserver,
     LogEvent,
     Logger,
     LogLevel,
@@ -31,6 +32,9 @@ from ._errors import OperationFailed
 from ._port_settings import PortSettings, Severity
 
 _log = Logger(namespace="houweb")
+
+if TYPE_CHECKING:  # for the hints: the twisted.web request houweb receives
+    from ._channel import HouwebRequest
 
 _ORDER = {
     LogLevel.debug: 0,
@@ -73,7 +77,10 @@ class PortLogFile:
         #: Set once a write failed (disk full, a FIFO's reader gone): then
         #: nothing more is written, and the server never sees the error.
         self._failed = False
-        self._observer: Any = FilteringLogObserver(self._write, [_Predicate(self._wanted)])
+        # An observer is any callable taking an event (what ILogObserver
+        # declares); a bound method does not declare that it provides it.
+        write = cast(ILogObserver, self._write)
+        self._observer: Any = FilteringLogObserver(write, [_Predicate(self._wanted)])
         self._requests = Logger(namespace="houweb.port", observer=self._observer)
         self._site: Any = None
 
@@ -127,16 +134,16 @@ class PortLogFile:
         globalLogPublisher.addObserver(self._observer)
         site.houweb_on_finish.append(self._request_done)
 
-    def _request_done(self, treq: Any, seconds: float) -> None:
-        host = treq.getHost()
+    def _request_done(self, web_request: HouwebRequest, seconds: float) -> None:
+        host = web_request.getHost()
         if getattr(host, "port", None) not in self._ports:
             return
-        method, target = treq.method.decode("latin-1"), treq.uri.decode("latin-1")
+        method, target = web_request.method.decode("latin-1"), web_request.uri.decode("latin-1")
         self._requests.info(
             '"{request}" {status} {size} {ms:.1f}ms',
             request=escaped(f"{method} {target}"),
-            status=treq.code,
-            size=treq.sentLength,
+            status=web_request.code,
+            size=web_request.sentLength,
             ms=seconds * 1000,
         )
 

@@ -10,141 +10,67 @@ decorators fill the default server's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from twisted.logger import Logger
 
+from ._bindings import (  # the registry's vocabulary, defined where nothing imports back
+    ALL_PORTS as ALL_PORTS,
+)
+from ._bindings import (
+    API_PATH as API_PATH,
+)
+from ._bindings import (
+    API_VIEW_PATHS as API_VIEW_PATHS,
+)
+from ._bindings import (
+    MAIN_PORT as MAIN_PORT,
+)
+from ._bindings import (
+    Bindings as Bindings,
+)
+from ._bindings import (
+    Ports as Ports,
+)
+from ._bindings import (
+    check_handler_path as check_handler_path,
+)
+from ._bindings import (
+    check_path as check_path,
+)
+from ._bindings import (
+    is_api_path as is_api_path,
+)
+from ._bindings import (
+    normalize_path as normalize_path,
+)
+from ._bindings import (
+    normalize_ports as normalize_ports,
+)
+from ._bindings import (
+    serves as serves,
+)
+from ._bindings import (
+    sorted_bindings as sorted_bindings,
+)
+from ._dispatch import as_response, describe
 from ._port_settings import PortTable
 
 if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
     from ._site import Call
-    from ._target import Answer, Target
+    from ._target import Answer, ExtensionFactory, Target
 
 log = Logger(namespace="houweb")
 #: What a table of the registry holds (a target, an API function).
 _T = TypeVar("_T")
 
-ALL_PORTS = -1
-MAIN_PORT = 0
-
 #: Kinds of path registrations, in the order they win on an equal path.
 EXACT, STATIC, PREFIX = "exact", "static", "prefix"
 _PREFIX_KINDS = (STATIC, PREFIX)
 
-Ports = Sequence["int | str"]
-#: What a registration is bound to (a set of these): ``0`` the main port, ``-1`` every port,
-#: port numbers, and the names of named ports (``setSettingsForPort``).
-Bindings = frozenset[Union[int, str]]
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def normalize_ports(ports: Ports) -> frozenset[int | str]:
-    """
-    Turn a ``ports`` argument into the set of bindings it means: ``0`` for the
-    main port (also ``[]``, ``""`` and ``"main"``), ``-1`` for every port, port
-    numbers, or the names of named ports (resolved when a server starts,
-    so ``setSettingsForPort`` may come later).
-
-    :raises TypeError: for a ``ports`` that is not a list or tuple of ints and names.
-    :raises ValueError: for a number outside -1..65535.
-    """
-    if not isinstance(ports, (list, tuple)):
-        raise TypeError(f"ports must be a list or tuple, not {type(ports).__name__}")
-    bindings: set[int | str] = set()
-    for entry in ports:
-        if isinstance(entry, str):
-            if entry not in ("", "main"):
-                bindings.add(entry)
-                continue
-            entry = MAIN_PORT
-        if isinstance(entry, bool) or not isinstance(entry, int):
-            raise TypeError(f"ports entry {entry!r} must be an int")
-        if not ALL_PORTS <= entry <= 65535:
-            raise ValueError(f"ports entry {entry} is outside -1..65535")
-        bindings.add(entry)
-    return frozenset(bindings or {MAIN_PORT})
-
-
-def serves(
-    bindings: frozenset[int | str],
-    port: int,
-    main_port: int,
-    aliases: frozenset[int] = frozenset(),
-    names: Mapping[str, int] | None = None,
-) -> bool:
-    """
-    :param aliases: the numbers of the main port's other addresses (the
-        ``listen`` endpoints): they answer what the main port answers.
-    :param names: the number each named port is bound to.
-    :returns: whether a registration with ``bindings`` answers on ``port``.
-    """
-    if ALL_PORTS in bindings or port in bindings:
-        return True
-    if (port == main_port or port in aliases) and (MAIN_PORT in bindings or main_port in bindings):
-        return True
-    return bool(names) and any(
-        isinstance(b, str) and names.get(b) == port  # type: ignore[union-attr]
-        for b in bindings
-    )
-
-
-def sorted_bindings(bindings: Iterable[int | str]) -> list[int | str]:
-    """:returns: ``bindings`` sorted: numbers first, then names."""
-    return sorted(bindings, key=lambda b: (1, b, 0) if isinstance(b, str) else (0, "", b))
-
-
-#: Where API functions are called (on every port).
-API_PATH = "/api"
-
-
-#: houweb's descriptions of the API functions (``_api_views``), by path;
-#: like ``/api`` they are on every port and no handler may take them.
-API_VIEW_PATHS = {
-    "/api/openapi.json": "openapi",
-    "/api/docs": "docs",
-    "/api/client.js": "client",
-    "/api/client.d.ts": "types",
-}
-
-
-def is_api_path(path: str) -> bool:
-    """:returns: whether a decoded request path is the ``/api`` endpoint (``/api/`` too)."""
-    return normalize_path(path) == API_PATH
-
-
-def check_path(path: str) -> str:
-    """
-    Validate a registered URL path and return its normalised form.
-
-    :raises ValueError: unless it starts with ``/`` and holds no ``?`` or ``#``.
-    """
-    if not isinstance(path, str):
-        raise TypeError(f"path must be a str, not {type(path).__name__}")
-    if not path.startswith("/") or "?" in path or "#" in path:
-        raise ValueError(f"URL path {path!r} must start with '/' and have no '?' or '#'")
-    return normalize_path(path)
-
-
-def check_handler_path(path: str) -> str:
-    """
-    Validate the path of a handler (anything but an API function).
-
-    :raises ValueError: as :func:`check_path` does, and for ``/api``, which is
-        reserved for API functions.
-    """
-    norm = check_path(path)
-    if norm == API_PATH:
-        raise ValueError("/api is reserved for API functions (use apiFunction)")
-    if norm in API_VIEW_PATHS:
-        raise ValueError(f"{norm} is reserved for houweb's description of the API functions")
-    return norm
-
-
-def normalize_path(path: str) -> str:
-    """Drop one trailing slash, so ``/a/`` and ``/a`` are the same (``/`` stays)."""
-    return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
 def _ancestors(path: str) -> Iterable[str]:
@@ -212,6 +138,14 @@ class Registry:
         #: The main port's CORS whitelist given by ``setCORSWhitelist``
         #: (added to the settings file's when a server starts).
         self.cors_whitelist: tuple[str, ...] = ()
+        #: Whether a target that takes its body as it arrives (its
+        #: ``stream_body``: an ASGI app) was ever registered here: until
+        #: then, no request's body needs a route lookup before it arrives.
+        self.streams_bodies = False
+        #: What the targets registered here add to each server that serves
+        #: them (the ASGI apps' lifespans): see :meth:`add_lifecycle`.
+        self.lifecycles: list[ExtensionFactory] = []
+        self._lifecycle_listeners: list[Callable[[ExtensionFactory], None]] = []
         self._listeners: list[Callable[[Bindings, str], None]] = []
         #: The main port's and the named ports' settings (``setSettingsForPort``).
         self.ports = PortTable()
@@ -225,6 +159,8 @@ class Registry:
         bindings = normalize_ports(ports)
         key = (kind, check_path(path))
         self._store("_paths", key, bindings, target, f"{kind} registration for {path}")
+        if hasattr(target, "stream_body"):
+            self.streams_bodies = True
 
     def add_function(self, name: str, ports: Ports, target: object) -> None:
         """Register an API function under its full dotted ``name``."""
@@ -279,6 +215,27 @@ class Registry:
                                 f"ports {sorted_bindings(earlier)} on main port {main_port}"
                             )
         return found
+
+    def add_lifecycle(self, factory: ExtensionFactory) -> None:
+        """
+        A target registered here needs ``factory``'s :class:`Extension` in
+        each server that serves this registry (once, however many targets
+        need it): servers made from now on make one, and a running server
+        is told (see :meth:`on_lifecycle`).
+        """
+        with self._lock:
+            if factory in self.lifecycles:
+                return
+            self.lifecycles.append(factory)
+            listeners = list(self._lifecycle_listeners)
+        for listener in listeners:
+            listener(factory)
+
+    def on_lifecycle(self, listener: Callable[[ExtensionFactory], None]) -> Callable[[], None]:
+        """Call ``listener(factory)`` for each later :meth:`add_lifecycle`; returns an undo."""
+        with self._lock:
+            self._lifecycle_listeners.append(listener)
+        return lambda: self._lifecycle_listeners.remove(listener)
 
     def on_register(self, listener: Callable[[Bindings, str], None]) -> Callable[[], None]:
         """Call ``listener(bindings, what)`` after each registration; returns an undo."""
@@ -418,10 +375,13 @@ class URLHandlerTarget:
     handler: Callable[..., Any]
 
     def answer(self, call: Call) -> Answer:
-        """Answer ``call``, routed here: see :func:`houweb._site.answer_url_handler`."""
-        from ._site import answer_url_handler  # imported on first use: _site imports this module
-
-        return answer_url_handler(call, self)
+        """Answer a request routed here: call the handler in the pool (or on the reactor)."""
+        handler = self.handler
+        what = f"URL handler {describe(handler)}"
+        d = call.run(handler, call.request, shown_as=what)
+        d.addCallback(as_response)
+        d.addErrback(call.failed, what)
+        return d
 
 
 def url_handler(

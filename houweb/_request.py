@@ -54,7 +54,7 @@ class HeaderDict(dict):  # type: ignore[type-arg]
     def __contains__(self, name: object) -> bool:
         return dict.__contains__(self, self._key(name))
 
-    def get(self, name: object, default: object = None) -> object:  # type: ignore[override]
+    def get(self, name: object, default: object = None) -> object:
         return dict.get(self, self._key(name), default)
 
 

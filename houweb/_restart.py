@@ -65,7 +65,7 @@ from ._role import STARTED, Role, this_process
 from ._watch import SourceWatcher, application_files, compiles, traceback_files
 
 if TYPE_CHECKING:
-    from ._server import Server
+    from ._server import RunningServer as Server
 
 log = Logger(namespace="houweb")
 
@@ -415,7 +415,7 @@ def _answer_unavailable(
         if reactor.running:
             raise RuntimeError("the reactor runs already")
         unavailable = Unavailable(error if state.debug else None, state.allowed_hosts, token)
-        site = Site(unavailable)  # type: ignore[no-untyped-call]  # Twisted's Site is not annotated
+        site = Site(unavailable)
         connections = _Connections(site)
         ports = [
             reactor.adoptStreamPort(kept.fd, kept.family, connections)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import threading
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,8 +31,9 @@ from ._port_binding import plan_ports
 from ._port_runtime import configure_ports
 from ._registry import Registry
 from ._settings import load_settings
-from ._site import EXTENSIONS, HouwebSite, ServerContext
+from ._site import HouwebSite, ServerContext
 from ._statuspage import install_status_page
+from ._target import Extension, ExtensionFactory
 from ._uploads import remove_stale_uploads
 
 log = Logger(namespace="houweb")
@@ -137,7 +139,10 @@ class RunningServer:
         self.site = HouwebSite(self.context)
         self.metrics = install_metrics(self.context, self.site)
         self.status_page = install_status_page(self.context, self.site)
-        self.extensions = [factory(self) for factory in EXTENSIONS]
+        #: What this server's targets add to it (see houweb._target.Extension),
+        #: as its registry says, and MCP's.
+        self.extensions: list[Extension] = [factory(self) for factory in registry.lifecycles]
+        self._unwatch_lifecycles = registry.on_lifecycle(self._add_extension)
         if config.mcp:
             self.extensions.append(_mcp_tools(self))
         self.listening: list[Any] = []
@@ -150,6 +155,15 @@ class RunningServer:
         self.stop_asked = False
         self._stopped_event = threading.Event()
         self._unwatch = lambda: None
+
+    def _add_extension(self, factory: ExtensionFactory) -> None:
+        """
+        A target registered while this server exists needs ``factory``'s
+        part: it is made now and stopped with the others. If the server
+        already started, its part is not started here (this may be any
+        thread): the ASGI lifespans start an app's at its first request.
+        """
+        self.extensions.append(factory(self))
 
     @property
     def registry(self) -> Registry:
@@ -310,7 +324,7 @@ class RunningServer:
     def _stop_now(self) -> None:
         self.shutdown()
         for channel in list(self.site.houweb_connections):
-            channel.transport.abortConnection()
+            cast(ITCPTransport, channel.transport).abortConnection()
 
     def wait_stopped(self, timeout: float) -> bool:
         """
@@ -349,6 +363,7 @@ class RunningServer:
 
     async def _shut_down(self) -> None:
         self._unwatch()
+        self._unwatch_lifecycles()
         await self._close_ports()
         self._ports_closed.fire()
         for channel in list(self.site.houweb_connections):
@@ -364,7 +379,7 @@ class RunningServer:
                 grace=self.config.shutdown_grace,
             )
             for channel in list(self.site.houweb_connections):
-                channel.transport.abortConnection()
+                cast(ITCPTransport, channel.transport).abortConnection()
         self.pool.stop()  # first: then every call has started (named below) or never runs
         self._report_abandoned()
         await self._stop_extensions()

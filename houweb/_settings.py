@@ -129,7 +129,7 @@ def _settings_from(namespace: dict[str, Any], where: str) -> Settings:
     allowed_hosts = None
     if "ALLOWED_HOSTS" in names:
         allowed_hosts = tuple(_strings(names["ALLOWED_HOSTS"], "ALLOWED_HOSTS", where))
-    trusted = ()
+    trusted: tuple[str, ...] = ()
     if "CSRF_TRUSTED_ORIGINS" in names:
         trusted = tuple(_origins(names["CSRF_TRUSTED_ORIGINS"], "CSRF_TRUSTED_ORIGINS", where))
     port_names = {

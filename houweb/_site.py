@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -26,13 +26,13 @@ from werkzeug.exceptions import BadHost
 
 from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
-from ._channel import HouwebChannel, HouwebRequest
+from ._channel import BodySink, HouwebChannel, HouwebRequest, LocalAddress
 from ._config import ServerConfig
-from ._dispatch import RunningCalls, as_response, describe, failure_response
+from ._dispatch import RunningCalls, failure_response
 from ._forms import parse_form
 from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
-from ._registry import EXACT, Match, Registry, URLHandlerTarget, is_api_path
+from ._registry import EXACT, Match, Registry, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
 from ._response import Response, errorResponse, json_error, notFoundResponse
@@ -80,7 +80,8 @@ class ServerContext:
     #: What a request's headers must pass before its body is read (Host
     #: allow-list, Origin check, token).
     guard: HeaderGuard = field(default_factory=lambda: HeaderGuard(("*",), OriginPolicy()))
-    #: What modules add to the server (the ASGI lifespans), by name.
+    #: What this server's targets added to it (the ASGI lifespans), by name,
+    #: for their requests to find: see :class:`houweb._target.Extension`.
     extensions: dict[str, Any] = field(default_factory=dict)
 
 
@@ -89,7 +90,7 @@ class Call:
     """One request on its way to a target: what its ``answer`` works with."""
 
     context: ServerContext
-    treq: Any
+    web_request: HouwebRequest
     request: Request
     match: Match
 
@@ -112,31 +113,6 @@ class Call:
         return failure_response(self.request, failure, self.context.config.debug, what)
 
 
-class Extension(Protocol):
-    """What a module adds to each server's life (ASGI lifespans): see :func:`lifecycle`."""
-
-    def start(self) -> None:
-        """The server listens."""
-
-    def stop(self) -> Deferred[Any]:
-        """The server's requests are done (or abandoned); fires once this part stopped."""
-
-
-#: Called with each server made (``houweb._server.RunningServer``), by :func:`lifecycle`.
-EXTENSIONS: list[Callable[[Any], Extension]] = []
-
-
-def lifecycle(factory: Callable[[Any], Extension]) -> Callable[[Any], Extension]:
-    """
-    Register ``factory``, called with each server made from now on; its
-    :class:`Extension` is started once the server listens and stopped (for
-    at most ``shutdown_grace`` seconds) after its requests are done. A module
-    that owns a kind of target registers one when imported.
-    """
-    EXTENSIONS.append(factory)
-    return factory
-
-
 #: The methods of the requests the router may answer before routing: the
 #: request filters (a CORS preflight, the metrics, the status page) answer
 #: only these, and ``OPTIONS`` without the token is refused there. A request
@@ -156,44 +132,19 @@ def _check_query(target: bytes) -> None:
             raise BadRequest("invalid query") from None
 
 
-def _klein_takes_host(treq: Any) -> bool:
+def _klein_takes_host(web_request: HouwebRequest) -> bool:
     """:returns: whether Klein can bind to the request's Host (see ``_Guard.render``)."""
     try:
-        treq.getRequestHostname().decode("utf-8").encode("idna")
+        web_request.getRequestHostname().decode("utf-8").encode("idna")
     except UnicodeError:
         return False
     return True
 
 
-#: What takes a request's body as it arrives, by target type: called with
-#: the server's context, the twisted.web request, the match and the decoded
-#: path once the headers passed the guard; returns the body's sink.
-BodyStreamer = Callable[[ServerContext, Any, Match, str], Any]
-_STREAMERS: dict[type, BodyStreamer] = {}
-
-
-def body_streamer(target_type: type) -> Callable[[BodyStreamer], BodyStreamer]:
-    """
-    Register the function that starts answering a request for
-    ``target_type`` as soon as its headers passed the guard, taking its body
-    as it arrives (an ASGI app) instead of after it was received whole.
-    """
-
-    def register(function: BodyStreamer) -> BodyStreamer:
-        _STREAMERS[target_type] = function
-        return function
-
-    return register
-
-
-def answer_url_handler(call: Call, target: URLHandlerTarget) -> Deferred[Response]:
-    """Answer a request routed to a :func:`houweb.urlHandler`: call it in the pool (or on the reactor)."""
-    handler = target.handler
-    what = f"URL handler {describe(handler)}"
-    d = call.run(handler, call.request, shown_as=what)
-    d.addCallback(as_response)
-    d.addErrback(call.failed, what)
-    return d
+#: What takes a request's body as it arrives: a target's ``stream_body``,
+#: called with the server's context, the twisted.web request, the match and
+#: the decoded path once the headers passed the guard; returns the body's sink.
+BodyStreamer = Callable[[ServerContext, HouwebRequest, Match, str], BodySink]
 
 
 class _Router:
@@ -202,34 +153,34 @@ class _Router:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
 
-    def route(self, treq: Any) -> Deferred[None] | None:
+    def route(self, web_request: HouwebRequest) -> Deferred[None] | None:
         """
-        Answer ``treq``: at once when no user code is involved, else through
+        Answer ``web_request``: at once when no user code is involved, else through
         a Deferred that fires once the answer was written.
         """
-        path = treq.houweb_path  # decoded by _Guard
+        path = web_request.houweb_path  # decoded by _Guard
         try:
-            request = snapshot(treq, path, settings=self.context.settings)
+            request = snapshot(web_request, path, settings=self.context.settings)
         except BadRequest as exc:
-            request = snapshot(treq, path, parse=False)
-            return self.send(treq, request, exc.response(request))
+            request = snapshot(web_request, path, parse=False)
+            return self.send(web_request, request, exc.response(request))
         # What answers here, before routing, houweb_body_streamer must leave
         # alone too (it may start an ASGI app before this runs).
         for request_filter in self.context.request_filters:
             early = request_filter(request)
             if early is not None:
-                return self.send(treq, request, early)
+                return self.send(web_request, request, early)
         token = self.context.guard.token
         if (
             token is not None
-            and treq.method == b"OPTIONS"
-            and not token.accepts(treq.requestHeaders.getRawHeaders(b"authorization"))
+            and web_request.method == b"OPTIONS"
+            and not token.accepts(web_request.requestHeaders.getRawHeaders(b"authorization"))
         ):
             # Let in without the token as a CORS preflight, yet not answered
             # as one: no handler may see it.
             refused = errorResponse(request, MESSAGE, 401)
             refused.setHeader(*CHALLENGE)
-            return self.send(treq, request, refused)
+            return self.send(web_request, request, refused)
         own = self.context.own_targets.get(path) if self.context.own_targets else None
         if own is not None:
             match: Match | None = Match(own, path, EXACT)
@@ -238,35 +189,42 @@ class _Router:
                 path, request.port(), self.context.main_port, self.context.main_aliases
             )
         if match is None:
-            return self.send(treq, request, notFoundResponse(request))
-        treq.houweb_target_type = type(match.target)  # for the metrics
-        answer = maybeDeferred(match.target.answer, Call(self.context, treq, request, match))
-        return self._deliver_later(treq, request, answer)
+            return self.send(web_request, request, notFoundResponse(request))
+        web_request.houweb_target_type = type(match.target)  # for the metrics
+        # maybeDeferred waits for a Deferred the target returns; its hints
+        # cannot say so for an answer that is a Response or a Deferred.
+        answer = cast(
+            "Deferred[Response]",
+            maybeDeferred(match.target.answer, Call(self.context, web_request, request, match)),
+        )
+        return self._deliver_later(web_request, request, answer)
 
-    def render(self, treq: Any) -> Any:
+    def render(self, web_request: HouwebRequest) -> Any:
         """
-        Answer ``treq`` as Klein's resource does for the one route (see
+        Answer ``web_request`` as Klein's resource does for the one route (see
         :func:`klein_routes_here`): an exception is twisted.web's 500, and
         the request is finished once the route's Deferred fires. Klein's
         cancellation when the client leaves is not needed: the route checks
         for a departed client itself before writing.
         """
         try:
-            written = self.route(treq)
+            written = self.route(web_request)
         except Exception:  # noqa: BLE001 - answered as Klein would: twisted.web's 500
-            treq.processingFailed(Failure())  # type: ignore[no-untyped-call]
+            web_request.processingFailed(Failure())
             return server.NOT_DONE_YET
         if written is None:
-            _finish_open(None, treq)
+            _finish_open(None, web_request)
         else:
             written.addCallbacks(
-                _finish_open, _route_failed, callbackArgs=(treq,), errbackArgs=(treq,)
+                _finish_open, _route_failed, callbackArgs=(web_request,), errbackArgs=(web_request,)
             )
         return server.NOT_DONE_YET
 
-    def send(self, treq: Any, request: Request, response: Response) -> Deferred[None] | None:
+    def send(
+        self, web_request: HouwebRequest, request: Request, response: Response
+    ) -> Deferred[None] | None:
         """
-        Write ``response`` to ``treq`` now, after the response filters (CORS).
+        Write ``response`` to ``web_request`` now, after the response filters (CORS).
 
         :returns: ``None`` when the answer is complete, else (a file still
             streaming) a Deferred that fires once it is, so Klein does not
@@ -274,15 +232,15 @@ class _Router:
         """
         for response_filter in self.context.response_filters:
             response_filter(request, response)
-        write_response(treq, response, lambda: notFoundResponse(request))
-        if treq.finished or treq._disconnected:
+        write_response(web_request, response, lambda: notFoundResponse(request))
+        if web_request.finished or web_request._disconnected:
             return None
         done: Deferred[None] = Deferred()
-        treq.notifyFinish().addBoth(lambda _: done.callback(None))
+        web_request.notifyFinish().addBoth(lambda _: done.callback(None))
         return done
 
     def _deliver_later(
-        self, treq: Any, request: Request, answer: Deferred[Response]
+        self, web_request: HouwebRequest, request: Request, answer: Deferred[Response]
     ) -> Deferred[None]:
         """
         A Deferred for Klein that fires once the answer was written. If the
@@ -292,10 +250,10 @@ class _Router:
         outer: Deferred[None] = Deferred()
 
         def deliver(response: Response) -> None:
-            if outer.called or treq.finished or treq._disconnected:
+            if outer.called or web_request.finished or web_request._disconnected:
                 discard(response)
                 return
-            written = self.send(treq, request, response)
+            written = self.send(web_request, request, response)
             if written is None:
                 outer.callback(None)
             else:
@@ -303,8 +261,8 @@ class _Router:
 
         def broken(failure: Failure) -> None:
             log.failure("houweb: could not answer {request}", failure, request=request)
-            if not (outer.called or treq.finished or treq._disconnected):
-                self.send(treq, request, errorResponse(request, "Internal server error"))
+            if not (outer.called or web_request.finished or web_request._disconnected):
+                self.send(web_request, request, errorResponse(request, "Internal server error"))
                 outer.callback(None)
 
         answer.addCallback(deliver).addErrback(broken)
@@ -315,9 +273,11 @@ class _Router:
 _KNOWN_HOSTS = 64
 
 
-def klein_routes_here(treq: Any, path: str, hosts: dict[bytes, bool] | None = None) -> bool:
+def klein_routes_here(
+    web_request: HouwebRequest, path: str, hosts: dict[bytes, bool] | None = None
+) -> bool:
     """
-    :returns: whether Klein would route ``treq`` to the router with nothing
+    :returns: whether Klein would route ``web_request`` to the router with nothing
         else to do: its werkzeug map binds to the Host (IDNA-encoded, as
         ``Map.bind`` does: the name before any ``:``), the method is UTF-8,
         and its matcher takes the path (its rules' ``.`` stops at a newline,
@@ -331,7 +291,7 @@ def klein_routes_here(treq: Any, path: str, hosts: dict[bytes, bool] | None = No
     """
     if "\n" in path:
         return False
-    host = treq.getRequestHostname()
+    host = web_request.getRequestHostname()
     binds = hosts.get(host) if hosts is not None else None
     if binds is None:
         binds = _werkzeug_binds(host)
@@ -342,7 +302,7 @@ def klein_routes_here(treq: Any, path: str, hosts: dict[bytes, bool] | None = No
     if not binds:
         return False
     try:
-        treq.method.decode("utf-8")
+        web_request.method.decode("utf-8")
     except UnicodeError:
         return False
     return True
@@ -360,18 +320,18 @@ def _werkzeug_binds(host: bytes) -> bool:
     return True
 
 
-def _finish_open(_: object, treq: Any) -> None:
+def _finish_open(_: object, web_request: HouwebRequest) -> None:
     """The route is done: finish its request unless it is over (as Klein does)."""
-    if not (treq.finished or treq._disconnected):
-        treq.finish()
+    if not (web_request.finished or web_request._disconnected):
+        web_request.finish()
 
 
-def _route_failed(failure: Failure, treq: Any) -> None:
+def _route_failed(failure: Failure, web_request: HouwebRequest) -> None:
     """The route's Deferred failed: twisted.web's 500 if still possible (as Klein does)."""
-    if treq.finished or treq._disconnected:
+    if web_request.finished or web_request._disconnected:
         log.failure("houweb: unhandled error answering a request", failure)
     else:
-        treq.processingFailed(failure)
+        web_request.processingFailed(failure)
 
 
 class _Guard(Resource):
@@ -388,23 +348,25 @@ class _Guard(Resource):
         self._klein = klein_resource
         self._hosts: dict[bytes, bool] = {}
 
-    def render(self, treq: Any) -> Any:
+    def render(self, web_request: HouwebRequest) -> Any:
         try:
-            treq.houweb_path = decode_path(treq.uri)
+            web_request.houweb_path = decode_path(web_request.uri)
         except BadRequest as exc:
-            request = snapshot(treq, treq.uri.split(b"?")[0].decode("latin-1"), parse=False)
-            self._router.send(treq, request, errorResponse(request, str(exc), 400))
+            request = snapshot(
+                web_request, web_request.uri.split(b"?")[0].decode("latin-1"), parse=False
+            )
+            self._router.send(web_request, request, errorResponse(request, str(exc), 400))
             return server.NOT_DONE_YET
-        if klein_routes_here(treq, treq.houweb_path, self._hosts):
-            return self._router.render(treq)
+        if klein_routes_here(web_request, web_request.houweb_path, self._hosts):
+            return self._router.render(web_request)
         try:
-            return self._klein.render(treq)
+            return self._klein.render(web_request)
         except BadHost:
             # Klein binds its URL map to the Host, IDNA-encoded: a name with
             # an empty label (".localhost") or one over 63 characters passes
             # ALLOWED_HOSTS' patterns but cannot be encoded.
-            request = snapshot(treq, treq.houweb_path, parse=False)
-            self._router.send(treq, request, errorResponse(request, BAD_HOST_NAME, 400))
+            request = snapshot(web_request, web_request.houweb_path, parse=False)
+            self._router.send(web_request, request, errorResponse(request, BAD_HOST_NAME, 400))
             return server.NOT_DONE_YET
 
 
@@ -419,7 +381,9 @@ def _klein_app(router: _Router) -> Klein:
 class HouwebSite(server.Site):
     """The twisted.web Site of one running server, shared by all its ports."""
 
-    protocol = HouwebChannel
+    # Twisted declares Site.protocol as making its HTTP/2-capable wrapper;
+    # buildProtocol takes any callable that makes an HTTP channel.
+    protocol = HouwebChannel  # type: ignore[assignment]
     requestFactory = HouwebRequest
 
     def __init__(self, context: ServerContext) -> None:
@@ -454,7 +418,7 @@ class HouwebSite(server.Site):
     def log(self, request: Any) -> None:
         """Not twisted.web's access log: houweb's is ``houweb_on_finish``."""
 
-    def houweb_wants_raw_body(self, target: bytes, local: Any) -> bool:
+    def houweb_wants_raw_body(self, target: bytes, local: LocalAddress | None) -> bool:
         """
         :param target: the request target as sent.
         :param local: the local address the request arrived on.
@@ -469,7 +433,9 @@ class HouwebSite(server.Site):
         match = self.houweb.registry.match(path, getattr(local, "port", 0), self.houweb.main_port)
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
-    def houweb_body_streamer(self, method: bytes, target: bytes, local: Any, treq: Any) -> Any:
+    def houweb_body_streamer(
+        self, method: bytes, target: bytes, local: LocalAddress | None, web_request: HouwebRequest
+    ) -> BodySink | None:
         """
         :param method: the request's method, as sent.
         :param target: the request target as sent (origin form).
@@ -485,20 +451,22 @@ class HouwebSite(server.Site):
         wait for the router, which then hands the stored body to the target
         if it is routed there after all.
         """
-        if not _STREAMERS or method in ANSWERED_BEFORE_ROUTING:
+        context = self.houweb
+        if not context.registry.streams_bodies or method in ANSWERED_BEFORE_ROUTING:
             return None  # no route lookup when no such target can be registered
         try:
             path = decode_path(target)
             _check_query(target)
         except BadRequest:
             return None
-        context = self.houweb
-        if path in context.own_targets or not _klein_takes_host(treq):
+        if path in context.own_targets or not _klein_takes_host(web_request):
             return None
         port = getattr(local, "port", 0)
         match = context.registry.match(path, port, context.main_port, context.main_aliases)
-        start = _STREAMERS.get(type(match.target)) if match is not None else None
-        return start(context, treq, match, path) if start is not None else None
+        if match is None:
+            return None
+        start: BodyStreamer | None = getattr(match.target, "stream_body", None)
+        return start(context, web_request, match, path) if start is not None else None
 
     def houweb_admit(self, channel: HouwebChannel) -> bool:
         """
@@ -521,7 +489,7 @@ class HouwebSite(server.Site):
         self.houweb_connections.add(channel)
         return True
 
-    def houweb_track(self, treq: HouwebRequest) -> None:
+    def houweb_track(self, web_request: HouwebRequest) -> None:
         """
         A request is about to be answered: once it is over, tell each of
         :attr:`houweb_on_finish`. Nothing is done when there are none (a
@@ -529,16 +497,20 @@ class HouwebSite(server.Site):
         req/s).
         """
         if self.houweb_on_finish:
-            treq.notifyFinish().addBoth(self._finished, treq, time.perf_counter())
+            web_request.notifyFinish().addBoth(self._finished, web_request, time.perf_counter())
 
-    def _finished(self, result: object, treq: HouwebRequest, started: float) -> None:
+    def _finished(self, result: object, web_request: HouwebRequest, started: float) -> None:
         seconds = time.perf_counter() - started
-        if isinstance(result, Failure) and not treq.startedWriting and treq.code != 101:
+        if (
+            isinstance(result, Failure)
+            and not web_request.startedWriting
+            and web_request.code != 101
+        ):
             # The client left before any of its answer was sent: twisted.web's
             # code is still its default 200. Log and count what nginx does.
-            treq.code = CLIENT_CLOSED_REQUEST
+            web_request.code = CLIENT_CLOSED_REQUEST
         for on_finish in self.houweb_on_finish:
-            on_finish(treq, seconds)
+            on_finish(web_request, seconds)
 
     def houweb_rejection(
         self,
@@ -546,7 +518,7 @@ class HouwebSite(server.Site):
         message: str,
         method: bytes,
         target: bytes,
-        treq: HouwebRequest,
+        web_request: HouwebRequest,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
         """
@@ -558,7 +530,7 @@ class HouwebSite(server.Site):
             method=method.decode("latin-1"),
             path=path,
             target=target.decode("latin-1"),
-            header_lines=treq.houweb_header_lines,
+            header_lines=web_request.houweb_header_lines,
             local_address=("", 0),
             client_address=("", 0),
         )
@@ -575,9 +547,9 @@ class HouwebSite(server.Site):
         if self.houweb_on_reject:
             # twisted.web's channel holds the request line's version until
             # the request is complete (tests/test_private_names.py).
-            protocol = getattr(treq.channel, "_version", None) or b"HTTP/1.1"
+            protocol = getattr(web_request.channel, "_version", None) or b"HTTP/1.1"
             for on_reject in self.houweb_on_reject:
-                on_reject(treq, method, target, protocol, status, len(payload))
+                on_reject(web_request, method, target, protocol, status, len(payload))
         return payload
 
     def in_flight(self) -> int:
@@ -604,16 +576,16 @@ class HouwebSite(server.Site):
         return d
 
 
-def _log_request(treq: HouwebRequest, seconds: float) -> None:
+def _log_request(web_request: HouwebRequest, seconds: float) -> None:
     """Debug mode's line per request (when there is no access log)."""
     elapsed = seconds * 1000
-    method, target = treq.method.decode("latin-1"), treq.uri.decode("latin-1")
+    method, target = web_request.method.decode("latin-1"), web_request.uri.decode("latin-1")
     log.info(
         '"{request}" {status} {size} {ms:.1f}ms',
         request=escaped(f"{method} {target}"),
         method=method,
         target=target,
-        status=treq.code,
-        size=treq.sentLength,
+        status=web_request.code,
+        size=web_request.sentLength,
         ms=elapsed,
     )

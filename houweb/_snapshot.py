@@ -6,12 +6,15 @@ thread, before any handler sees it.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._bindings import is_api_path
 from ._forms import LazyForm, parse_form
-from ._registry import is_api_path
 from ._request import Request
 from ._response import Response, errorResponse, json_error
+
+if TYPE_CHECKING:  # for the hints: the twisted.web request houweb receives
+    from ._channel import HouwebRequest
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 
@@ -68,7 +71,9 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def snapshot(web_request: Any, path: str, parse: bool = True, settings: Any = None) -> Request:
+def snapshot(
+    web_request: HouwebRequest, path: str, parse: bool = True, settings: Any = None
+) -> Request:
     """
     Build the Request a handler sees from the twisted.web request ``web_request``.
     An urlencoded body is not parsed here (on the reactor) but on first use,
@@ -121,7 +126,7 @@ def _is_urlencoded(header_lines: list[tuple[str, str]]) -> bool:
     return media_type(_header(header_lines, "content-type")) == FORM_URLENCODED
 
 
-def _lazy_form(web_request: Any, settings: Any) -> LazyForm:
+def _lazy_form(web_request: HouwebRequest, settings: Any) -> LazyForm:
     size = getattr(web_request, "houweb_received", 0)
     if settings is None:
         return LazyForm(size)
@@ -131,7 +136,7 @@ def _lazy_form(web_request: Any, settings: Any) -> LazyForm:
 
 
 def _fields(
-    web_request: Any, target: str, header_lines: list[tuple[str, str]]
+    web_request: HouwebRequest, target: str, header_lines: list[tuple[str, str]]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, Any]]:
     """:returns: the query fields, the form fields and the uploaded files."""
     body_error = getattr(web_request, "houweb_body_error", None)

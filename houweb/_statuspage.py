@@ -39,6 +39,7 @@ from ._request import Request
 from ._response import Response, errorResponse
 
 if TYPE_CHECKING:
+    from ._channel import HouwebRequest
     from ._site import HouwebSite, ServerContext
     from ._websocket import WebSocket
 
@@ -104,15 +105,15 @@ class StatusPage:
             host if isinstance(host, str) else None
         )
 
-    def note_finished(self, treq: Any, seconds: float) -> None:
+    def note_finished(self, web_request: HouwebRequest, seconds: float) -> None:
         """Keep answers with status 500 and above (a ``houweb_on_finish`` callback)."""
-        if treq.code >= 500:
+        if web_request.code >= 500:
             self.errors.appendleft(
                 {
                     "at": time.time(),
-                    "method": treq.method.decode("latin-1"),
-                    "target": treq.uri.decode("latin-1"),
-                    "status": treq.code,
+                    "method": web_request.method.decode("latin-1"),
+                    "target": web_request.uri.decode("latin-1"),
+                    "status": web_request.code,
                     "seconds": round(seconds, 3),
                 }
             )

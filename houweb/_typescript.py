@@ -67,7 +67,7 @@ def type_of(schema: Any) -> str:
     if kind in ("integer", "number"):
         return "number"
     if kind in ("string", "boolean", "null"):
-        return kind
+        return str(kind)
     if kind == "array":
         if "prefixItems" in schema:
             return "[" + ", ".join(type_of(item) for item in schema["prefixItems"]) + "]"

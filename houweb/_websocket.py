@@ -33,7 +33,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
 
 from . import _registry
-from ._channel import bytes_taken
+from ._channel import HouwebRequest, bytes_taken
 from ._coroutines import bridge, event_loop
 from ._dispatch import describe
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
@@ -283,11 +283,11 @@ def open_websocket(call: Call, endpoint: WebSocket) -> Deferred[Response]:
     """
     connection = _Connection(endpoint, call)
     connection.factory = _factory(call.context.reactor)
-    call.treq.channel.upgrade(connection, _handshake(call.treq))
+    call.web_request.channel.upgrade(connection, _handshake(call.web_request))
     return Deferred()
 
 
-def _handshake(web_request: Any) -> bytes:
+def _handshake(web_request: HouwebRequest) -> bytes:
     """:returns: the upgrade request as sent, for autobahn to read again."""
     lines = [b"%s %s %s" % (web_request.method, web_request.uri, web_request.clientproto)]
     for name, values in web_request.requestHeaders.getAllRawHeaders():
@@ -295,6 +295,8 @@ def _handshake(web_request: Any) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+#: A cache, per reactor (so per process): the options are the same for every
+#: server, and autobahn's factory holds nothing of one connection or server.
 _FACTORIES: dict[int, WebSocketServerFactory] = {}
 
 
@@ -312,7 +314,7 @@ def _factory(reactor: Any) -> WebSocketServerFactory:
     return factory
 
 
-class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
+class _Connection(WebSocketServerProtocol):
     """
     autobahn's side of one connection, calling the :class:`WebSocket`
     instance's callbacks one after the other.
@@ -323,7 +325,7 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
         self.endpoint = endpoint
         endpoint._houweb_connection = self
         self.request = call.request
-        self._web_request = call.treq
+        self._web_request = call.web_request
         self._reactor = call.context.reactor
         self._what = f"WebSocket {describe(type(endpoint))}"
         self._decision: Deferred[None] | None = None
@@ -455,7 +457,8 @@ class _Connection(WebSocketServerProtocol):  # type: ignore[misc]
             and self._close_taken > taken
         ):
             self.closeHandshakeTimeoutCall = self._reactor.callLater(
-                self.closeHandshakeTimeout, self.onCloseHandshakeTimeout
+                self.closeHandshakeTimeout,  # type: ignore[attr-defined]  # set by setProtocolOptions
+                self.onCloseHandshakeTimeout,
             )
             return
         super().onCloseHandshakeTimeout()

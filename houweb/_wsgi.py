@@ -51,7 +51,7 @@ def register_wsgi_app(
 
 
 def _answer_wsgi(call: Call, target: WSGITarget) -> Response | Deferred[Response]:
-    web_request = call.treq
+    web_request = call.web_request
     mounted = len([s for s in target.path.split("/") if s])
     segments = [unquote_to_bytes(s) for s in web_request.path[1:].split(b"/")]
     web_request.prepath, web_request.postpath = segments[:mounted], segments[mounted:]

@@ -147,7 +147,7 @@ class _Service:
         """
         if attempt >= self._retries:
             raise error
-        wait = BACKOFF * 2**attempt
+        wait: float = BACKOFF * 2.0**attempt
         if retry_after is not None and retry_after.strip().isdigit():
             wait = float(retry_after.strip())
         wait = min(wait, MAX_BACKOFF)
@@ -395,7 +395,8 @@ def _early_answer(connection: Any, send_error: OSError) -> http.client.HTTPRespo
     :raises OSError: ``send_error``, when there is none to read.
     """
     try:
-        return connection.getresponse()
+        response: http.client.HTTPResponse = connection.getresponse()
+        return response
     except (OSError, http.client.HTTPException):
         raise send_error from None
 

@@ -277,6 +277,40 @@ async def test_lifespan_startup_before_the_first_request_and_shutdown_with_the_s
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_app_registered_on_a_running_server_starts_its_lifespan_at_its_first_request(
+    serve, client
+):
+    """
+    The server learns from its registry that its targets need lifespans,
+    also when the first ASGI app is registered after it started (the
+    lifespans were once a module-level table filled when ``_asgi`` was
+    first imported: a server made before that had none).
+    """
+    events: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                events.append(message["type"])
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        events.append("request")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    server = await serve()
+    houweb.registerASGIApp(app, "/late")
+    port = server.port_numbers()[0]
+    assert (await client.get(port, "/late")).text == "late"
+    await server.shutdown()
+    assert events == ["lifespan.startup", "request", "lifespan.shutdown"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_failed_lifespan_startup_answers_503(serve, client):
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
