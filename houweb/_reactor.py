@@ -31,7 +31,7 @@ def install() -> None:
     if "twisted.internet.reactor" not in sys.modules:
         from twisted.internet.main import installReactor
 
-        installReactor(HouwebReactor(new_event_loop()))  # type: ignore[no-untyped-call]
+        installReactor(HouwebReactor(new_event_loop()))
 
 
 class HouwebReactor(AsyncioSelectorReactor):
