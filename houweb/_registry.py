@@ -286,27 +286,18 @@ class Registry:
         """:returns: every path registration's target (the mounted ASGI apps, say)."""
         return [target for per_binding in self._paths.values() for target in per_binding.values()]
 
+    def _bound_ports(self) -> set[int | str]:
+        """:returns: every port (number or name) some registration names in its ``ports``."""
+        tables = list(self._paths.values()) + list(self._functions.values())
+        return {port for per_binding in tables for bindings in per_binding for port in bindings}
+
     def bound_port_numbers(self) -> set[int]:
         """:returns: every explicit port number some registration binds to."""
-        tables = list(self._paths.values()) + list(self._functions.values())
-        return {
-            port
-            for per_binding in tables
-            for bindings in per_binding
-            for port in bindings
-            if isinstance(port, int) and port > 0
-        }
+        return {port for port in self._bound_ports() if isinstance(port, int) and port > 0}
 
     def bound_port_names(self) -> set[str]:
         """:returns: every named port some registration binds to."""
-        tables = list(self._paths.values()) + list(self._functions.values())
-        return {
-            port
-            for per_binding in tables
-            for bindings in per_binding
-            for port in bindings
-            if isinstance(port, str)
-        }
+        return {port for port in self._bound_ports() if isinstance(port, str)}
 
     def is_empty(self) -> bool:
         """:returns: whether nothing at all is registered (``/api`` and its views aside)."""
