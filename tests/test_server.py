@@ -50,6 +50,26 @@ async def test_busy_main_port_raises_operation_failed_naming_it(registry):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_server_that_failed_to_start_leaves_nothing_attached_to_its_registry(registry):
+    """
+    A server follows its registry's lifecycles (an ASGI app registered while
+    it runs): a start that fails (a busy port; a bridge retrying) never shuts
+    down, and its listener kept every failed server (site, pool) for as long
+    as the registry, each told of every later ASGI app.
+    """
+    blocker = busy_port()
+    port = blocker.getsockname()[1]
+    try:
+        for _ in range(3):
+            server = RunningServer(ServerConfig.from_arguments(port=port), reactor, registry)
+            with pytest.raises(houweb.OperationFailed, match="address already in use"):
+                await server.start()
+        assert registry._lifecycle_listeners == []
+    finally:
+        blocker.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_busy_extra_port_closes_the_main_port_again(registry):
     blocker = busy_port()
     taken = blocker.getsockname()[1]
