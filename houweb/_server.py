@@ -141,11 +141,12 @@ class RunningServer:
         self.status_page = install_status_page(self.context, self.site)
         #: What this server's targets add to it (see houweb._target.Extension),
         #: as its registry says, and MCP's.
+        mcp = _mcp_tools(self) if config.mcp else None  # may refuse: before the registry holds us
         self.extensions: list[Extension] = []
         factories, self._unwatch_lifecycles = registry.on_lifecycle(self._add_extension)
         self.extensions[:0] = [factory(self) for factory in factories]
-        if config.mcp:
-            self.extensions.append(_mcp_tools(self))
+        if mcp is not None:
+            self.extensions.append(mcp)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 
 import pytest
@@ -67,6 +68,14 @@ async def test_a_server_that_failed_to_start_leaves_nothing_attached_to_its_regi
         assert registry._lifecycle_listeners == []
     finally:
         blocker.close()
+
+
+def test_a_server_refused_for_want_of_the_mcp_sdk_leaves_nothing_attached(registry, monkeypatch):
+    """run(mcp=True) without the MCP SDK: the half-made server is not held by its registry."""
+    monkeypatch.setitem(sys.modules, "houweb._mcp", None)  # what a missing SDK makes of the import
+    with pytest.raises(houweb.OperationFailed, match="needs the MCP Python SDK"):
+        RunningServer(ServerConfig.from_arguments(port=0, mcp=True), reactor, registry)
+    assert registry._lifecycle_listeners == []
 
 
 @pytest_twisted.ensureDeferred
