@@ -102,8 +102,10 @@ def register_asgi_app(
     norm = check_handler_path(path)
     app = guarantee_single_callable(application)
     target = ASGITarget(app, "" if norm == "/" else norm)
-    registry.add_path(PREFIX, norm, ports, target)
+    # The lifespans first: a running server routes a request to the app as
+    # soon as its path is registered, and that request waits for its startup.
     registry.add_lifecycle(_server_lifespans)
+    registry.add_path(PREFIX, norm, ports, target)
 
 
 def _scope(call: Call, target: ASGITarget, kind: str) -> dict[str, Any]:

@@ -231,11 +231,26 @@ class Registry:
         for listener in listeners:
             listener(factory)
 
-    def on_lifecycle(self, listener: Callable[[ExtensionFactory], None]) -> Callable[[], None]:
-        """Call ``listener(factory)`` for each later :meth:`add_lifecycle`; returns an undo."""
+    def on_lifecycle(
+        self, listener: Callable[[ExtensionFactory], None]
+    ) -> tuple[list[ExtensionFactory], Callable[[], None]]:
+        """
+        Call ``listener(factory)`` for each later :meth:`add_lifecycle`.
+
+        :returns: the factories added so far (read in the same step: none is
+            missed or told twice, whatever another thread registers), and an
+            undo (which may be called more than once).
+        """
         with self._lock:
             self._lifecycle_listeners.append(listener)
-        return lambda: self._lifecycle_listeners.remove(listener)
+            factories = list(self.lifecycles)
+
+        def undo() -> None:
+            with self._lock:
+                if listener in self._lifecycle_listeners:
+                    self._lifecycle_listeners.remove(listener)
+
+        return factories, undo
 
     def on_register(self, listener: Callable[[Bindings, str], None]) -> Callable[[], None]:
         """Call ``listener(bindings, what)`` after each registration; returns an undo."""

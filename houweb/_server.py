@@ -141,10 +141,12 @@ class RunningServer:
         self.status_page = install_status_page(self.context, self.site)
         #: What this server's targets add to it (see houweb._target.Extension),
         #: as its registry says, and MCP's.
-        self.extensions: list[Extension] = [factory(self) for factory in registry.lifecycles]
-        self._unwatch_lifecycles = registry.on_lifecycle(self._add_extension)
-        if config.mcp:
-            self.extensions.append(_mcp_tools(self))
+        mcp = _mcp_tools(self) if config.mcp else None  # may refuse: before the registry holds us
+        self.extensions: list[Extension] = []
+        factories, self._unwatch_lifecycles = registry.on_lifecycle(self._add_extension)
+        self.extensions[:0] = [factory(self) for factory in factories]
+        if mcp is not None:
+            self.extensions.append(mcp)
         self.listening: list[Any] = []
         self._descriptions: list[str] = []
         self._port_numbers: list[int] = []
@@ -285,7 +287,12 @@ class RunningServer:
         the reactor does (a foreground run(), twistd), where stopListening()
         would only close them on a reactor turn that never comes: run() then
         served nothing instead of raising.
+
+        Only a server that failed to start (or to run) closes them so: it will
+        not shut down, so it stops following its registry's lifecycles here
+        (or the registry would hold it, and tell it of each later ASGI app).
         """
+        self._unwatch_lifecycles()
         ports, self.listening = self.listening, []
         for port in ports:
             port.stopReading()

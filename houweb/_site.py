@@ -440,8 +440,9 @@ class HouwebSite(server.Site):
         :param method: the request's method, as sent.
         :param target: the request target as sent (origin form).
         :param local: the local address the request arrived on.
-        :returns: the sink of a body its target takes as it arrives (see
-            :func:`body_streamer`), or ``None`` to receive it whole first.
+        :returns: the sink of a body its target takes as it arrives (its
+            ``stream_body``: see :data:`BodyStreamer`), or ``None`` to receive
+            it whole first.
 
         The target starts before the router has seen the request, so only a
         request that nothing but its target can answer is streamed: one the

@@ -311,6 +311,24 @@ async def test_an_app_registered_on_a_running_server_starts_its_lifespan_at_its_
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_app_registered_on_a_running_server_is_routed_only_once_its_lifespans_exist(
+    serve, registry
+):
+    """
+    registerASGIApp from another thread while the server runs: a request
+    routed to the app as soon as its path is registered must find the
+    server's lifespans (or it runs before the app's startup, which then
+    starts at the next request). The path was registered first, the
+    lifespans added after it.
+    """
+    server = await serve()
+    seen: list[Any] = []
+    registry.on_register(lambda bindings, what: seen.append(server.context.extensions.get("asgi")))
+    houweb.registerASGIApp(scope_app([]), "/late")
+    assert len(seen) == 1 and seen[0] is not None
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_failed_lifespan_startup_answers_503(serve, client):
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 
 import pytest
@@ -47,6 +48,34 @@ async def test_busy_main_port_raises_operation_failed_naming_it(registry):
         assert server.port_numbers() == []
     finally:
         blocker.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_that_failed_to_start_leaves_nothing_attached_to_its_registry(registry):
+    """
+    A server follows its registry's lifecycles (an ASGI app registered while
+    it runs): a start that fails (a busy port; a bridge retrying) never shuts
+    down, and its listener kept every failed server (site, pool) for as long
+    as the registry, each told of every later ASGI app.
+    """
+    blocker = busy_port()
+    port = blocker.getsockname()[1]
+    try:
+        for _ in range(3):
+            server = RunningServer(ServerConfig.from_arguments(port=port), reactor, registry)
+            with pytest.raises(houweb.OperationFailed, match="address already in use"):
+                await server.start()
+        assert registry._lifecycle_listeners == []
+    finally:
+        blocker.close()
+
+
+def test_a_server_refused_for_want_of_the_mcp_sdk_leaves_nothing_attached(registry, monkeypatch):
+    """run(mcp=True) without the MCP SDK: the half-made server is not held by its registry."""
+    monkeypatch.setitem(sys.modules, "houweb._mcp", None)  # what a missing SDK makes of the import
+    with pytest.raises(houweb.OperationFailed, match="needs the MCP Python SDK"):
+        RunningServer(ServerConfig.from_arguments(port=0, mcp=True), reactor, registry)
+    assert registry._lifecycle_listeners == []
 
 
 @pytest_twisted.ensureDeferred
