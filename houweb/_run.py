@@ -50,6 +50,7 @@ PortCallback = Callable[..., object]
 
 log = Logger(namespace="houweb")
 
+
 class Lifecycle:
     """
     One server object's run state (a :class:`houweb.Server` owns one): the

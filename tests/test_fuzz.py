@@ -186,7 +186,8 @@ def test_random_ranges_on_files(fuzz_port, target, range_value, if_range):
 def test_many_headers_in_any_case(fuzz_port, count, names):
     lines = b"".join(b"%s: %d\r\n" % (names[i % len(names)].encode(), i) for i in range(count))
     check_answer(
-        fuzz_port, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n"
+        fuzz_port,
+        b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + lines + b"Connection: close\r\n\r\n",
     )
 
 

@@ -142,7 +142,9 @@ async def test_stopping_one_named_server_leaves_the_other_serving(pair, client):
     # Each line names its server: with several, "stopped" alone says not which.
     assert child.output().count("houweb: stopped (server 'a')") == 2
     assert child.output().count("houweb: stopped (server 'b')") == 1
-    assert f"houweb: listening on http://127.0.0.1:{b}/ (loopback only; server 'b')" in child.output()
+    assert (
+        f"houweb: listening on http://127.0.0.1:{b}/ (loopback only; server 'b')" in child.output()
+    )
     assert child.process.returncode == 0
 
 

@@ -142,7 +142,10 @@ def test_the_package_bounds_twisted_and_autobahn_below_their_next_major_version(
 CHANNEL_ATTRIBUTES = [
     ("_command", "houweb/_channel.py: the method, checked by the header guard before the body"),
     ("_path", "houweb/_channel.py: the raw target, for errors answered before the body"),
-    ("_version", "houweb/_site.py and houweb/_asgi.py: the protocol, for the access line of a request answered early and an ASGI scope's http_version"),
+    (
+        "_version",
+        "houweb/_site.py and houweb/_asgi.py: the protocol, for the access line of a request answered early and an ASGI scope's http_version",
+    ),
 ]
 
 

@@ -64,7 +64,9 @@ async def head_of(port: int, path: str, headers: bytes) -> dict[str, str]:
     """
     proto = _Head()
     await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
-    proto.transport.write(b"GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (path.encode(), headers))
+    proto.transport.write(
+        b"GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (path.encode(), headers)
+    )
     head = await proto.head.addTimeout(10, reactor)
     lines = head.decode("latin-1").split("\r\n")
     fields = {"status": lines[0].split(" ")[1]}

@@ -52,7 +52,9 @@ def exchange(port: int, payload: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def get(port: int, target: bytes, headers: bytes = b"Host: localhost\r\n") -> tuple[int, bytes, bytes]:
+def get(
+    port: int, target: bytes, headers: bytes = b"Host: localhost\r\n"
+) -> tuple[int, bytes, bytes]:
     raw = exchange(
         port, b"GET " + target + b" HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n"
     )

@@ -38,7 +38,9 @@ def test_hou_webserver_script_runs_and_the_scene_api_says_it_needs_houdini():
 def test_a_real_hwebserver_module_is_left_alone(tmp_path):
     (tmp_path / "hwebserver.py").write_text("REAL = True\n")
     script = tmp_path / "script.py"
-    script.write_text("import hwebserver\nprint('REAL' if getattr(hwebserver, 'REAL', False) else 'HOUWEB')\n")
+    script.write_text(
+        "import hwebserver\nprint('REAL' if getattr(hwebserver, 'REAL', False) else 'HOUWEB')\n"
+    )
     with Child.houweb("run", str(script), cwd=str(tmp_path)) as child:
         assert child.wait() == 0
         assert "REAL" in child.output.split()

@@ -59,7 +59,9 @@ def stopping(grace):
     def client():
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
-                print(f"CLIENT {response.read().decode()}", flush=True)  # one write: log lines share the pipe
+                print(
+                    f"CLIENT {response.read().decode()}", flush=True
+                )  # one write: log lines share the pipe
         except OSError as exc:
             print(f"CLIENT {exc!r}", flush=True)
 
