@@ -365,9 +365,12 @@ def _wait_for_a_fix(
     :class:`Unavailable`), behind the server's Host and token checks; then
     restart with the same sockets.
     """
-    stop_answering = _answer_unavailable(state, error, token)
+    # The signals first: a client may see the 503 page (and the user press
+    # Ctrl-C) before starting the reactor thread has returned here.
+    stop_answering: Callable[[], None] = _nothing
     _interrupt_on_signals()
     try:
+        stop_answering = _answer_unavailable(state, error, token)
         files = set(state.files) | more_files | application_files()
         watcher = SourceWatcher(lambda: files, any_python_file=True, since=STARTED)
         for changed in watcher.changes():
