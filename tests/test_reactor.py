@@ -10,7 +10,9 @@ import socket
 import struct
 import threading
 
+import pytest
 import pytest_twisted
+from twisted.internet import reactor
 
 import houweb
 
@@ -31,8 +33,20 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.parametrize(
+    "so_error_check", [True, False], ids=["so_error_check", "add_writer_fails"]
+)
 @pytest_twisted.ensureDeferred
-async def test_connections_reset_while_their_answer_is_pending_are_all_closed(serve):
+async def test_connections_reset_while_their_answer_is_pending_are_all_closed(
+    serve, monkeypatch, so_error_check
+):
+    # Without the SO_ERROR check after each read (which finds these resets
+    # first), the answer's add_writer meets uvloop's closed handle: its
+    # RuntimeError must lose the connection too.
+    if not so_error_check:
+        if not reactor._houweb_drops_on_error:
+            pytest.skip("only uvloop closes its handle for a socket in error")
+        monkeypatch.setattr(reactor, "_houweb_drops_on_error", False)
     # On uvloop, a reset that arrives with unread bytes makes libuv report an
     # error for the socket: uvloop runs the reader once (it reads the bytes)
     # and then closes its poll handle for the fd. The response written later
@@ -94,3 +108,92 @@ async def test_connections_reset_with_part_of_a_request_unread_are_all_closed(se
         port, b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hi")
+
+
+@pytest.mark.parametrize("stage", ["headers", "pending_answer", "mid_answer", "upload"])
+@pytest_twisted.ensureDeferred
+async def test_tls_connections_reset_at_any_stage_are_each_lost_once(
+    serve, monkeypatch, tmp_path, stage
+):
+    # TLS wraps the TCP transport: a reset seen by either path (the SO_ERROR
+    # check after a read of TLS records, or a failed add_writer for the
+    # encrypted answer) must reach the HTTP channel's connectionLost once.
+    import ssl
+
+    from twisted.internet import threads
+
+    from houweb._channel import HouwebChannel
+
+    from .test_tls import self_signed
+
+    lost: dict[int, int] = {}
+    made: list[HouwebChannel] = []
+    original_made, original_lost = HouwebChannel.connectionMade, HouwebChannel.connectionLost
+
+    def connection_made(self: HouwebChannel) -> None:
+        made.append(self)
+        original_made(self)
+
+    def connection_lost(self: HouwebChannel, reason: object) -> None:
+        lost[id(self)] = lost.get(id(self), 0) + 1
+        original_lost(self, reason)
+
+    monkeypatch.setattr(HouwebChannel, "connectionMade", connection_made)
+    monkeypatch.setattr(HouwebChannel, "connectionLost", connection_lost)
+    entered: list[int] = []
+    all_entered, release = threading.Event(), threading.Event()
+
+    def big(request: houweb.Request) -> houweb.Response:
+        if stage == "pending_answer":
+            entered.append(1)
+            if len(entered) == CLIENTS:
+                all_entered.set()
+            release.wait(30)
+        return houweb.Response(BIG, content_type="application/octet-stream")
+
+    houweb.urlHandler("/big")(big)
+    key, cert = self_signed(tmp_path)
+    server = await serve(
+        listen=[f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"],
+        max_num_threads=CLIENTS + 2,
+    )
+    port = server.port_numbers()[-1]
+    fds_before = _open_fds()
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    get = b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    def one_client() -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock = context.wrap_socket(raw)
+        if stage == "headers":
+            sock.sendall(get[:20])
+        elif stage == "upload":
+            sock.sendall(
+                b"POST /big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9000000\r\n\r\n"
+            )
+            sock.sendall(b"a" * 200_000)
+        else:
+            sock.sendall(get)
+            if stage == "pending_answer":
+                all_entered.wait(20)
+            else:
+                sock.recv(65536)
+            sock.sendall(get)
+        _reset(sock)
+
+    def clients() -> None:
+        running = [threading.Thread(target=one_client) for _ in range(CLIENTS)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join(30)
+        release.set()
+
+    await threads.deferToThread(clients)
+    await until(lambda: not server.site.houweb_connections, timeout=20)
+    assert len(made) == CLIENTS
+    assert [lost.get(id(channel)) for channel in made] == [1] * CLIENTS
+    await until(lambda: _open_fds() <= fds_before)
