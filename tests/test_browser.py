@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.process import reapAllProcesses
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.web import resource, server
+from zope.interface import implementer
 
 import houweb
 
@@ -49,32 +48,45 @@ def chromium_arguments(profile: str) -> list[str]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def children_reaped() -> Iterator[None]:
+@implementer(IReadDescriptor)
+class _ExitWatch:
     """
-    Reap this test's child processes on SIGCHLD, as houweb's workers do
-    (``houweb._workers``), so that a Chromium that has exited is noticed.
+    Reaps one child process once it has exited: its pidfd becomes readable
+    then (Linux), an event in the reactor's own poll, without signals.
 
-    Twisted installs a SIGCHLD handler whose wakeup fd should wake the
-    reactor, but uvloop's ``run_forever`` sets the process's wakeup fd to its
-    own, so Twisted never hears of SIGCHLD; it then reaps a child only once,
-    when the child's last pipe closes. A Chromium that closes its output
-    before it has quite exited (its exit is slow under load) stayed a zombie
-    and ``processEnded`` never came: the DNS-rebinding step's 90 s timeout
-    with the page already printed (the flake this fixture ends).
+    Twisted reaps a child on SIGCHLD, through a wakeup fd that uvloop's
+    ``run_forever`` replaces with its own, and once when the child's last
+    pipe closes. A Chromium whose pipes closed just before it had quite
+    exited (a window that load widens) stayed a zombie and ``processEnded``
+    never came: the DNS-rebinding step's 90 s timeout, with the page
+    already printed (the flake this ends).
+
+    :param process: the Twisted process transport to reap.
     """
-    previous = signal.getsignal(signal.SIGCHLD)
 
-    def ended(signum: int, frame: Any) -> None:
-        reactor.callFromThread(reapAllProcesses)
-        if callable(previous):
-            previous(signum, frame)
+    def __init__(self, process: Any) -> None:
+        self._process = process
+        self._fd = os.pidfd_open(process.pid)
+        reactor.addReader(self)
 
-    signal.signal(signal.SIGCHLD, ended)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
+    def fileno(self) -> int:
+        return self._fd
+
+    def doRead(self) -> None:
+        """The child has exited: stop watching, and reap it (``processEnded`` follows)."""
+        reactor.removeReader(self)
+        os.close(self._fd)
+        self._fd = -1
+        if self._process.pid is not None:
+            self._process.reapProcess()
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._fd != -1:
+            os.close(self._fd)
+            self._fd = -1
+
+    def logPrefix(self) -> str:
+        return "ExitWatch"
 
 
 class Browser(protocol.ProcessProtocol):
@@ -92,6 +104,8 @@ class Browser(protocol.ProcessProtocol):
         program = chromium()
         arguments = [program, *chromium_arguments(self.profile), *extra, url]
         self.process = reactor.spawnProcess(self, program, arguments, env=dict(os.environ))
+        if hasattr(os, "pidfd_open"):  # Linux (CI's Debian); elsewhere Twisted's reaping only
+            _ExitWatch(self.process)
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
@@ -388,23 +402,25 @@ class _Child(protocol.ProcessProtocol):
         self.ended.callback(None)
 
 
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfd_open is Linux's")
 @pytest_twisted.ensureDeferred
 async def test_a_child_that_exits_after_closing_its_pipes_is_reaped():
     """
     The browser tests' harness notices a child that exits after its pipes
     closed (Chromium under load did): ``processEnded`` comes, so a wait for a
-    browser's exit ends (see :func:`children_reaped`).
+    browser's exit ends (see :class:`_ExitWatch`).
     """
     told, tell = os.pipe()
     try:
         child = _Child()
-        reactor.spawnProcess(
+        process = reactor.spawnProcess(
             child,
             sys.executable,
             [sys.executable, "-c", QUIET_THEN_EXIT],
             env=dict(os.environ),
             childFDs={0: "w", 1: "r", 2: "r", 3: told},
         )
+        _ExitWatch(process)
         await child.pipes_closed.addTimeout(WAIT, reactor)
         os.write(tell, b"x")  # the child exits now, its pipes long closed
         await child.ended.addTimeout(WAIT, reactor)
