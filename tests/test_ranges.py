@@ -19,6 +19,7 @@ import houweb
 from houweb._ranges import MAX_RANGES, amplifies, honoured_range, if_range_matches, parse_ranges
 
 from .conftest import messages
+from .support import raw_request
 
 SIZE = 1024 * 1024
 DATA = bytes(range(256)) * (SIZE // 256)
@@ -283,20 +284,6 @@ def test_a_file_that_shrinks_while_a_range_is_sent_ends_the_connection(tmp_path)
         assert aborted == [1] and file.closed
 
 
-class _Whole(protocol.Protocol):
-    """Keeps everything that arrives until the server closes the connection."""
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.done: defer.Deferred[bytes] = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason: Any) -> None:
-        self.done.callback(self.data)
-
-
 @pytest.mark.parametrize("route", ROUTES)
 @pytest_twisted.ensureDeferred
 async def test_ranges_whose_part_header_crosses_the_64_kib_read_are_sent_whole(
@@ -312,13 +299,11 @@ async def test_ranges_whose_part_header_crosses_the_64_kib_read_are_sent_whole(
     houweb.urlHandler("/file")(lambda request: houweb.fileResponse(str(tmp_path / "data.bin")))
     port = await start(serve)
     for end in range(65300, 65400):
-        client = _Whole()
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
-        client.transport.write(
+        answer = await raw_request(
+            port,
             b"GET %s HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-0,1-%d\r\n"
-            b"Connection: close\r\n\r\n" % (route.encode(), end)
+            b"Connection: close\r\n\r\n" % (route.encode(), end),
         )
-        answer = await client.done.addTimeout(10, reactor)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 206 "), (end, answer[:200])
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
