@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._bindings import (  # the registry's vocabulary, defined where nothing imports back
     ALL_PORTS as ALL_PORTS,
@@ -56,10 +57,11 @@ from ._bindings import (
 from ._bindings import (
     sorted_bindings as sorted_bindings,
 )
-from ._dispatch import as_response, describe
+from ._dispatch import HandlerResultError, as_response, describe
 from ._port_settings import PortTable
 
 if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
+    from ._response import Response
     from ._site import Call
     from ._target import Answer, ExtensionFactory, Target
 
@@ -391,14 +393,25 @@ class URLHandlerTarget:
 
     handler: Callable[..., Any]
 
+    @functools.cached_property
+    def what(self) -> str:
+        """What names the handler in the log and at shutdown (made once, not per request)."""
+        return f"URL handler {describe(self.handler)}"
+
     def answer(self, call: Call) -> Answer:
         """Answer a request routed here: call the handler in the pool (or on the reactor)."""
-        handler = self.handler
-        what = f"URL handler {describe(handler)}"
-        d = call.run(handler, call.request, shown_as=what)
-        d.addCallback(as_response)
-        d.addErrback(call.failed, what)
+        what = self.what
+        d = call.run(self.handler, call.request, shown_as=what)
+        d.addCallbacks(_as_response_of, call.failed, callbackArgs=(call, what), errbackArgs=(what,))
         return d
+
+
+def _as_response_of(result: object, call: Call, what: str) -> Response:
+    """:returns: the handler's ``result`` as a Response, or the 500 of one houweb cannot send."""
+    try:
+        return as_response(result)
+    except HandlerResultError:
+        return call.failed(Failure(), what)
 
 
 def url_handler(

@@ -296,3 +296,45 @@ async def test_a_target_that_cannot_answer_is_500_logged_and_the_server_goes_on(
     assert "could not answer" in messages(failures)
     failures[0]["log_failure"].cleanFailure()
     assert (await client.get(port, "/fine")).body == b"fine"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_url_handler_is_named_once_not_on_every_request(serve, client, monkeypatch):
+    # Its name (for the log and shutdown) was formatted on each request, on
+    # the reactor thread; it does not change.
+    import houweb._registry
+
+    named: list[object] = []
+    real = houweb._registry.describe
+
+    def noting(function):
+        named.append(function)
+        return real(function)
+
+    monkeypatch.setattr(houweb._registry, "describe", noting)
+
+    @houweb.urlHandler("/named")
+    def named_handler(request):
+        return "ok"
+
+    port = (await serve()).port_numbers()[0]
+    for _ in range(3):
+        assert (await client.get(port, "/named")).body == b"ok"
+    assert named == [named_handler]
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_in_progress_are_forgotten_whether_the_handler_returns_or_raises(serve, client):
+    @houweb.urlHandler("/ok")
+    def ok(request):
+        return "ok"
+
+    @houweb.urlHandler("/raises")
+    def raises(request):
+        raise ValueError("expected by the test")
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    assert (await client.get(port, "/ok")).status == 200
+    assert (await client.get(port, "/raises")).status == 500
+    assert len(server.context.running) == 0
