@@ -173,8 +173,8 @@ def answer_api(call: Call) -> Response | Deferred[Response]:
         return response
     called = _Called()
     d = call.run(_answer_in_pool, call, called, shown_as=called)
-    d.addErrback(_failure_response, call, called)
-    d.addCallback(_then_async, call)  # a Response passes through
+    # The answer of a call that raised is a Response, as _then_async's is.
+    d.addCallbacks(_then_async, _failure_response, callbackArgs=(call,), errbackArgs=(call, called))
     return d
 
 

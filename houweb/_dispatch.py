@@ -130,14 +130,36 @@ class RunningCalls:
         :param subject: the function called, or what names it in the log.
         """
         record = RunningCall(subject, request)
-        running = call_user_code(function, args, kwargs, reactor, pool, on_start=record.start)
-        self._calls[running] = record
-        running.addBoth(self._done, running)
-        return running
+        if is_async(function):
+            running = call_user_code(function, args, kwargs, reactor, pool, on_start=record.start)
+            self._calls[running] = record
+            running.addBoth(self._done, running)
+            return running
+        # A plain function: as call_user_code, with the record forgotten by
+        # the same call from the pool thread that fires the Deferred (one
+        # callback less per request than addBoth).
+        done: Deferred[Any] = Deferred()
+        self._calls[done] = record
+        pool.call_starting(
+            record.start,
+            functools.partial(reactor.callFromThread, self._settle, done),
+            function,
+            *args,
+            **kwargs,
+        )
+        return done
 
     def _done(self, result: object, running: Deferred[Any]) -> object:
         del self._calls[running]
         return result
+
+    def _settle(self, done: Deferred[Any], ok: bool, result: Any) -> None:
+        """On the reactor: the call in the pool returned ``result`` (or raised, a Failure)."""
+        del self._calls[done]
+        if ok:
+            done.callback(result)
+        else:
+            done.errback(result)
 
     def __len__(self) -> int:
         return len(self._calls)

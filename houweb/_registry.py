@@ -9,12 +9,14 @@ decorators fill the default server's.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._bindings import (  # the registry's vocabulary, defined where nothing imports back
     ALL_PORTS as ALL_PORTS,
@@ -55,10 +57,11 @@ from ._bindings import (
 from ._bindings import (
     sorted_bindings as sorted_bindings,
 )
-from ._dispatch import as_response, describe
+from ._dispatch import HandlerResultError, as_response, describe
 from ._port_settings import PortTable
 
 if TYPE_CHECKING:  # the targets' answer methods: _site imports this module
+    from ._response import Response
     from ._site import Call
     from ._target import Answer, ExtensionFactory, Target
 
@@ -101,9 +104,19 @@ class APIEndpoint:
 
     def answer(self, call: Call) -> Answer:
         """Answer ``call``, routed here: see :func:`houweb._api.answer_api`."""
-        from ._api import answer_api  # imported on first use: _api imports this module
+        return _answer_api()(call)
 
-        return answer_api(call)
+
+@functools.cache
+def _answer_api() -> Callable[[Call], Answer]:
+    """
+    :returns: :func:`houweb._api.answer_api`, imported on first use (``_api``
+        imports this module) and then kept: a function-level import on each
+        ``/api`` call cost some 2% of the reactor thread.
+    """
+    from ._api import answer_api
+
+    return answer_api
 
 
 @dataclass(frozen=True)
@@ -380,14 +393,25 @@ class URLHandlerTarget:
 
     handler: Callable[..., Any]
 
+    @functools.cached_property
+    def what(self) -> str:
+        """What names the handler in the log and at shutdown (made once, not per request)."""
+        return f"URL handler {describe(self.handler)}"
+
     def answer(self, call: Call) -> Answer:
         """Answer a request routed here: call the handler in the pool (or on the reactor)."""
-        handler = self.handler
-        what = f"URL handler {describe(handler)}"
-        d = call.run(handler, call.request, shown_as=what)
-        d.addCallback(as_response)
-        d.addErrback(call.failed, what)
+        what = self.what
+        d = call.run(self.handler, call.request, shown_as=what)
+        d.addCallbacks(_as_response_of, call.failed, callbackArgs=(call, what), errbackArgs=(what,))
         return d
+
+
+def _as_response_of(result: object, call: Call, what: str) -> Response:
+    """:returns: the handler's ``result`` as a Response, or the 500 of one houweb cannot send."""
+    try:
+        return as_response(result)
+    except HandlerResultError:
+        return call.failed(Failure(), what)
 
 
 def url_handler(

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, TypeVar
 
 from klein import Klein
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -156,7 +156,29 @@ class _Router:
     def route(self, web_request: HouwebRequest) -> Deferred[None] | None:
         """
         Answer ``web_request``: at once when no user code is involved, else through
-        a Deferred that fires once the answer was written.
+        a Deferred that fires once the answer was written (Klein's route,
+        which Klein cancels if the client leaves first).
+        """
+        answered = self._answer(web_request)
+        if not isinstance(answered, tuple):
+            return answered
+        request, answer = answered
+        if isinstance(answer, Deferred):
+            return self._deliver_later(web_request, request, answer)
+        if isinstance(answer, Failure):
+            return self._deliver_later(web_request, request, fail(answer))
+        return self._deliver_later(web_request, request, succeed(answer))
+
+    def _answer(
+        self, web_request: HouwebRequest
+    ) -> Deferred[None] | None | tuple[Request, Response | Deferred[Response] | Failure]:
+        """
+        Route ``web_request`` and have its target answer.
+
+        :returns: what :meth:`send` returned when the router answered itself
+            (an error, a request filter's answer), else the request and its
+            target's answer: a Response, a Deferred of one, or the Failure of
+            a target that raised.
         """
         path = web_request.houweb_path  # decoded by _Guard
         try:
@@ -191,13 +213,13 @@ class _Router:
         if match is None:
             return self.send(web_request, request, notFoundResponse(request))
         web_request.houweb_target_type = type(match.target)  # for the metrics
-        # maybeDeferred waits for a Deferred the target returns; its hints
-        # cannot say so for an answer that is a Response or a Deferred.
-        answer = cast(
-            "Deferred[Response]",
-            maybeDeferred(match.target.answer, Call(self.context, web_request, request, match)),
-        )
-        return self._deliver_later(web_request, request, answer)
+        # As maybeDeferred would, without its Deferred for an answer that is
+        # a Response: a target that raises is a Failure, answered 500.
+        try:
+            answer = match.target.answer(Call(self.context, web_request, request, match))
+        except BaseException:  # noqa: BLE001 - as maybeDeferred: the 500 of broken()
+            return request, Failure()
+        return request, answer
 
     def render(self, web_request: HouwebRequest) -> Any:
         """
@@ -208,17 +230,57 @@ class _Router:
         for a departed client itself before writing.
         """
         try:
-            written = self.route(web_request)
+            answered = self._answer(web_request)
         except Exception:  # noqa: BLE001 - answered as Klein would: twisted.web's 500
             web_request.processingFailed(Failure())
             return server.NOT_DONE_YET
-        if written is None:
-            _finish_open(None, web_request)
-        else:
-            written.addCallbacks(
-                _finish_open, _route_failed, callbackArgs=(web_request,), errbackArgs=(web_request,)
+        if not isinstance(answered, tuple):
+            _finish_when(answered, web_request)
+            return server.NOT_DONE_YET
+        # Nobody cancels here (Klein's route does when the client leaves):
+        # the answer is written and the request finished straight from the
+        # target's answer, without _deliver_later's Deferred and closures.
+        request, answer = answered
+        if isinstance(answer, Deferred):
+            answer.addCallbacks(
+                self._write_and_finish,
+                self._broken_and_finish,
+                callbackArgs=(web_request, request),
+                errbackArgs=(web_request, request),
             )
+        elif isinstance(answer, Failure):
+            self._broken_and_finish(answer, web_request, request)
+        else:
+            self._write_and_finish(answer, web_request, request)
         return server.NOT_DONE_YET
+
+    def _write_and_finish(
+        self, response: Response, web_request: HouwebRequest, request: Request
+    ) -> None:
+        """
+        Write the target's answer and finish the request (once a streamed
+        file is sent); an answer whose client left is discarded (its file
+        deleted if asked). What ``deliver`` and ``_finish_open`` do on
+        Klein's way.
+        """
+        if web_request.finished or web_request._disconnected:
+            discard(response)
+            return
+        try:
+            written = self.send(web_request, request, response)
+        except Exception:  # noqa: BLE001 - as on Klein's way: broken() answers 500
+            self._broken_and_finish(Failure(), web_request, request)
+            return
+        _finish_when(written, web_request)
+
+    def _broken_and_finish(
+        self, failure: Failure, web_request: HouwebRequest, request: Request
+    ) -> None:
+        """The target could not answer: log, answer 500 and finish (``broken`` on Klein's way)."""
+        log.failure("houweb: could not answer {request}", failure, request=request)
+        if not (web_request.finished or web_request._disconnected):
+            self.send(web_request, request, errorResponse(request, "Internal server error"))
+            _finish_open(None, web_request)
 
     def send(
         self, web_request: HouwebRequest, request: Request, response: Response
@@ -318,6 +380,16 @@ def _werkzeug_binds(host: bytes) -> bool:
     except UnicodeError:
         return False
     return True
+
+
+def _finish_when(written: Deferred[None] | None, web_request: HouwebRequest) -> None:
+    """Finish ``web_request`` once what :meth:`_Router.send` returned says its answer is written."""
+    if written is None:
+        _finish_open(None, web_request)
+    else:
+        written.addCallbacks(
+            _finish_open, _route_failed, callbackArgs=(web_request,), errbackArgs=(web_request,)
+        )
 
 
 def _finish_open(_: object, web_request: HouwebRequest) -> None:

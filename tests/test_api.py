@@ -680,3 +680,29 @@ async def test_houweb_functions_takes_no_arguments(serve, client):
     port = await main_port(serve)
     reply = await call(client, port, "houweb.functions", 1)
     assert reply.status == 422 and error_of(reply).startswith("houweb.functions: ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_calls_after_the_first_import_nothing_on_the_reactor(serve, client, monkeypatch):
+    # The /api endpoint imported houweb._api inside its answer on every call
+    # (an import-machinery pass, some 2% of the reactor thread).
+    import builtins
+
+    register_vector_length()
+    port = await main_port(serve)
+    reply = await call(client, port, "geo.vector_length", 1, 2, 2)
+    assert reply.body == b"3.0"
+    imports: list[str] = []
+    real_import = builtins.__import__
+
+    def noting_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if threading.current_thread() is threading.main_thread():
+            imports.append(name)
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", noting_import)
+    for _ in range(3):
+        reply = await call(client, port, "geo.vector_length", 1, 2, 2)
+        assert reply.body == b"3.0"
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    assert "_api" not in imports

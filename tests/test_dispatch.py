@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel
@@ -226,3 +227,114 @@ async def test_no_request_lines_without_debug(serve, client, logged):
     port = (await serve()).port_numbers()[0]
     await client.get(port, "/hello")
     assert '"GET /hello"' not in messages(logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_answer_whose_client_left_mid_handler_is_deleted_not_sent(
+    serve, client, tmp_path
+):
+    # The answer of a handler whose client left is discarded: a file it
+    # asked to delete is deleted all the same, and nothing is written.
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    report = tmp_path / "report.txt"
+    report.write_text("for nobody")
+
+    @houweb.urlHandler("/report")
+    def send_report(request):
+        entered.set()
+        release.wait(30)
+        finished.set()
+        return houweb.fileResponse(str(report), delete_file=True)
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    raw = await connect_raw(port)
+    raw.transport.write(b"GET /report HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(entered.is_set)
+    raw.transport.loseConnection()
+    await raw.done
+    await until(lambda: not server.site.houweb_connections)  # the server saw it leave
+    release.set()
+    await until(finished.is_set)
+    await until(lambda: not report.exists())
+    assert raw.data == b""  # nothing was sent before it left
+    assert (await client.get(port, "/nothing")).status == 404
+
+
+class _BrokenTarget:
+    """A target whose ``answer`` fails: at once (raises) or later (a failed Deferred)."""
+
+    def __init__(self, later: bool) -> None:
+        self.later = later
+
+    def answer(self, call):
+        if self.later:
+            return defer.fail(RuntimeError("the target broke later"))
+        raise RuntimeError("the target broke at once")
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["raises", "fails_later"])
+@pytest_twisted.ensureDeferred
+async def test_a_target_that_cannot_answer_is_500_logged_and_the_server_goes_on(
+    serve, client, registry, logged, later
+):
+    from houweb._registry import EXACT
+
+    registry.add_path(EXACT, "/broken", [], _BrokenTarget(later))
+
+    @houweb.urlHandler("/fine")
+    def fine(request):
+        return "fine"
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    reply = await client.get(port, "/broken")
+    assert reply.status == 500
+    assert b"Internal server error" in reply.body
+    failures = [e for e in logged if e.get("log_failure") is not None]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(RuntimeError)
+    assert "could not answer" in messages(failures)
+    failures[0]["log_failure"].cleanFailure()
+    assert (await client.get(port, "/fine")).body == b"fine"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_url_handler_is_named_once_not_on_every_request(serve, client, monkeypatch):
+    # Its name (for the log and shutdown) was formatted on each request, on
+    # the reactor thread; it does not change.
+    import houweb._registry
+
+    named: list[object] = []
+    real = houweb._registry.describe
+
+    def noting(function):
+        named.append(function)
+        return real(function)
+
+    monkeypatch.setattr(houweb._registry, "describe", noting)
+
+    @houweb.urlHandler("/named")
+    def named_handler(request):
+        return "ok"
+
+    port = (await serve()).port_numbers()[0]
+    for _ in range(3):
+        assert (await client.get(port, "/named")).body == b"ok"
+    assert named == [named_handler]
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_in_progress_are_forgotten_whether_the_handler_returns_or_raises(serve, client):
+    @houweb.urlHandler("/ok")
+    def ok(request):
+        return "ok"
+
+    @houweb.urlHandler("/raises")
+    def raises(request):
+        raise ValueError("expected by the test")
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    assert (await client.get(port, "/ok")).status == 200
+    assert (await client.get(port, "/raises")).status == 500
+    assert len(server.context.running) == 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -197,3 +199,114 @@ async def test_tls_connections_reset_at_any_stage_are_each_lost_once(
     assert len(made) == CLIENTS
     assert [lost.get(id(channel)) for channel in made] == [1] * CLIENTS
     await until(lambda: _open_fds() <= fds_before)
+
+
+def _from_threads(calls_per_thread: int, threads: int, record: list[tuple[int, int]]) -> None:
+    """Have ``threads`` threads each ask for ``calls_per_thread`` calls of ``record.append``."""
+
+    def ask(number: int) -> None:
+        for index in range(calls_per_thread):
+            reactor.callFromThread(record.append, (number, index))
+
+    workers = [threading.Thread(target=ask, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_from_thread_keeps_each_threads_order_and_wakes_the_idle_reactor():
+    # The reactor sits idle while the threads ask: each call must wake it,
+    # and each thread's calls run in the order it made them.
+    record: list[tuple[int, int]] = []
+    asked = threading.Thread(target=_from_threads, args=(200, 4, record))
+    asked.start()
+    await until(lambda: len(record) == 800)
+    asked.join(10)
+    for number in range(4):
+        assert [index for n, index in record if n == number] == list(range(200))
+    assert threading.current_thread() is threading.main_thread()
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_from_thread_calls_each_function_without_a_delayed_call(monkeypatch):
+    # Twisted's asyncio reactor made a DelayedCall (and an asyncio timer)
+    # per call: houweb's calls the function straight from the loop.
+    scheduled: list[object] = []
+    real_call_later = reactor.callLater
+
+    def counting_call_later(delay, function, *args, **kwargs):
+        scheduled.append(function)
+        return real_call_later(delay, function, *args, **kwargs)
+
+    monkeypatch.setattr(reactor, "callLater", counting_call_later)
+    ran: list[str] = []
+    on_thread: list[threading.Thread] = []
+
+    def note(what: str) -> None:
+        ran.append(what)
+        on_thread.append(threading.current_thread())
+
+    def ask() -> None:
+        for i in range(50):
+            reactor.callFromThread(note, str(i))
+
+    caller = threading.Thread(target=ask)
+    caller.start()
+    await until(lambda: len(ran) == 50)
+    caller.join(10)
+    assert ran == [str(i) for i in range(50)]
+    assert set(on_thread) == {threading.current_thread()}  # the reactor thread
+    assert note not in scheduled
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_from_thread_logs_an_exception_as_twisted_does_and_goes_on(logged):
+    ran: list[int] = []
+
+    def fails() -> None:
+        raise ValueError("boom from a thread's call")
+
+    def ask() -> None:
+        reactor.callFromThread(fails)
+        reactor.callFromThread(ran.append, 1)
+
+    threading.Thread(target=ask).start()
+    await until(lambda: ran == [1])
+    failures = [e for e in logged if e.get("log_failure") is not None]
+    assert len(failures) == 1
+    assert failures[0]["log_failure"].check(ValueError)
+    assert failures[0]["log_format"] == "while handling timed call"
+    assert failures[0]["log_namespace"] == "twisted.internet.base"
+    failures[0]["log_failure"].cleanFailure()
+
+
+_STANDALONE = """
+import sys, threading
+from houweb._reactor import HouwebReactor, new_event_loop
+reactor = HouwebReactor(new_event_loop())
+ran = []
+reactor.callFromThread(ran.append, "before run")
+def from_thread():
+    reactor.callFromThread(ran.append, "from a thread")
+    reactor.callFromThread(reactor.stop)
+reactor.callWhenRunning(lambda: threading.Thread(target=from_thread).start())
+shutdown = []
+reactor.addSystemEventTrigger("before", "shutdown", shutdown.append, "shutdown")
+reactor.run(installSignalHandlers=False)
+print(ran, shutdown)
+"""
+
+
+def test_call_from_thread_before_the_reactor_runs_and_stop_from_a_thread_still_work(tmp_path):
+    # cwd elsewhere: the repository's twisted/ folder would shadow Twisted.
+    done = subprocess.run(
+        [sys.executable, "-c", _STANDALONE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['before run', 'from a thread'] ['shutdown']"

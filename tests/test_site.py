@@ -125,3 +125,32 @@ async def test_a_target_of_a_kind_no_houweb_module_knows_answers_for_itself(
     response = await client.get(server.port_numbers()[0], "/echo")
     assert (response.status, response.text) == (200, "echo /echo")
     assert answered == ["/echo"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_routed_without_klein_skip_the_cancellable_deferred(
+    serve, client, monkeypatch
+):
+    # Klein's route gets a Deferred it can cancel when the client leaves
+    # (_deliver_later); the router's own render needs none: a handler's
+    # answer is written and its request finished straight from it.
+    from houweb._site import _Router
+
+    delivered: list[object] = []
+    real = _Router._deliver_later
+
+    def counting(self, web_request, request, answer):
+        delivered.append(request)
+        return real(self, web_request, request, answer)
+
+    monkeypatch.setattr(_Router, "_deliver_later", counting)
+
+    @houweb.urlHandler("/hello")
+    def hello(request):
+        return houweb.Response("hi")
+
+    port = (await serve()).port_numbers()[0]
+    for _ in range(3):
+        reply = await client.get(port, "/hello")
+        assert (reply.status, reply.body) == (200, b"hi")
+    assert delivered == []
