@@ -763,10 +763,10 @@ class HouwebRequest(server.Request):
         head.append(b"\r\n")
         if bodiless or self.method == b"HEAD":
             self.write = _no_body  # type: ignore[method-assign]  # as twisted.web does
-            channel._houweb_send([b"".join(head)])
+            write_now(channel.transport, b"".join(head))
         else:
             self.sentLength += len(body)
-            channel._houweb_send([b"".join(head), body] if body else [b"".join(head)])
+            write_now(channel.transport, b"".join(head), body)
         self.finish()
         return True
 
