@@ -233,12 +233,13 @@ def _write_at_once(request: Any, response: Response) -> bool:
     :returns: whether it was sent; if not, nothing was changed.
     """
     status = response.status()
-    if status < 200 or response.isChunked():
-        return False
     answer = getattr(request, "houweb_answer", None)
-    if answer is None:
+    if status < 200 or answer is None:
         return False
-    return bool(answer(status, _reason(status), raw_headers(response), response.body()))
+    headers, chunked = raw_headers(response)
+    if chunked:
+        return False
+    return bool(answer(status, _reason(status), headers, response.body()))
 
 
 @lru_cache(maxsize=1024)
@@ -247,19 +248,24 @@ def _reason(status: int) -> bytes:
     return phrase(status).encode("ascii")
 
 
-def raw_headers(response: Response) -> dict[bytes, list[bytes]]:
+def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
     """
     :returns: the response's headers as twisted.web would hold them (see
         :func:`_start`): names in twisted.web's canonical spelling (which
         refuses a name that is not a token), values UTF-8 with CR and LF
         replaced as twisted.web does (``_sanitizeLinearWhitespace``), the
         repeats of a name in one list, in the order first set;
-        Content-Length and Transfer-Encoding left out (houweb frames the body).
+        Content-Length and Transfer-Encoding left out (houweb frames the body);
+        and whether the answer is chunked (``Response.isChunked``, found
+        on the way rather than by another pass over the headers).
     """
     headers: dict[bytes, list[bytes]] = {}
+    chunked = False
     for name, value in response.headerLines():
         raw_name = _nameEncoder.encode(name)
         if raw_name in _SKIPPED_RAW:
+            if raw_name == b"Transfer-Encoding":
+                chunked = value.strip().lower() == "chunked"
             continue
         raw_value = value.encode("utf-8")
         if b"\r" in raw_value or b"\n" in raw_value:
@@ -269,7 +275,7 @@ def raw_headers(response: Response) -> dict[bytes, list[bytes]]:
             headers[raw_name] = [raw_value]
         else:
             values.append(raw_value)
-    return headers
+    return headers, chunked
 
 
 def raw_response(response: Response, close: bool = True) -> bytes:
