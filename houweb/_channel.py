@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 LocalAddress = Union[IPv4Address, IPv6Address]
 
 _SERVER = SERVER.encode("ascii")
+#: twisted.web's codes whose answers have no body (204, 304), read once:
+#: ``twisted.web.http`` is a deprecation proxy, slow to read an attribute of.
+_NO_BODY_CODES = frozenset(http.NO_BODY_CODES)
 log = Logger(namespace="houweb")
 
 
@@ -487,6 +490,10 @@ class HouwebChannel(http.HTTPChannel):
             self.persistent = False
 
 
+def _no_body(data: bytes) -> None:
+    """What a HEAD or 204/304 answer's later writes do: nothing (twisted.web's choice)."""
+
+
 def _drop(data: bytes) -> None:
     """Where the rest of a body that cannot be stored goes."""
 
@@ -704,6 +711,64 @@ class HouwebRequest(server.Request):
         channel = self.channel
         if channel is not None and channel._houweb_head is not None:
             channel.houweb_flush_head()
+
+    def houweb_answer(
+        self, code: int, reason: bytes, headers: dict[bytes, list[bytes]], body: bytes
+    ) -> bool:
+        """
+        Send a complete answer and finish the request, as twisted.web's
+        ``setResponseCode``, ``setHeader``, ``write`` and ``finish`` would for
+        it, with the same bytes, but built in one go and sent in one write
+        (those layers took about twice as long: 8 against 4 µs for a
+        hello-world answer). The request's ``responseHeaders`` end up as twisted.web
+        leaves them; twisted.web's own ``finish`` then logs the request,
+        fires ``notifyFinish`` and moves on to the next pipelined request or
+        closes the connection as ``checkPersistence`` decided.
+
+        :param headers: the response's headers as :func:`houweb._render.raw_headers`
+            makes them (canonical names, sanitised values, no framing headers):
+            each replaces twisted.web's of that name (Server, Date...).
+        :returns: ``False``, having changed nothing, when twisted.web's own
+            path must write it: something was written already, the client
+            left, or twisted.web has more to add (an encoder, cookies,
+            Last-Modified, an ETag, a faked HEAD).
+        """
+        channel = self.channel
+        if (
+            self.startedWriting
+            or self.finished
+            or self._disconnected
+            or channel is None
+            or self._encoder is not None
+            or self._inFakeHead
+            or self.cookies
+            or self.lastModified is not None
+            or self.etag is not None
+        ):
+            return False
+        self.code = code
+        self.code_message = reason
+        raw = self.responseHeaders._rawHeaders
+        raw.update(headers)
+        bodiless = code in _NO_BODY_CODES
+        if not bodiless:
+            raw[b"Content-Length"] = [b"%d" % len(body)]
+            if body and b"Content-Type" not in raw and self.defaultContentType is not None:
+                raw[b"Content-Type"] = [self.defaultContentType]
+        self.startedWriting = 1
+        head = [self.clientproto, b" %d " % code, reason, b"\r\n"]
+        for name, values in raw.items():
+            for value in values:
+                head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        if bodiless or self.method == b"HEAD":
+            self.write = _no_body  # type: ignore[method-assign]  # as twisted.web does
+            write_now(channel.transport, b"".join(head))
+        else:
+            self.sentLength += len(body)
+            write_now(channel.transport, b"".join(head), body)
+        self.finish()
+        return True
 
     def process(self) -> None:
         self.channel.site.houweb_track(self)

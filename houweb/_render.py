@@ -10,10 +10,12 @@ body sent with ``os.sendfile`` where it can be (see ``_sendfile``).
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any, Callable
 
 from twisted.logger import Logger
 from twisted.web import http, server, static
+from twisted.web.http_headers import _nameEncoder
 
 from ._ranges import honoured_range
 from ._response import Response
@@ -28,6 +30,8 @@ log = Logger(namespace="houweb")
 SERVER = "houweb"
 _NO_BODY = frozenset({204, 304})
 _SKIPPED = frozenset({"content-length", "transfer-encoding"})
+#: The same two, as twisted.web spells them on the wire.
+_SKIPPED_RAW = frozenset({b"Content-Length", b"Transfer-Encoding"})
 #: Request headers that only make sense for a plain 200 answer.
 _CONDITIONAL = (b"range", b"if-range", b"if-modified-since", b"if-none-match")
 
@@ -205,6 +209,8 @@ def _start(request: Any, response: Response) -> None:
 
 
 def _write_body(request: Any, response: Response) -> None:
+    if _write_at_once(request, response):
+        return
     _start(request, response)
     body = response.body()
     if response.status() in _NO_BODY or response.status() < 200:
@@ -215,6 +221,61 @@ def _write_body(request: Any, response: Response) -> None:
     if body:
         request.write(body)
     request.finish()
+
+
+def _write_at_once(request: Any, response: Response) -> bool:
+    """
+    Send a complete in-memory answer in one go (``HouwebRequest.houweb_answer``):
+    the status line, headers and body built as bytes without twisted.web's
+    per-header calls, the same bytes it would have sent. Not for a 1xx
+    (twisted.web would send it chunked) or a chunked answer.
+
+    :returns: whether it was sent; if not, nothing was changed.
+    """
+    status = response.status()
+    answer = getattr(request, "houweb_answer", None)
+    if status < 200 or answer is None:
+        return False
+    headers, chunked = raw_headers(response)
+    if chunked:
+        return False
+    return bool(answer(status, _reason(status), headers, response.body()))
+
+
+@lru_cache(maxsize=1024)
+def _reason(status: int) -> bytes:
+    """:returns: the reason phrase of ``status`` as sent."""
+    return phrase(status).encode("ascii")
+
+
+def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
+    """
+    :returns: the response's headers as twisted.web would hold them (see
+        :func:`_start`): names in twisted.web's canonical spelling (which
+        refuses a name that is not a token), values UTF-8 with CR and LF
+        replaced as twisted.web does (``_sanitizeLinearWhitespace``), the
+        repeats of a name in one list, in the order first set;
+        Content-Length and Transfer-Encoding left out (houweb frames the body);
+        and whether the answer is chunked (``Response.isChunked``, found
+        on the way rather than by another pass over the headers).
+    """
+    headers: dict[bytes, list[bytes]] = {}
+    chunked = False
+    for name, value in response.headerLines():
+        raw_name = _nameEncoder.encode(name)
+        if raw_name in _SKIPPED_RAW:
+            if raw_name == b"Transfer-Encoding":
+                chunked = value.strip().lower() == "chunked"
+            continue
+        raw_value = value.encode("utf-8")
+        if b"\r" in raw_value or b"\n" in raw_value:
+            raw_value = b" ".join(raw_value.splitlines())
+        values = headers.get(raw_name)
+        if values is None:
+            headers[raw_name] = [raw_value]
+        else:
+            values.append(raw_value)
+    return headers, chunked
 
 
 def raw_response(response: Response, close: bool = True) -> bytes:

@@ -39,9 +39,10 @@ def write_now(transport: Any, *pieces: bytes) -> None:
     An error (``EAGAIN``, a reset) leaves the bytes to the transport, which
     then finds the error itself and reports it as it always does.
     """
-    pieces = tuple(piece for piece in pieces if piece)
-    if not pieces:
-        return
+    if not all(pieces):
+        pieces = tuple(piece for piece in pieces if piece)
+        if not pieces:
+            return
     if (
         isinstance(transport, tcp.Connection)
         and transport.connected
@@ -49,21 +50,18 @@ def write_now(transport: Any, *pieces: bytes) -> None:
         and not transport._writeDisconnected
         and not transport._aborting
         and not transport.TLS
-        and buffer_empty(transport)
+        and transport.offset == len(transport.dataBuffer)  # buffer_empty, inlined
+        and not transport._tempDataLen
     ):
         try:
             sent = transport.socket.sendmsg(pieces)
         except OSError:
             sent = 0
-        if sent:
-            rest = []
-            for piece in pieces:
-                if sent >= len(piece):
-                    sent -= len(piece)
-                else:
-                    rest.append(piece[sent:] if sent else piece)
-                    sent = 0
-            if not rest:
+        for index, piece in enumerate(pieces):
+            size = len(piece)
+            if sent < size:
+                transport.writeSequence((piece[sent:] if sent else piece, *pieces[index + 1 :]))
                 return
-            pieces = tuple(rest)
+            sent -= size
+        return
     transport.writeSequence(pieces)

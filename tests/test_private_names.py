@@ -16,7 +16,7 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import abstract, tcp
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.logger import globalLogBeginner
-from twisted.web import http
+from twisted.web import http, http_headers, server
 
 #: (what owns it, how houweb reaches it, the attribute, where houweb uses it and why).
 PRIVATE_NAMES = [
@@ -25,6 +25,32 @@ PRIVATE_NAMES = [
         http.HTTPChannel,
         "_respondToBadRequestAndDisconnect",
         "houweb/_channel.py overrides it to answer a malformed request in houweb's error style",
+    ),
+    (
+        "twisted.web.http_headers",
+        http_headers,
+        "_nameEncoder",
+        "houweb/_render.py: a response's header names in twisted.web's canonical spelling "
+        "(refusing a name that is not a token), for an answer written in one go",
+    ),
+    (
+        "twisted.web.http_headers.Headers",
+        http_headers.Headers(),
+        "_rawHeaders",
+        "houweb/_channel.py (HouwebRequest.houweb_answer): the response headers twisted.web "
+        "holds (Server, Date, Connection), merged with the answer's and read in one go",
+    ),
+    (
+        "twisted.web.server.Request",
+        server.Request,
+        "_encoder",
+        "houweb/_channel.py (HouwebRequest.houweb_answer): an encoded answer is left to twisted.web",
+    ),
+    (
+        "twisted.web.server.Request",
+        server.Request,
+        "_inFakeHead",
+        "houweb/_channel.py (HouwebRequest.houweb_answer): a faked HEAD is left to twisted.web",
     ),
     (
         "twisted.web.http.Request",

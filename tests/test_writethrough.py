@@ -113,6 +113,32 @@ def test_several_buffers_arrive_whole_and_in_order_when_the_socket_takes_part():
     assert data == head + body + tail + b"after"
 
 
+@pytest_twisted.inlineCallbacks
+def test_empty_pieces_are_skipped_and_nothing_is_left_buffered():
+    made = defer.Deferred()
+    buffered: list[int] = []
+
+    def on_connect(transport: Any) -> None:
+        write_now(transport, b"", b"a", b"", b"b")
+        write_now(transport, b"", b"")
+        write_now(transport)
+        buffered.append(transport._tempDataLen + len(transport.dataBuffer) - transport.offset)
+        transport.loseConnection()
+        made.callback(None)
+
+    factory = protocol.Factory.forProtocol(lambda: Writer(on_connect))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10)
+    try:
+        yield made
+        data = yield _in_thread(read_until_closed, client)
+    finally:
+        client.close()
+        yield port.stopListening()
+    assert buffered == [0]
+    assert data == b"ab"
+
+
 def read_until_closed(client: socket.socket) -> bytes:
     """:returns: what arrives until the connection ends (closed or reset)."""
     data = b""

@@ -1,0 +1,237 @@
+"""
+The bytes of a complete in-memory answer, written in one go by
+``HouwebRequest.houweb_answer``, are those twisted.web's ``setResponseCode``,
+``setHeader``, ``write`` and ``finish`` send for it (Date aside, which changes
+every second), for every kind of answer and connection; each parses with a
+strict client (h11); and a header cannot split the response.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import defer, reactor, threads
+
+import houweb
+from houweb import _render
+
+from .support import raw_request
+from .test_dispatch import until
+from .test_response_writes import _responses
+
+#: Requests sent on one connection, pipelined: (method, bytes).
+PIPELINED = [
+    ("GET", b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("HEAD", b"HEAD /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /nocontent HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("HEAD", b"HEAD /nocontent HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /notmodified HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /cookies HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /override HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /empty HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("HEAD", b"HEAD /empty HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /created HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /unicode HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /framing HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ("POST", b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nabcde"),
+    ("GET", b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+]
+#: Requests each sent on a connection of its own (the server closes it).
+ALONE = [
+    ("GET", b"GET /hello HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /hello HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"),
+    ("HEAD", b"HEAD /hello HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /nocontent HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    ("GET", b"GET /cookies HTTP/1.1\r\nHost: localhost\r\nConnection: Close\r\n\r\n"),
+    ("GET", b"GET /chunked HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+]
+
+
+def _register() -> None:
+    houweb.urlHandler("/hello")(lambda request: houweb.Response("hi", content_type="text/plain"))
+    houweb.urlHandler("/nocontent")(lambda request: houweb.Response("ignored", 204))
+    houweb.urlHandler("/notmodified")(lambda request: houweb.Response("ignored", 304))
+    houweb.urlHandler("/empty")(lambda request: houweb.Response(""))
+    houweb.urlHandler("/created")(lambda request: houweb.Response(b"{}", 201, "application/json"))
+
+    @houweb.urlHandler("/cookies")
+    def cookies(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("c", content_type="text/plain")
+        response.setCookie("a", "1")
+        response.setCookie("b", "2", path="/")
+        response.addHeader("X-Repeat", "one")
+        response.addHeader("x-repeat", "two")
+        return response
+
+    @houweb.urlHandler("/override")
+    def override(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("o", content_type="text/x-mine")
+        response.setHeader("Server", "mine/1")
+        response.setHeader("Date", "Thu, 01 Jan 1970 00:00:00 GMT")
+        return response
+
+    @houweb.urlHandler("/unicode")
+    def unicode(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("ü", content_type="text/plain; charset=utf-8")
+        response.setHeader("X-Name", "Zoë")
+        return response
+
+    @houweb.urlHandler("/framing")
+    def framing(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("framed", content_type="text/plain")
+        response.setHeader("Content-Length", "999")
+        return response
+
+    @houweb.urlHandler("/chunked")
+    def chunked(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("in chunks", content_type="text/plain")
+        response.setHeader("transfer-encoding", " Chunked ")
+        return response
+
+    @houweb.urlHandler("/echo")
+    def echo(request: houweb.Request) -> houweb.Response:
+        return houweb.Response(request.body(), content_type="application/octet-stream")
+
+
+def _normalised(data: bytes) -> bytes:
+    """``data`` with twisted.web's Date values (which change every second) blanked."""
+    return re.sub(rb"\r\nDate: (?!Thu, 01 Jan 1970)[^\r]*", b"\r\nDate: -", data)
+
+
+async def _exchanges(port: int) -> list[bytes]:
+    """:returns: what the server sent for the pipelined requests, then for each alone."""
+    answers = [await raw_request(port, b"".join(payload for _, payload in PIPELINED))]
+    for _, payload in ALONE:
+        answers.append(await raw_request(port, payload))
+    return answers
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_written_in_one_go_are_the_bytes_twisted_web_writes(serve, monkeypatch):
+    _register()
+    taken: list[bool] = []
+    at_once = _render._write_at_once
+
+    def counted(request: Any, response: houweb.Response) -> bool:
+        taken.append(at_once(request, response))
+        return taken[-1]
+
+    monkeypatch.setattr(_render, "_write_at_once", counted)
+    direct = await _exchanges((await serve()).port_numbers()[0])
+    # Every answer here went the direct way but the chunked one.
+    assert taken.count(True) == len(taken) - 1 and taken[-1] is False, taken
+    monkeypatch.setattr(_render, "_write_at_once", lambda request, response: False)
+    through_twisted = await _exchanges((await serve()).port_numbers()[0])
+    assert [_normalised(d) for d in direct] == [_normalised(d) for d in through_twisted]
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_answer_parses_with_a_strict_client_and_says_what_twisted_web_would(serve):
+    _register()
+    port = (await serve()).port_numbers()[0]
+    pipelined, *alone = await _exchanges(port)
+    answers = _responses(pipelined, [method for method, _ in PIPELINED])
+    assert [status for status, _, _ in answers] == [
+        200, 200, 204, 204, 304, 200, 200, 200, 200, 201, 200, 200, 404, 200, 200
+    ]  # fmt: skip
+    hello, head, nocontent, _, notmodified, cookies, override, empty, head_empty = answers[:9]
+    assert hello[2] == b"hi" and hello[1][b"content-length"] == b"2"
+    assert hello[1][b"server"] == b"houweb" and hello[1][b"content-type"] == b"text/plain"
+    assert head[2] == b"" and head[1][b"content-length"] == b"2"
+    assert nocontent[2] == b"" and b"content-length" not in nocontent[1]
+    assert notmodified[2] == b"" and b"content-length" not in notmodified[1]
+    assert empty[1][b"content-length"] == b"0" and head_empty[1][b"content-length"] == b"0"
+    cookie_lines = re.findall(rb"Set-Cookie: ([ab])=", pipelined)
+    assert cookie_lines == [b"a", b"b"]  # both, in order
+    assert b"\r\nX-Repeat: one\r\nX-Repeat: two\r\n" in pipelined
+    assert override[1][b"server"] == b"mine/1"
+    assert override[1][b"date"] == b"Thu, 01 Jan 1970 00:00:00 GMT"
+    assert override[1][b"content-type"] == b"text/x-mine"
+    assert pipelined.count(b"\r\nServer: ") == len(PIPELINED)  # HEAD and 204 answers too
+    unicode, framing = answers[10], answers[11]
+    assert unicode[1][b"x-name"] == "Zoë".encode() and unicode[2] == "ü".encode()
+    assert framing[1][b"content-length"] == b"6" and framing[2] == b"framed"
+    assert answers[-1][1][b"connection"] == b"close"
+    for (method, _), data in zip(ALONE, alone):
+        [(status, headers, body)] = _responses(data, [method])
+        assert status in (200, 204)
+    assert alone[0].startswith(b"HTTP/1.0 200 OK\r\n") and b"Connection:" not in alone[0]
+    assert alone[1].startswith(b"HTTP/1.0 200 OK\r\n") and b"Connection:" not in alone[1]
+    assert alone[2].endswith(b"\r\n\r\n") and b"Content-Length: 2\r\n" in alone[2]
+    assert b"\r\nConnection: close\r\n" in alone[4]
+    [(_, chunked, body)] = _responses(alone[5], ["GET"])
+    assert chunked[b"transfer-encoding"] == b"chunked" and body == b"in chunks"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_in_progress_at_shutdown_closes_its_connection_as_before(
+    serve, monkeypatch
+):
+    # stopWhenIdle with a request in flight: the answer goes out whole, then
+    # the connection closes; a request already waiting behind it is not read.
+    entered: list[str] = []
+    release = threading.Event()
+
+    @houweb.urlHandler("/slow")
+    def slow(request: houweb.Request) -> houweb.Response:
+        entered.append(request.path())
+        release.wait(10)
+        return houweb.Response("done", content_type="text/plain")
+
+    results = []
+    for direct in (True, False):
+        if not direct:
+            monkeypatch.setattr(_render, "_write_at_once", lambda request, response: False)
+        server = await serve()
+        port = server.port_numbers()[0]
+        release.clear()
+        entered.clear()
+        sent = defer.ensureDeferred(
+            raw_request(
+                port,
+                b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+        )
+        await until(lambda: len(entered) == 1)
+        for channel in server.site.houweb_connections:
+            channel.stopWhenIdle()
+        reactor.callLater(0, release.set)
+        results.append(_normalised(await sent))
+        await threads.deferToThread(lambda: None)
+    assert results[0] == results[1]
+    [(status, _, body)] = _responses(results[0], ["GET"])
+    assert status == 200 and body == b"done" and len(entered) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_header_value_with_a_line_break_cannot_split_the_response(serve):
+    # Response.setHeader refuses CR and LF; were one to slip through (a
+    # header list edited by hand), the value is still sent on one line, as
+    # twisted.web does: no second header, no second response.
+    @houweb.urlHandler("/split")
+    def split(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("first", content_type="text/plain")
+        response._headers.append(
+            (
+                "X-Note",
+                "a\r\nX-Injected: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+            )
+        )
+        return response
+
+    port = (await serve()).port_numbers()[0]
+    data = await raw_request(
+        port,
+        b"GET /split HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /split HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    answers = _responses(data, ["GET", "GET"])
+    assert [(status, body) for status, _, body in answers] == [(200, b"first"), (200, b"first")]
+    assert all(b"x-injected" not in headers for _, headers, _ in answers)
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == 2  # the forged one is inside a header line
+    assert answers[0][1][b"x-note"] == b"a X-Injected: 1  HTTP/1.1 200 OK Content-Length: 6  forged"
