@@ -1,12 +1,14 @@
 """
-JSON text for large values, encoded a piece at a time.
+JSON for large values, encoded a piece at a time.
 
 ``json.dumps`` runs in C and holds the GIL from start to end: on a 10 MB
 result that is a few hundred milliseconds during which the reactor thread
 cannot run at all, even though the encoding happens in a pool thread.
-:func:`dumps` gives the same text, but encodes a large list or dict in
-groups of items, one ``json.dumps`` call each, so that between the calls
-the interpreter can hand the GIL to the reactor thread.
+:func:`encode` gives the same JSON, as UTF-8 bytes in pieces of about
+:data:`PIECE_BYTES` (never joined into one 10 MB text, nor encoded from one:
+each of those is one C call holding the GIL for milliseconds). It encodes a
+large list or dict in groups of items, one ``json.dumps`` call each, so that
+between the calls the interpreter can hand the GIL to the reactor thread.
 """
 
 from __future__ import annotations
@@ -15,51 +17,83 @@ import json
 from typing import Any, Callable
 
 #: Items of a list or dict encoded in one ``json.dumps`` call; a container
-#: holding fewer is encoded whole. About a millisecond of work for items of
-#: a few dozen bytes.
+#: holding fewer is encoded whole. About a quarter of a millisecond of work
+#: for items of a few dozen bytes.
 GROUP = 256
 #: How deep large containers are opened (a container below is encoded whole).
 MAX_DEPTH = 4
+#: The size the encoded text is handed over in (a piece ends at the first
+#: group boundary past it): small enough to write to a socket whole.
+PIECE_BYTES = 64 * 1024
 
 
-def dumps(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> str:
+def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> list[bytes]:
     """
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
-        the same text, encoded a group of items at a time when ``value`` is
-        a large list, tuple or dict (with ``str`` keys). A value another
-        thread changes meanwhile gives the JSON of what each container held
-        when its turn came (not an error, nor broken JSON).
+        the same JSON, as UTF-8 pieces of about :data:`PIECE_BYTES` (one
+        piece for a value that is not a large list, tuple or dict with
+        ``str`` keys). A value another thread changes meanwhile gives the
+        JSON of what each container held when its turn came (not an error,
+        nor broken JSON).
     :raises: what ``json.dumps`` raises for the same value.
     """
     if not _large(value):
-        return json.dumps(value, allow_nan=allow_nan, default=default)
-    encode = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
-    pieces: list[str] = []
-    _pieces(value, pieces, encode, set(), 0)
-    return "".join(pieces)
+        return [json.dumps(value, allow_nan=allow_nan, default=default).encode("utf-8")]
+    encoder = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
+    pieces = _Pieces()
+    _add(value, pieces, encoder, set(), 0)
+    return pieces.close()
+
+
+class _Pieces:
+    """
+    The JSON text so far: short strings, turned into UTF-8 pieces of about
+    :data:`PIECE_BYTES` as they come (each a small C call).
+    """
+
+    def __init__(self) -> None:
+        self._done: list[bytes] = []
+        self._texts: list[str] = []
+        self._size = 0
+
+    def add(self, text: str) -> None:
+        """Append ``text``; hand a piece over once there is enough."""
+        self._texts.append(text)
+        self._size += len(text)
+        if self._size >= PIECE_BYTES:
+            self._done.append("".join(self._texts).encode("utf-8"))
+            self._texts.clear()
+            self._size = 0
+
+    def close(self) -> list[bytes]:
+        """:returns: every piece, the last one included."""
+        if self._texts:
+            self._done.append("".join(self._texts).encode("utf-8"))
+            self._texts.clear()
+        return self._done
 
 
 def _large(value: object) -> bool:
     """
     :returns: whether ``value`` is a container worth encoding in groups
         (a dict's keys are looked at once its items are taken, in
-        :func:`_pieces`).
+        :func:`_add`).
     """
     if type(value) in (list, tuple, dict):
         return len(value) > GROUP  # type: ignore[arg-type]
     return False
 
 
-def _pieces(
+def _add(
     value: object,
-    pieces: list[str],
+    pieces: _Pieces,
     encode: Callable[[object], str],
     opened: set[int],
     depth: int,
 ) -> None:
-    """Append the JSON text of ``value`` to ``pieces``, large containers a group at a time."""
+    """Add the JSON text of ``value`` to ``pieces``, large containers a group at a time."""
     if depth >= MAX_DEPTH or not _large(value):
-        pieces.append(encode(value))
+        pieces.add(encode(value))
         return
     if id(value) in opened:
         raise ValueError("Circular reference detected")  # json.dumps's message
@@ -71,38 +105,38 @@ def _pieces(
     if type(value) is dict:
         items = list(value.items())
         if not all(type(key) is str for key, _ in items):
-            pieces.append(encode(dict(items)))  # json.dumps's own key conversion
+            pieces.add(encode(dict(items)))  # json.dumps's own key conversion
             return
     opened.add(id(value))
     if type(value) is dict:
-        pieces.append("{")
+        pieces.add("{")
         for start in range(0, len(items), GROUP):
             if start:
-                pieces.append(", ")
+                pieces.add(", ")
             group = items[start : start + GROUP]
             large = [(key, item) for key, item in group if _large(item)]
             if not large:
-                pieces.append(encode(dict(group))[1:-1])
+                pieces.add(encode(dict(group))[1:-1])
                 continue
             for index, (key, item) in enumerate(group):
                 if index:
-                    pieces.append(", ")
-                pieces.append(encode(key) + ": ")
-                _pieces(item, pieces, encode, opened, depth + 1)
-        pieces.append("}")
+                    pieces.add(", ")
+                pieces.add(encode(key) + ": ")
+                _add(item, pieces, encode, opened, depth + 1)
+        pieces.add("}")
     else:
         items = list(value)  # type: ignore[call-overload]
-        pieces.append("[")
+        pieces.add("[")
         for start in range(0, len(items), GROUP):
             if start:
-                pieces.append(", ")
+                pieces.add(", ")
             group = items[start : start + GROUP]
             if not any(_large(item) for item in group):
-                pieces.append(encode(group)[1:-1])
+                pieces.add(encode(group)[1:-1])
                 continue
             for index, item in enumerate(group):
                 if index:
-                    pieces.append(", ")
-                _pieces(item, pieces, encode, opened, depth + 1)
-        pieces.append("]")
+                    pieces.add(", ")
+                _add(item, pieces, encode, opened, depth + 1)
+        pieces.add("]")
     opened.discard(id(value))

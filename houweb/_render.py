@@ -15,6 +15,7 @@ from typing import Any, Callable
 from twisted.logger import Logger
 from twisted.web import http, server, static
 
+from ._big_body import send_large_body
 from ._ranges import honoured_range
 from ._response import Response
 from ._sendfile import sendfile_producer
@@ -206,6 +207,8 @@ def _start(request: Any, response: Response) -> None:
 
 def _write_body(request: Any, response: Response) -> None:
     _start(request, response)
+    if send_large_body(request, response):
+        return
     body = response.body()
     if response.status() in _NO_BODY or response.status() < 200:
         request.finish()

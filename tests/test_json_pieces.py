@@ -20,7 +20,9 @@ ROWS = [{"id": i, "name": f"item {i}", "value": i * 0.25, "tags": ["a", "é"]} f
 
 
 def pieces(value: object) -> str:
-    return _json_pieces.dumps(value, allow_nan=False, default=_api_wire._refuse)
+    """:returns: the JSON text of ``value``, encoded in pieces and joined."""
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    return b"".join(encoded).decode("utf-8")
 
 
 def reference(value: object) -> str:
@@ -104,6 +106,21 @@ def test_a_large_result_lets_other_threads_run_while_it_is_encoded():
     start, end = encoding
     during = [t for t in ticks if start < t < end]
     assert len(during) >= 5, f"the other thread ran {len(during)} times in {end - start:.3f} s"
+
+
+def test_a_large_result_is_encoded_to_bytes_pieces_of_bounded_size():
+    value = ROWS * 300 + [list(range(100_000))]
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert len(encoded) > 10 and all(type(piece) is bytes for piece in encoded)
+    # A piece ends at the first group boundary past PIECE_BYTES.
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+def test_a_small_result_is_one_piece():
+    assert _json_pieces.encode([1, "é"], allow_nan=False, default=_api_wire._refuse) == [
+        b'[1, "\\u00e9"]'
+    ]
 
 
 def encode_mutated_at(value: Any, mutate: Any, call: int) -> str:
