@@ -7,13 +7,15 @@ cannot run at all, even though the encoding happens in a pool thread.
 :func:`encode` gives the same JSON, as UTF-8 bytes in pieces of about
 :data:`PIECE_BYTES` (never joined into one 10 MB text, nor encoded from one:
 each of those is one C call holding the GIL for milliseconds). It encodes a
-large list or dict in groups of items, one ``json.dumps`` call each, so that
-between the calls the interpreter can hand the GIL to the reactor thread.
+large list or dict in groups of items, one ``json.dumps`` call each, and
+between the groups it lets a thread waiting for the GIL (the reactor) run;
+see :class:`_Pieces`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable
 
 #: Items of a list or dict encoded in one ``json.dumps`` call; a container
@@ -25,6 +27,9 @@ MAX_DEPTH = 4
 #: The size the encoded text is handed over in (a piece ends at the first
 #: group boundary past it): small enough to write to a socket whole.
 PIECE_BYTES = 64 * 1024
+#: Seconds of encoding after which the encoding thread lets a thread
+#: waiting for the GIL take it (see :meth:`_Pieces.let_others_run`).
+YIELD_EVERY = 0.0005
 
 
 def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> list[bytes]:
@@ -49,21 +54,47 @@ class _Pieces:
     """
     The JSON text so far: short strings, turned into UTF-8 pieces of about
     :data:`PIECE_BYTES` as they come (each a small C call).
+
+    :meth:`let_others_run` is how the GIL changes hands. A thread that wants
+    the GIL (the reactor, after each ``epoll_wait``, ``recv`` or ``send``:
+    several times per request) waits for up to ``sys.getswitchinterval()``
+    (5 ms) before the interpreter makes the running thread give it up: a
+    thread encoding flat out costs each of the reactor's system calls up to
+    that. Giving the GIL up for a moment does not help: the encoding thread
+    takes it back before the waiting one is awake (which then waits another
+    interval), and ``os.sched_yield`` only helps when both threads share one
+    CPU. ``time.sleep(0)`` does: the encoding thread really sleeps (tens of
+    microseconds, a timer's slack), and a waiting thread takes the GIL
+    meanwhile. Nothing process-wide (``sys.setswitchinterval``) is changed.
     """
 
     def __init__(self) -> None:
         self._done: list[bytes] = []
         self._texts: list[str] = []
         self._size = 0
+        self._ran_since = time.perf_counter()
 
     def add(self, text: str) -> None:
-        """Append ``text``; hand a piece over once there is enough."""
+        """
+        Append ``text`` (what one ``json.dumps`` call gave); hand a piece
+        over once there is enough; let other threads run if it is time.
+        """
         self._texts.append(text)
         self._size += len(text)
         if self._size >= PIECE_BYTES:
             self._done.append("".join(self._texts).encode("utf-8"))
             self._texts.clear()
             self._size = 0
+        self.let_others_run()
+
+    def let_others_run(self) -> None:
+        """
+        After :data:`YIELD_EVERY` seconds of encoding, let a thread waiting
+        for the GIL take it (see the class's docstring).
+        """
+        if time.perf_counter() - self._ran_since >= YIELD_EVERY:
+            time.sleep(0)
+            self._ran_since = time.perf_counter()
 
     def close(self) -> list[bytes]:
         """:returns: every piece, the last one included."""

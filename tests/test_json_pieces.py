@@ -7,6 +7,7 @@ large result is encoded (``json.dumps`` holds the GIL throughout).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import threading
 import time
@@ -106,6 +107,45 @@ def test_a_large_result_lets_other_threads_run_while_it_is_encoded():
     start, end = encoding
     during = [t for t in ticks if start < t < end]
     assert len(during) >= 5, f"the other thread ran {len(during)} times in {end - start:.3f} s"
+
+
+def test_a_thread_waiting_for_the_gil_gets_it_soon_while_a_large_result_is_encoded():
+    # The reactor gives the GIL up at each system call (epoll_wait, recv,
+    # send) and then waits to get it back. With a thread encoding flat out,
+    # that wait lasts the interpreter's switch interval (5 ms by default;
+    # 100 ms here so that such waits cannot be missed), several times per
+    # request. The encoding thread lets a waiting thread take it every
+    # YIELD_EVERY seconds instead.
+    big = [{"id": i, "name": f"item {i}", "value": i * 0.25} for i in range(200_000)]
+    waits: list[float] = []
+    encoding: list[float] = []
+    started, done = threading.Event(), threading.Event()
+
+    def encode() -> None:
+        started.set()
+        encoding.append(time.perf_counter())
+        _json_pieces.encode(big, allow_nan=False, default=_api_wire._refuse)
+        encoding.append(time.perf_counter())
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.1)
+    try:
+        worker = threading.Thread(target=encode)
+        worker.start()
+        started.wait(10)
+        for _ in range(100_000):  # bounded: the encoding ends well before
+            if done.is_set():
+                break
+            before = time.perf_counter()
+            time.sleep(0.0002)  # gives the GIL up, then waits for it
+            waits.append(time.perf_counter() - before - 0.0002)
+        worker.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(encoding) == 2
+    assert len(waits) >= 10, f"{len(waits)} turns in {encoding[1] - encoding[0]:.3f} s"
+    assert statistics.median(waits) < 0.02, f"waits of {sorted(waits)[len(waits) // 2]:.4f} s"
 
 
 def test_a_large_result_is_encoded_to_bytes_pieces_of_bounded_size():
