@@ -14,6 +14,7 @@ see :class:`_Pieces`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Callable
@@ -36,13 +37,13 @@ def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> 
     """
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
         the same JSON, as UTF-8 pieces of about :data:`PIECE_BYTES` (one
-        piece for a value that is not a large list, tuple or dict with
-        ``str`` keys). A value another thread changes meanwhile gives the
+        piece for a value that neither is nor holds a large list, tuple or
+        dict with ``str`` keys; see :func:`_opens`). A value another thread changes meanwhile gives the
         JSON of what each container held when its turn came (not an error,
         nor broken JSON).
     :raises: what ``json.dumps`` raises for the same value.
     """
-    if not _large(value):
+    if not _opens(value, 0):
         return [json.dumps(value, allow_nan=allow_nan, default=default).encode("utf-8")]
     encoder = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
     pieces = _Pieces()
@@ -115,6 +116,40 @@ def _large(value: object) -> bool:
     return False
 
 
+#: Containers looked into at most, below a small one, for a large one (past
+#: that, the value is big enough to be opened anyway).
+LOOK_AHEAD = 1024
+
+
+def _opens(value: object, depth: int) -> bool:
+    """
+    :returns: whether ``value``, at ``depth``, is encoded a piece at a time:
+        a large container (see :func:`_large`), or a small one holding one
+        within :data:`MAX_DEPTH` levels, such as the list in
+        ``{"rows": [...], "count": 132000}``, looked for through at most
+        :data:`LOOK_AHEAD` small containers. Items of a large container are
+        only checked for being large themselves (:func:`_add`), not looked
+        into: that would cost a look at every item.
+    """
+    if depth >= MAX_DEPTH or type(value) not in (list, tuple, dict):
+        return False
+    return _large(value) or _holds_large(value, depth, [LOOK_AHEAD])
+
+
+def _holds_large(value: Any, depth: int, budget: list[int]) -> bool:
+    """:returns: whether the small container ``value`` holds one :func:`_opens` opens."""
+    if depth + 1 >= MAX_DEPTH:
+        return False
+    # Taken in one C call: another thread may be changing it.
+    items = list(value.values()) if type(value) is dict else list(value)
+    for item in items:
+        if type(item) in (list, tuple, dict):
+            budget[0] -= 1
+            if budget[0] < 0 or _large(item) or _holds_large(item, depth + 1, budget):
+                return True
+    return False
+
+
 def _add(
     value: object,
     pieces: _Pieces,
@@ -123,7 +158,7 @@ def _add(
     depth: int,
 ) -> None:
     """Add the JSON text of ``value`` to ``pieces``, large containers a group at a time."""
-    if depth >= MAX_DEPTH or not _large(value):
+    if not _opens(value, depth):
         pieces.add(encode(value))
         return
     if id(value) in opened:
@@ -138,6 +173,14 @@ def _add(
         if not all(type(key) is str for key, _ in items):
             pieces.add(encode(dict(items)))  # json.dumps's own key conversion
             return
+    else:
+        items = list(value)  # type: ignore[call-overload]
+    # The items of a large container are only checked for being large
+    # themselves (looking into each would cost a look at every item); those
+    # of a small one (a few, reached by looking ahead) are looked into.
+    worth_opening: Callable[[object], bool] = (
+        _large if len(items) > GROUP else functools.partial(_opens, depth=depth + 1)
+    )
     opened.add(id(value))
     if type(value) is dict:
         pieces.add("{")
@@ -145,8 +188,7 @@ def _add(
             if start:
                 pieces.add(", ")
             group = items[start : start + GROUP]
-            large = [(key, item) for key, item in group if _large(item)]
-            if not large:
+            if not any(worth_opening(item) for _, item in group):
                 pieces.add(encode(dict(group))[1:-1])
                 continue
             for index, (key, item) in enumerate(group):
@@ -156,13 +198,12 @@ def _add(
                 _add(item, pieces, encode, opened, depth + 1)
         pieces.add("}")
     else:
-        items = list(value)  # type: ignore[call-overload]
         pieces.add("[")
         for start in range(0, len(items), GROUP):
             if start:
                 pieces.add(", ")
             group = items[start : start + GROUP]
-            if not any(_large(item) for item in group):
+            if not any(worth_opening(item) for item in group):
                 pieces.add(encode(group)[1:-1])
                 continue
             for index, item in enumerate(group):

@@ -40,6 +40,9 @@ def reference(value: object) -> str:
         {str(i): i for i in range(1000)},
         {i: i for i in range(1000)},  # non-str keys: json.dumps's own conversion
         [[[[[list(range(300))] * 300] * 300]]],  # deeper than MAX_DEPTH opens
+        {"data": {"rows": ROWS, "count": 600}, "ok": True},  # a large list in small dicts
+        [[[[[list(range(300))]]]]],  # small lists down to below MAX_DEPTH
+        {"rows": ROWS, 1: 2},  # a small dict with a non-str key holding a large list
         list(range(257)),
         [],
         {},
@@ -155,6 +158,33 @@ def test_a_large_result_is_encoded_to_bytes_pieces_of_bounded_size():
     assert len(encoded) > 10 and all(type(piece) is bytes for piece in encoded)
     # A piece ends at the first group boundary past PIECE_BYTES.
     assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda rows: {"rows": rows, "count": len(rows)},
+        lambda rows: {"data": {"rows": rows}, "ok": True},
+        lambda rows: [rows, rows[:10]],
+    ],
+)
+def test_a_large_list_inside_small_containers_is_encoded_in_pieces_too(wrap):
+    # The usual shape of a large API result: a list under a small dict.
+    # Encoded whole, it would hold the GIL for the whole json.dumps call.
+    value = wrap(ROWS * 300)
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert len(encoded) > 10
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+def test_looking_for_a_large_container_stops_after_a_bounded_number_of_small_ones():
+    # 64 x 64 x 8 small lists: no large one, but too many to look through
+    # them all: such a value is encoded in pieces anyway.
+    value = [[[[1, 2]] * 8] * 64] * 64
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert not _json_pieces._opens([[[1, 2]] * 8] * 8, 0)
 
 
 def test_a_small_result_is_one_piece():
