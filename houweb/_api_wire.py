@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _json_pieces
+from ._big_body import PiecedResponse
 from ._forms import BodyError, check_size
 from ._request import Request, body_size
 from ._response import Response
@@ -153,12 +154,16 @@ def encode_result(result: object, name: str, return_binary: bool) -> Response:
         raise ResultError(
             f"result of {name} cannot be sent as binary: object of type {type(result).__name__}"
         )
-    return Response(_json_text(result, name), content_type=JSON_TYPE)
+    pieces = _json_text(result, name)
+    if len(pieces) == 1:
+        return Response(pieces[0], content_type=JSON_TYPE)
+    return PiecedResponse(pieces, content_type=JSON_TYPE)
 
 
-def _json_text(result: object, name: str) -> str:
+def _json_text(result: object, name: str) -> list[bytes]:
+    """:returns: the JSON text of ``result``, in UTF-8 pieces. :raises ResultError: if it has none."""
     try:
-        return _json_pieces.dumps(result, allow_nan=False, default=_refuse)
+        return _json_pieces.encode(result, allow_nan=False, default=_refuse)
     except _Unencodable as exc:
         reason = f"object of type {exc.args[0]}"
     except RecursionError:

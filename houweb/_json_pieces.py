@@ -1,65 +1,165 @@
 """
-JSON text for large values, encoded a piece at a time.
+JSON for large values, encoded a piece at a time.
 
 ``json.dumps`` runs in C and holds the GIL from start to end: on a 10 MB
 result that is a few hundred milliseconds during which the reactor thread
 cannot run at all, even though the encoding happens in a pool thread.
-:func:`dumps` gives the same text, but encodes a large list or dict in
-groups of items, one ``json.dumps`` call each, so that between the calls
-the interpreter can hand the GIL to the reactor thread.
+:func:`encode` gives the same JSON, as UTF-8 bytes in pieces of about
+:data:`PIECE_BYTES` (never joined into one 10 MB text, nor encoded from one:
+each of those is one C call holding the GIL for milliseconds). It encodes a
+large list or dict in groups of items, one ``json.dumps`` call each, and
+between the groups it lets a thread waiting for the GIL (the reactor) run;
+see :class:`_Pieces`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from typing import Any, Callable
 
 #: Items of a list or dict encoded in one ``json.dumps`` call; a container
-#: holding fewer is encoded whole. About a millisecond of work for items of
-#: a few dozen bytes.
+#: holding fewer is encoded whole. About a quarter of a millisecond of work
+#: for items of a few dozen bytes.
 GROUP = 256
 #: How deep large containers are opened (a container below is encoded whole).
 MAX_DEPTH = 4
+#: The size the encoded text is handed over in (a piece ends at the first
+#: group boundary past it): small enough to write to a socket whole.
+PIECE_BYTES = 64 * 1024
+#: Seconds of encoding after which the encoding thread lets a thread
+#: waiting for the GIL take it (see :meth:`_Pieces.let_others_run`).
+YIELD_EVERY = 0.0005
 
 
-def dumps(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> str:
+def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> list[bytes]:
     """
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
-        the same text, encoded a group of items at a time when ``value`` is
-        a large list, tuple or dict (with ``str`` keys). A value another
-        thread changes meanwhile gives the JSON of what each container held
-        when its turn came (not an error, nor broken JSON).
+        the same JSON, as UTF-8 pieces of about :data:`PIECE_BYTES` (one
+        piece for a value that neither is nor holds a large list, tuple or
+        dict with ``str`` keys; see :func:`_opens`). A value another thread changes meanwhile gives the
+        JSON of what each container held when its turn came (not an error,
+        nor broken JSON).
     :raises: what ``json.dumps`` raises for the same value.
     """
-    if not _large(value):
-        return json.dumps(value, allow_nan=allow_nan, default=default)
-    encode = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
-    pieces: list[str] = []
-    _pieces(value, pieces, encode, set(), 0)
-    return "".join(pieces)
+    if not _opens(value, 0):
+        return [json.dumps(value, allow_nan=allow_nan, default=default).encode("utf-8")]
+    encoder = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
+    pieces = _Pieces()
+    _add(value, pieces, encoder, set(), 0)
+    return pieces.close()
+
+
+class _Pieces:
+    """
+    The JSON text so far: short strings, turned into UTF-8 pieces of about
+    :data:`PIECE_BYTES` as they come (each a small C call).
+
+    :meth:`let_others_run` is how the GIL changes hands. A thread that wants
+    the GIL (the reactor, after each ``epoll_wait``, ``recv`` or ``send``:
+    several times per request) waits for up to ``sys.getswitchinterval()``
+    (5 ms) before the interpreter makes the running thread give it up: a
+    thread encoding flat out costs each of the reactor's system calls up to
+    that. Giving the GIL up for a moment does not help: the encoding thread
+    takes it back before the waiting one is awake (which then waits another
+    interval), and ``os.sched_yield`` only helps when both threads share one
+    CPU. ``time.sleep(0)`` does: the encoding thread really sleeps (tens of
+    microseconds, a timer's slack), and a waiting thread takes the GIL
+    meanwhile. Nothing process-wide (``sys.setswitchinterval``) is changed.
+    """
+
+    def __init__(self) -> None:
+        self._done: list[bytes] = []
+        self._texts: list[str] = []
+        self._size = 0
+        self._ran_since = time.perf_counter()
+
+    def add(self, text: str) -> None:
+        """
+        Append ``text`` (what one ``json.dumps`` call gave); hand a piece
+        over once there is enough; let other threads run if it is time.
+        """
+        self._texts.append(text)
+        self._size += len(text)
+        if self._size >= PIECE_BYTES:
+            self._done.append("".join(self._texts).encode("utf-8"))
+            self._texts.clear()
+            self._size = 0
+        self.let_others_run()
+
+    def let_others_run(self) -> None:
+        """
+        After :data:`YIELD_EVERY` seconds of encoding, let a thread waiting
+        for the GIL take it (see the class's docstring).
+        """
+        if time.perf_counter() - self._ran_since >= YIELD_EVERY:
+            time.sleep(0)
+            self._ran_since = time.perf_counter()
+
+    def close(self) -> list[bytes]:
+        """:returns: every piece, the last one included."""
+        if self._texts:
+            self._done.append("".join(self._texts).encode("utf-8"))
+            self._texts.clear()
+        return self._done
 
 
 def _large(value: object) -> bool:
     """
     :returns: whether ``value`` is a container worth encoding in groups
         (a dict's keys are looked at once its items are taken, in
-        :func:`_pieces`).
+        :func:`_add`).
     """
     if type(value) in (list, tuple, dict):
         return len(value) > GROUP  # type: ignore[arg-type]
     return False
 
 
-def _pieces(
+#: Containers looked into at most, below a small one, for a large one (past
+#: that, the value is big enough to be opened anyway).
+LOOK_AHEAD = 1024
+
+
+def _opens(value: object, depth: int) -> bool:
+    """
+    :returns: whether ``value``, at ``depth``, is encoded a piece at a time:
+        a large container (see :func:`_large`), or a small one holding one
+        within :data:`MAX_DEPTH` levels, such as the list in
+        ``{"rows": [...], "count": 132000}``, looked for through at most
+        :data:`LOOK_AHEAD` small containers. Items of a large container are
+        only checked for being large themselves (:func:`_add`), not looked
+        into: that would cost a look at every item.
+    """
+    if depth >= MAX_DEPTH or type(value) not in (list, tuple, dict):
+        return False
+    return _large(value) or _holds_large(value, depth, [LOOK_AHEAD])
+
+
+def _holds_large(value: Any, depth: int, budget: list[int]) -> bool:
+    """:returns: whether the small container ``value`` holds one :func:`_opens` opens."""
+    if depth + 1 >= MAX_DEPTH:
+        return False
+    # Taken in one C call: another thread may be changing it.
+    items = list(value.values()) if type(value) is dict else list(value)
+    for item in items:
+        if type(item) in (list, tuple, dict):
+            budget[0] -= 1
+            if budget[0] < 0 or _large(item) or _holds_large(item, depth + 1, budget):
+                return True
+    return False
+
+
+def _add(
     value: object,
-    pieces: list[str],
+    pieces: _Pieces,
     encode: Callable[[object], str],
     opened: set[int],
     depth: int,
 ) -> None:
-    """Append the JSON text of ``value`` to ``pieces``, large containers a group at a time."""
-    if depth >= MAX_DEPTH or not _large(value):
-        pieces.append(encode(value))
+    """Add the JSON text of ``value`` to ``pieces``, large containers a group at a time."""
+    if not _opens(value, depth):
+        pieces.add(encode(value))
         return
     if id(value) in opened:
         raise ValueError("Circular reference detected")  # json.dumps's message
@@ -71,38 +171,44 @@ def _pieces(
     if type(value) is dict:
         items = list(value.items())
         if not all(type(key) is str for key, _ in items):
-            pieces.append(encode(dict(items)))  # json.dumps's own key conversion
+            pieces.add(encode(dict(items)))  # json.dumps's own key conversion
             return
+    else:
+        items = list(value)  # type: ignore[call-overload]
+    # The items of a large container are only checked for being large
+    # themselves (looking into each would cost a look at every item); those
+    # of a small one (a few, reached by looking ahead) are looked into.
+    worth_opening: Callable[[object], bool] = (
+        _large if len(items) > GROUP else functools.partial(_opens, depth=depth + 1)
+    )
     opened.add(id(value))
     if type(value) is dict:
-        pieces.append("{")
+        pieces.add("{")
         for start in range(0, len(items), GROUP):
             if start:
-                pieces.append(", ")
+                pieces.add(", ")
             group = items[start : start + GROUP]
-            large = [(key, item) for key, item in group if _large(item)]
-            if not large:
-                pieces.append(encode(dict(group))[1:-1])
+            if not any(worth_opening(item) for _, item in group):
+                pieces.add(encode(dict(group))[1:-1])
                 continue
             for index, (key, item) in enumerate(group):
                 if index:
-                    pieces.append(", ")
-                pieces.append(encode(key) + ": ")
-                _pieces(item, pieces, encode, opened, depth + 1)
-        pieces.append("}")
+                    pieces.add(", ")
+                pieces.add(encode(key) + ": ")
+                _add(item, pieces, encode, opened, depth + 1)
+        pieces.add("}")
     else:
-        items = list(value)  # type: ignore[call-overload]
-        pieces.append("[")
+        pieces.add("[")
         for start in range(0, len(items), GROUP):
             if start:
-                pieces.append(", ")
+                pieces.add(", ")
             group = items[start : start + GROUP]
-            if not any(_large(item) for item in group):
-                pieces.append(encode(group)[1:-1])
+            if not any(worth_opening(item) for item in group):
+                pieces.add(encode(group)[1:-1])
                 continue
             for index, item in enumerate(group):
                 if index:
-                    pieces.append(", ")
-                _pieces(item, pieces, encode, opened, depth + 1)
-        pieces.append("]")
+                    pieces.add(", ")
+                _add(item, pieces, encode, opened, depth + 1)
+        pieces.add("]")
     opened.discard(id(value))

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.web import http, server, static
 from twisted.web.http_headers import _nameEncoder
 
+from ._big_body import send_large_body
 from ._ranges import honoured_range
 from ._response import Response
 from ._sendfile import sendfile_producer
@@ -212,6 +213,8 @@ def _write_body(request: Any, response: Response) -> None:
     if _write_at_once(request, response):
         return
     _start(request, response)
+    if send_large_body(request, response):
+        return
     body = response.body()
     if response.status() in _NO_BODY or response.status() < 200:
         request.finish()

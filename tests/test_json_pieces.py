@@ -7,6 +7,7 @@ large result is encoded (``json.dumps`` holds the GIL throughout).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import threading
 import time
@@ -20,7 +21,9 @@ ROWS = [{"id": i, "name": f"item {i}", "value": i * 0.25, "tags": ["a", "é"]} f
 
 
 def pieces(value: object) -> str:
-    return _json_pieces.dumps(value, allow_nan=False, default=_api_wire._refuse)
+    """:returns: the JSON text of ``value``, encoded in pieces and joined."""
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    return b"".join(encoded).decode("utf-8")
 
 
 def reference(value: object) -> str:
@@ -37,6 +40,9 @@ def reference(value: object) -> str:
         {str(i): i for i in range(1000)},
         {i: i for i in range(1000)},  # non-str keys: json.dumps's own conversion
         [[[[[list(range(300))] * 300] * 300]]],  # deeper than MAX_DEPTH opens
+        {"data": {"rows": ROWS, "count": 600}, "ok": True},  # a large list in small dicts
+        [[[[[list(range(300))]]]]],  # small lists down to below MAX_DEPTH
+        {"rows": ROWS, 1: 2},  # a small dict with a non-str key holding a large list
         list(range(257)),
         [],
         {},
@@ -104,6 +110,87 @@ def test_a_large_result_lets_other_threads_run_while_it_is_encoded():
     start, end = encoding
     during = [t for t in ticks if start < t < end]
     assert len(during) >= 5, f"the other thread ran {len(during)} times in {end - start:.3f} s"
+
+
+def test_a_thread_waiting_for_the_gil_gets_it_soon_while_a_large_result_is_encoded():
+    # The reactor gives the GIL up at each system call (epoll_wait, recv,
+    # send) and then waits to get it back. With a thread encoding flat out,
+    # that wait lasts the interpreter's switch interval (5 ms by default;
+    # 100 ms here so that such waits cannot be missed), several times per
+    # request. The encoding thread lets a waiting thread take it every
+    # YIELD_EVERY seconds instead.
+    big = [{"id": i, "name": f"item {i}", "value": i * 0.25} for i in range(200_000)]
+    waits: list[float] = []
+    encoding: list[float] = []
+    started, done = threading.Event(), threading.Event()
+
+    def encode() -> None:
+        started.set()
+        encoding.append(time.perf_counter())
+        _json_pieces.encode(big, allow_nan=False, default=_api_wire._refuse)
+        encoding.append(time.perf_counter())
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.1)
+    try:
+        worker = threading.Thread(target=encode)
+        worker.start()
+        started.wait(10)
+        for _ in range(100_000):  # bounded: the encoding ends well before
+            if done.is_set():
+                break
+            before = time.perf_counter()
+            time.sleep(0.0002)  # gives the GIL up, then waits for it
+            waits.append(time.perf_counter() - before - 0.0002)
+        worker.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(encoding) == 2
+    assert len(waits) >= 10, f"{len(waits)} turns in {encoding[1] - encoding[0]:.3f} s"
+    assert statistics.median(waits) < 0.02, f"waits of {sorted(waits)[len(waits) // 2]:.4f} s"
+
+
+def test_a_large_result_is_encoded_to_bytes_pieces_of_bounded_size():
+    value = ROWS * 300 + [list(range(100_000))]
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert len(encoded) > 10 and all(type(piece) is bytes for piece in encoded)
+    # A piece ends at the first group boundary past PIECE_BYTES.
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda rows: {"rows": rows, "count": len(rows)},
+        lambda rows: {"data": {"rows": rows}, "ok": True},
+        lambda rows: [rows, rows[:10]],
+    ],
+)
+def test_a_large_list_inside_small_containers_is_encoded_in_pieces_too(wrap):
+    # The usual shape of a large API result: a list under a small dict.
+    # Encoded whole, it would hold the GIL for the whole json.dumps call.
+    value = wrap(ROWS * 300)
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert len(encoded) > 10
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+def test_looking_for_a_large_container_stops_after_a_bounded_number_of_small_ones():
+    # 64 x 64 x 8 small lists: no large one, but too many to look through
+    # them all: such a value is encoded in pieces anyway.
+    value = [[[[1, 2]] * 8] * 64] * 64
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert not _json_pieces._opens([[[1, 2]] * 8] * 8, 0)
+
+
+def test_a_small_result_is_one_piece():
+    assert _json_pieces.encode([1, "é"], allow_nan=False, default=_api_wire._refuse) == [
+        b'[1, "\\u00e9"]'
+    ]
 
 
 def encode_mutated_at(value: Any, mutate: Any, call: int) -> str:
