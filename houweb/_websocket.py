@@ -44,6 +44,7 @@ from ._site import Call
 from ._target import Answer
 from ._window import SendWindow
 from ._writethrough import write_now
+from ._ws_frames import TEXT, frame_size, read_frames, unmask_in_place
 
 log = Logger(namespace="houweb")
 
@@ -358,6 +359,14 @@ class _Connection(WebSocketServerProtocol):
         #: How many bytes the client had taken when this server sent its
         #: close frame (or when its close handshake timeout last fired).
         self._close_taken: int | None = None
+        #: Whether frames may be read by :mod:`houweb._ws_frames` (the
+        #: options allow it: set once open), and the largest payload then.
+        self._plain = False
+        self._limit = 0
+        #: A whole frame being read (its first bytes came, not all of it):
+        #: the buffer it is read into, and how much of it has come.
+        self._frame: bytearray | None = None
+        self._frame_have = 0
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -373,10 +382,101 @@ class _Connection(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = self._reactor.seconds()
-        # Straight to autobahn's protocol (a private name): its Twisted
-        # adapter's dataReceived formats a debug line's arguments on every
-        # read, whether or not debug logging is on.
-        self._dataReceived(data)
+        if self._frame is not None:
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self._more_of_frame(data)
+        elif self._reads_plain_frames():
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self._read_plain(data)
+        else:
+            # Straight to autobahn's protocol (a private name): its Twisted
+            # adapter's dataReceived formats a debug line's arguments on
+            # every read, whether or not debug logging is on.
+            self._dataReceived(data)
+
+    def _reads_plain_frames(self) -> bool:
+        """
+        Whether the next bytes read may go to :func:`~houweb._ws_frames.read_frames`:
+        the connection is open with the plain options, and autobahn's parser
+        holds nothing (no bytes, no frame or fragmented message begun, no
+        ping waiting for its pong: a frame would restart its timeout).
+        """
+        return (
+            self._plain
+            and self.state == self.STATE_OPEN
+            and not self.data
+            and self.current_frame is None
+            and not self.inside_message
+            and self.autoPingTimeoutCall is None
+        )
+
+    def _read_plain(self, data: bytes | bytearray) -> None:
+        """
+        Deliver the whole plain frames at the start of ``data``; keep a
+        plain frame that is not all here (:meth:`_more_of_frame`), and hand
+        the rest, from the first other frame on, to autobahn's parser.
+        """
+        at, end, messages, octets = read_frames(data, self._limit, self._deliver)
+        if messages:
+            self._count_received(messages, octets)
+        if end:
+            self._frame = frame = bytearray(end - at)
+            frame[: len(data) - at] = memoryview(data)[at:]
+            self._frame_have = len(data) - at
+        elif at < len(data):
+            self._to_autobahn(data[at:])
+
+    def _more_of_frame(self, data: bytes) -> None:
+        """Read ``data`` into the plain frame begun; once whole, deliver it."""
+        frame = self._frame
+        assert frame is not None
+        have = self._frame_have
+        take = min(len(frame) - have, len(data))
+        frame[have : have + take] = memoryview(data)[:take] if take < len(data) else data
+        have += take
+        if have < len(frame):
+            self._frame_have = have
+            return
+        self._frame = None
+        rest = data[take:]
+        if self.state != self.STATE_OPEN:
+            self._to_autobahn(bytes(frame) + rest)
+            return
+        start, _ = frame_size(frame, 0, 0)
+        mask = bytes(frame[start - 4 : start])
+        unmask_in_place(frame, start, mask)
+        payload = memoryview(frame)[start:]
+        size = len(payload)
+        if frame[0] == TEXT:
+            try:
+                text = str(payload, "utf-8")
+            except UnicodeDecodeError:
+                payload.release()
+                unmask_in_place(frame, start, mask)  # as it came, for autobahn to refuse
+                self._to_autobahn(bytes(frame) + rest)
+                return
+            self._deliver(text, None, size)
+        else:
+            self._deliver(None, bytes(payload), size)
+        self._count_received(1, size)
+        if rest:
+            if self._reads_plain_frames():
+                self._read_plain(rest)
+            else:
+                self._to_autobahn(rest)
+
+    def _to_autobahn(self, data: bytes | bytearray) -> None:
+        """Hand ``data`` (already counted as read) to autobahn's parser."""
+        self.data += bytes(data)
+        self.consumeData()
+
+    def _count_received(self, messages: int, octets: int) -> None:
+        """Count whole messages read without autobahn, as autobahn counts its own."""
+        stats = self.trafficStats
+        stats.incomingWebSocketFrames += messages
+        stats.incomingWebSocketMessages += messages
+        stats.incomingOctetsWebSocketLevel += octets
+        stats.incomingOctetsAppLevel += octets
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """
@@ -500,18 +600,36 @@ class _Connection(WebSocketServerProtocol):
         return self._decision
 
     def onOpen(self) -> None:
+        self._plain = (
+            self._perMessageCompress is None
+            and self.websocket_version != 0
+            and bool(self.applyMask)  # type: ignore[attr-defined]
+            and bool(self.requireMaskedClientFrames)  # type: ignore[attr-defined]
+            and bool(self.utf8validateIncoming)  # type: ignore[attr-defined]
+            and not self.logOctets  # type: ignore[attr-defined]
+            and not self.logFrames  # type: ignore[attr-defined]
+            and not self.trackedTimings
+        )
+        limits = [
+            limit for limit in (self.maxMessagePayloadSize, self.maxFramePayloadSize) if limit > 0
+        ]
+        self._limit = min(limits, default=0)
         self._web_request.setResponseCode(101)
         self._done_opening()
         self._opening = False
         self._read(True)
 
     def onMessage(self, payload: bytes, is_binary: bool) -> None:
-        size = len(payload) + _MESSAGE_COST
-        self._pending_receive += size
         if is_binary:
-            self._later(self._run, "receive", None, payload)
+            self._deliver(None, payload, len(payload))
         else:
-            self._later(self._run, "receive", payload.decode("utf-8"), None)
+            self._deliver(payload.decode("utf-8"), None, len(payload))
+
+    def _deliver(self, text: str | None, data: bytes | None, size: int) -> None:
+        """Queue one message for ``receive()``: ``text`` or ``data``, ``size`` bytes."""
+        size += _MESSAGE_COST
+        self._pending_receive += size
+        self._later(self._run, "receive", text, data)
         self._later(self._received, size)
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
