@@ -78,6 +78,11 @@ def _message(
 
     :returns: the payload and whether it is a binary message.
     """
+    if data is None and is_binary is None:  # the common calls first, checked as below
+        if bytes_data is None and type(text_data) is str:
+            return text_data.encode("utf-8"), False
+        if text_data is None and type(bytes_data) is bytes:
+            return bytes_data, True
     if is_binary is not None and not isinstance(is_binary, bool):
         raise TypeError(f"is_binary must be True or False, not {type(is_binary).__name__}")
     given = [
@@ -193,7 +198,7 @@ class WebSocket:
         """
         payload, binary = _message(data, is_binary, text_data, bytes_data)
         connection = self._connection()
-        return connection.on_reactor(lambda: connection.send(payload, binary))
+        return connection.on_reactor(connection.send, payload, binary)
 
     def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
         """
@@ -217,7 +222,7 @@ class WebSocket:
                 f"close reason is {len(encoded)} bytes in UTF-8; a close frame holds {MAX_REASON}"
             )
         connection = self._connection()
-        return connection.on_reactor(lambda: connection.close(code, encoded))
+        return connection.on_reactor(connection.close, code, encoded)
 
     def _connection(self) -> _Connection:
         if self._houweb_connection is None:
@@ -343,6 +348,12 @@ class _Connection(WebSocketServerProtocol):
         self._drainer: asyncio.Task[None] | None = None
         self._idle_timeout = call.context.config.idle_timeout
         self._window = SendWindow(self._loop, self._client_taking)
+        #: What a send that waits for nothing returns: done, and shared.
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._done.set_result(None)
+        #: Whether messages may be sent by :meth:`_send_whole` (the options
+        #: allow it: set once open).
+        self._plain_send = False
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
@@ -503,16 +514,7 @@ class _Connection(WebSocketServerProtocol):
         :returns: whether it was sent here.
         """
         size = len(payload)
-        if (
-            self._perMessageCompress is not None
-            or self.autoFragmentSize  # type: ignore[attr-defined]
-            or self.maskServerFrames  # type: ignore[attr-defined]
-            or self.trackedTimings
-            or self.logFrames  # type: ignore[attr-defined]
-            or self.logOctets  # type: ignore[attr-defined]
-            or self.send_queue
-            or 0 < self.maxMessagePayloadSize < size
-        ):
+        if not self._plain_send or self.send_queue or 0 < self.maxMessagePayloadSize < size:
             return False
         first = 0x82 if binary else 0x81  # FIN and the opcode
         if size <= 125:
@@ -614,6 +616,14 @@ class _Connection(WebSocketServerProtocol):
             limit for limit in (self.maxMessagePayloadSize, self.maxFramePayloadSize) if limit > 0
         ]
         self._limit = min(limits, default=0)
+        self._plain_send = (
+            self._perMessageCompress is None
+            and not self.autoFragmentSize  # type: ignore[attr-defined]
+            and not self.maskServerFrames  # type: ignore[attr-defined]
+            and not self.trackedTimings
+            and not self.logFrames  # type: ignore[attr-defined]
+            and not self.logOctets  # type: ignore[attr-defined]
+        )
         self._web_request.setResponseCode(101)
         self._done_opening()
         self._opening = False
@@ -726,26 +736,27 @@ class _Connection(WebSocketServerProtocol):
         elif self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reasonUtf8=reason or None, isReply=False)
 
-    def on_reactor(self, action: Callable[[], asyncio.Future[None] | None]) -> Awaitable[None]:
+    def on_reactor(
+        self, action: Callable[..., asyncio.Future[None] | None], *args: Any
+    ) -> Awaitable[None]:
         """
-        Do ``action`` on the reactor thread.
+        Do ``action(*args)`` on the reactor thread.
 
         :returns: on the reactor thread, the asyncio future ``action``
-            returned, or a done one (``action`` ran, or raised at once); from
-            another thread, a concurrent future done when that one is.
+            returned, or a done one (``action`` ran, or raised at once: one
+            future of the connection's, done for good); from another thread,
+            a concurrent future done when that one is.
         """
         if threadable.isInIOThread():
-            waiting = action()
+            waiting = action(*args)
             if waiting is not None:
                 return waiting
-            done: asyncio.Future[None] = self._loop.create_future()
-            done.set_result(None)
-            return done
+            return self._done
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def run() -> None:
             try:
-                waiting = action()
+                waiting = action(*args)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
                 future.set_exception(exc)
             else:
