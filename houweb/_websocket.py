@@ -450,7 +450,7 @@ class _Connection(WebSocketServerProtocol):
             return
         self._frame = None
         rest = data[take:]
-        if self.state != self.STATE_OPEN:
+        if not self._reads_plain_frames():  # closing meanwhile, or a ping sent
             self._to_autobahn(bytes(frame) + rest)
             return
         start, _ = frame_size(frame, 0, 0)

@@ -300,3 +300,16 @@ async def test_a_bad_large_text_frame_split_across_reads_closes_with_1007(serve)
         connection.dataReceived(data[at : at + 9_999])
     assert await closed_with(client, events) == 1007
     assert receives(events) == [("receive", "fine", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_frame_half_read_when_the_server_closes_goes_to_autobahn_as_before(serve):
+    client, events, connection = await opened(serve)
+    data = frame(0x2, b"z" * 50_000) + frame(0x8, (1000).to_bytes(2, "big"))
+    connection.dataReceived(data[:20_000])
+    connection.close(4000)
+    connection.dataReceived(data[20_000:])
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [("receive", None, b"z" * 50_000), ("disconnect", 4000)]
+    assert server_frames(client.data)[-1] == (0x8, (4000).to_bytes(2, "big"))
