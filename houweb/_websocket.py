@@ -375,9 +375,10 @@ class _Connection(WebSocketServerProtocol):
         self._plain = False
         self._limit = 0
         #: A whole frame being read (its first bytes came, not all of it):
-        #: the buffer it is read into, and how much of it has come.
-        self._frame: bytearray | None = None
-        self._frame_have = 0
+        #: the pieces read of it (joined once, when all came), how many
+        #: bytes they hold, and the frame's size.
+        self._frame: list[bytes] | None = None
+        self._frame_have = self._frame_size = 0
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -431,24 +432,23 @@ class _Connection(WebSocketServerProtocol):
         if messages:
             self._count_received(messages, octets)
         if end:
-            self._frame = frame = bytearray(end - at)
-            frame[: len(data) - at] = memoryview(data)[at:]
+            self._frame = [bytes(data[at:])]
             self._frame_have = len(data) - at
+            self._frame_size = end - at
         elif at < len(data):
             self._to_autobahn(data[at:])
 
     def _more_of_frame(self, data: bytes) -> None:
         """Read ``data`` into the plain frame begun; once whole, deliver it."""
-        frame = self._frame
-        assert frame is not None
-        have = self._frame_have
-        take = min(len(frame) - have, len(data))
-        frame[have : have + take] = memoryview(data)[:take] if take < len(data) else data
-        have += take
-        if have < len(frame):
-            self._frame_have = have
+        pieces = self._frame
+        assert pieces is not None
+        take = min(self._frame_size - self._frame_have, len(data))
+        pieces.append(data[:take] if take < len(data) else data)
+        self._frame_have += take
+        if self._frame_have < self._frame_size:
             return
         self._frame = None
+        frame = bytearray().join(pieces)  # one copy, into the buffer unmasked in place
         rest = data[take:]
         if not self._reads_plain_frames():  # closing meanwhile, or a ping sent
             self._to_autobahn(bytes(frame) + rest)
