@@ -44,6 +44,7 @@ from ._site import Call
 from ._target import Answer
 from ._window import SendWindow
 from ._writethrough import write_now
+from ._ws_frames import TEXT, frame_size, read_frames, unmask_in_place
 
 log = Logger(namespace="houweb")
 
@@ -77,6 +78,11 @@ def _message(
 
     :returns: the payload and whether it is a binary message.
     """
+    if data is None and is_binary is None:  # the common calls first, checked as below
+        if bytes_data is None and type(text_data) is str:
+            return text_data.encode("utf-8"), False
+        if text_data is None and type(bytes_data) is bytes:
+            return bytes_data, True
     if is_binary is not None and not isinstance(is_binary, bool):
         raise TypeError(f"is_binary must be True or False, not {type(is_binary).__name__}")
     given = [
@@ -192,7 +198,7 @@ class WebSocket:
         """
         payload, binary = _message(data, is_binary, text_data, bytes_data)
         connection = self._connection()
-        return connection.on_reactor(lambda: connection.send(payload, binary))
+        return connection.on_reactor(connection.send, payload, binary)
 
     def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
         """
@@ -216,7 +222,7 @@ class WebSocket:
                 f"close reason is {len(encoded)} bytes in UTF-8; a close frame holds {MAX_REASON}"
             )
         connection = self._connection()
-        return connection.on_reactor(lambda: connection.close(code, encoded))
+        return connection.on_reactor(connection.close, code, encoded)
 
     def _connection(self) -> _Connection:
         if self._houweb_connection is None:
@@ -342,6 +348,12 @@ class _Connection(WebSocketServerProtocol):
         self._drainer: asyncio.Task[None] | None = None
         self._idle_timeout = call.context.config.idle_timeout
         self._window = SendWindow(self._loop, self._client_taking)
+        #: What a send that waits for nothing returns: done, and shared.
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._done.set_result(None)
+        #: Whether messages may be sent by :meth:`_send_whole` (the options
+        #: allow it: set once open).
+        self._plain_send = False
         #: Bytes of messages queued for ``receive()``, and whether reading
         #: from the client is paused until they are taken.
         self._pending_receive = 0
@@ -358,6 +370,15 @@ class _Connection(WebSocketServerProtocol):
         #: How many bytes the client had taken when this server sent its
         #: close frame (or when its close handshake timeout last fired).
         self._close_taken: int | None = None
+        #: Whether frames may be read by :mod:`houweb._ws_frames` (the
+        #: options allow it: set once open), and the largest payload then.
+        self._plain = False
+        self._limit = 0
+        #: A whole frame being read (its first bytes came, not all of it):
+        #: the pieces read of it (joined once, when all came), how many
+        #: bytes they hold, and the frame's size.
+        self._frame: list[bytes] | None = None
+        self._frame_have = self._frame_size = 0
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -373,10 +394,100 @@ class _Connection(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = self._reactor.seconds()
-        # Straight to autobahn's protocol (a private name): its Twisted
-        # adapter's dataReceived formats a debug line's arguments on every
-        # read, whether or not debug logging is on.
-        self._dataReceived(data)
+        if self._frame is not None:
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self._more_of_frame(data)
+        elif self._reads_plain_frames():
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self._read_plain(data)
+        else:
+            # Straight to autobahn's protocol (a private name): its Twisted
+            # adapter's dataReceived formats a debug line's arguments on
+            # every read, whether or not debug logging is on.
+            self._dataReceived(data)
+
+    def _reads_plain_frames(self) -> bool:
+        """
+        Whether the next bytes read may go to :func:`~houweb._ws_frames.read_frames`:
+        the connection is open with the plain options, and autobahn's parser
+        holds nothing (no bytes, no frame or fragmented message begun, no
+        ping waiting for its pong: a frame would restart its timeout).
+        """
+        return (
+            self._plain
+            and self.state == self.STATE_OPEN
+            and not self.data
+            and self.current_frame is None
+            and not self.inside_message
+            and self.autoPingTimeoutCall is None
+        )
+
+    def _read_plain(self, data: bytes | bytearray) -> None:
+        """
+        Deliver the whole plain frames at the start of ``data``; keep a
+        plain frame that is not all here (:meth:`_more_of_frame`), and hand
+        the rest, from the first other frame on, to autobahn's parser.
+        """
+        at, end, messages, octets = read_frames(data, self._limit, self._deliver)
+        if messages:
+            self._count_received(messages, octets)
+        if end:
+            self._frame = [bytes(data[at:])]
+            self._frame_have = len(data) - at
+            self._frame_size = end - at
+        elif at < len(data):
+            self._to_autobahn(data[at:])
+
+    def _more_of_frame(self, data: bytes) -> None:
+        """Read ``data`` into the plain frame begun; once whole, deliver it."""
+        pieces = self._frame
+        assert pieces is not None
+        take = min(self._frame_size - self._frame_have, len(data))
+        pieces.append(data[:take] if take < len(data) else data)
+        self._frame_have += take
+        if self._frame_have < self._frame_size:
+            return
+        self._frame = None
+        frame = bytearray().join(pieces)  # one copy, into the buffer unmasked in place
+        rest = data[take:]
+        if not self._reads_plain_frames():  # closing meanwhile, or a ping sent
+            self._to_autobahn(bytes(frame) + rest)
+            return
+        start, _ = frame_size(frame, 0, 0)
+        mask = bytes(frame[start - 4 : start])
+        unmask_in_place(frame, start, mask)
+        payload = memoryview(frame)[start:]
+        size = len(payload)
+        if frame[0] == TEXT:
+            try:
+                text = str(payload, "utf-8")
+            except UnicodeDecodeError:
+                payload.release()
+                unmask_in_place(frame, start, mask)  # as it came, for autobahn to refuse
+                self._to_autobahn(bytes(frame) + rest)
+                return
+            self._deliver(text, None, size)
+        else:
+            self._deliver(None, bytes(payload), size)
+        self._count_received(1, size)
+        if rest:
+            if self._reads_plain_frames():
+                self._read_plain(rest)
+            else:
+                self._to_autobahn(rest)
+
+    def _to_autobahn(self, data: bytes | bytearray) -> None:
+        """Hand ``data`` (already counted as read) to autobahn's parser."""
+        self.data += bytes(data)
+        self.consumeData()
+
+    def _count_received(self, messages: int, octets: int) -> None:
+        """Count whole messages read without autobahn, as autobahn counts its own."""
+        stats = self.trafficStats
+        stats.incomingWebSocketFrames += messages
+        stats.incomingWebSocketMessages += messages
+        stats.incomingOctetsWebSocketLevel += octets
+        stats.incomingOctetsAppLevel += octets
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """
@@ -403,16 +514,7 @@ class _Connection(WebSocketServerProtocol):
         :returns: whether it was sent here.
         """
         size = len(payload)
-        if (
-            self._perMessageCompress is not None
-            or self.autoFragmentSize  # type: ignore[attr-defined]
-            or self.maskServerFrames  # type: ignore[attr-defined]
-            or self.trackedTimings
-            or self.logFrames  # type: ignore[attr-defined]
-            or self.logOctets  # type: ignore[attr-defined]
-            or self.send_queue
-            or 0 < self.maxMessagePayloadSize < size
-        ):
+        if not self._plain_send or self.send_queue or 0 < self.maxMessagePayloadSize < size:
             return False
         first = 0x82 if binary else 0x81  # FIN and the opcode
         if size <= 125:
@@ -500,18 +602,44 @@ class _Connection(WebSocketServerProtocol):
         return self._decision
 
     def onOpen(self) -> None:
+        self._plain = (
+            self._perMessageCompress is None
+            and self.websocket_version != 0
+            and bool(self.applyMask)  # type: ignore[attr-defined]
+            and bool(self.requireMaskedClientFrames)  # type: ignore[attr-defined]
+            and bool(self.utf8validateIncoming)  # type: ignore[attr-defined]
+            and not self.logOctets  # type: ignore[attr-defined]
+            and not self.logFrames  # type: ignore[attr-defined]
+            and not self.trackedTimings
+        )
+        limits = [
+            limit for limit in (self.maxMessagePayloadSize, self.maxFramePayloadSize) if limit > 0
+        ]
+        self._limit = min(limits, default=0)
+        self._plain_send = (
+            self._perMessageCompress is None
+            and not self.autoFragmentSize  # type: ignore[attr-defined]
+            and not self.maskServerFrames  # type: ignore[attr-defined]
+            and not self.trackedTimings
+            and not self.logFrames  # type: ignore[attr-defined]
+            and not self.logOctets  # type: ignore[attr-defined]
+        )
         self._web_request.setResponseCode(101)
         self._done_opening()
         self._opening = False
         self._read(True)
 
     def onMessage(self, payload: bytes, is_binary: bool) -> None:
-        size = len(payload) + _MESSAGE_COST
-        self._pending_receive += size
         if is_binary:
-            self._later(self._run, "receive", None, payload)
+            self._deliver(None, payload, len(payload))
         else:
-            self._later(self._run, "receive", payload.decode("utf-8"), None)
+            self._deliver(payload.decode("utf-8"), None, len(payload))
+
+    def _deliver(self, text: str | None, data: bytes | None, size: int) -> None:
+        """Queue one message for ``receive()``: ``text`` or ``data``, ``size`` bytes."""
+        size += _MESSAGE_COST
+        self._pending_receive += size
+        self._later(self._run, "receive", text, data)
         self._later(self._received, size)
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
@@ -608,26 +736,27 @@ class _Connection(WebSocketServerProtocol):
         elif self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reasonUtf8=reason or None, isReply=False)
 
-    def on_reactor(self, action: Callable[[], asyncio.Future[None] | None]) -> Awaitable[None]:
+    def on_reactor(
+        self, action: Callable[..., asyncio.Future[None] | None], *args: Any
+    ) -> Awaitable[None]:
         """
-        Do ``action`` on the reactor thread.
+        Do ``action(*args)`` on the reactor thread.
 
         :returns: on the reactor thread, the asyncio future ``action``
-            returned, or a done one (``action`` ran, or raised at once); from
-            another thread, a concurrent future done when that one is.
+            returned, or a done one (``action`` ran, or raised at once: one
+            future of the connection's, done for good); from another thread,
+            a concurrent future done when that one is.
         """
         if threadable.isInIOThread():
-            waiting = action()
+            waiting = action(*args)
             if waiting is not None:
                 return waiting
-            done: asyncio.Future[None] = self._loop.create_future()
-            done.set_result(None)
-            return done
+            return self._done
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def run() -> None:
             try:
-                waiting = action()
+                waiting = action(*args)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
                 future.set_exception(exc)
             else:

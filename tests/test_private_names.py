@@ -11,6 +11,7 @@ version; raising a bound means running this test against the new release.
 
 from __future__ import annotations
 
+import _nvx_xormasker
 import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import abstract, tcp
@@ -134,6 +135,23 @@ PRIVATE_NAMES = [
         WebSocketServerProtocol,
         "_dataReceived",
         "houweb/_websocket.py feeds it the bytes read, skipping the adapter's debug formatting",
+    ),
+    (
+        "autobahn.twisted.websocket.WebSocketServerProtocol",
+        WebSocketServerProtocol,
+        "consumeData",
+        "houweb/_websocket.py hands it the frames its own reader (houweb/_ws_frames.py) leaves "
+        "to autobahn; the parser state it checks first (data, current_frame, inside_message) "
+        "is checked on a live connection in tests/test_websocket_frames.py",
+    ),
+    *(
+        (
+            "_nvx_xormasker.lib (autobahn's NVX masker, a CFFI module)",
+            _nvx_xormasker.lib,
+            name,
+            "houweb/_ws_frames.py unmasks a frame's payload in place with one C call",
+        )
+        for name in ("nvx_xormask_new", "nvx_xormask_process", "nvx_xormask_free")
     ),
 ]
 

@@ -1,0 +1,315 @@
+"""
+WebSocket frames read without autobahn's parser (houweb/_ws_frames.py): whole
+plain frames are delivered as autobahn delivers them, and every other frame
+still goes to autobahn, which closes on a bad one with the same code as ever.
+On real sockets; the split-read tests feed the live server connection's
+``dataReceived`` the pieces themselves, so every split is exercised.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+import houweb
+from houweb._ws_frames import read_frames, unmask
+
+from .support import connect_raw, ws_handshake
+from .test_dispatch import until
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length_bytes: int | None = None,
+) -> bytes:
+    """One client frame, any size; ``length_bytes`` (0, 2, 8) forces a length encoding."""
+    size = len(payload)
+    if length_bytes is None:
+        length_bytes = 0 if size < 126 else 2 if size < 0x10000 else 8
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if masked else 0
+    if length_bytes == 0:
+        head += bytes([mask_bit | size])
+    elif length_bytes == 2:
+        head += bytes([mask_bit | 126]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + size.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """:returns: the (unmasked, whole) server frames in ``data``: opcode and payload."""
+    frames = []
+    at = 0
+    while at < len(data):
+        opcode, size = data[at] & 0x0F, data[at + 1] & 0x7F
+        at += 2
+        if size == 126:
+            size, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif size == 127:
+            size, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        if at + size > len(data):
+            break
+        frames.append((opcode, data[at : at + size]))
+        at += size
+    return frames
+
+
+class Recorder(houweb.WebSocket):
+    """Echoes every message, records the callbacks, keeps itself in ``instances``."""
+
+    events: list[Any]
+    instances: list[Any]
+    max_message_size = 200_000
+
+    async def connect(self, request):
+        self.instances.append(self)
+        await self.accept()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        self.events.append(("receive", text_data, bytes_data))
+        if text_data is not None:
+            await self.send(text_data=text_data)
+        else:
+            await self.send(bytes_data=bytes_data)
+
+    async def disconnect(self, code):
+        self.events.append(("disconnect", code))
+
+
+async def opened(serve: Any) -> tuple[Any, list[Any], Any]:
+    """A raw connection to a :class:`Recorder`: the client, its events, the server side."""
+    events: list[Any] = []
+    instances: list[Any] = []
+    houweb.webSocket("/echo")(type("Echo", (Recorder,), {"events": events, "instances": instances}))
+    port = (await serve()).port_numbers()[0]
+    client = await connect_raw(port)
+    client.transport.write(ws_handshake("/echo"))
+    await until(lambda: b"\r\n\r\n" in client.data and instances)
+    assert client.data.startswith(b"HTTP/1.1 101 ")
+    client.data = b""
+    return client, events, instances[0]._houweb_connection
+
+
+def receives(events: list[Any]) -> list[Any]:
+    return [event for event in events if event[0] == "receive"]
+
+
+async def closed_with(client: Any, events: list[Any]) -> int:
+    """Wait for the server's close frame; answer it; :returns: its code (and checks disconnect's)."""
+    await until(lambda: any(op == 8 for op, _ in server_frames(client.data)))
+    code = next(
+        int.from_bytes(payload[:2], "big") for op, payload in server_frames(client.data) if op == 8
+    )
+    client.transport.write(frame(0x8, code.to_bytes(2, "big")))
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert [e for e in events if e[0] == "disconnect"] == [("disconnect", code)]
+    return code
+
+
+# the reader itself
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 64, 65, 2047, 2048, 2049, 100_000])
+def test_unmask_is_the_rfc_xor_of_the_repeated_mask(size):
+    payload = os.urandom(size)
+    expected = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    assert unmask(payload, MASK) == expected
+    assert unmask(memoryview(payload), memoryview(MASK)) == expected
+
+
+def test_read_frames_stops_at_the_first_frame_autobahn_must_read():
+    got: list[Any] = []
+    data = frame(0x1, b"one") + frame(0x2, b"\x00two") + frame(0x9, b"ping") + frame(0x1, b"x")
+    at, end, messages, octets = read_frames(data, 0, lambda *m: got.append(m))
+    assert got == [("one", None, 3), (None, b"\x00two", 4)]
+    assert (at, end, messages, octets) == (
+        len(frame(0x1, b"one") + frame(0x2, b"\x00two")),
+        0,
+        2,
+        7,
+    )
+
+
+def test_read_frames_reports_a_plain_frame_not_all_here():
+    data = frame(0x1, b"a") + frame(0x2, b"b" * 300)[:50]
+    at, end, messages, _ = read_frames(data, 0, lambda *m: None)
+    assert (at, messages) == (len(frame(0x1, b"a")), 1)
+    assert end == at + len(frame(0x2, b"b" * 300))
+
+
+@pytest_twisted.ensureDeferred
+async def test_autobahn_still_has_the_parser_state_houweb_checks_before_reading(serve):
+    client, _, connection = await opened(serve)
+    for name in ("data", "current_frame", "inside_message", "autoPingTimeoutCall"):
+        assert hasattr(connection, name), (
+            f"autobahn's protocol no longer has {name}: houweb/_websocket.py checks it to "
+            "know that autobahn's parser holds nothing before reading frames itself"
+        )
+    assert connection._plain, "a plain connection's frames are read by houweb/_ws_frames.py"
+    client.transport.abortConnection()
+
+
+# split reads
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    ("opcode", "payload"),
+    [
+        (0x1, "héllo wörld 16B!".encode()),
+        (0x2, bytes(range(256)) * 2),  # a 16-bit length
+        (0x1, ("€" * 30_000).encode()),  # a 64-bit length, text
+    ],
+    ids=["text-7bit", "binary-16bit", "text-64bit"],
+)
+async def test_a_frame_split_across_two_reads_anywhere_is_received_whole(serve, opcode, payload):
+    client, events, connection = await opened(serve)
+    whole = frame(opcode, payload)
+    after = frame(0x1, b"next")
+    splits = list(range(1, 20)) + [len(whole) // 2, len(whole) - 1, len(whole)]
+    if len(whole) < 600:
+        splits = list(range(1, len(whole) + 1))
+    message = payload.decode() if opcode == 0x1 else payload
+    expected = []
+    for split in splits:
+        data = whole + after
+        connection.dataReceived(data[:split])
+        connection.dataReceived(data[split:])
+        expected += [message, "next"]
+    await until(lambda: len(receives(events)) == len(expected))
+    got = [text if text is not None else data for _, text, data in receives(events)]
+    assert got == expected
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    assert await closed_with(client, events) == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_fed_one_byte_at_a_time_are_each_received_once(serve):
+    client, events, connection = await opened(serve)
+    data = frame(0x1, b"a" * 200) + frame(0x9, b"p") + frame(0x2, b"\x01\x02") + frame(0x1, b"")
+    for at in range(len(data)):
+        connection.dataReceived(data[at : at + 1])
+    await until(lambda: len(receives(events)) == 3)
+    assert receives(events) == [
+        ("receive", "a" * 200, None),
+        ("receive", None, b"\x01\x02"),
+        ("receive", "", None),
+    ]
+    await until(lambda: (0xA, b"p") in server_frames(client.data))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_message_in_many_socket_reads_then_more_frames(serve):
+    client, events, _ = await opened(serve)
+    big = os.urandom(150_000)
+    data = frame(0x2, big) + frame(0x1, b"after") + frame(0x2, b"")
+    for at in range(0, len(data), 7_000):
+        client.transport.write(data[at : at + 7_000])
+    await until(lambda: len(receives(events)) == 3)
+    assert receives(events) == [
+        ("receive", None, big),
+        ("receive", "after", None),
+        ("receive", None, b""),
+    ]
+    await until(lambda: len(server_frames(client.data)) == 3)
+    assert server_frames(client.data) == [(0x2, big), (0x1, b"after"), (0x2, b"")]
+
+
+# control frames and fragments between plain frames
+
+
+@pytest_twisted.ensureDeferred
+async def test_ping_pong_and_fragments_between_plain_frames_keep_their_order(serve):
+    client, events, _ = await opened(serve)
+    client.transport.write(
+        frame(0x1, b"one")
+        + frame(0x9, b"ping!")
+        + frame(0x2, b"two")
+        + frame(0xA, b"unasked pong")
+        + frame(0x1, b"thr", fin=False)
+        + frame(0x9, b"mid")
+        + frame(0x0, b"ee")
+        + frame(0x1, b"four")
+        + frame(0x8, (1000).to_bytes(2, "big"))
+        + frame(0x1, b"after close")
+    )
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [
+        ("receive", "one", None),
+        ("receive", None, b"two"),
+        ("receive", "three", None),
+        ("receive", "four", None),
+        ("disconnect", 1000),
+    ]
+    answered = server_frames(client.data)
+    assert (0xA, b"ping!") in answered and (0xA, b"mid") in answered
+    assert answered[-1] == (0x8, (1000).to_bytes(2, "big"))
+
+
+# bad frames: the same close code as autobahn's parser gives, after the good ones
+
+
+BAD_FRAMES = {
+    "reserved-bit-1": (frame(0x1, b"x", rsv=4), 1002),
+    "reserved-bit-3": (frame(0x2, b"x", rsv=1), 1002),
+    "unmasked": (frame(0x1, b"x", masked=False), 1002),
+    "reserved-data-opcode": (frame(0x3, b"x"), 1002),
+    "reserved-control-opcode": (frame(0xB, b"x"), 1002),
+    "continuation-outside-a-message": (frame(0x0, b"x"), 1002),
+    "fragmented-ping": (frame(0x9, b"x", fin=False), 1002),
+    "long-16bit-length-for-5-bytes": (frame(0x1, b"hello", length_bytes=2), 1002),
+    "long-64bit-length-for-300-bytes": (frame(0x2, b"x" * 300, length_bytes=8), 1002),
+    "invalid-utf8": (frame(0x1, b"ok\xff"), 1007),
+    "utf8-surrogate": (frame(0x1, b"\xed\xa0\x80"), 1007),
+    "utf8-overlong": (frame(0x1, b"\xc0\xaf"), 1007),
+    "utf8-cut-short": (frame(0x1, "é".encode()[:1]), 1007),
+    "invalid-utf8-large": (frame(0x1, b"a" * 100_000 + b"\xff"), 1007),
+    "over-max-message-size": (frame(0x2, b"x" * 200_001), 1009),
+}
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(("bad", "code"), BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_a_bad_frame_after_good_ones_closes_with_autobahns_code(serve, bad, code):
+    client, events, _ = await opened(serve)
+    client.transport.write(frame(0x1, b"good") + frame(0x2, b"\x00") + bad + frame(0x1, b"never"))
+    assert await closed_with(client, events) == code
+    assert receives(events) == [("receive", "good", None), ("receive", None, b"\x00")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_large_text_frame_split_across_reads_closes_with_1007(serve):
+    client, events, connection = await opened(serve)
+    data = frame(0x1, b"fine") + frame(0x1, "é".encode() * 40_000 + b"\xc3")
+    for at in range(0, len(data), 9_999):
+        connection.dataReceived(data[at : at + 9_999])
+    assert await closed_with(client, events) == 1007
+    assert receives(events) == [("receive", "fine", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_frame_half_read_when_the_server_closes_goes_to_autobahn_as_before(serve):
+    client, events, connection = await opened(serve)
+    data = frame(0x2, b"z" * 50_000) + frame(0x8, (1000).to_bytes(2, "big"))
+    connection.dataReceived(data[:20_000])
+    connection.close(4000)
+    connection.dataReceived(data[20_000:])
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [("receive", None, b"z" * 50_000), ("disconnect", 4000)]
+    assert server_frames(client.data)[-1] == (0x8, (4000).to_bytes(2, "big"))
