@@ -80,6 +80,19 @@ def body_pieces(response: Response) -> list[bytes]:
     return [response.body()]
 
 
+def is_large(response: Response) -> bool:
+    """
+    :returns: whether :func:`send_large_body` sends the body of ``response``:
+        an in-memory body of :data:`LARGE` or more, or one held in pieces
+        (so nothing joins it on the reactor thread), that has a body to send.
+    """
+    if response.filePath() is not None or response.status() < 200:
+        return False
+    if response.status() in (204, 304):
+        return False
+    return isinstance(response, PiecedResponse) or response.contentLength() >= LARGE
+
+
 def send_large_body(request: Any, response: Response) -> bool:
     """
     Send the body of ``response`` (status and headers already set on the
@@ -88,15 +101,10 @@ def send_large_body(request: Any, response: Response) -> bool:
 
     :returns: whether it did (else the caller writes the body itself).
     """
-    if response.filePath() is not None or response.status() < 200:
-        return False
-    length = response.contentLength()
-    if length < LARGE and not isinstance(response, PiecedResponse):
-        return False
-    if response.status() in (204, 304):
+    if not is_large(response):
         return False
     if not response.isChunked():
-        request.setHeader(b"content-length", b"%d" % length)
+        request.setHeader(b"content-length", b"%d" % response.contentLength())
     if request.method == b"HEAD":
         request.finish()
         return True

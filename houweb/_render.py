@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web import http, server, static
 from twisted.web.http_headers import _nameEncoder
 
-from ._big_body import send_large_body
+from ._big_body import is_large, send_large_body
 from ._ranges import honoured_range
 from ._response import Response
 from ._sendfile import sendfile_producer
@@ -210,7 +210,7 @@ def _start(request: Any, response: Response) -> None:
 
 
 def _write_body(request: Any, response: Response) -> None:
-    if _write_at_once(request, response):
+    if not is_large(response) and _write_at_once(request, response):
         return
     _start(request, response)
     if send_large_body(request, response):
