@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, TypeVar
 
-from twisted.internet import threads
+from twisted.internet import tcp, threads
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
@@ -113,13 +113,16 @@ class HouwebReactor(AsyncioSelectorReactor):
         tests/test_private_names.py): the loop calls it back.
         """
         super()._readOrWrite(selectable, read)  # type: ignore[no-untyped-call]
-        if read and self._houweb_drops_on_error and not getattr(selectable, "disconnected", True):
+        if (
+            read
+            and self._houweb_drops_on_error
+            # a stream connection (TCP, Unix): a UDP socket's ICMP error is no reset;
+            # asked of its class, not of socket.type (an enum built per call)
+            and isinstance(selectable, tcp.Connection)
+            and not selectable.disconnected
+        ):
             sock = getattr(selectable, "socket", None)
-            if (
-                isinstance(sock, socket.socket)
-                and sock.type == socket.SOCK_STREAM  # a UDP socket's ICMP error is no reset
-                and sock.fileno() != -1
-            ):
+            if isinstance(sock, socket.socket) and sock.fileno() != -1:
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if error:
                     self._unwatchable(selectable, reading=True, why=os.strerror(error))
