@@ -16,7 +16,8 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import abstract, tcp
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.logger import globalLogBeginner
-from twisted.web import http
+from twisted.protocols import basic
+from twisted.web import http, http_headers
 
 #: (what owns it, how houweb reaches it, the attribute, where houweb uses it and why).
 PRIVATE_NAMES = [
@@ -108,6 +109,66 @@ PRIVATE_NAMES = [
         WebSocketServerProtocol,
         "_dataReceived",
         "houweb/_websocket.py feeds it the bytes read, skipping the adapter's debug formatting",
+    ),
+    (
+        "twisted.protocols.basic.LineReceiver",
+        basic.LineReceiver,
+        "_buffer",
+        "houweb/_channel.py (_whole_head): a head is read whole only when no part of a line is held",
+    ),
+    (
+        "twisted.protocols.basic.LineReceiver",
+        basic.LineReceiver,
+        "_busyReceiving",
+        "houweb/_channel.py (_whole_head): bytes handed back while a read is parsed go through LineReceiver",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_HTTPChannel__first_line",
+        "houweb/_channel.py (_whole_head, _head_received): whether the channel waits for a request line, and that it no longer does",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_receivedHeaderCount",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_receivedHeaderSize",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel(),
+        "_transferDecoder",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would (the body's decoder)",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_finishRequestBody",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would (the body's decoder calls it)",
+    ),
+    (
+        "twisted.web.http",
+        http,
+        "_IdentityTransferDecoder",
+        "houweb/_channel.py (_head_received): the decoder of a Content-Length body, as HTTPChannel makes it",
+    ),
+    (
+        "twisted.web.http_headers",
+        http_headers,
+        "_nameEncoder",
+        "houweb/_channel.py (_head_received): header names canonicalised as Headers does",
+    ),
+    (
+        "twisted.web.http_headers.Headers",
+        http_headers.Headers(),
+        "_rawHeaders",
+        "houweb/_channel.py (_head_received): the request's headers stored as addRawHeader would (the value checked already)",
     ),
 ]
 
