@@ -350,34 +350,27 @@ class HouwebChannel(http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
-        refusal = self.site.houweb.guard.refusal(
-            self._command,
-            request.requestHeaders,
-            self.houweb_local.port,
-            self.houweb_secure,
-            getattr(self, "_path", None) or b"/",
+        site = self.site
+        path = getattr(self, "_path", None) or b"/"
+        local = self.houweb_local
+        refusal = site.houweb.guard.refusal(
+            self._command, request.requestHeaders, local.port, self.houweb_secure, path
         )
         if refusal is not None:
             self.reject(refusal.status, refusal.message, refusal.headers)
             return
-        limit = self.site.houweb_max_request_size
+        limit = site.houweb_max_request_size
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
             return
-        if self.requests:
-            request = self.requests[-1]
-            if self.length or request.requestHeaders.hasHeader(b"transfer-encoding"):
-                # A body is coming: its target may take it as it arrives (an ASGI app).
-                request.houweb_streamer = self.site.houweb_body_streamer(
-                    self._command, getattr(self, "_path", None) or b"/", self.houweb_local, request
-                )
-            if request.houweb_streamer is not None:
-                pass  # the target reads the raw body itself
-            elif request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
-                # Only a form's target matters (a route lookup per request costs).
-                request.houweb_raw_body = self.site.houweb_wants_raw_body(
-                    getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
-                )
+        if self.length or request.requestHeaders.hasHeader(b"transfer-encoding"):
+            # A body is coming: its target may take it as it arrives (an ASGI app).
+            request.houweb_streamer = site.houweb_body_streamer(self._command, path, local, request)
+        if request.houweb_streamer is not None:
+            pass  # the target reads the raw body itself
+        elif request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
+            # Only a form's target matters (a route lookup per request costs).
+            request.houweb_raw_body = site.houweb_wants_raw_body(path, local)
         super().allHeadersReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
@@ -666,7 +659,11 @@ class HouwebRequest(server.Request):
             self.content = io.BytesIO()  # the body goes to the target, not here
             self.houweb_body_sink = self.houweb_streamer.feed
             return
-        receiver = None if length == 0 or self.houweb_raw_body else self._form_receiver()
+        receiver = (
+            None
+            if length == 0 or self.houweb_raw_body or self.houweb_media_type() != MULTIPART_FORM
+            else self._form_receiver()
+        )
         if receiver is None:
             super().gotLength(length)
             return
