@@ -72,7 +72,18 @@ class RequestBody:
             the client leaves, while a WSGI app may still be reading it as
             ``wsgi.input``. The body is freed when nothing refers to it.
         """
+        if self._data is not None:
+            # A body in memory (nearly all): a BytesIO shares its bytes (no
+            # copy) and seeks in C, without a Python view under a buffer.
+            return _BytesReader(self._data)
         return _Reader(_BodyView(self))
+
+
+class _BytesReader(io.BytesIO):
+    """A reader of a body held in memory that cannot be closed."""
+
+    def close(self) -> None:
+        pass
 
 
 class _Reader(io.BufferedReader):

@@ -19,11 +19,14 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.web import http, server
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, _nameEncoder
+from twisted.web.iweb import INonQueuedRequestFactory
 
 from ._body import RequestBody
+from ._head import Head, split_head
 from ._render import SERVER
 from ._status import label
 from ._uploads import (
@@ -184,6 +187,10 @@ class HouwebChannel(http.HTTPChannel):
     _houweb_drain_timer: IDelayedCall | None = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
+    #: Read a request head that arrives whole in one piece (nearly all do)
+    #: with :func:`houweb._head.split_head` rather than line by line; the
+    #: tests turn it off to answer the same bytes both ways.
+    houweb_whole_heads = True
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -346,34 +353,27 @@ class HouwebChannel(http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
-        refusal = self.site.houweb.guard.refusal(
-            self._command,
-            request.requestHeaders,
-            self.houweb_local.port,
-            self.houweb_secure,
-            getattr(self, "_path", None) or b"/",
+        site = self.site
+        path = getattr(self, "_path", None) or b"/"
+        local = self.houweb_local
+        refusal = site.houweb.guard.refusal(
+            self._command, request.requestHeaders, local.port, self.houweb_secure, path
         )
         if refusal is not None:
             self.reject(refusal.status, refusal.message, refusal.headers)
             return
-        limit = self.site.houweb_max_request_size
+        limit = site.houweb_max_request_size
         if self.length is not None and self.length > limit:
             self.reject(413, too_large(limit))
             return
-        if self.requests:
-            request = self.requests[-1]
-            if self.length or request.requestHeaders.hasHeader(b"transfer-encoding"):
-                # A body is coming: its target may take it as it arrives (an ASGI app).
-                request.houweb_streamer = self.site.houweb_body_streamer(
-                    self._command, getattr(self, "_path", None) or b"/", self.houweb_local, request
-                )
-            if request.houweb_streamer is not None:
-                pass  # the target reads the raw body itself
-            elif request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
-                # Only a form's target matters (a route lookup per request costs).
-                request.houweb_raw_body = self.site.houweb_wants_raw_body(
-                    getattr(self, "_path", None) or b"/", getattr(self, "houweb_local", None)
-                )
+        if self.length or request.requestHeaders.hasHeader(b"transfer-encoding"):
+            # A body is coming: its target may take it as it arrives (an ASGI app).
+            request.houweb_streamer = site.houweb_body_streamer(self._command, path, local, request)
+        if request.houweb_streamer is not None:
+            pass  # the target reads the raw body itself
+        elif request.houweb_media_type() in (FORM_URLENCODED, MULTIPART_FORM):
+            # Only a form's target matters (a route lookup per request costs).
+            request.houweb_raw_body = site.houweb_wants_raw_body(path, local)
         super().allHeadersReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
@@ -388,9 +388,80 @@ class HouwebChannel(http.HTTPChannel):
             return
         if self._houweb_rejected:
             return
-        super().dataReceived(data)
+        head = self._whole_head(data)
+        if head is None:
+            super().dataReceived(data)
+        else:
+            self.resetTimeout()
+            self._head_received(head)
+            rest = data[head.end :]
+            transport = self.transport
+            if rest and transport is not None and not transport.disconnecting:  # type: ignore[attr-defined]
+                LineReceiver.dataReceived(self, rest)
         if self.requests:
             self.requests[-1].houweb_still_arriving()
+
+    def _whole_head(self, data: bytes) -> Head | None:
+        """
+        :returns: the request head at the start of ``data`` when it is whole
+            there and plain (see :mod:`houweb._head`) and this channel is
+            waiting for a request line with nothing held back; ``None`` when
+            the bytes must go through Twisted's line-by-line reading.
+        """
+        if (
+            not self.houweb_whole_heads
+            or not self.line_mode
+            or self._buffer  # part of a line is held
+            or self._busyReceiving  # bytes handed back while a read is parsed
+            or self.paused
+            or self._HTTPChannel__first_line != 1
+            or not self.persistent
+        ):
+            return None
+        return split_head(data, self._houweb_head_limit, self.maxHeaders)
+
+    @property
+    def _houweb_head_limit(self) -> int:
+        """The most bytes a head read whole may have: none of its lines is then too long."""
+        return min(self.MAX_LENGTH, self.totalHeadersSize)
+
+    def _head_received(self, head: Head) -> None:
+        """
+        Take a whole request head as Twisted's ``lineReceived`` and
+        ``headerReceived`` (and houweb's hooks on them) would line by line,
+        leaving the channel and the request in the same state: the request
+        made and queued, its headers (names canonicalised, as sent in
+        ``houweb_header_lines``), the body's length and decoder; then the
+        end of the head as Twisted handles it.
+        """
+        factory: Any = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            request = factory(self)
+        else:
+            request = factory(self, len(self.requests))
+        self.requests.append(request)
+        self._HTTPChannel__first_line = 0
+        self._receivedHeaderSize = head.size
+        self._command = head.method
+        self._path = head.target
+        self._version = head.version
+        raw = request.requestHeaders._rawHeaders
+        lines = request.houweb_header_lines
+        encode = _nameEncoder.encode
+        for name, value in head.headers:
+            lines.append((_text(name), _text(value)))
+            raw.setdefault(encode(name), []).append(value)
+        self._receivedHeaderCount = len(head.headers)
+        if head.length:
+            self.length = head.length
+            self._transferDecoder = http._IdentityTransferDecoder(
+                head.length, request.handleContentChunk, self._finishRequestBody
+            )
+        self.allHeadersReceived()
+        if self.length == 0:
+            self.allContentReceived()
+        else:
+            self.setRawMode()
 
     def lineReceived(self, line: bytes) -> None:
         if self._houweb_rejected:
@@ -595,7 +666,11 @@ class HouwebRequest(server.Request):
             self.content = io.BytesIO()  # the body goes to the target, not here
             self.houweb_body_sink = self.houweb_streamer.feed
             return
-        receiver = None if length == 0 or self.houweb_raw_body else self._form_receiver()
+        receiver = (
+            None
+            if length == 0 or self.houweb_raw_body or self.houweb_media_type() != MULTIPART_FORM
+            else self._form_receiver()
+        )
         if receiver is None:
             super().gotLength(length)
             return

@@ -17,6 +17,7 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import abstract, tcp
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.logger import globalLogBeginner
+from twisted.protocols import basic
 from twisted.web import http, http_headers, server
 
 #: (what owns it, how houweb reaches it, the attribute, where houweb uses it and why).
@@ -32,14 +33,16 @@ PRIVATE_NAMES = [
         http_headers,
         "_nameEncoder",
         "houweb/_render.py: a response's header names in twisted.web's canonical spelling "
-        "(refusing a name that is not a token), for an answer written in one go",
+        "(refusing a name that is not a token), for an answer written in one go; "
+        "houweb/_channel.py (_head_received): a request head's names, as Headers does",
     ),
     (
         "twisted.web.http_headers.Headers",
         http_headers.Headers(),
         "_rawHeaders",
         "houweb/_channel.py (HouwebRequest.houweb_answer): the response headers twisted.web "
-        "holds (Server, Date, Connection), merged with the answer's and read in one go",
+        "holds (Server, Date, Connection), merged with the answer's and read in one go; "
+        "(_head_received): a request head's headers stored as addRawHeader would",
     ),
     (
         "twisted.web.server.Request",
@@ -152,6 +155,54 @@ PRIVATE_NAMES = [
             "houweb/_ws_frames.py unmasks a frame's payload in place with one C call",
         )
         for name in ("nvx_xormask_new", "nvx_xormask_process", "nvx_xormask_free")
+    ),
+    (
+        "twisted.protocols.basic.LineReceiver",
+        basic.LineReceiver,
+        "_buffer",
+        "houweb/_channel.py (_whole_head): a head is read whole only when no part of a line is held",
+    ),
+    (
+        "twisted.protocols.basic.LineReceiver",
+        basic.LineReceiver,
+        "_busyReceiving",
+        "houweb/_channel.py (_whole_head): bytes handed back while a read is parsed go through LineReceiver",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_HTTPChannel__first_line",
+        "houweb/_channel.py (_whole_head, _head_received): whether the channel waits for a request line, and that it no longer does",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_receivedHeaderCount",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_receivedHeaderSize",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel(),
+        "_transferDecoder",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would (the body's decoder)",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel,
+        "_finishRequestBody",
+        "houweb/_channel.py (_whole_head, _head_received): a request head read whole leaves the channel as HTTPChannel's line-by-line reading would (the body's decoder calls it)",
+    ),
+    (
+        "twisted.web.http",
+        http,
+        "_IdentityTransferDecoder",
+        "houweb/_channel.py (_head_received): the decoder of a Content-Length body, as HTTPChannel makes it",
     ),
 ]
 
