@@ -69,11 +69,12 @@ class HouwebReactor(AsyncioSelectorReactor):
         self._houweb_drops_on_error = type(loop).__module__.startswith("uvloop")
 
     def callFromThread(  # type: ignore[override]  # Twisted names it f or callable
-        self, f: Callable[..., Any], *args: object, **kwargs: object
+        self, f: Callable[..., Any], /, *args: object, **kwargs: object
     ) -> None:
         """
         Call ``f(*args, **kwargs)`` on the reactor thread, from any
-        thread, in the order of the calls.
+        thread, in the order of the calls. ``f`` is positional-only: any
+        keyword argument, ``f`` and ``callable`` included, is ``f``'s.
 
         Twisted's asyncio reactor asks the loop to call ``callLater(0, ...)``:
         a DelayedCall, an asyncio timer and a pass of ``runUntilCurrent`` for
