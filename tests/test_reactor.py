@@ -334,3 +334,26 @@ async def test_call_from_thread_passes_every_keyword_argument_to_the_function():
     await until(lambda: len(got) == 1)
     assert raised == []
     assert got == [{"f": 1, "callable": 2, "args": 3, "kwargs": 4}]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit], ids=["interrupt", "exit"])
+@pytest_twisted.ensureDeferred
+async def test_call_from_thread_logs_an_interrupt_or_exit_and_the_reactor_goes_on(logged, raised):
+    # As Twisted's reactor does for a timed call: a function given to
+    # callFromThread that raises KeyboardInterrupt or SystemExit is logged;
+    # it does not stop the reactor (houweb's signal handlers do that).
+    ran: list[int] = []
+
+    def fails() -> None:
+        raise raised()
+
+    def ask() -> None:
+        reactor.callFromThread(fails)
+        reactor.callFromThread(ran.append, 1)
+
+    threading.Thread(target=ask).start()
+    await until(lambda: ran == [1])
+    assert reactor.running
+    failures = [e for e in logged if e.get("log_failure") is not None]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(raised)
+    failures[0]["log_failure"].cleanFailure()
