@@ -76,6 +76,12 @@ class HouwebReactor(AsyncioSelectorReactor):
         thread, in the order of the calls. ``f`` is positional-only: any
         keyword argument, ``f`` and ``callable`` included, is ``f``'s.
 
+        The order holds between these calls, not against ``callLater(0, ...)``
+        made on the reactor thread: on asyncio's own loop ``f`` may run
+        before such a call made earlier (as on Twisted's other reactors,
+        which run thread calls before timed ones); uvloop runs due timers
+        first.
+
         Twisted's asyncio reactor asks the loop to call ``callLater(0, ...)``:
         a DelayedCall, an asyncio timer and a pass of ``runUntilCurrent`` for
         each (each handler's result comes back this way, some 5 µs of the
