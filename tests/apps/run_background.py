@@ -1,8 +1,17 @@
 """run() in the background: ports, debug mode, restart, double run, clean exit."""
 
+import sys
 import urllib.request
 
 import houweb
+
+
+def say(*parts):
+    """Print one line in one write: print() writes each part and separator
+    on its own, and the reactor thread's log lines (debug mode logs each
+    request) could land between them ("RUNNING<log line> 2 True hello")."""
+    sys.stdout.write(" ".join(str(part) for part in parts) + "\n")
+    sys.stdout.flush()
 
 
 @houweb.urlHandler("/hello")
@@ -15,23 +24,23 @@ def get(port):
         return response.read().decode()
 
 
-print("BEFORE", houweb.serverPorts(), houweb.isInDebugMode(), flush=True)
+say("BEFORE", houweb.serverPorts(), houweb.isInDebugMode())
 houweb.run(port=0, ports=[0], debug=True, in_background=True)
 first = houweb.serverPorts()
-print("RUNNING", len(first), houweb.isInDebugMode(), get(first[0]), flush=True)
+say("RUNNING", len(first), houweb.isInDebugMode(), get(first[0]))
 try:
     houweb.run(port=0, in_background=True)
 except houweb.OperationFailed as exc:
-    print("DOUBLE", exc, flush=True)
+    say("DOUBLE", exc)
 houweb.requestShutdown()
 import time  # noqa: E402
 
 deadline = time.monotonic() + 10
 while houweb.serverPorts() and time.monotonic() < deadline:
     time.sleep(0.05)
-print("AFTER", houweb.serverPorts(), houweb.isInDebugMode(), flush=True)
+say("AFTER", houweb.serverPorts(), houweb.isInDebugMode())
 houweb.requestShutdown()  # not running: nothing happens
 houweb.run(port=0, in_background=True)
-print("AGAIN", get(houweb.serverPorts()[0]), flush=True)
-print("PORT", houweb.serverPorts()[0], flush=True)
+say("AGAIN", get(houweb.serverPorts()[0]))
+say("PORT", houweb.serverPorts()[0])
 # The script ends here with the server running: it must shut down and exit.
