@@ -69,11 +69,18 @@ class HouwebReactor(AsyncioSelectorReactor):
         self._houweb_drops_on_error = type(loop).__module__.startswith("uvloop")
 
     def callFromThread(  # type: ignore[override]  # Twisted names it f or callable
-        self, f: Callable[..., Any], *args: object, **kwargs: object
+        self, f: Callable[..., Any], /, *args: object, **kwargs: object
     ) -> None:
         """
         Call ``f(*args, **kwargs)`` on the reactor thread, from any
-        thread, in the order of the calls.
+        thread, in the order of the calls. ``f`` is positional-only: any
+        keyword argument, ``f`` and ``callable`` included, is ``f``'s.
+
+        The order holds between these calls, not against ``callLater(0, ...)``
+        made on the reactor thread: on asyncio's own loop ``f`` may run
+        before such a call made earlier (as on Twisted's other reactors,
+        which run thread calls before timed ones); uvloop runs due timers
+        first.
 
         Twisted's asyncio reactor asks the loop to call ``callLater(0, ...)``:
         a DelayedCall, an asyncio timer and a pass of ``runUntilCurrent`` for

@@ -310,3 +310,50 @@ def test_call_from_thread_before_the_reactor_runs_and_stop_from_a_thread_still_w
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['before run', 'from a thread'] ['shutdown']"
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_from_thread_passes_every_keyword_argument_to_the_function():
+    # The function is positional-only: keyword arguments named as Twisted's
+    # reactors name it (f, callable) are the function's, not a TypeError in
+    # the calling thread.
+    got: list[dict[str, object]] = []
+    raised: list[BaseException] = []
+
+    def note(**kwargs: object) -> None:
+        got.append(kwargs)
+
+    def ask() -> None:
+        try:
+            reactor.callFromThread(note, f=1, callable=2, args=3, kwargs=4)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            raised.append(exc)
+            reactor.callFromThread(got.append, None)
+
+    threading.Thread(target=ask).start()
+    await until(lambda: len(got) == 1)
+    assert raised == []
+    assert got == [{"f": 1, "callable": 2, "args": 3, "kwargs": 4}]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit], ids=["interrupt", "exit"])
+@pytest_twisted.ensureDeferred
+async def test_call_from_thread_logs_an_interrupt_or_exit_and_the_reactor_goes_on(logged, raised):
+    # As Twisted's reactor does for a timed call: a function given to
+    # callFromThread that raises KeyboardInterrupt or SystemExit is logged;
+    # it does not stop the reactor (houweb's signal handlers do that).
+    ran: list[int] = []
+
+    def fails() -> None:
+        raise raised()
+
+    def ask() -> None:
+        reactor.callFromThread(fails)
+        reactor.callFromThread(ran.append, 1)
+
+    threading.Thread(target=ask).start()
+    await until(lambda: ran == [1])
+    assert reactor.running
+    failures = [e for e in logged if e.get("log_failure") is not None]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(raised)
+    failures[0]["log_failure"].cleanFailure()

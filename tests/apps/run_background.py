@@ -7,9 +7,9 @@ import houweb
 
 
 def say(*parts):
-    """One line in one write: the reactor thread logs to the same stdout meanwhile
-    (a request's access line right after get() returns), and print() writes each
-    part separately, so a log line could land inside a printed one."""
+    """Print one line in one write: print() writes each part and separator
+    on its own, and the reactor thread's log lines (debug mode logs each
+    request) could land between them ("RUNNING<log line> 2 True hello")."""
     sys.stdout.write(" ".join(str(part) for part in parts) + "\n")
     sys.stdout.flush()
 
