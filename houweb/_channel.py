@@ -12,6 +12,7 @@ import io
 import re
 import socket
 import struct
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union, cast
 
 from twisted.internet import tcp
@@ -26,7 +27,7 @@ from twisted.web.http_headers import Headers, _nameEncoder
 from twisted.web.iweb import INonQueuedRequestFactory
 
 from ._body import RequestBody
-from ._head import Head, split_head
+from ._head import LENGTH_DIGITS, Head, split_head
 from ._render import SERVER
 from ._status import label
 from ._uploads import (
@@ -349,7 +350,28 @@ class HouwebChannel(http.HTTPChannel):
             self.requests[-1].houweb_header_lines.append(
                 (_text(name.strip()), _text(value.strip(b" \t")))
             )
+            if len(value) > LENGTH_DIGITS and name.lower() == b"content-length":
+                line = self._length_line(name, value)
         return bool(super().headerReceived(line))
+
+    def _length_line(self, name: bytes, value: bytes) -> bytes:
+        """
+        A long Content-Length: Twisted's ``int()`` raises on more than
+        ``sys.get_int_max_str_digits()`` digits (4300; out of
+        ``dataReceived``: a traceback logged, the connection dropped without
+        an answer). Leading zeros are dropped, and a number still too long is
+        replaced by one as long as ``int()`` takes, which is past any size
+        limit: the end of the head answers it with 413, after the Host and
+        Origin checks, as any other too large a body.
+
+        :returns: the header line for Twisted.
+        """
+        most = _int_digits()
+        digits = value.strip(b" \t")
+        if not most or len(digits) <= most or not digits.isdigit():
+            return name + b":" + value  # int() takes it, or Twisted answers 400
+        significant = digits.lstrip(b"0") or b"0"
+        return name + b":" + (significant if len(significant) <= most else b"9" * most)
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
@@ -576,6 +598,11 @@ def plain_error(status: int, text: str) -> bytes:
         f"HTTP/1.1 {label(status)}\r\nServer: {SERVER}\r\nContent-Type: text/plain\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode("ascii") + body
+
+
+def _int_digits() -> int:
+    """:returns: the most digits ``int()`` takes from a string, 0 for no limit."""
+    return int(getattr(sys, "get_int_max_str_digits", lambda: 0)())
 
 
 def too_large(limit: int) -> str:

@@ -28,6 +28,10 @@ _HEADER_LINES = re.compile(rb"(?:" + _TOKEN + rb":[^\x00\r\n]*\r\n)*")
 _HEADER = re.compile(rb"(" + _TOKEN + rb"):([^\x00\r\n]*)\r\n")
 #: The headers that frame the body (RFC 9112 section 6), found case-insensitively.
 _FRAMING = re.compile(rb"\r\n(?i:(content-length)|transfer-encoding):([^\r\n]*)")
+#: The most digits of a Content-Length read here (10**19 bytes is past any
+#: size limit); a longer one goes line by line, where the channel answers it
+#: (``int()`` refuses strings of more than 4300 digits).
+LENGTH_DIGITS = 19
 
 
 class Head(NamedTuple):
@@ -76,7 +80,7 @@ def split_head(data: bytes, limit: int, max_headers: int) -> Head | None:
         if len(framing) > 1 or not framing[0][0]:
             return None  # Transfer-Encoding, or Content-Length twice
         value = framing[0][1].strip(b" \t")
-        if not value.isdigit():
+        if not value.isdigit() or len(value) > LENGTH_DIGITS:
             return None
         length = int(value)
     method, target, version = line.groups()
