@@ -44,7 +44,7 @@ from ._site import Call
 from ._target import Answer
 from ._window import SendWindow
 from ._writethrough import write_now
-from ._ws_frames import TEXT, frame_size, read_frames, unmask_in_place
+from ._ws_frames import TEXT, frame_size, header_incomplete, read_frames, unmask_in_place
 
 log = Logger(namespace="houweb")
 
@@ -375,10 +375,13 @@ class _Connection(WebSocketServerProtocol):
         self._plain = False
         self._limit = 0
         #: A whole frame being read (its first bytes came, not all of it):
-        #: the pieces read of it (joined once, when all came), how many
-        #: bytes they hold, and the frame's size.
-        self._frame: list[bytes] | None = None
-        self._frame_have = self._frame_size = 0
+        #: the bytes read of it, appended to as they come (a list of the
+        #: reads, as autobahn keeps them, holds some 40 bytes of object per
+        #: read: a client trickling a frame within the limit a byte or two
+        #: per read would make it hold 20 to 40 times the frame), and the
+        #: frame's size (0: not all of its header came yet).
+        self._frame: bytearray | None = None
+        self._frame_size = 0
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -432,23 +435,34 @@ class _Connection(WebSocketServerProtocol):
         if messages:
             self._count_received(messages, octets)
         if end:
-            self._frame = [bytes(data[at:])]
-            self._frame_have = len(data) - at
+            self._frame = bytearray(memoryview(data)[at:])
             self._frame_size = end - at
+        elif header_incomplete(data, at):
+            self._frame = bytearray(memoryview(data)[at:])
+            self._frame_size = 0
         elif at < len(data):
             self._to_autobahn(data[at:])
 
     def _more_of_frame(self, data: bytes) -> None:
-        """Read ``data`` into the plain frame begun; once whole, deliver it."""
-        pieces = self._frame
-        assert pieces is not None
-        take = min(self._frame_size - self._frame_have, len(data))
-        pieces.append(data[:take] if take < len(data) else data)
-        self._frame_have += take
-        if self._frame_have < self._frame_size:
+        """
+        Read ``data`` into the plain frame begun (or onto the start of its
+        header, then decide again); once whole, deliver it.
+        """
+        frame = self._frame
+        assert frame is not None
+        if not self._frame_size:  # the rest of its header (a few bytes): decide again
+            self._frame = None
+            data = bytes(frame) + data
+            if self._reads_plain_frames():
+                self._read_plain(data)
+            else:
+                self._to_autobahn(data)
+            return
+        take = min(self._frame_size - len(frame), len(data))
+        frame += memoryview(data)[:take] if take < len(data) else data
+        if len(frame) < self._frame_size:
             return
         self._frame = None
-        frame = bytearray().join(pieces)  # one copy, into the buffer unmasked in place
         rest = data[take:]
         if not self._reads_plain_frames():  # closing meanwhile, or a ping sent
             self._to_autobahn(bytes(frame) + rest)

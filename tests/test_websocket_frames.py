@@ -9,13 +9,14 @@ On real sockets; the split-read tests feed the live server connection's
 from __future__ import annotations
 
 import os
+import tracemalloc
 from typing import Any
 
 import pytest
 import pytest_twisted
 
 import houweb
-from houweb._ws_frames import read_frames, unmask
+from houweb._ws_frames import header_incomplete, read_frames, unmask
 
 from .support import connect_raw, ws_handshake
 from .test_dispatch import until
@@ -313,3 +314,40 @@ async def test_a_frame_half_read_when_the_server_closes_goes_to_autobahn_as_befo
     await until(lambda: [e for e in events if e[0] == "disconnect"])
     assert events == [("receive", None, b"z" * 50_000), ("disconnect", 4000)]
     assert server_frames(client.data)[-1] == (0x8, (4000).to_bytes(2, "big"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_frame_trickled_in_tiny_reads_is_held_in_about_its_own_size(serve):
+    # A frame within max_message_size whose reads come two bytes at a time
+    # (a slow client, each read a fresh bytes object): what is held while it
+    # is gathered must stay near the frame's size, not grow by an object per
+    # read (a list of the reads held some 20 times the frame: 16 MiB frames
+    # would pin hundreds of MiB per connection).
+    client, events, connection = await opened(serve)
+    payload = os.urandom(120_000)
+    data = frame(0x2, payload)
+    reads = [bytes(data[at : at + 2]) for at in range(0, len(data) - 2, 2)]
+    last = data[len(reads) * 2 :]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for read in reads:
+            connection.dataReceived(read)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del reads
+    assert held < 2 * len(data), f"{held} bytes held while gathering a {len(data)}-byte frame"
+    connection.dataReceived(last)
+    await until(lambda: len(receives(events)) == 1)
+    assert receives(events) == [("receive", None, payload)]
+
+
+def test_header_incomplete_only_for_the_start_of_a_plain_frames_header():
+    whole = frame(0x2, b"x" * 70_000)  # a 64-bit length: 14 header bytes
+    assert all(header_incomplete(whole[:n], 0) for n in range(1, 14))
+    assert not header_incomplete(whole[:14], 0)
+    assert header_incomplete(b"zz" + frame(0x1, b"y" * 300)[:7], 2)
+    assert not header_incomplete(frame(0x9, b"p")[:1], 0)  # a ping: autobahn's
+    assert not header_incomplete(frame(0x1, b"u", masked=False)[:2], 0)
+    assert not header_incomplete(b"", 0)
