@@ -759,7 +759,8 @@ class _Connection(WebSocketServerProtocol):
         :returns: on the reactor thread, the asyncio future ``action``
             returned, or a done one (``action`` ran, or raised at once: one
             future of the connection's, done for good); from another thread,
-            a concurrent future done when that one is.
+            a concurrent future done when that one is (cancelling it before
+            ``action`` ran keeps ``action`` from running).
         """
         if threadable.isInIOThread():
             waiting = action(*args)
@@ -769,6 +770,10 @@ class _Connection(WebSocketServerProtocol):
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def run() -> None:
+            # Cancelled by its thread before it ran: it does not run (as a
+            # pool's call), and the future takes no result (which raises).
+            if not future.set_running_or_notify_cancel():
+                return
             try:
                 waiting = action(*args)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting thread

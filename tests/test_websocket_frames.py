@@ -9,6 +9,7 @@ On real sockets; the split-read tests feed the live server connection's
 from __future__ import annotations
 
 import os
+import threading
 import tracemalloc
 from typing import Any
 
@@ -351,3 +352,26 @@ def test_header_incomplete_only_for_the_start_of_a_plain_frames_header():
     assert not header_incomplete(frame(0x9, b"p")[:1], 0)  # a ping: autobahn's
     assert not header_incomplete(frame(0x1, b"u", masked=False)[:2], 0)
     assert not header_incomplete(b"", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_send_from_a_thread_cancelled_before_it_ran_is_not_sent(serve, logged):
+    # concurrent.futures semantics: cancel() returning True means the call
+    # will not run. The thread sends, cancels, sends again while the reactor
+    # thread is held (joined below), so the cancel lands before the send ran.
+    client, _, connection = await opened(serve)
+    ws = connection.endpoint
+    cancelled: list[bool] = []
+
+    def sends() -> None:
+        cancelled.append(ws.send(text_data="cancelled").cancel())
+        ws.send(text_data="kept")
+
+    thread = threading.Thread(target=sends)
+    thread.start()
+    thread.join(10)  # on the reactor thread: nothing of the thread's ran yet
+    assert cancelled == [True]
+    await until(lambda: server_frames(client.data))
+    assert server_frames(client.data) == [(0x1, b"kept")]
+    failures = [event for event in logged if event.get("log_failure") is not None]
+    assert not failures, failures[0]["log_failure"]
