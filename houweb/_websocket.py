@@ -62,6 +62,9 @@ _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 101
 #: What a queued message costs beyond its payload (objects, callbacks), in
 #: bytes, so that a flood of empty messages is bounded too.
 _MESSAGE_COST = 256
+#: The most bytes of a data frame's payload held back from autobahn's parser
+#: (see ``_Connection._held``).
+_HOLD = 64 * 1024
 NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
 #: The longest close reason, in UTF-8 bytes: a control frame's 125 less the code.
 MAX_REASON = 123
@@ -382,6 +385,12 @@ class _Connection(WebSocketServerProtocol):
         #: frame's size (0: not all of its header came yet).
         self._frame: bytearray | None = None
         self._frame_size = 0
+        #: Bytes read while autobahn's parser is inside a data frame's
+        #: payload (a fragment, or any frame it reads) and wants more than
+        #: came: held until the rest of the payload or ``_HOLD`` bytes came,
+        #: so that autobahn keeps one piece of a trickled frame per
+        #: ``_HOLD`` bytes, not one per read (as above).
+        self._held: bytearray | None = None
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -403,6 +412,8 @@ class _Connection(WebSocketServerProtocol):
         elif self._reads_plain_frames():
             self.trafficStats.incomingOctetsWireLevel += len(data)
             self._read_plain(data)
+        elif self._held is not None or len(data) < min(self._payload_wanted(), _HOLD):
+            self._hold(data)
         else:
             # Straight to autobahn's protocol (a private name): its Twisted
             # adapter's dataReceived formats a debug line's arguments on
@@ -489,6 +500,26 @@ class _Connection(WebSocketServerProtocol):
                 self._read_plain(rest)
             else:
                 self._to_autobahn(rest)
+
+    def _payload_wanted(self) -> int:
+        """:returns: how many payload bytes of a data frame autobahn's parser waits for."""
+        if self.state != self.STATE_OPEN and self.state != self.STATE_CLOSING:
+            return 0  # the handshake: no frame yet (nor current_frame)
+        frame = self.current_frame
+        if frame is None or frame.opcode > 7 or self.data:
+            return 0
+        return int(frame.length - self.current_frame_masker.pointer())
+
+    def _hold(self, data: bytes) -> None:
+        """Hold ``data`` for autobahn's parser until its frame's rest or ``_HOLD`` bytes came."""
+        held = self._held
+        if held is None:
+            self._held = bytearray(data)
+            return
+        held += data
+        if len(held) >= min(self._payload_wanted(), _HOLD):
+            self._held = None
+            self._dataReceived(bytes(held))
 
     def _to_autobahn(self, data: bytes | bytearray) -> None:
         """Hand ``data`` (already counted as read) to autobahn's parser."""

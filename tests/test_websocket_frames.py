@@ -431,3 +431,28 @@ async def test_a_client_gone_before_answering_the_close_logs_no_error(serve, log
     assert events == [("disconnect", 4000)]
     failures = [event for event in logged if event.get("log_failure") is not None]
     assert not failures, failures[0]["log_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fragment_trickled_in_tiny_reads_is_held_in_about_its_own_size(serve):
+    # A fragment (FIN clear) is autobahn's to read, and autobahn keeps a list
+    # of the unmasked piece of each read: two bytes per read made it hold
+    # some 21 times the payload. houweb holds such reads back until 64 KiB
+    # or the rest of the payload came.
+    client, events, connection = await opened(serve)
+    payload = os.urandom(120_000)
+    data = frame(0x2, payload, fin=False) + frame(0x0, b"!")
+    reads = [bytes(data[at : at + 2]) for at in range(0, len(data), 2)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for read in reads[: len(reads) - 4]:
+            connection.dataReceived(read)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * len(data), f"{held} bytes held while reading a {len(data)}-byte fragment"
+    for read in reads[len(reads) - 4 :]:
+        connection.dataReceived(read)
+    await until(lambda: len(receives(events)) == 1)
+    assert receives(events) == [("receive", None, payload + b"!")]
