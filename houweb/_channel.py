@@ -99,7 +99,7 @@ def bytes_taken(transport: Any) -> int | None:
     """
     :returns: how many bytes the client has acknowledged on this connection
         so far (it took them from the network), from the kernel's TCP_INFO;
-        ``None`` where that is not known (not Linux, not TCP).
+        ``None`` where that is not known (not Linux, not TCP, the connection gone).
     """
     for _ in range(3):  # a TLS transport wraps the TCP one
         if isinstance(transport, tcp.Connection):
@@ -112,7 +112,7 @@ def bytes_taken(transport: Any) -> int | None:
         return None
     try:
         info = transport.getHandle().getsockopt(socket.IPPROTO_TCP, option, 256)
-    except OSError:
+    except (OSError, AttributeError):  # AttributeError: lost (Twisted deletes .socket)
         return None
     if len(info) < _BYTES_ACKED_OFFSET + _BYTES_ACKED.size:
         return None

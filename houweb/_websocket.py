@@ -44,7 +44,7 @@ from ._site import Call
 from ._target import Answer
 from ._window import SendWindow
 from ._writethrough import write_now
-from ._ws_frames import TEXT, frame_size, read_frames, unmask_in_place
+from ._ws_frames import TEXT, frame_size, header_incomplete, read_frames, unmask_in_place
 
 log = Logger(namespace="houweb")
 
@@ -62,6 +62,9 @@ _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 101
 #: What a queued message costs beyond its payload (objects, callbacks), in
 #: bytes, so that a flood of empty messages is bounded too.
 _MESSAGE_COST = 256
+#: The most bytes of a data frame's payload held back from autobahn's parser
+#: (see ``_Connection._held``).
+_HOLD = 64 * 1024
 NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
 #: The longest close reason, in UTF-8 bytes: a control frame's 125 less the code.
 MAX_REASON = 123
@@ -375,10 +378,19 @@ class _Connection(WebSocketServerProtocol):
         self._plain = False
         self._limit = 0
         #: A whole frame being read (its first bytes came, not all of it):
-        #: the pieces read of it (joined once, when all came), how many
-        #: bytes they hold, and the frame's size.
-        self._frame: list[bytes] | None = None
-        self._frame_have = self._frame_size = 0
+        #: the bytes read of it, appended to as they come (a list of the
+        #: reads, as autobahn keeps them, holds some 40 bytes of object per
+        #: read: a client trickling a frame within the limit a byte or two
+        #: per read would make it hold 20 to 40 times the frame), and the
+        #: frame's size (0: not all of its header came yet).
+        self._frame: bytearray | None = None
+        self._frame_size = 0
+        #: Bytes read while autobahn's parser is inside a data frame's
+        #: payload (a fragment, or any frame it reads) and wants more than
+        #: came: held until the rest of the payload or ``_HOLD`` bytes came,
+        #: so that autobahn keeps one piece of a trickled frame per
+        #: ``_HOLD`` bytes, not one per read (as above).
+        self._held: bytearray | None = None
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
@@ -400,6 +412,8 @@ class _Connection(WebSocketServerProtocol):
         elif self._reads_plain_frames():
             self.trafficStats.incomingOctetsWireLevel += len(data)
             self._read_plain(data)
+        elif self._held is not None or len(data) < min(self._payload_wanted(), _HOLD):
+            self._hold(data)
         else:
             # Straight to autobahn's protocol (a private name): its Twisted
             # adapter's dataReceived formats a debug line's arguments on
@@ -432,23 +446,34 @@ class _Connection(WebSocketServerProtocol):
         if messages:
             self._count_received(messages, octets)
         if end:
-            self._frame = [bytes(data[at:])]
-            self._frame_have = len(data) - at
+            self._frame = bytearray(memoryview(data)[at:])
             self._frame_size = end - at
+        elif header_incomplete(data, at):
+            self._frame = bytearray(memoryview(data)[at:])
+            self._frame_size = 0
         elif at < len(data):
             self._to_autobahn(data[at:])
 
     def _more_of_frame(self, data: bytes) -> None:
-        """Read ``data`` into the plain frame begun; once whole, deliver it."""
-        pieces = self._frame
-        assert pieces is not None
-        take = min(self._frame_size - self._frame_have, len(data))
-        pieces.append(data[:take] if take < len(data) else data)
-        self._frame_have += take
-        if self._frame_have < self._frame_size:
+        """
+        Read ``data`` into the plain frame begun (or onto the start of its
+        header, then decide again); once whole, deliver it.
+        """
+        frame = self._frame
+        assert frame is not None
+        if not self._frame_size:  # the rest of its header (a few bytes): decide again
+            self._frame = None
+            data = bytes(frame) + data
+            if self._reads_plain_frames():
+                self._read_plain(data)
+            else:
+                self._to_autobahn(data)
+            return
+        take = min(self._frame_size - len(frame), len(data))
+        frame += memoryview(data)[:take] if take < len(data) else data
+        if len(frame) < self._frame_size:
             return
         self._frame = None
-        frame = bytearray().join(pieces)  # one copy, into the buffer unmasked in place
         rest = data[take:]
         if not self._reads_plain_frames():  # closing meanwhile, or a ping sent
             self._to_autobahn(bytes(frame) + rest)
@@ -475,6 +500,26 @@ class _Connection(WebSocketServerProtocol):
                 self._read_plain(rest)
             else:
                 self._to_autobahn(rest)
+
+    def _payload_wanted(self) -> int:
+        """:returns: how many payload bytes of a data frame autobahn's parser waits for."""
+        if self.state != self.STATE_OPEN and self.state != self.STATE_CLOSING:
+            return 0  # the handshake: no frame yet (nor current_frame)
+        frame = self.current_frame
+        if frame is None or frame.opcode > 7 or self.data:
+            return 0
+        return int(frame.length - self.current_frame_masker.pointer())
+
+    def _hold(self, data: bytes) -> None:
+        """Hold ``data`` for autobahn's parser until its frame's rest or ``_HOLD`` bytes came."""
+        held = self._held
+        if held is None:
+            self._held = bytearray(data)
+            return
+        held += data
+        if len(held) >= min(self._payload_wanted(), _HOLD):
+            self._held = None
+            self._dataReceived(bytes(held))
 
     def _to_autobahn(self, data: bytes | bytearray) -> None:
         """Hand ``data`` (already counted as read) to autobahn's parser."""
@@ -745,7 +790,8 @@ class _Connection(WebSocketServerProtocol):
         :returns: on the reactor thread, the asyncio future ``action``
             returned, or a done one (``action`` ran, or raised at once: one
             future of the connection's, done for good); from another thread,
-            a concurrent future done when that one is.
+            a concurrent future done when that one is (cancelling it before
+            ``action`` ran keeps ``action`` from running).
         """
         if threadable.isInIOThread():
             waiting = action(*args)
@@ -755,6 +801,10 @@ class _Connection(WebSocketServerProtocol):
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def run() -> None:
+            # Cancelled by its thread before it ran: it does not run (as a
+            # pool's call), and the future takes no result (which raises).
+            if not future.set_running_or_notify_cancel():
+                return
             try:
                 waiting = action(*args)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting thread

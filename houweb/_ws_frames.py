@@ -75,7 +75,8 @@ def frame_size(data: bytes | bytearray, pos: int, limit: int) -> tuple[int, int]
         into ``data``; the end may lie beyond ``data``: the frame is not all
         here yet), or ``(0, 0)`` when the frame is not a whole masked text or
         binary frame with a minimally encoded length within ``limit`` (0: no
-        limit), or its header is not all here: autobahn's parser takes it.
+        limit (autobahn's parser takes it), or its header is not all here
+        (see :func:`header_incomplete`).
     """
     available = len(data) - pos
     if available < 6:
@@ -104,6 +105,24 @@ def frame_size(data: bytes | bytearray, pos: int, limit: int) -> tuple[int, int]
     if 0 < limit < length:
         return 0, 0
     return start, start + length
+
+
+def header_incomplete(data: bytes | bytearray, pos: int) -> bool:
+    """
+    :returns: whether ``data[pos:]`` is the start of a masked text or binary
+        frame's header, not all of it (read more before deciding who reads
+        the frame: handing the start to autobahn would leave it the rest).
+    """
+    available = len(data) - pos
+    if available < 1 or (data[pos] != TEXT and data[pos] != BINARY):
+        return False
+    if available < 2:
+        return True
+    second = data[pos + 1]
+    if second < 0x80:
+        return False
+    length = second & 0x7F
+    return available < (6 if length < 126 else 8 if length == 126 else 14)
 
 
 def read_frames(data: bytes | bytearray, limit: int, deliver: Deliver) -> tuple[int, int, int, int]:

@@ -9,13 +9,15 @@ On real sockets; the split-read tests feed the live server connection's
 from __future__ import annotations
 
 import os
+import threading
+import tracemalloc
 from typing import Any
 
 import pytest
 import pytest_twisted
 
 import houweb
-from houweb._ws_frames import read_frames, unmask
+from houweb._ws_frames import header_incomplete, read_frames, unmask
 
 from .support import connect_raw, ws_handshake
 from .test_dispatch import until
@@ -313,3 +315,144 @@ async def test_a_frame_half_read_when_the_server_closes_goes_to_autobahn_as_befo
     await until(lambda: [e for e in events if e[0] == "disconnect"])
     assert events == [("receive", None, b"z" * 50_000), ("disconnect", 4000)]
     assert server_frames(client.data)[-1] == (0x8, (4000).to_bytes(2, "big"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_frame_trickled_in_tiny_reads_is_held_in_about_its_own_size(serve):
+    # A frame within max_message_size whose reads come two bytes at a time
+    # (a slow client, each read a fresh bytes object): what is held while it
+    # is gathered must stay near the frame's size, not grow by an object per
+    # read (a list of the reads held some 20 times the frame: 16 MiB frames
+    # would pin hundreds of MiB per connection).
+    client, events, connection = await opened(serve)
+    payload = os.urandom(120_000)
+    data = frame(0x2, payload)
+    reads = [bytes(data[at : at + 2]) for at in range(0, len(data) - 2, 2)]
+    last = data[len(reads) * 2 :]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for read in reads:
+            connection.dataReceived(read)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del reads
+    assert held < 2 * len(data), f"{held} bytes held while gathering a {len(data)}-byte frame"
+    connection.dataReceived(last)
+    await until(lambda: len(receives(events)) == 1)
+    assert receives(events) == [("receive", None, payload)]
+
+
+def test_header_incomplete_only_for_the_start_of_a_plain_frames_header():
+    whole = frame(0x2, b"x" * 70_000)  # a 64-bit length: 14 header bytes
+    assert all(header_incomplete(whole[:n], 0) for n in range(1, 14))
+    assert not header_incomplete(whole[:14], 0)
+    assert header_incomplete(b"zz" + frame(0x1, b"y" * 300)[:7], 2)
+    assert not header_incomplete(frame(0x9, b"p")[:1], 0)  # a ping: autobahn's
+    assert not header_incomplete(frame(0x1, b"u", masked=False)[:2], 0)
+    assert not header_incomplete(b"", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_send_from_a_thread_cancelled_before_it_ran_is_not_sent(serve, logged):
+    # concurrent.futures semantics: cancel() returning True means the call
+    # will not run. The thread sends, cancels, sends again while the reactor
+    # thread is held (joined below), so the cancel lands before the send ran.
+    client, _, connection = await opened(serve)
+    ws = connection.endpoint
+    cancelled: list[bool] = []
+
+    def sends() -> None:
+        cancelled.append(ws.send(text_data="cancelled").cancel())
+        ws.send(text_data="kept")
+
+    thread = threading.Thread(target=sends)
+    thread.start()
+    thread.join(10)  # on the reactor thread: nothing of the thread's ran yet
+    assert cancelled == [True]
+    await until(lambda: server_frames(client.data))
+    assert server_frames(client.data) == [(0x1, b"kept")]
+    failures = [event for event in logged if event.get("log_failure") is not None]
+    assert not failures, failures[0]["log_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_header_half_read_when_the_server_closes_goes_to_autobahn_as_before(serve):
+    client, events, connection = await opened(serve)
+    data = frame(0x1, b"y" * 300) + frame(0x8, (1000).to_bytes(2, "big"))
+    connection.dataReceived(data[:3])  # half of the 16-bit length
+    assert connection._frame is not None, "the start of the header waits in houweb"
+    connection.close(4000)
+    connection.dataReceived(data[3:])
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [("receive", "y" * 300, None), ("disconnect", 4000)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_oversize_header_trickled_a_byte_at_a_time_closes_with_1009_at_once(serve):
+    client, events, connection = await opened(serve)
+    for byte in frame(0x2, b"x" * 200_001)[:14]:  # the header only: no payload follows
+        connection.dataReceived(bytes([byte]))
+    assert await closed_with(client, events) == 1009
+    assert connection._frame is None and not receives(events)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [BAD_FRAMES[name] for name in ("unmasked", "reserved-bit-1", "long-16bit-length-for-5-bytes")],
+    ids=["unmasked", "reserved-bit-1", "long-16bit-length-for-5-bytes"],
+)
+async def test_a_bad_frame_fed_a_byte_at_a_time_closes_with_autobahns_code(serve, bad, code):
+    client, events, connection = await opened(serve)
+    for byte in frame(0x1, b"good") + bad:
+        connection.dataReceived(bytes([byte]))
+    assert await closed_with(client, events) == code
+    assert receives(events) == [("receive", "good", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_gone_before_answering_the_close_logs_no_error(serve, logged):
+    # The server closes (here with a frame half read); the client resets the
+    # connection instead of answering. autobahn leaves its close handshake
+    # timer running after the connection is lost; when it fires, houweb's
+    # handler asked the gone socket how much the client took (AttributeError,
+    # logged as an unhandled error in autobahn's timer bucket).
+    client, events, connection = await opened(serve)
+    connection.dataReceived(frame(0x2, b"z" * 5_000)[:1_000])
+    connection.close(4000)
+    await until(lambda: any(op == 8 for op, _ in server_frames(client.data)))
+    assert connection.closeHandshakeTimeoutCall is not None
+    client.transport.abortConnection()
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    await until(lambda: connection.closeHandshakeTimeoutCall is None)  # it fired (1 s)
+    assert events == [("disconnect", 4000)]
+    failures = [event for event in logged if event.get("log_failure") is not None]
+    assert not failures, failures[0]["log_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fragment_trickled_in_tiny_reads_is_held_in_about_its_own_size(serve):
+    # A fragment (FIN clear) is autobahn's to read, and autobahn keeps a list
+    # of the unmasked piece of each read: two bytes per read made it hold
+    # some 21 times the payload. houweb holds such reads back until 64 KiB
+    # or the rest of the payload came.
+    client, events, connection = await opened(serve)
+    payload = os.urandom(120_000)
+    data = frame(0x2, payload, fin=False) + frame(0x0, b"!")
+    reads = [bytes(data[at : at + 2]) for at in range(0, len(data), 2)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for read in reads[: len(reads) - 4]:
+            connection.dataReceived(read)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * len(data), f"{held} bytes held while reading a {len(data)}-byte fragment"
+    for read in reads[len(reads) - 4 :]:
+        connection.dataReceived(read)
+    await until(lambda: len(receives(events)) == 1)
+    assert receives(events) == [("receive", None, payload + b"!")]
