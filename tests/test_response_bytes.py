@@ -235,3 +235,56 @@ async def test_a_header_value_with_a_line_break_cannot_split_the_response(serve)
     assert all(b"x-injected" not in headers for _, headers, _ in answers)
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 2  # the forged one is inside a header line
     assert answers[0][1][b"x-note"] == b"a X-Injected: 1  HTTP/1.1 200 OK Content-Length: 6  forged"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_control_character_in_a_header_is_refused_when_set_not_sent(serve):
+    # NUL, VT, DEL... in a value (a Content-Type too) made an answer no strict
+    # client could parse; a name with a trailing newline passed the token
+    # check ("$" matches before it) and failed only when the answer was
+    # written. Each is refused by setHeader, whose caller then gets the error.
+    refused: list[str] = []
+
+    def attempt(name: str, value: str) -> None:
+        try:
+            houweb.Response("x", content_type="text/plain").setHeader(name, value)
+        except ValueError as exc:
+            refused.append(str(exc))
+
+    for name, value in [
+        ("X-A", "a\x00b"),
+        ("X-A", "a\x0bb"),
+        ("X-A", "a\x7fb"),
+        ("Content-Type", "text/plain\x00"),
+        ("X-A\n", "v"),
+    ]:
+        attempt(name, value)
+    assert len(refused) == 5, refused
+    assert "control character" in refused[0] and "invalid header name" in refused[-1]
+    cookie = houweb.Response("x")
+    for name, value in [("sid\n", "v"), ("sid", "v\n")]:
+        try:
+            cookie.setCookie(name, value)
+        except ValueError as exc:
+            refused.append(str(exc))
+    assert "invalid cookie name" in refused[5] and "cannot hold" in refused[6]
+
+    @houweb.urlHandler("/tab")
+    def tab(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("t", content_type="text/plain")
+        response.setHeader("X-Tab", "a\tb é")  # HTAB and text past ASCII are fine
+        return response
+
+    @houweb.urlHandler("/nul")
+    def nul(request: houweb.Request) -> houweb.Response:
+        return houweb.Response("n", content_type="text/plain\x00")
+
+    port = (await serve()).port_numbers()[0]
+    data = await raw_request(
+        port,
+        b"GET /tab HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /nul HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    answers = _responses(data, ["GET", "GET"])
+    assert answers[0][1][b"x-tab"] == "a\tb é".encode() and answers[0][2] == b"t"
+    assert answers[1][0] == 500 and b"\x00" not in data
