@@ -182,6 +182,9 @@ class HouwebChannel(http.HTTPChannel):
     _houweb_authority: bytes | None = None
     #: Aborts the connection if the client takes nothing for idle_timeout.
     _houweb_drain_timer: IDelayedCall | None = None
+    #: Pipelined request bytes read but not yet parsed, held while the
+    #: transport's buffer is full (see :meth:`requestDone`).
+    _houweb_held: bytes | None = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
 
@@ -226,6 +229,34 @@ class HouwebChannel(http.HTTPChannel):
         """The transport sent everything it held: the client is reading."""
         self._stop_drain_timer()
         super().resumeProducing()
+        held = self._houweb_held
+        if held is not None and not self._waitingForTransport:
+            self._houweb_held = None
+            if self._savedTimeOut:
+                self.setTimeout(self._savedTimeOut)
+            self.dataReceived(held)
+
+    def requestDone(self, request: Any) -> None:
+        """
+        The answer is finished. twisted.web then parses the next pipelined
+        request at once, even while the transport's buffer is full (it only
+        stops reading the socket): a client that sends many small requests
+        for a large answer and never reads would have every answer queued in
+        memory (7 KB of requests for a 1 MB answer: 196 MB). While the
+        transport waits for the client, the requests already read are held
+        until it drains (:meth:`resumeProducing`), like those not read yet.
+        Meanwhile the drain timer (:meth:`houweb_waiting_to_write`) decides
+        how long the client may take, not the idle timeout.
+        """
+        if not (self.persistent and self._waitingForTransport and self._dataBuffer):
+            super().requestDone(request)
+            return
+        held = b"".join(self._dataBuffer)
+        self._dataBuffer = []
+        super().requestDone(request)  # nothing left to parse
+        self._houweb_held = held
+        self._savedTimeOut = self.setTimeout(None)
+        self._networkProducer.pauseProducing()
 
     def houweb_waiting_to_write(self) -> None:
         """
@@ -387,6 +418,10 @@ class HouwebChannel(http.HTTPChannel):
             self.houweb_upgraded.dataReceived(data)
             return
         if self._houweb_rejected:
+            return
+        if self._houweb_held is not None:
+            self._houweb_held += data  # after the requests held (see requestDone)
+            self._networkProducer.pauseProducing()
             return
         super().dataReceived(data)
         if self.requests:

@@ -9,6 +9,7 @@ strict client (h11); and a header cannot split the response.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from typing import Any
 
@@ -288,3 +289,48 @@ async def test_a_control_character_in_a_header_is_refused_when_set_not_sent(serv
     answers = _responses(data, ["GET", "GET"])
     assert answers[0][1][b"x-tab"] == "a\tb é".encode() and answers[0][2] == b"t"
     assert answers[1][0] == 500 and b"\x00" not in data
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelined_requests_wait_while_their_client_does_not_read(serve):
+    # 60 requests of 40 bytes for a 1 MB answer, sent at once by a client
+    # that does not read: twisted.web parsed and answered each as soon as
+    # the one before was finished, queueing every answer in memory (60 MB).
+    # Now the next request waits for the transport to drain; once the
+    # client reads, every answer arrives, in order.
+    calls: list[int] = []
+    body = b"x" * 1_000_000
+
+    @houweb.urlHandler("/large")
+    def large(request: houweb.Request) -> houweb.Response:
+        calls.append(len(calls))
+        return houweb.Response(body + str(len(calls)).encode(), content_type="text/plain")
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    count = 60
+    payload = b"GET /large HTTP/1.1\r\nHost: localhost\r\n\r\n" * (count - 1)
+    payload += b"GET /large HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(payload)
+    await until(lambda: len(server.site.houweb_connections) == 1)
+    [channel] = server.site.houweb_connections
+    await until(lambda: channel._waitingForTransport and not channel.requests)
+    transport = channel.transport
+    buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    # (the kernel's socket buffers take a few answers before the transport's fills)
+    assert buffered < 3 * len(body) and len(calls) < count // 2, (buffered, len(calls))
+
+    def read_all() -> bytes:
+        connection.settimeout(30)
+        chunks = []
+        while chunk := connection.recv(1 << 20):
+            chunks.append(chunk)
+        connection.close()
+        return b"".join(chunks)
+
+    data = await threads.deferToThread(read_all)
+    answers = _responses(data, ["GET"] * count)
+    assert [answer[2][-3:].lstrip(b"x") for answer in answers] == [
+        str(n).encode() for n in range(1, count + 1)
+    ]
