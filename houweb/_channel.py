@@ -761,7 +761,8 @@ class HouwebRequest(server.Request):
         closes the connection as ``checkPersistence`` decided.
 
         :param headers: the response's headers as :func:`houweb._render.raw_headers`
-            makes them (canonical names, sanitised values, no framing headers):
+            makes them (canonical names, sanitised values, no framing headers,
+            Connection only as ``close``, which closes the connection after):
             each replaces twisted.web's of that name (Server, Date...).
         :returns: ``False``, having changed nothing, when twisted.web's own
             path must write it: something was written already, the client
@@ -783,6 +784,8 @@ class HouwebRequest(server.Request):
             return False
         self.code = code
         self.code_message = reason
+        if b"Connection" in headers:  # the handler's "close" (raw_headers drops any other)
+            channel.persistent = False
         raw = self.responseHeaders._rawHeaders
         raw.update(headers)
         bodiless = code in _NO_BODY_CODES

@@ -334,3 +334,57 @@ async def test_pipelined_requests_wait_while_their_client_does_not_read(serve):
     assert [answer[2][-3:].lstrip(b"x") for answer in answers] == [
         str(n).encode() for n in range(1, count + 1)
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_whether_the_connection_stays_open_is_the_servers_and_what_it_says(
+    serve, monkeypatch, tmp_path
+):
+    # A handler's Connection header replaced the server's: "keep-alive" on a
+    # connection the server then closed (the client asked to close, HTTP/1.0,
+    # shutdown) told the client to send its next request on it; "close" on
+    # one the server kept open. Now only "close" is taken from a handler, and
+    # the server then closes; the same on both write paths, files included.
+    document = tmp_path / "page.txt"
+    document.write_bytes(b"page")
+
+    @houweb.urlHandler("/stay")
+    def stay(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("stay", content_type="text/plain")
+        response.setHeader("Connection", "keep-alive")
+        return response
+
+    @houweb.urlHandler("/leave")
+    def leave(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("leave", content_type="text/plain")
+        response.setHeader("connection", "Upgrade, Close")
+        return response
+
+    @houweb.urlHandler("/leave-file")
+    def leave_file(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response(str(document), content_type="text/plain", is_file_name=True)
+        response.setHeader("Connection", "close")
+        return response
+
+    exchanges = [
+        b"GET /stay HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"GET /stay HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        b"GET /leave HTTP/1.1\r\nHost: localhost\r\n\r\nGET /stay HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /leave-file HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /stay HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ]
+    results = []
+    for direct in (True, False):
+        if not direct:
+            monkeypatch.setattr(_render, "_write_at_once", lambda request, response: False)
+        port = (await serve()).port_numbers()[0]
+        results.append([_normalised(await raw_request(port, payload)) for payload in exchanges])
+    assert results[0] == results[1]
+    closed, old, left, left_file = results[0]
+    assert closed.count(b"\r\nConnection: close\r\n") == 1 and b"keep-alive" not in closed
+    assert b"Connection:" not in old and b"keep-alive" not in old
+    for data, body in ((left, b"leave"), (left_file, b"page")):
+        # answered, said so, closed: the request behind it is not read
+        [(status, headers, received)] = _responses(data, ["GET", "GET"])
+        assert (status, received, headers[b"connection"]) == (200, body, b"close")
+        assert data.count(b"HTTP/1.1 200 OK") == 1
