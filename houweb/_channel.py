@@ -789,6 +789,14 @@ class HouwebRequest(server.Request):
         raw = self.responseHeaders._rawHeaders
         raw.update(headers)
         bodiless = code in _NO_BODY_CODES
+        if code < 200:
+            # A 1xx is no final answer (RFC 9110 15.2): sent without a body
+            # (twisted.web sent one, chunked, which a client reads as the
+            # start of the next answer), and the connection closed, as the
+            # client would otherwise wait on it for the final answer.
+            bodiless = True
+            channel.persistent = False
+            raw[b"Connection"] = [b"close"]
         if not bodiless:
             raw[b"Content-Length"] = [b"%d" % len(body)]
             if body and b"Content-Type" not in raw and self.defaultContentType is not None:

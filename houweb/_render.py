@@ -235,17 +235,18 @@ def _write_at_once(request: Any, response: Response) -> bool:
     """
     Send a complete in-memory answer in one go (``HouwebRequest.houweb_answer``):
     the status line, headers and body built as bytes without twisted.web's
-    per-header calls, the same bytes it would have sent. Not for a 1xx
-    (twisted.web would send it chunked) or a chunked answer.
+    per-header calls, the same bytes it would have sent. Not for a chunked
+    answer. A 1xx goes this way too: twisted.web would send it chunked, a
+    body where none may be (see ``houweb_answer``).
 
     :returns: whether it was sent; if not, nothing was changed.
     """
     status = response.status()
     answer = getattr(request, "houweb_answer", None)
-    if status < 200 or answer is None:
+    if answer is None:
         return False
     headers, chunked = raw_headers(response)
-    if chunked:
+    if chunked and status >= 200:
         return False
     return bool(answer(status, _reason(status), headers, response.body()))
 

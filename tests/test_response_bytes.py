@@ -388,3 +388,27 @@ async def test_whether_the_connection_stays_open_is_the_servers_and_what_it_says
         [(status, headers, received)] = _responses(data, ["GET", "GET"])
         assert (status, received, headers[b"connection"]) == (200, body, b"close")
         assert data.count(b"HTTP/1.1 200 OK") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_1xx_answer_has_no_body_and_closes_its_connection(serve):
+    # Response allows 100..599 and "no body is sent for 1xx": twisted.web
+    # sent a 1xx chunked, whose "0\r\n\r\n" a client reads as the start of
+    # the next answer. It goes without a body, and the connection closes
+    # (a client that got a 1xx still waits for a final answer).
+    @houweb.urlHandler("/early")
+    def early(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("ignored", 103, content_type="text/plain")
+        response.addHeader("Link", "</style.css>; rel=preload")
+        return response
+
+    port = (await serve()).port_numbers()[0]
+    data = await raw_request(
+        port,
+        b"GET /early HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /early HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 103 Early Hints\r\n") and rest == b"", data
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
