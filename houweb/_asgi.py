@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import tempfile
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from ._channel import HouwebRequest
     from ._server import RunningServer
 
+#: A header name (RFC 9110 5.6.2), and what a header value cannot hold.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 log = Logger(namespace="houweb")
 
 Scope = MutableMapping[str, Any]
@@ -388,7 +392,7 @@ class _HTTPCycle:
                     f"http.response.start: status must be an int 100-599, not {status!r}"
                 )
             headers = [
-                (_header_bytes(name), _header_bytes(value))
+                (_header_name(_header_bytes(name)), _header_value(_header_bytes(value)))
                 for name, value in message.get("headers", ())
             ]
             self._started = message
@@ -409,6 +413,20 @@ class _HTTPCycle:
                 await self._window.wait()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+
+def _header_name(name: bytes) -> bytes:
+    """:returns: ``name`` if it is a token (twisted.web would refuse it only once set)."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"http.response.start: header name {name!r} is not a token")
+    return name
+
+
+def _header_value(value: bytes) -> bytes:
+    """:returns: ``value`` if it holds no control character but HTAB (RFC 9110 5.5)."""
+    if _CTL.search(value):
+        raise ValueError(f"http.response.start: header value {value!r} holds a control character")
+    return value
 
 
 def _header_bytes(value: object) -> bytes:

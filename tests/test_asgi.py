@@ -394,6 +394,11 @@ async def test_a_request_whose_client_left_during_a_slow_startup_never_runs(serv
     [
         {"status": "200", "headers": []},
         {"status": 200, "headers": [("content-type", "text/plain")]},  # str, not bytes
+        # a name that is not a token: the connection was cut, nothing sent
+        {"status": 200, "headers": [(b"set-cookie", b"s=1"), (b"bad name", b"x")]},
+        # a control character: an answer no strict client (nor browser) parses
+        {"status": 200, "headers": [(b"x-note", b"a\x00b")]},
+        {"status": 200, "headers": [(b"x-note", b"a\rb")]},
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -410,6 +415,7 @@ async def test_a_bad_response_start_gets_a_500_not_a_cut_connection(serve, start
         port, b"GET /bad HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 500 ") and b"never" not in reply
+    assert b"s=1" not in reply and b"x-note" not in reply.lower()
 
 
 @pytest_twisted.ensureDeferred
