@@ -523,6 +523,11 @@ class HouwebChannel(http.HTTPChannel):
             self.houweb_transport().loseConnection()
         else:
             self.persistent = False
+            for request in self.requests:
+                if not request.startedWriting:
+                    # Its answer says so: a client would otherwise send its
+                    # next request on the connection, to have it dropped.
+                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
 
 def _no_body(data: bytes) -> None:

@@ -412,3 +412,30 @@ async def test_a_1xx_answer_has_no_body_and_closes_its_connection(serve):
     assert head.startswith(b"HTTP/1.1 103 Early Hints\r\n") and rest == b"", data
     assert b"\r\nConnection: close\r\n" in head + b"\r\n"
     assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_in_progress_at_shutdown_says_the_connection_closes(serve):
+    # stopWhenIdle with a request in flight closed the connection after its
+    # answer without the answer saying so: a client would send its next
+    # request on it, to have it dropped. The answer now carries
+    # "Connection: close", on both write paths.
+    entered: list[str] = []
+    release = threading.Event()
+
+    @houweb.urlHandler("/slow")
+    def slow(request: houweb.Request) -> houweb.Response:
+        entered.append(request.path())
+        release.wait(10)
+        return houweb.Response("done", content_type="text/plain")
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    sent = defer.ensureDeferred(raw_request(port, b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+    await until(lambda: len(entered) == 1)
+    for channel in server.site.houweb_connections:
+        channel.stopWhenIdle()
+    reactor.callLater(0, release.set)
+    data = await sent
+    [(status, headers, body)] = _responses(data, ["GET"])
+    assert (status, body, headers.get(b"connection")) == (200, b"done", b"close")
