@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import tempfile
 from collections import deque
 from collections.abc import Awaitable, MutableMapping
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from ._channel import HouwebRequest
     from ._server import RunningServer
 
+#: A header name (RFC 9110 5.6.2), and what a header value cannot hold.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 log = Logger(namespace="houweb")
 
 Scope = MutableMapping[str, Any]
@@ -278,6 +282,10 @@ class _HTTPCycle:
         self._body_done = False
         self._started: Message | None = None
         self._finished = False
+        #: The Content-Length the app declared (``None``: none, or no body
+        #: may follow: HEAD, 1xx, 204, 304), and the body bytes sent so far.
+        self._declared: int | None = None
+        self._sent = 0
         self._gone = False
         self._attached: asyncio.Future[None] = loop.create_future()
         self._left: asyncio.Future[None] = loop.create_future()
@@ -358,6 +366,24 @@ class _HTTPCycle:
             # cannot take it for a whole one.
             cast(ITCPTransport, self.web_request.channel.transport).abortConnection()
 
+    def _body_fits(self, size: int, more: bool) -> None:
+        """
+        Check the body against the Content-Length the app declared: bytes
+        past it would be read by the client as the start of the next answer
+        on the connection, and an answer short of it would leave the client
+        waiting. Either way the connection is cut before they go out.
+        """
+        assert self._declared is not None
+        self._sent += size
+        if self._sent > self._declared or (not more and self._sent < self._declared):
+            self._finished = True
+            if self.web_request.channel is not None:
+                cast(ITCPTransport, self.web_request.channel.transport).abortConnection()
+            raise RuntimeError(
+                f"http.response.body: {'at least ' if more else ''}{self._sent} body bytes "
+                f"for a declared Content-Length of {self._declared}; connection cut"
+            )
+
     async def receive(self) -> Message:
         if not self._body_done and not self._gone:
             part = asyncio.ensure_future(self._body.next())
@@ -388,10 +414,13 @@ class _HTTPCycle:
                     f"http.response.start: status must be an int 100-599, not {status!r}"
                 )
             headers = [
-                (_header_bytes(name), _header_bytes(value))
+                (_header_name(_header_bytes(name)), _header_value(_header_bytes(value)))
                 for name, value in message.get("headers", ())
             ]
+            declared = _declared_length(headers)
             self._started = message
+            if self.web_request.method != b"HEAD" and status >= 200 and status not in (204, 304):
+                self._declared = declared
             self.web_request.setResponseCode(status)
             for name, value in headers:
                 self.web_request.responseHeaders.addRawHeader(name, value)
@@ -399,6 +428,8 @@ class _HTTPCycle:
             if self._started is None:
                 raise RuntimeError("http.response.body before http.response.start")
             body = bytes(message.get("body", b""))
+            if self._declared is not None:
+                self._body_fits(len(body), bool(message.get("more_body", False)))
             if body:
                 self.web_request.write(body)
             if not message.get("more_body", False):
@@ -409,6 +440,30 @@ class _HTTPCycle:
                 await self._window.wait()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """:returns: the Content-Length among an app's response headers, checked."""
+    values = {value.strip() for name, value in headers if name.lower() == b"content-length"}
+    if not values:
+        return None
+    if len(values) > 1 or not all(value.isdigit() for value in values):
+        raise ValueError(f"http.response.start: bad Content-Length {sorted(values)!r}")
+    return int(values.pop())
+
+
+def _header_name(name: bytes) -> bytes:
+    """:returns: ``name`` if it is a token (twisted.web would refuse it only once set)."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"http.response.start: header name {name!r} is not a token")
+    return name
+
+
+def _header_value(value: bytes) -> bytes:
+    """:returns: ``value`` if it holds no control character but HTAB (RFC 9110 5.5)."""
+    if _CTL.search(value):
+        raise ValueError(f"http.response.start: header value {value!r} holds a control character")
+    return value
 
 
 def _header_bytes(value: object) -> bytes:

@@ -186,6 +186,9 @@ class HouwebChannel(http.HTTPChannel):
     _houweb_authority: bytes | None = None
     #: Aborts the connection if the client takes nothing for idle_timeout.
     _houweb_drain_timer: IDelayedCall | None = None
+    #: Pipelined request bytes read but not yet parsed, held while the
+    #: transport's buffer is full (see :meth:`requestDone`).
+    _houweb_held: bytes | None = None
     #: The protocol this connection was handed to by :meth:`upgrade`.
     houweb_upgraded: Any = None
     #: Read a request head that arrives whole in one piece (nearly all do)
@@ -234,6 +237,34 @@ class HouwebChannel(http.HTTPChannel):
         """The transport sent everything it held: the client is reading."""
         self._stop_drain_timer()
         super().resumeProducing()
+        held = self._houweb_held
+        if held is not None and not self._waitingForTransport:
+            self._houweb_held = None
+            if self._savedTimeOut:
+                self.setTimeout(self._savedTimeOut)
+            self.dataReceived(held)
+
+    def requestDone(self, request: Any) -> None:
+        """
+        The answer is finished. twisted.web then parses the next pipelined
+        request at once, even while the transport's buffer is full (it only
+        stops reading the socket): a client that sends many small requests
+        for a large answer and never reads would have every answer queued in
+        memory (7 KB of requests for a 1 MB answer: 196 MB). While the
+        transport waits for the client, the requests already read are held
+        until it drains (:meth:`resumeProducing`), like those not read yet.
+        Meanwhile the drain timer (:meth:`houweb_waiting_to_write`) decides
+        how long the client may take, not the idle timeout.
+        """
+        if not (self.persistent and self._waitingForTransport and self._dataBuffer):
+            super().requestDone(request)
+            return
+        held = b"".join(self._dataBuffer)
+        self._dataBuffer = []
+        super().requestDone(request)  # nothing left to parse
+        self._houweb_held = held
+        self._savedTimeOut = self.setTimeout(None)
+        self._networkProducer.pauseProducing()
 
     def houweb_waiting_to_write(self) -> None:
         """
@@ -410,6 +441,10 @@ class HouwebChannel(http.HTTPChannel):
             return
         if self._houweb_rejected:
             return
+        if self._houweb_held is not None:
+            self._houweb_held += data  # after the requests held (see requestDone)
+            self._networkProducer.pauseProducing()
+            return
         head = self._whole_head(data)
         if head is None:
             super().dataReceived(data)
@@ -581,6 +616,11 @@ class HouwebChannel(http.HTTPChannel):
             self.houweb_transport().loseConnection()
         else:
             self.persistent = False
+            for request in self.requests:
+                if not request.startedWriting:
+                    # Its answer says so: a client would otherwise send its
+                    # next request on the connection, to have it dropped.
+                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
 
 def _no_body(data: bytes) -> None:
@@ -828,7 +868,8 @@ class HouwebRequest(server.Request):
         closes the connection as ``checkPersistence`` decided.
 
         :param headers: the response's headers as :func:`houweb._render.raw_headers`
-            makes them (canonical names, sanitised values, no framing headers):
+            makes them (canonical names, sanitised values, no framing headers,
+            Connection only as ``close``, which closes the connection after):
             each replaces twisted.web's of that name (Server, Date...).
         :returns: ``False``, having changed nothing, when twisted.web's own
             path must write it: something was written already, the client
@@ -850,9 +891,19 @@ class HouwebRequest(server.Request):
             return False
         self.code = code
         self.code_message = reason
+        if b"Connection" in headers:  # the handler's "close" (raw_headers drops any other)
+            channel.persistent = False
         raw = self.responseHeaders._rawHeaders
         raw.update(headers)
         bodiless = code in _NO_BODY_CODES
+        if code < 200:
+            # A 1xx is no final answer (RFC 9110 15.2): sent without a body
+            # (twisted.web sent one, chunked, which a client reads as the
+            # start of the next answer), and the connection closed, as the
+            # client would otherwise wait on it for the final answer.
+            bodiless = True
+            channel.persistent = False
+            raw[b"Connection"] = [b"close"]
         if not bodiless:
             raw[b"Content-Length"] = [b"%d" % len(body)]
             if body and b"Content-Type" not in raw and self.defaultContentType is not None:

@@ -30,9 +30,12 @@ log = Logger(namespace="houweb")
 #: tells is mostly which published bugs to try); a handler may replace it.
 SERVER = "houweb"
 _NO_BODY = frozenset({204, 304})
-_SKIPPED = frozenset({"content-length", "transfer-encoding"})
-#: The same two, as twisted.web spells them on the wire.
-_SKIPPED_RAW = frozenset({b"Content-Length", b"Transfer-Encoding"})
+#: Headers houweb writes itself: the framing, and Connection (whether the
+#: connection stays open is the server's to say, as it decided; a handler's
+#: ``Connection: close`` closes it, see :func:`_close_after`).
+_SKIPPED = frozenset({"content-length", "transfer-encoding", "connection"})
+#: The same three, as twisted.web spells them on the wire.
+_SKIPPED_RAW = frozenset({b"Content-Length", b"Transfer-Encoding", b"Connection"})
 #: Request headers that only make sense for a plain 200 answer.
 _CONDITIONAL = (b"range", b"if-range", b"if-modified-since", b"if-none-match")
 
@@ -200,6 +203,8 @@ def _start(request: Any, response: Response) -> None:
     for name, value in response.headerLines():
         lower = name.lower()
         if lower in _SKIPPED:
+            if lower == "connection" and _asks_to_close(value):
+                _close_after(request)
             continue
         raw_name, raw_value = name.encode("latin-1"), value.encode("utf-8")
         if lower in set_here:
@@ -230,17 +235,18 @@ def _write_at_once(request: Any, response: Response) -> bool:
     """
     Send a complete in-memory answer in one go (``HouwebRequest.houweb_answer``):
     the status line, headers and body built as bytes without twisted.web's
-    per-header calls, the same bytes it would have sent. Not for a 1xx
-    (twisted.web would send it chunked) or a chunked answer.
+    per-header calls, the same bytes it would have sent. Not for a chunked
+    answer. A 1xx goes this way too: twisted.web would send it chunked, a
+    body where none may be (see ``houweb_answer``).
 
     :returns: whether it was sent; if not, nothing was changed.
     """
     status = response.status()
     answer = getattr(request, "houweb_answer", None)
-    if status < 200 or answer is None:
+    if answer is None:
         return False
     headers, chunked = raw_headers(response)
-    if chunked:
+    if chunked and status >= 200:
         return False
     return bool(answer(status, _reason(status), headers, response.body()))
 
@@ -258,7 +264,8 @@ def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
         refuses a name that is not a token), values UTF-8 with CR and LF
         replaced as twisted.web does (``_sanitizeLinearWhitespace``), the
         repeats of a name in one list, in the order first set;
-        Content-Length and Transfer-Encoding left out (houweb frames the body);
+        Content-Length and Transfer-Encoding left out (houweb frames the body),
+        Connection too unless it asks to close (then ``close``, alone);
         and whether the answer is chunked (``Response.isChunked``, found
         on the way rather than by another pass over the headers).
     """
@@ -269,6 +276,8 @@ def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
         if raw_name in _SKIPPED_RAW:
             if raw_name == b"Transfer-Encoding":
                 chunked = value.strip().lower() == "chunked"
+            elif raw_name == b"Connection" and _asks_to_close(value):
+                headers[raw_name] = [b"close"]  # houweb_answer closes the connection after
             continue
         raw_value = value.encode("utf-8")
         if b"\r" in raw_value or b"\n" in raw_value:
@@ -279,6 +288,18 @@ def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
         else:
             values.append(raw_value)
     return headers, chunked
+
+
+def _asks_to_close(value: str) -> bool:
+    """:returns: whether a handler's Connection header value has the ``close`` option."""
+    return "close" in (option.strip().lower() for option in value.split(","))
+
+
+def _close_after(request: Any) -> None:
+    """Close ``request``'s connection once it is answered, and say so (``Connection: close``)."""
+    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+    if request.channel is not None:
+        request.channel.persistent = False
 
 
 def raw_response(response: Response, close: bool = True) -> bytes:

@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 Body = Union[str, bytes, bytearray]
 PathLike = Union[str, "os.PathLike[str]"]
 
-_CTL = re.compile(r"[\r\n]")
-_COOKIE_OCTETS = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+#: What a header value cannot hold: the control characters but HTAB (RFC 9110
+#: 5.5). CR and LF would split the answer; NUL, VT, DEL... make it one that
+#: strict clients (and browsers) refuse.
+_CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Matched whole (``fullmatch``: a ``$`` would also match before a final newline).
+_COOKIE_OCTETS = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAME_SITE = ("Strict", "Lax", "None", None)
 
 
@@ -186,10 +190,10 @@ def _encode_body(data: object) -> bytes:
 
 def _checked_header(name: str, value: object) -> tuple[str, str]:
     text = str(value)
-    if not isinstance(name, str) or not _TOKEN.match(name):
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}")
     if _CTL.search(text):
-        raise ValueError(f"header {name} must not contain CR or LF")
+        raise ValueError(f"header {name} must not contain control characters (CR, LF, NUL...)")
     return name, text
 
 
@@ -204,9 +208,9 @@ def _cookie(
     http_only: bool,
     same_site: str | None,
 ) -> str:
-    if not _TOKEN.match(name):
+    if not _TOKEN.fullmatch(name):
         raise ValueError(f"invalid cookie name {name!r}")
-    if not _COOKIE_OCTETS.match(value):
+    if not _COOKIE_OCTETS.fullmatch(value):
         raise ValueError(f"cookie value {value!r} has characters a cookie cannot hold")
     if same_site not in _SAME_SITE:
         raise ValueError("same_site must be 'Strict', 'Lax', 'None' or None")

@@ -14,6 +14,7 @@ import houweb
 
 from .support import connect_raw, raw_request, sleep, ws_connect
 from .test_dispatch import until
+from .test_response_writes import _responses
 
 
 def scope_app(seen: list[Any]) -> Any:
@@ -394,6 +395,11 @@ async def test_a_request_whose_client_left_during_a_slow_startup_never_runs(serv
     [
         {"status": "200", "headers": []},
         {"status": 200, "headers": [("content-type", "text/plain")]},  # str, not bytes
+        # a name that is not a token: the connection was cut, nothing sent
+        {"status": 200, "headers": [(b"set-cookie", b"s=1"), (b"bad name", b"x")]},
+        # a control character: an answer no strict client (nor browser) parses
+        {"status": 200, "headers": [(b"x-note", b"a\x00b")]},
+        {"status": 200, "headers": [(b"x-note", b"a\rb")]},
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -410,6 +416,7 @@ async def test_a_bad_response_start_gets_a_500_not_a_cut_connection(serve, start
         port, b"GET /bad HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 500 ") and b"never" not in reply
+    assert b"s=1" not in reply and b"x-note" not in reply.lower()
 
 
 @pytest_twisted.ensureDeferred
@@ -665,3 +672,42 @@ async def test_a_django_asgi_app_beside_houweb_handlers(serve, client):
     assert json.loads(posted.body) == {"size": 150_000}
     assert (await client.get(port, "/dj/missing/")).status == 404
     assert (await client.get(port, "/hello")).text == "houweb"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_that_does_not_match_its_content_length_never_desyncs_the_connection(serve):
+    # An app declaring Content-Length: 2 and sending "hello" had the extra
+    # "llo" read by the client as the start of the next answer on the
+    # connection; one sending less left the client waiting. The connection
+    # is now cut before such bytes go out; a bad declared length is a 500.
+    def app_for(length: bytes, pieces: list[bytes]) -> Any:
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return
+            headers = [(b"content-length", length), (b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for index, piece in enumerate(pieces):
+                more = index < len(pieces) - 1
+                await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+        return app
+
+    houweb.registerASGIApp(app_for(b"2", [b"hello"]), "/long")
+    houweb.registerASGIApp(app_for(b"10", [b"hel", b"lo"]), "/short")
+    houweb.registerASGIApp(app_for(b"5", [b"hel", b"lo"]), "/right")
+    houweb.registerASGIApp(app_for(b"x5", [b"hello"]), "/bad")
+    port = (await serve()).port_numbers()[0]
+    second = b"GET /right HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    for path in (b"/long", b"/short"):
+        reply = await raw_request(
+            port, b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n" + second
+        )
+        assert b"llo" not in reply and b"HTTP/1.1 200" not in reply[1:], reply
+    right = await raw_request(
+        port, second + second.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    )
+    assert [answer[2] for answer in _responses(right, ["GET", "GET"])] == [b"hello", b"hello"]
+    bad = await raw_request(
+        port, b"GET /bad HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert bad.startswith(b"HTTP/1.1 500 ") and b"hello" not in bad

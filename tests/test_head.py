@@ -289,7 +289,8 @@ def test_a_head_not_yet_whole_is_left_to_the_line_reader():
 
 @pytest.mark.parametrize(
     "payload, whole",
-    [(payload, True) for payload in PLAIN.values()] + [(payload, False) for payload in LEFT.values()],
+    [(payload, True) for payload in PLAIN.values()]
+    + [(payload, False) for payload in LEFT.values()],
     ids=[f"read whole: {name}" for name in PLAIN] + [f"line by line: {name}" for name in LEFT],
 )
 @pytest_twisted.ensureDeferred

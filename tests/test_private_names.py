@@ -20,6 +20,16 @@ from twisted.logger import globalLogBeginner
 from twisted.protocols import basic
 from twisted.web import http, http_headers, server
 
+
+def _connected_channel() -> http.HTTPChannel:
+    """:returns: an HTTPChannel on a transport (some attributes are set on connection)."""
+    from twisted.internet.testing import StringTransport
+
+    channel = http.HTTPChannel()
+    channel.makeConnection(StringTransport())
+    return channel
+
+
 #: (what owns it, how houweb reaches it, the attribute, where houweb uses it and why).
 PRIVATE_NAMES = [
     (
@@ -27,6 +37,30 @@ PRIVATE_NAMES = [
         http.HTTPChannel,
         "_respondToBadRequestAndDisconnect",
         "houweb/_channel.py overrides it to answer a malformed request in houweb's error style",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel(),
+        "_waitingForTransport",
+        "houweb/_channel.py (requestDone): whether the transport's buffer is full, to hold the next pipelined request",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel(),
+        "_dataBuffer",
+        "houweb/_channel.py (requestDone): the pipelined bytes read while a request was answered, held while the transport is full",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        _connected_channel(),
+        "_networkProducer",
+        "houweb/_channel.py (requestDone): the socket reader, paused while pipelined requests are held",
+    ),
+    (
+        "twisted.web.http.HTTPChannel",
+        http.HTTPChannel(),
+        "_savedTimeOut",
+        "houweb/_channel.py (requestDone): the idle timeout, suspended while pipelined requests are held (the drain timer rules then)",
     ),
     (
         "twisted.web.http_headers",

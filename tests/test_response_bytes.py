@@ -9,6 +9,7 @@ strict client (h11); and a header cannot split the response.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from typing import Any
 
@@ -235,3 +236,206 @@ async def test_a_header_value_with_a_line_break_cannot_split_the_response(serve)
     assert all(b"x-injected" not in headers for _, headers, _ in answers)
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 2  # the forged one is inside a header line
     assert answers[0][1][b"x-note"] == b"a X-Injected: 1  HTTP/1.1 200 OK Content-Length: 6  forged"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_control_character_in_a_header_is_refused_when_set_not_sent(serve):
+    # NUL, VT, DEL... in a value (a Content-Type too) made an answer no strict
+    # client could parse; a name with a trailing newline passed the token
+    # check ("$" matches before it) and failed only when the answer was
+    # written. Each is refused by setHeader, whose caller then gets the error.
+    refused: list[str] = []
+
+    def attempt(name: str, value: str) -> None:
+        try:
+            houweb.Response("x", content_type="text/plain").setHeader(name, value)
+        except ValueError as exc:
+            refused.append(str(exc))
+
+    for name, value in [
+        ("X-A", "a\x00b"),
+        ("X-A", "a\x0bb"),
+        ("X-A", "a\x7fb"),
+        ("Content-Type", "text/plain\x00"),
+        ("X-A\n", "v"),
+    ]:
+        attempt(name, value)
+    assert len(refused) == 5, refused
+    assert "control character" in refused[0] and "invalid header name" in refused[-1]
+    cookie = houweb.Response("x")
+    for name, value in [("sid\n", "v"), ("sid", "v\n")]:
+        try:
+            cookie.setCookie(name, value)
+        except ValueError as exc:
+            refused.append(str(exc))
+    assert "invalid cookie name" in refused[5] and "cannot hold" in refused[6]
+
+    @houweb.urlHandler("/tab")
+    def tab(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("t", content_type="text/plain")
+        response.setHeader("X-Tab", "a\tb é")  # HTAB and text past ASCII are fine
+        return response
+
+    @houweb.urlHandler("/nul")
+    def nul(request: houweb.Request) -> houweb.Response:
+        return houweb.Response("n", content_type="text/plain\x00")
+
+    port = (await serve()).port_numbers()[0]
+    data = await raw_request(
+        port,
+        b"GET /tab HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /nul HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    answers = _responses(data, ["GET", "GET"])
+    assert answers[0][1][b"x-tab"] == "a\tb é".encode() and answers[0][2] == b"t"
+    assert answers[1][0] == 500 and b"\x00" not in data
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelined_requests_wait_while_their_client_does_not_read(serve):
+    # 60 requests of 40 bytes for a 1 MB answer, sent at once by a client
+    # that does not read: twisted.web parsed and answered each as soon as
+    # the one before was finished, queueing every answer in memory (60 MB).
+    # Now the next request waits for the transport to drain; once the
+    # client reads, every answer arrives, in order.
+    calls: list[int] = []
+    body = b"x" * 1_000_000
+
+    @houweb.urlHandler("/large")
+    def large(request: houweb.Request) -> houweb.Response:
+        calls.append(len(calls))
+        return houweb.Response(body + str(len(calls)).encode(), content_type="text/plain")
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    count = 60
+    payload = b"GET /large HTTP/1.1\r\nHost: localhost\r\n\r\n" * (count - 1)
+    payload += b"GET /large HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(payload)
+    await until(lambda: len(server.site.houweb_connections) == 1)
+    [channel] = server.site.houweb_connections
+    await until(lambda: channel._waitingForTransport and not channel.requests)
+    transport = channel.transport
+    buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    # (the kernel's socket buffers take a few answers before the transport's fills)
+    assert buffered < 3 * len(body) and len(calls) < count // 2, (buffered, len(calls))
+
+    def read_all() -> bytes:
+        connection.settimeout(30)
+        chunks = []
+        while chunk := connection.recv(1 << 20):
+            chunks.append(chunk)
+        connection.close()
+        return b"".join(chunks)
+
+    data = await threads.deferToThread(read_all)
+    answers = _responses(data, ["GET"] * count)
+    assert [answer[2][-3:].lstrip(b"x") for answer in answers] == [
+        str(n).encode() for n in range(1, count + 1)
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_whether_the_connection_stays_open_is_the_servers_and_what_it_says(
+    serve, monkeypatch, tmp_path
+):
+    # A handler's Connection header replaced the server's: "keep-alive" on a
+    # connection the server then closed (the client asked to close, HTTP/1.0,
+    # shutdown) told the client to send its next request on it; "close" on
+    # one the server kept open. Now only "close" is taken from a handler, and
+    # the server then closes; the same on both write paths, files included.
+    document = tmp_path / "page.txt"
+    document.write_bytes(b"page")
+
+    @houweb.urlHandler("/stay")
+    def stay(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("stay", content_type="text/plain")
+        response.setHeader("Connection", "keep-alive")
+        return response
+
+    @houweb.urlHandler("/leave")
+    def leave(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("leave", content_type="text/plain")
+        response.setHeader("connection", "Upgrade, Close")
+        return response
+
+    @houweb.urlHandler("/leave-file")
+    def leave_file(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response(str(document), content_type="text/plain", is_file_name=True)
+        response.setHeader("Connection", "close")
+        return response
+
+    exchanges = [
+        b"GET /stay HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"GET /stay HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        b"GET /leave HTTP/1.1\r\nHost: localhost\r\n\r\nGET /stay HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /leave-file HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /stay HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ]
+    results = []
+    for direct in (True, False):
+        if not direct:
+            monkeypatch.setattr(_render, "_write_at_once", lambda request, response: False)
+        port = (await serve()).port_numbers()[0]
+        results.append([_normalised(await raw_request(port, payload)) for payload in exchanges])
+    assert results[0] == results[1]
+    closed, old, left, left_file = results[0]
+    assert closed.count(b"\r\nConnection: close\r\n") == 1 and b"keep-alive" not in closed
+    assert b"Connection:" not in old and b"keep-alive" not in old
+    for data, body in ((left, b"leave"), (left_file, b"page")):
+        # answered, said so, closed: the request behind it is not read
+        [(status, headers, received)] = _responses(data, ["GET", "GET"])
+        assert (status, received, headers[b"connection"]) == (200, body, b"close")
+        assert data.count(b"HTTP/1.1 200 OK") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_1xx_answer_has_no_body_and_closes_its_connection(serve):
+    # Response allows 100..599 and "no body is sent for 1xx": twisted.web
+    # sent a 1xx chunked, whose "0\r\n\r\n" a client reads as the start of
+    # the next answer. It goes without a body, and the connection closes
+    # (a client that got a 1xx still waits for a final answer).
+    @houweb.urlHandler("/early")
+    def early(request: houweb.Request) -> houweb.Response:
+        response = houweb.Response("ignored", 103, content_type="text/plain")
+        response.addHeader("Link", "</style.css>; rel=preload")
+        return response
+
+    port = (await serve()).port_numbers()[0]
+    data = await raw_request(
+        port,
+        b"GET /early HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /early HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 103 Early Hints\r\n") and rest == b"", data
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_in_progress_at_shutdown_says_the_connection_closes(serve):
+    # stopWhenIdle with a request in flight closed the connection after its
+    # answer without the answer saying so: a client would send its next
+    # request on it, to have it dropped. The answer now carries
+    # "Connection: close", on both write paths.
+    entered: list[str] = []
+    release = threading.Event()
+
+    @houweb.urlHandler("/slow")
+    def slow(request: houweb.Request) -> houweb.Response:
+        entered.append(request.path())
+        release.wait(10)
+        return houweb.Response("done", content_type="text/plain")
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    sent = defer.ensureDeferred(raw_request(port, b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+    await until(lambda: len(entered) == 1)
+    for channel in server.site.houweb_connections:
+        channel.stopWhenIdle()
+    reactor.callLater(0, release.set)
+    data = await sent
+    [(status, headers, body)] = _responses(data, ["GET"])
+    assert (status, body, headers.get(b"connection")) == (200, b"done", b"close")

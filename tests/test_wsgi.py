@@ -13,7 +13,8 @@ import pytest_twisted
 
 import houweb
 
-from .support import connect_raw
+from .support import connect_raw, raw_request
+from .test_response_writes import _responses
 from .test_uploads import until
 
 
@@ -155,3 +156,36 @@ async def test_a_wsgi_app_reads_its_body_after_the_client_left(serve, size):
     # Before: ValueError: read of closed file.
     assert not isinstance(got[0], Exception), got[0]
     assert got == [data]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wsgi_answer_that_would_break_the_connection_is_refused_before_it_goes_out(serve):
+    # A body longer than its declared Content-Length had the extra bytes read
+    # by the client as the start of the next answer; a header name that is
+    # not a token cut the connection with nothing sent; a NUL in a value made
+    # an answer strict clients refuse. Each is now a 500 (or, once part of
+    # the body is out, a closed connection); a right answer goes on as before.
+    def app_for(headers: list[tuple[str, str]], pieces: list[bytes]) -> Any:
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            start_response("200 OK", headers)
+            return pieces
+
+        return app
+
+    houweb.registerWSGIApp(app_for([("Content-Length", "2")], [b"hello"]), "/long")
+    houweb.registerWSGIApp(app_for([("Content-Length", "9")], [b"hel", b"lo"]), "/short")
+    houweb.registerWSGIApp(app_for([("Set-Cookie", "s=1"), ("bad name", "x")], [b"b"]), "/name")
+    houweb.registerWSGIApp(app_for([("X-Note", "a\x00b")], [b"n"]), "/nul")
+    houweb.registerWSGIApp(app_for([("Content-Length", "5")], [b"hel", b"lo"]), "/right")
+    port = (await serve()).port_numbers()[0]
+    last = b"GET /right HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    for path in (b"/long", b"/name", b"/nul"):
+        data = await raw_request(
+            port, b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n" + last
+        )
+        answers = _responses(data, ["GET", "GET"])
+        assert [(status, body) for status, _, body in answers] == [(500, b""), (200, b"hello")]
+        assert b"s=1" not in data and b"\x00" not in data
+    short = await raw_request(port, b"GET /short HTTP/1.1\r\nHost: localhost\r\n\r\n" + last)
+    # cut short: closed after what was sent, the request behind it not answered
+    assert short.endswith(b"\r\n\r\nhello") and short.count(b"HTTP/1.1 ") == 1, short
