@@ -51,7 +51,7 @@ def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> 
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
         the same JSON, as UTF-8 pieces of about :data:`PIECE_BYTES` (one
         piece for a value that neither is nor holds a large list, tuple or
-        dict with ``str`` keys, or a long string; see :func:`_opens`). A value another thread changes meanwhile gives the
+        dict, or a long string; see :func:`_opens`). A value another thread changes meanwhile gives the
         JSON of what each container held when its turn came (not an error,
         nor broken JSON).
     :raises: what ``json.dumps`` raises for the same value.
@@ -137,9 +137,8 @@ class _Pieces:
 
 def _large(value: object) -> bool:
     """
-    :returns: whether ``value`` is a container worth encoding in groups
-        (a dict's keys are looked at once its items are taken, in
-        :func:`_add`).
+    :returns: whether ``value`` is a container worth encoding in groups,
+        or a string worth encoding in parts.
     """
     kind = type(value)
     if kind in (list, tuple, dict):
@@ -219,13 +218,9 @@ def _add(
     # Each container is taken (copied) in one C call before anything else
     # is done with it: between pieces another thread may change it, which
     # it could not during json.dumps; iterating over it here could fail
-    # ("changed size during iteration"), or see a key added after it was
-    # checked to be a str.
+    # ("changed size during iteration").
     if type(value) is dict:
         items = list(value.items())
-        if not all(type(key) is str for key, _ in items):
-            pieces.add(encode(dict(items)))  # json.dumps's own key conversion
-            return
     else:
         items = list(value)  # type: ignore[call-overload]
     # The items of a large container are only checked for being large
@@ -249,7 +244,7 @@ def _add(
             for index, (key, item) in enumerate(group):
                 if index:
                     pieces.add(", ")
-                pieces.add(encode(key) + ": ")
+                pieces.add(_key_text(key, encode) + ": ")
                 _add(item, pieces, encode, opened, depth + 1)
         pieces.add("}")
     else:
@@ -269,3 +264,15 @@ def _add(
                 _add(item, pieces, encode, opened, depth + 1)
         pieces.add("]")
     opened.discard(id(value))
+
+
+def _key_text(key: object, encode: Callable[[object], str]) -> str:
+    """
+    :returns: the JSON text of the dict key ``key``, as ``json.dumps``
+        converts it (an int, float, bool or None key becomes a string).
+    :raises: what ``json.dumps`` raises for such a key (a ``TypeError``
+        for a tuple).
+    """
+    if type(key) is str:
+        return encode(key)
+    return encode({key: None})[1:-7]  # '{"1": null}' -> '"1"'

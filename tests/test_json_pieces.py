@@ -316,3 +316,38 @@ def test_a_group_is_sized_by_how_long_the_last_one_took(monkeypatch, per_item, t
     assert b"".join(pieces.close()) == json.dumps(value).encode()
     assert sizes[0] == _json_pieces.FIRST_GROUP
     assert all(0.9 * then <= size <= then for size in sizes[1:-1]), sizes  # float rounding
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {i: {"id": i, "tags": ["a"]} for i in range(3000)},  # {id: record}
+        {i * 0.5: [i] for i in range(10_000)},
+        {True: ROWS, None: 1, 2.5: ROWS, 7: "x", "s": ROWS},  # each key json.dumps converts
+        [{i: i for i in range(300)}] * 20,
+    ],
+)
+def test_a_large_dict_with_keys_json_converts_is_encoded_in_pieces(value):
+    # Such a dict (ids as int keys) was encoded whole: one json.dumps call
+    # and one piece for all of it.
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert len(encoded) > 1
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {str(i): i for i in range(300)} | {(1, 2): 3},
+        {"a": ROWS, (1, 2): ROWS},
+        {1: ROWS, float("nan"): 1},
+        {1.5: 1, **{str(i): i for i in range(300)}, "x": object()},
+    ],
+)
+def test_a_dict_key_json_refuses_raises_what_json_dumps_raises(value):
+    with pytest.raises(Exception) as expected:
+        reference(value)
+    with pytest.raises(type(expected.value)) as raised:
+        pieces(value)
+    assert str(raised.value) == str(expected.value)
