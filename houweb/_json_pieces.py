@@ -209,8 +209,8 @@ def _add(
         # those past U+FFFF as a surrogate pair): the parts' texts, joined,
         # are the whole string's.
         pieces.add('"')
-        for start in range(0, len(value), STRING_PART):  # type: ignore[arg-type]
-            pieces.add(encode(value[start : start + STRING_PART])[1:-1])  # type: ignore[index]
+        for start in range(0, len(value), STRING_PART):
+            pieces.add(encode(value[start : start + STRING_PART])[1:-1])
         pieces.add('"')
         return
     if id(value) in opened:
