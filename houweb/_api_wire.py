@@ -166,6 +166,9 @@ def _json_text(result: object, name: str) -> list[bytes]:
         return _json_pieces.encode(result, allow_nan=False, default=_refuse)
     except _Unencodable as exc:
         reason = f"object of type {exc.args[0]}"
+    except TypeError as exc:
+        # JSON's own: a dict key of another type than str, int, float, bool or None.
+        reason = str(exc)
     except RecursionError:
         reason = "it is nested too deeply"
     except ValueError as exc:

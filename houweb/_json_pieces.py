@@ -7,9 +7,9 @@ cannot run at all, even though the encoding happens in a pool thread.
 :func:`encode` gives the same JSON, as UTF-8 bytes in pieces of about
 :data:`PIECE_BYTES` (never joined into one 10 MB text, nor encoded from one:
 each of those is one C call holding the GIL for milliseconds). It encodes a
-large list or dict in groups of items, one ``json.dumps`` call each, and
-between the groups it lets a thread waiting for the GIL (the reactor) run;
-see :class:`_Pieces`.
+large list or dict in groups of items, one ``json.dumps`` call each (sized
+by how long the last group took), and a long string in parts; between them
+it lets a thread waiting for the GIL (the reactor) run; see :class:`_Pieces`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import json
 import time
 from typing import Any, Callable
 
-#: Items of a list or dict encoded in one ``json.dumps`` call; a container
-#: holding fewer is encoded whole. About a quarter of a millisecond of work
-#: for items of a few dozen bytes.
+#: Items of a list or dict encoded in one ``json.dumps`` call at most; a
+#: container holding fewer is encoded whole. About a quarter of a
+#: millisecond of work for items of a few dozen bytes.
 GROUP = 256
 #: How deep large containers are opened (a container below is encoded whole).
 MAX_DEPTH = 4
@@ -31,6 +31,19 @@ PIECE_BYTES = 64 * 1024
 #: Seconds of encoding after which the encoding thread lets a thread
 #: waiting for the GIL take it (see :meth:`_Pieces.let_others_run`).
 YIELD_EVERY = 0.0005
+#: Seconds of work one ``json.dumps`` call of a group is sized for: the
+#: number of items in a group follows how long the last group took (items
+#: of a few kilobytes each, or slow to encode such as floats, make smaller
+#: groups), from :data:`FIRST_GROUP` items up to :data:`GROUP`.
+GROUP_SECONDS = 0.0002
+FIRST_GROUP = 16
+#: A string longer than this many characters is encoded a part at a time
+#: (one ``json.dumps`` call of a 10 MB string holds the GIL for tens of
+#: milliseconds), :data:`STRING_PART` characters per call: at most 12
+#: bytes of JSON each, so a part never makes a piece much larger than
+#: :data:`PIECE_BYTES`.
+LONG_STRING = 16 * 1024
+STRING_PART = 4096
 
 
 def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> list[bytes]:
@@ -38,7 +51,7 @@ def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> 
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
         the same JSON, as UTF-8 pieces of about :data:`PIECE_BYTES` (one
         piece for a value that neither is nor holds a large list, tuple or
-        dict with ``str`` keys; see :func:`_opens`). A value another thread changes meanwhile gives the
+        dict, or a long string; see :func:`_opens`). A value another thread changes meanwhile gives the
         JSON of what each container held when its turn came (not an error,
         nor broken JSON).
     :raises: what ``json.dumps`` raises for the same value.
@@ -74,6 +87,23 @@ class _Pieces:
         self._texts: list[str] = []
         self._size = 0
         self._ran_since = time.perf_counter()
+        #: Items in the next group (see :meth:`encode_group`).
+        self.group = FIRST_GROUP
+
+    def encode_group(self, encode: Callable[[object], str], group: Any, count: int) -> str:
+        """
+        :returns: ``encode(group)``, a group of ``count`` items; the next
+            group is sized from how long this one took, for about
+            :data:`GROUP_SECONDS` of work (at most :data:`GROUP` items).
+        """
+        started = time.perf_counter()
+        text = encode(group)
+        took = time.perf_counter() - started
+        if took > 0:
+            self.group = max(1, min(GROUP, int(count * GROUP_SECONDS / took)))
+        else:
+            self.group = GROUP
+        return text
 
     def add(self, text: str) -> None:
         """
@@ -107,45 +137,58 @@ class _Pieces:
 
 def _large(value: object) -> bool:
     """
-    :returns: whether ``value`` is a container worth encoding in groups
-        (a dict's keys are looked at once its items are taken, in
-        :func:`_add`).
+    :returns: whether ``value`` is a container worth encoding in groups,
+        or a string worth encoding in parts.
     """
-    if type(value) in (list, tuple, dict):
+    kind = type(value)
+    if kind in (list, tuple, dict):
         return len(value) > GROUP  # type: ignore[arg-type]
-    return False
+    return kind is str and len(value) > LONG_STRING  # type: ignore[arg-type]
 
 
-#: Containers looked into at most, below a small one, for a large one (past
-#: that, the value is big enough to be opened anyway).
-LOOK_AHEAD = 1024
+#: Items looked at most, below a small container, for a large container or
+#: a long string (past that, the value is big enough to be opened anyway:
+#: 1024 small containers of 256 floats each, encoded in one call, would
+#: hold the GIL for tens of milliseconds).
+LOOK_AHEAD = 4096
 
 
 def _opens(value: object, depth: int) -> bool:
     """
     :returns: whether ``value``, at ``depth``, is encoded a piece at a time:
-        a large container (see :func:`_large`), or a small one holding one
-        within :data:`MAX_DEPTH` levels, such as the list in
-        ``{"rows": [...], "count": 132000}``, looked for through at most
-        :data:`LOOK_AHEAD` small containers. Items of a large container are
+        a long string or a large container (see :func:`_large`), or a
+        small container holding one within :data:`MAX_DEPTH` levels, such
+        as the list in ``{"rows": [...], "count": 132000}``, looked for
+        through at most :data:`LOOK_AHEAD` items (more than that in small
+        containers is opened too). Items of a large container are
         only checked for being large themselves (:func:`_add`), not looked
         into: that would cost a look at every item.
     """
-    if depth >= MAX_DEPTH or type(value) not in (list, tuple, dict):
+    kind = type(value)
+    if kind is str:
+        return len(value) > LONG_STRING  # type: ignore[arg-type]
+    if depth >= MAX_DEPTH or kind not in (list, tuple, dict):
         return False
     return _large(value) or _holds_large(value, depth, [LOOK_AHEAD])
 
 
 def _holds_large(value: Any, depth: int, budget: list[int]) -> bool:
-    """:returns: whether the small container ``value`` holds one :func:`_opens` opens."""
-    if depth + 1 >= MAX_DEPTH:
-        return False
+    """
+    :returns: whether the small container ``value`` holds one :func:`_opens`
+        opens, or a long string, or more items than ``budget`` has left.
+    """
     # Taken in one C call: another thread may be changing it.
     items = list(value.values()) if type(value) is dict else list(value)
+    budget[0] -= len(items)
+    if budget[0] < 0:
+        return True
     for item in items:
-        if type(item) in (list, tuple, dict):
-            budget[0] -= 1
-            if budget[0] < 0 or _large(item) or _holds_large(item, depth + 1, budget):
+        kind = type(item)
+        if kind is str:
+            if len(item) > LONG_STRING:
+                return True
+        elif kind in (list, tuple, dict) and depth + 1 < MAX_DEPTH:
+            if _large(item) or _holds_large(item, depth + 1, budget):
                 return True
     return False
 
@@ -161,18 +204,23 @@ def _add(
     if not _opens(value, depth):
         pieces.add(encode(value))
         return
+    if type(value) is str:
+        # JSON escapes each character on its own (non-ASCII ones as \\uXXXX,
+        # those past U+FFFF as a surrogate pair): the parts' texts, joined,
+        # are the whole string's.
+        pieces.add('"')
+        for start in range(0, len(value), STRING_PART):
+            pieces.add(encode(value[start : start + STRING_PART])[1:-1])
+        pieces.add('"')
+        return
     if id(value) in opened:
         raise ValueError("Circular reference detected")  # json.dumps's message
     # Each container is taken (copied) in one C call before anything else
     # is done with it: between pieces another thread may change it, which
     # it could not during json.dumps; iterating over it here could fail
-    # ("changed size during iteration"), or see a key added after it was
-    # checked to be a str.
+    # ("changed size during iteration").
     if type(value) is dict:
         items = list(value.items())
-        if not all(type(key) is str for key, _ in items):
-            pieces.add(encode(dict(items)))  # json.dumps's own key conversion
-            return
     else:
         items = list(value)  # type: ignore[call-overload]
     # The items of a large container are only checked for being large
@@ -184,27 +232,31 @@ def _add(
     opened.add(id(value))
     if type(value) is dict:
         pieces.add("{")
-        for start in range(0, len(items), GROUP):
+        start = 0
+        while start < len(items):
             if start:
                 pieces.add(", ")
-            group = items[start : start + GROUP]
+            group = items[start : start + pieces.group]
+            start += len(group)
             if not any(worth_opening(item) for _, item in group):
-                pieces.add(encode(dict(group))[1:-1])
+                pieces.add(pieces.encode_group(encode, dict(group), len(group))[1:-1])
                 continue
             for index, (key, item) in enumerate(group):
                 if index:
                     pieces.add(", ")
-                pieces.add(encode(key) + ": ")
+                pieces.add(_key_text(key, encode) + ": ")
                 _add(item, pieces, encode, opened, depth + 1)
         pieces.add("}")
     else:
         pieces.add("[")
-        for start in range(0, len(items), GROUP):
+        start = 0
+        while start < len(items):
             if start:
                 pieces.add(", ")
-            group = items[start : start + GROUP]
+            group = items[start : start + pieces.group]
+            start += len(group)
             if not any(worth_opening(item) for item in group):
-                pieces.add(encode(group)[1:-1])
+                pieces.add(pieces.encode_group(encode, group, len(group))[1:-1])
                 continue
             for index, item in enumerate(group):
                 if index:
@@ -212,3 +264,15 @@ def _add(
                 _add(item, pieces, encode, opened, depth + 1)
         pieces.add("]")
     opened.discard(id(value))
+
+
+def _key_text(key: object, encode: Callable[[object], str]) -> str:
+    """
+    :returns: the JSON text of the dict key ``key``, as ``json.dumps``
+        converts it (an int, float, bool or None key becomes a string).
+    :raises: what ``json.dumps`` raises for such a key (a ``TypeError``
+        for a tuple).
+    """
+    if type(key) is str:
+        return encode(key)
+    return encode({key: None})[1:-7]  # '{"1": null}' -> '"1"'

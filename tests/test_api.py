@@ -480,18 +480,30 @@ async def test_an_exception_in_debug_mode_gives_its_message_and_traceback(serve,
 
 @pytest_twisted.ensureDeferred
 async def test_unencodable_results_are_500_naming_the_reason_and_the_server_goes_on(serve, client):
-    values = iter([{1, 2}, float("nan"), [1, {"x": float("-inf")}], "fine"])
+    values = iter(
+        [
+            {1, 2},
+            float("nan"),
+            [1, {"x": float("-inf")}],
+            {(1, 2): 3},
+            {"rows": [{"id": i} for i in range(300)], (1,): 2},  # encoded in pieces
+            "fine",
+        ]
+    )
 
     @houweb.apiFunction("geo")
     def f(request):
         return next(values)
 
     port = await main_port(serve)
-    errors = [error_of(await call(client, port, "geo.f")) for _ in range(3)]
+    errors = [error_of(await call(client, port, "geo.f")) for _ in range(5)]
+    keys = "keys must be str, int, float, bool or None, not tuple"
     assert errors == [
         "result of geo.f is not JSON serializable: object of type set",
         "result of geo.f is not JSON serializable: out of range float value nan",
         "result of geo.f is not JSON serializable: out of range float value -inf",
+        f"result of geo.f is not JSON serializable: {keys}",
+        f"result of geo.f is not JSON serializable: {keys}",
     ]
     assert (await call(client, port, "geo.f")).body == b'"fine"'
 

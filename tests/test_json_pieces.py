@@ -251,3 +251,103 @@ def test_a_dict_changed_by_another_thread_while_encoded_still_gives_json():
         text = encode_mutated_at(value, mutate, call)
         assert text in (before, reference(value)), call
         json.loads(text)
+
+
+#: Longer than LONG_STRING, with what JSON escapes (non-ASCII, a character
+#: past U+FFFF, a lone surrogate, and a surrogate pair of two code points
+#: straddling a part's end).
+LONG = (
+    "a" * (_json_pieces.STRING_PART - 1)
+    + "\ud83d\ude00"
+    + "é\u2028\U0001f600\ud800\"\\\n" * 5_000
+    + "z" * 200_000
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        LONG,
+        {"image": LONG, "width": 1},  # a base64 image in a small dict
+        [LONG, 1, LONG],
+        [LONG[:20_000]] * 300,  # a large list of long strings
+        {"rows": [{"text": LONG}], "count": 1},
+        {str(i): LONG[:20_000] for i in range(300)},
+    ],
+)
+def test_a_long_string_is_encoded_a_part_at_a_time(value):
+    # json.dumps of one 10 MB string is one C call holding the GIL for tens
+    # of milliseconds (and one 10 MB piece): a long string is encoded in
+    # parts, none giving more than about a piece of JSON.
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+def test_small_containers_holding_many_items_in_all_are_encoded_in_pieces():
+    # 200 lists of 4 lists of 200 floats: fewer than a thousand small
+    # containers, but 160,000 floats (tens of milliseconds in one call).
+    value = [[[i + 0.5] * 200] * 4 for i in range(200)]
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+@pytest.mark.parametrize("per_item, then", [(0.001, 1), (0.000001, 200)])
+def test_a_group_is_sized_by_how_long_the_last_one_took(monkeypatch, per_item, then):
+    # Items of a few kilobytes, or slow to encode (floats), would make a
+    # group of GROUP items one call of many milliseconds: the next group is
+    # sized for GROUP_SECONDS of work. The clock is faked: per_item seconds
+    # per item encoded.
+    now = [0.0]
+    monkeypatch.setattr(_json_pieces.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(_json_pieces.time, "sleep", lambda seconds: None)
+    sizes: list[int] = []
+
+    def encode(value: Any) -> str:
+        if isinstance(value, list):
+            sizes.append(len(value))
+            now[0] += per_item * len(value)
+        return json.dumps(value)
+
+    value = [[i, 1.5] for i in range(2000)]
+    pieces = _json_pieces._Pieces()
+    _json_pieces._add(value, pieces, encode, set(), 0)
+    assert b"".join(pieces.close()) == json.dumps(value).encode()
+    assert sizes[0] == _json_pieces.FIRST_GROUP
+    assert all(0.9 * then <= size <= then for size in sizes[1:-1]), sizes  # float rounding
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {i: {"id": i, "tags": ["a"]} for i in range(3000)},  # {id: record}
+        {i * 0.5: [i] for i in range(10_000)},
+        {True: ROWS, None: 1, 2.5: ROWS, 7: "x", "s": ROWS},  # each key json.dumps converts
+        [{i: i for i in range(300)}] * 20,
+    ],
+)
+def test_a_large_dict_with_keys_json_converts_is_encoded_in_pieces(value):
+    # Such a dict (ids as int keys) was encoded whole: one json.dumps call
+    # and one piece for all of it.
+    encoded = _json_pieces.encode(value, allow_nan=False, default=_api_wire._refuse)
+    assert b"".join(encoded) == reference(value).encode()
+    assert len(encoded) > 1
+    assert max(len(piece) for piece in encoded) < 2 * _json_pieces.PIECE_BYTES
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {str(i): i for i in range(300)} | {(1, 2): 3},
+        {"a": ROWS, (1, 2): ROWS},
+        {1: ROWS, float("nan"): 1},
+        {1.5: 1, **{str(i): i for i in range(300)}, "x": object()},
+    ],
+)
+def test_a_dict_key_json_refuses_raises_what_json_dumps_raises(value):
+    with pytest.raises(Exception) as expected:
+        reference(value)
+    with pytest.raises(type(expected.value)) as raised:
+        pieces(value)
+    assert str(raised.value) == str(expected.value)
