@@ -259,7 +259,7 @@ def test_a_dict_changed_by_another_thread_while_encoded_still_gives_json():
 LONG = (
     "a" * (_json_pieces.STRING_PART - 1)
     + "\ud83d\ude00"
-    + "é\u2028\U0001f600\ud800\"\\\n" * 5_000
+    + 'é\u2028\U0001f600\ud800"\\\n' * 5_000
     + "z" * 200_000
 )
 
