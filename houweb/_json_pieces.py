@@ -230,39 +230,27 @@ def _add(
         _large if len(items) > GROUP else functools.partial(_opens, depth=depth + 1)
     )
     opened.add(id(value))
-    if type(value) is dict:
-        pieces.add("{")
-        start = 0
-        while start < len(items):
-            if start:
+    is_dict = type(value) is dict
+    pieces.add("{" if is_dict else "[")
+    start = 0
+    while start < len(items):
+        if start:
+            pieces.add(", ")
+        group = items[start : start + pieces.group]
+        start += len(group)
+        values = [item for _, item in group] if is_dict else group
+        if not any(worth_opening(item) for item in values):
+            whole = dict(group) if is_dict else group
+            pieces.add(pieces.encode_group(encode, whole, len(group))[1:-1])
+            continue
+        for index, entry in enumerate(group):
+            if index:
                 pieces.add(", ")
-            group = items[start : start + pieces.group]
-            start += len(group)
-            if not any(worth_opening(item) for _, item in group):
-                pieces.add(pieces.encode_group(encode, dict(group), len(group))[1:-1])
-                continue
-            for index, (key, item) in enumerate(group):
-                if index:
-                    pieces.add(", ")
+            if is_dict:
+                key, entry = entry
                 pieces.add(_key_text(key, encode) + ": ")
-                _add(item, pieces, encode, opened, depth + 1)
-        pieces.add("}")
-    else:
-        pieces.add("[")
-        start = 0
-        while start < len(items):
-            if start:
-                pieces.add(", ")
-            group = items[start : start + pieces.group]
-            start += len(group)
-            if not any(worth_opening(item) for item in group):
-                pieces.add(pieces.encode_group(encode, group, len(group))[1:-1])
-                continue
-            for index, item in enumerate(group):
-                if index:
-                    pieces.add(", ")
-                _add(item, pieces, encode, opened, depth + 1)
-        pieces.add("]")
+            _add(entry, pieces, encode, opened, depth + 1)
+    pieces.add("}" if is_dict else "]")
     opened.discard(id(value))
 
 
