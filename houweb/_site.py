@@ -276,11 +276,24 @@ class _Router:
     def _broken_and_finish(
         self, failure: Failure, web_request: HouwebRequest, request: Request
     ) -> None:
-        """The target could not answer: log, answer 500 and finish (``broken`` on Klein's way)."""
-        log.failure("houweb: could not answer {request}", failure, request=request)
-        if not (web_request.finished or web_request._disconnected):
-            self.send(web_request, request, errorResponse(request, "Internal server error"))
+        """The target could not answer: log, answer 500 and finish."""
+        if self._answer_failed(failure, web_request, request):
             _finish_open(None, web_request)
+
+    def _answer_failed(
+        self, failure: Failure, web_request: HouwebRequest, request: Request, gone: bool = False
+    ) -> bool:
+        """
+        Log that the target could not answer, and answer 500 unless the
+        client is ``gone`` (or left, or was answered).
+
+        :returns: whether the 500 was sent.
+        """
+        log.failure("houweb: could not answer {request}", failure, request=request)
+        if gone or web_request.finished or web_request._disconnected:
+            return False
+        self.send(web_request, request, errorResponse(request, "Internal server error"))
+        return True
 
     def send(
         self, web_request: HouwebRequest, request: Request, response: Response
@@ -322,9 +335,7 @@ class _Router:
                 written.addCallback(lambda _: None if outer.called else outer.callback(None))
 
         def broken(failure: Failure) -> None:
-            log.failure("houweb: could not answer {request}", failure, request=request)
-            if not (outer.called or web_request.finished or web_request._disconnected):
-                self.send(web_request, request, errorResponse(request, "Internal server error"))
+            if self._answer_failed(failure, web_request, request, gone=outer.called):
                 outer.callback(None)
 
         answer.addCallback(deliver).addErrback(broken)
