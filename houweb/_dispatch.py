@@ -54,6 +54,7 @@ def call_user_code(
     reactor: Any,
     pool: HandlerPool,
     on_start: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> Deferred[Any]:
     """
     Call ``function(*args, **kwargs)``: in ``pool`` when it is a plain
@@ -62,22 +63,42 @@ def call_user_code(
     :param on_start: called when ``function`` really starts: in the pool
         thread that takes the call (not when it is queued), or at once for
         ``async def``.
+    :param on_end: called on the reactor thread when the call is done,
+        before the returned Deferred fires.
     """
     if is_async(function):
         if on_start is not None:
             on_start()
-        return maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
-    if on_start is None:
+        running = maybeDeferred(lambda: run_coroutine(function(*args, **kwargs), reactor))
+        if on_end is not None:
+            running.addBoth(_after, on_end)
+        return running
+    if on_start is None and on_end is None:
         return deferToThreadPool(reactor, pool, function, *args, **kwargs)  # type: ignore[arg-type]
     # As deferToThreadPool, with the start noted by the pool as it takes the
-    # call: shutdown, stopping the pool first, then knows every call started.
+    # call (shutdown, stopping the pool first, then knows every call started)
+    # and the end by the same call from the pool thread that fires the
+    # Deferred (one callback less per request than an addBoth).
     d: Deferred[Any] = Deferred()
 
-    def on_result(ok: bool, result: Any) -> None:
-        reactor.callFromThread(d.callback if ok else d.errback, result)
+    def settle(ok: bool, result: Any) -> None:
+        if on_end is not None:
+            on_end()
+        if ok:
+            d.callback(result)
+        else:
+            d.errback(result)
 
-    pool.call_starting(on_start, on_result, function, *args, **kwargs)
+    pool.call_starting(
+        on_start, functools.partial(reactor.callFromThread, settle), function, *args, **kwargs
+    )
     return d
+
+
+def _after(result: object, on_end: Callable[[], None]) -> object:
+    """Call ``on_end``, passing ``result`` on (an ``addBoth`` callback)."""
+    on_end()
+    return result
 
 
 class RunningCall:
@@ -111,7 +132,7 @@ class RunningCalls:
     """
 
     def __init__(self) -> None:
-        self._calls: dict[Deferred[Any], RunningCall] = {}
+        self._calls: set[RunningCall] = set()
 
     def call(
         self,
@@ -130,43 +151,23 @@ class RunningCalls:
         :param subject: the function called, or what names it in the log.
         """
         record = RunningCall(subject, request)
-        if is_async(function):
-            running = call_user_code(function, args, kwargs, reactor, pool, on_start=record.start)
-            self._calls[running] = record
-            running.addBoth(self._done, running)
-            return running
-        # A plain function: as call_user_code, with the record forgotten by
-        # the same call from the pool thread that fires the Deferred (one
-        # callback less per request than addBoth).
-        done: Deferred[Any] = Deferred()
-        self._calls[done] = record
-        pool.call_starting(
-            record.start,
-            functools.partial(reactor.callFromThread, self._settle, done),
+        self._calls.add(record)
+        return call_user_code(
             function,
-            *args,
-            **kwargs,
+            args,
+            kwargs,
+            reactor,
+            pool,
+            on_start=record.start,
+            on_end=functools.partial(self._calls.discard, record),
         )
-        return done
-
-    def _done(self, result: object, running: Deferred[Any]) -> object:
-        del self._calls[running]
-        return result
-
-    def _settle(self, done: Deferred[Any], ok: bool, result: Any) -> None:
-        """On the reactor: the call in the pool returned ``result`` (or raised, a Failure)."""
-        del self._calls[done]
-        if ok:
-            done.callback(result)
-        else:
-            done.errback(result)
 
     def __len__(self) -> int:
         return len(self._calls)
 
     def snapshot(self) -> list[RunningCall]:
         """:returns: the calls that started and still run, longest running first."""
-        started = [call for call in list(self._calls.values()) if call.started is not None]
+        started = [call for call in list(self._calls) if call.started is not None]
         return sorted(started, key=lambda call: call.started or 0.0)
 
 

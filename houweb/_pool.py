@@ -103,15 +103,15 @@ class HandlerPool:
 
     def call_starting(
         self,
-        on_start: Callable[[], None],
+        on_start: Callable[[], None] | None,
         onResult: Callable[[bool, Any], object],
         func: Callable[..., Any],
         *args: Any,
         **kw: Any,
     ) -> None:
         """
-        :meth:`callInThreadWithCallback`, calling ``on_start()`` in the pool
-        thread that takes the call, before :meth:`stop` could drop it: after
+        :meth:`callInThreadWithCallback`, calling ``on_start()`` (if given) in
+        the pool thread that takes the call, before :meth:`stop` could drop it: after
         ``stop()``, a call has either started (``on_start`` called) or never
         runs.
         """
