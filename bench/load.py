@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .procs import Cores
 
@@ -21,13 +22,22 @@ _ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), ti
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One wrk run: requests per second and latency percentiles (ms)."""
+    """
+    One wrk run: requests per second and latency percentiles (ms), and how
+    busy wrk itself was: on a 2-CPU machine a load generator with one CPU can
+    be the limit (1 MiB responses), and then req/s says how fast wrk is.
+    """
 
     rps: float
     p50: float
     p99: float
     errors: int
     requests: int = 0
+    #: wrk's CPU time over the run's wall time and its threads: 1.0 is all
+    #: of its CPUs, the run measured the client as much as the server.
+    client_busy: float = 0.0
+    #: wrk's CPU seconds per request it completed.
+    client_cpu_per_request: float = 0.0
 
 
 def wrk_script(endpoint: str) -> str | None:
@@ -52,10 +62,24 @@ def run_wrk(
     ]
     if script:
         command += ["-s", script]
+    before = _children_cpu()
     output = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
-    return parse_wrk(output)
+    cpu = _children_cpu() - before
+    result = parse_wrk(output)
+    duration = max(1, round(seconds))
+    return replace(
+        result,
+        client_busy=cpu / (duration * min(threads, connections)),
+        client_cpu_per_request=cpu / max(1, result.requests),
+    )
+
+
+def _children_cpu() -> float:
+    """:returns: the user and system CPU seconds of this process's waited-for children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse_wrk(output: str) -> LoadResult:
