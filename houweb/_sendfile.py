@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket as _socket
 from typing import Any
 
 from twisted.internet import tcp
@@ -36,6 +37,18 @@ _UNSUPPORTED = frozenset(
 #: Bytes sent in one reactor turn at most before letting other connections
 #: run: more than the socket buffer takes, so a turn ends when it is full.
 TURN_BYTES = 4 * 1024 * 1024
+
+#: While a file larger than this is sent, the socket takes at most this many
+#: bytes not yet sent (``TCP_NOTSENT_LOWAT``). Without it the socket queues
+#: megabytes beyond what the client's window lets out, and the kernel sends
+#: them later, in the processing of the client's ACKs: on loopback, inside
+#: the client's own reads. Measured with wrk and 1 MiB files (pinned, 8 s
+#: runs, 3 rounds): wrk's CPU per response 414-450 -> 214-284 us, server and
+#: wrk together 813-961 -> 582-688 us; the server's own about the same.
+NOTSENT_LOWAT = 64 * 1024
+
+#: The socket option, where the platform has it (Linux, macOS).
+_TCP_NOTSENT_LOWAT: int | None = getattr(_socket, "TCP_NOTSENT_LOWAT", None)
 
 
 def sendfile_producer(request: Any, producer: Any) -> Any:
@@ -85,9 +98,13 @@ class SendfileProducer:
         self._remaining = size
         self._transport = request.channel.transport
         self._paused = False
+        #: The socket's ``TCP_NOTSENT_LOWAT`` before this body, while it is changed.
+        self._lowat_before: int | None = None
 
     def start(self) -> None:
         """Write the status line and headers, and send the body once they are out."""
+        if self._remaining > NOTSENT_LOWAT:
+            self._lowat_before = _set_notsent_lowat(self._transport, NOTSENT_LOWAT)
         self.request.registerProducer(self, True)
         self.request.write(b"")
         self._send()
@@ -104,6 +121,13 @@ class SendfileProducer:
         if self.request is not None:
             self.request = None
             self._file.close()
+            self._restore_lowat()
+
+    def _restore_lowat(self) -> None:
+        """Give the socket back its ``TCP_NOTSENT_LOWAT`` (a keep-alive connection goes on)."""
+        if self._lowat_before is not None:
+            _set_notsent_lowat(self._transport, self._lowat_before)
+            self._lowat_before = None
 
     def _send(self) -> None:
         if self.request is None or self._paused:
@@ -142,6 +166,8 @@ class SendfileProducer:
                 self._when_writable()
                 return
         request = self.request
+        # Before finish(), which may start the next pipelined answer at once.
+        self._restore_lowat()
         request.unregisterProducer()
         request.finish()
         self.stopProducing()
@@ -150,6 +176,7 @@ class SendfileProducer:
         """Send the rest with twisted.web's producer: sendfile refused this file."""
         request, file = self.request, self._file
         self.request = None
+        self._restore_lowat()
         request.unregisterProducer()
         static.SingleRangeStaticProducer(request, file, self._offset, self._remaining).start()
 
@@ -164,3 +191,21 @@ class SendfileProducer:
         waiting = getattr(self.request.channel, "houweb_waiting_to_write", None)
         if waiting is not None:
             waiting()  # a client that never reads is dropped after idle_timeout
+
+
+def _set_notsent_lowat(transport: Any, value: int) -> int | None:
+    """
+    Set ``TCP_NOTSENT_LOWAT`` on ``transport``'s socket.
+
+    :returns: the value it had, or ``None`` where it cannot be set (no such
+        option, or the socket is closed already).
+    """
+    if _TCP_NOTSENT_LOWAT is None:
+        return None
+    try:
+        sock = transport.getHandle()
+        before: int = sock.getsockopt(_socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT)
+        sock.setsockopt(_socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, value)
+    except OSError:
+        return None
+    return before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from twisted.web import static
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 import houweb
-from houweb._sendfile import SendfileProducer, sendfile_producer
+from houweb._sendfile import NOTSENT_LOWAT, SendfileProducer, sendfile_producer
 
 from .support import connect_raw, raw_request, sleep
 from .test_render import until_gone
@@ -277,3 +278,41 @@ async def test_shutdown_waits_for_a_file_being_sent_to_a_slow_reader(
     await stopped
     assert head.startswith(b"HTTP/1.1 200 OK") and body == bytes(64 * 1024 * 1024)
     assert sendfile_calls
+
+
+@pytest.fixture
+def lowat_at_sendfile(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The socket's ``TCP_NOTSENT_LOWAT`` at every ``os.sendfile`` call during the test."""
+    seen: list[int] = []
+    real = os.sendfile
+
+    def spy(out: int, source: int, offset: int, count: int) -> int:
+        with socket.socket(fileno=os.dup(out)) as sock:
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT))
+        return real(out, source, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", spy)
+    return seen
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
+@pytest_twisted.ensureDeferred
+async def test_a_large_file_is_sent_with_a_low_unsent_mark_that_is_undone_after_it(
+    serve, tmp_path, big_file, lowat_at_sendfile
+):
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"s" * 1000)
+    houweb.registerStaticFilesDirectory(tmp_path, "/static")
+    port = (await serve()).port_numbers()[0]
+    raw = await connect_raw(port)
+    # One connection: the large file, then a small one on the same socket.
+    raw.transport.write(
+        b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /static/small.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    received = await raw.done
+    assert received.count(b"HTTP/1.1 200 OK") == 2
+    assert big_file.read_bytes() in received and received.endswith(b"s" * 1000)
+    # Every sendfile of the large file saw the mark; the small file's the socket's own (0).
+    assert set(lowat_at_sendfile[:-1]) == {NOTSENT_LOWAT}
+    assert lowat_at_sendfile[-1] == 0
