@@ -316,3 +316,51 @@ async def test_a_large_file_is_sent_with_a_low_unsent_mark_that_is_undone_after_
     # Every sendfile of the large file saw the mark; the small file's the socket's own (0).
     assert set(lowat_at_sendfile[:-1]) == {NOTSENT_LOWAT}
     assert lowat_at_sendfile[-1] == 0
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
+@pytest_twisted.ensureDeferred
+async def test_the_unsent_mark_is_undone_when_sendfile_is_refused_midway(
+    serve, tmp_path, big_file, monkeypatch
+):
+    seen: list[tuple[int, int]] = []  # (size of the file sent, the mark) at every call
+    real = os.sendfile
+
+    def refusing_the_big_file_midway(out: int, source: int, offset: int, count: int) -> int:
+        size = os.fstat(source).st_size
+        with socket.socket(fileno=os.dup(out)) as sock:
+            seen.append((size, sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)))
+        if size == SIZE and offset >= 100_000:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(out, source, offset, min(count, 100_000 - offset) if size == SIZE else count)
+
+    monkeypatch.setattr(os, "sendfile", refusing_the_big_file_midway)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"s" * 1000)
+    houweb.registerStaticFilesDirectory(tmp_path, "/static")
+    port = (await serve()).port_numbers()[0]
+    received = await raw_request(
+        port,
+        b"GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /static/small.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    head, rest = split(received)
+    assert head.startswith(b"HTTP/1.1 200 OK") and rest[:SIZE] == big_file.read_bytes()
+    assert rest[SIZE:].endswith(b"\r\n\r\n" + b"s" * 1000)
+    # The large file's calls saw the mark (the last one was refused); the
+    # small file after it, sent on the same socket, the socket's own value.
+    assert {mark for size, mark in seen if size == SIZE} == {NOTSENT_LOWAT}
+    assert seen[-1] == (1000, 0)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT")
+@pytest_twisted.ensureDeferred
+async def test_without_the_unsent_mark_option_a_large_file_is_sent_as_before(
+    serve, client, big_file, lowat_at_sendfile, monkeypatch
+):
+    # A platform without TCP_NOTSENT_LOWAT: the socket is left as it is.
+    monkeypatch.setattr("houweb._sendfile._TCP_NOTSENT_LOWAT", None)
+    port = await serve_file(serve, big_file)
+    reply = await client.get(port, "/f")
+    assert reply.status == 200 and reply.body == big_file.read_bytes()
+    assert lowat_at_sendfile and set(lowat_at_sendfile) == {0}
