@@ -272,7 +272,7 @@ class HouwebChannel(http.HTTPChannel):
         transport: Any = self.transport
         if transport is None or transport.disconnecting:
             return
-        if self._houweb_held is not None or (self._handlingRequest and self._dataBuffer):
+        if self._houweb_held is not None or self._dataBuffer:
             return  # pipelined requests read and not parsed yet
         if any(request._houweb_arrived for request in self.requests):
             return  # answered first (requestDone calls back)

@@ -6,6 +6,7 @@ input (``shutdown(SHUT_WR)``, as ``nc -N`` does), and read the answers.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 
 import pytest_twisted
@@ -16,6 +17,7 @@ import houweb
 
 from .support import connect_raw
 from .test_dispatch import until
+from .test_tls import self_signed
 from .test_websocket import disconnects, open_raw, recorder, settled
 
 
@@ -183,4 +185,60 @@ async def test_a_client_gone_entirely_at_the_end_of_input_is_let_go_once_answere
     release.set()
     await until(lambda: not server.site.houweb_connections and server.site.in_flight() == 0)
     assert (await client.get(port, "/nothing")).status == 404
+    assert [e for e in logged if e.get("log_level") in (LogLevel.error, LogLevel.critical)] == []
+
+
+def _tls_send_and_half_close(
+    port: int, payload: bytes, cert: str, half_close: bool = True
+) -> bytes:
+    """
+    As :func:`_send_and_half_close`, over TLS: the TCP sending side is shut,
+    without close_notify (unless ``half_close`` is false: the server closes).
+    """
+    context = ssl.create_default_context(cafile=cert)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(payload)
+            if half_close:
+                socket.socket.shutdown(sock, socket.SHUT_WR)
+            chunks = []
+            for _ in range(10_000):
+                try:
+                    chunk = sock.recv(65536)
+                except (ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tls_client_that_half_closes_is_let_go_and_the_server_goes_on(
+    serve, tmp_path, logged
+):
+    # Twisted's TLS layer takes the end of the TCP input for a lost
+    # connection (houweb's channel is not asked): the connection closes
+    # cleanly and the server serves the next TLS client.
+    started, gate = threading.Event(), threading.Event()
+
+    @houweb.urlHandler("/slow", ports=[-1])
+    def slow(request):
+        started.set()
+        gate.wait(10)
+        return houweb.Response("late")
+
+    houweb.urlHandler("/s", ports=[-1])(lambda request: houweb.Response("secure"))
+    key, cert = self_signed(tmp_path)
+    server = await serve(listen=[f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
+    tls_port = server.port_numbers()[1]
+    reply = threads.deferToThread(_tls_send_and_half_close, tls_port, GET % b"slow", cert)
+    await until(started.is_set)
+    await reply
+    await until(lambda: not server.site.houweb_connections)
+    gate.set()
+    await until(lambda: server.site.in_flight() == 0 and len(server.context.running) == 0)
+    close_get = b"GET /s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    again = await threads.deferToThread(_tls_send_and_half_close, tls_port, close_get, cert, False)
+    assert answers(again) == [b"secure"]
     assert [e for e in logged if e.get("log_level") in (LogLevel.error, LogLevel.critical)] == []
