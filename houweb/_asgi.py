@@ -292,6 +292,8 @@ class _HTTPCycle:
         self._left: asyncio.Future[None] = loop.create_future()
         self._window = SendWindow(loop)
         web_request.notifyFinish().addBoth(self._ended)
+        # The app hears of a client's end of input as of its leaving (http.disconnect).
+        web_request.houweb_leaves_at_end_of_input = True
 
     def attach(self, call: Call) -> Deferred[Response]:
         """

@@ -15,7 +15,7 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union, cast
 
-from twisted.internet import tcp
+from twisted.internet import error, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, ITransport
 from twisted.internet.protocol import connectionDone
@@ -246,8 +246,12 @@ class HouwebChannel(http.HTTPChannel):
         lost connection and answered nothing.
 
         A client that closed its socket entirely sends the same end of input:
-        that is known only once its answer is written (its kernel then resets
-        the connection, which :meth:`connectionLost` cleans up as before).
+        for a plain handler, which runs to its end anyway, that is known only
+        once its answer is written (its kernel then resets the connection,
+        which :meth:`connectionLost` cleans up as before). A request served by
+        a mounted ASGI app, which can act on it, takes the end of input for
+        the client leaving, as before (and as uvicorn does): the app gets
+        ``http.disconnect`` at once.
         A WebSocket connection closes, as it did (the protocol sees it lost).
         Under TLS, Twisted's TLS layer never asks this: it loses the
         connection as before.
@@ -255,6 +259,13 @@ class HouwebChannel(http.HTTPChannel):
         self.houweb_input_ended = True
         if self.houweb_upgraded is not None:
             self.houweb_transport().loseConnection()
+            return
+        if any(request.houweb_leaves_at_end_of_input for request in self.requests):
+            # An ASGI app is told the client left (http.disconnect) at the end
+            # of input, as uvicorn tells it: the connection is lost now, as
+            # twisted.web would have it.
+            transport: Any = self.transport
+            transport.connectionLost(Failure(error.ConnectionDone()))
             return
         self._close_if_answered()
 
@@ -717,6 +728,10 @@ class HouwebRequest(server.Request):
     houweb_target_type: type | None
     #: The ASGI cycle started before the body arrived (``_asgi``).
     houweb_asgi_cycle: object
+    #: The end of the client's input is taken for the client leaving (an
+    #: ASGI app's request: the app is told ``http.disconnect``), not for a
+    #: half close to answer (see ``HouwebChannel.readConnectionLost``).
+    houweb_leaves_at_end_of_input = False
 
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
     houweb_form: tuple[dict[str, list[str]], dict[str, UploadedFile]] | None = None
