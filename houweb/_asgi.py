@@ -41,6 +41,7 @@ from . import _registry
 from ._coroutines import event_loop
 from ._dispatch import describe
 from ._registry import PREFIX, Match, Ports, check_handler_path
+from ._render import _asks_to_close, _close_after
 from ._response import Response, errorResponse
 from ._site import Call, ServerContext
 from ._target import Answer
@@ -291,6 +292,8 @@ class _HTTPCycle:
         self._left: asyncio.Future[None] = loop.create_future()
         self._window = SendWindow(loop)
         web_request.notifyFinish().addBoth(self._ended)
+        # The app hears of a client's end of input as of its leaving (http.disconnect).
+        web_request.houweb_leaves_at_end_of_input = True
 
     def attach(self, call: Call) -> Deferred[Response]:
         """
@@ -423,6 +426,11 @@ class _HTTPCycle:
                 self._declared = declared
             self.web_request.setResponseCode(status)
             for name, value in headers:
+                if name.lower() == b"connection":
+                    # The server's to say, once: the app's "close" is honoured.
+                    if _asks_to_close(value.decode("latin-1")):
+                        _close_after(self.web_request)
+                    continue
                 self.web_request.responseHeaders.addRawHeader(name, value)
         elif kind == "http.response.body":
             if self._started is None:

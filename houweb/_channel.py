@@ -15,9 +15,9 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union, cast
 
-from twisted.internet import tcp
+from twisted.internet import error, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IDelayedCall, ITransport
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, ITransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http_headers import Headers, _nameEncoder
 from twisted.web.iweb import INonQueuedRequestFactory
+from zope.interface import implementer
 
 from ._body import RequestBody
 from ._head import LENGTH_DIGITS, Head, split_head
@@ -172,8 +173,13 @@ class ChannelSite(Protocol):
     ) -> bytes: ...
 
 
+@implementer(IHalfCloseableProtocol)
 class HouwebChannel(http.HTTPChannel):
-    """An HTTP/1.1 channel that can refuse a request before reading its body."""
+    """
+    An HTTP/1.1 channel that can refuse a request before reading its body,
+    and that answers a client that half-closes its side (see
+    :meth:`readConnectionLost`).
+    """
 
     #: Set by the site's buildProtocol.
     site: ChannelSite
@@ -182,6 +188,8 @@ class HouwebChannel(http.HTTPChannel):
 
     houweb_closing = False
     _houweb_rejected = False
+    #: The client sent the end of its input (see :meth:`readConnectionLost`).
+    houweb_input_ended = False
     #: The authority of an absolute-form target, until the headers are in.
     _houweb_authority: bytes | None = None
     #: Aborts the connection if the client takes nothing for idle_timeout.
@@ -228,6 +236,59 @@ class HouwebChannel(http.HTTPChannel):
         super().connectionLost(reason)
         self.site.connection_closed(self)
 
+    def readConnectionLost(self) -> None:
+        """
+        The client sent the end of its input (``shutdown(SHUT_WR)``, as
+        ``nc -N`` and many scripts do) but may still read: the requests it
+        sent whole, pipelined ones included, are answered in order, and then
+        the connection closes; a request cut short (its head or body
+        incomplete) is never run. twisted.web took the end of input for a
+        lost connection and answered nothing.
+
+        A client that closed its socket entirely sends the same end of input:
+        for a plain handler, which runs to its end anyway, that is known only
+        once its answer is written (its kernel then resets the connection,
+        which :meth:`connectionLost` cleans up as before). A request served by
+        a mounted ASGI app, which can act on it, takes the end of input for
+        the client leaving, as before (and as uvicorn does): the app gets
+        ``http.disconnect`` at once.
+        A WebSocket connection closes, as it did (the protocol sees it lost).
+        Under TLS, Twisted's TLS layer never asks this: it loses the
+        connection as before.
+        """
+        self.houweb_input_ended = True
+        if self.houweb_upgraded is not None:
+            self.houweb_transport().loseConnection()
+            return
+        if any(request.houweb_leaves_at_end_of_input for request in self.requests):
+            # An ASGI app is told the client left (http.disconnect) at the end
+            # of input, as uvicorn tells it: the connection is lost now, as
+            # twisted.web would have it.
+            transport: Any = self.transport
+            transport.connectionLost(Failure(error.ConnectionDone()))
+            return
+        self._close_if_answered()
+
+    def writeConnectionLost(self) -> None:
+        """Houweb never half-closes its own side; if it is closed, so is the connection."""
+        self.houweb_transport().loseConnection()
+
+    def _close_if_answered(self) -> None:
+        """
+        After the end of the client's input: close the connection once no
+        request read whole waits for its answer or to be parsed.
+        """
+        if not self.houweb_input_ended or self.houweb_upgraded is not None:
+            return
+        transport: Any = self.transport
+        if transport is None or transport.disconnecting:
+            return
+        if self._houweb_held is not None or self._dataBuffer:
+            return  # pipelined requests read and not parsed yet
+        if any(request._houweb_arrived for request in self.requests):
+            return  # answered first (requestDone calls back)
+        self.loseConnection()
+
     def pauseProducing(self) -> None:
         """The transport's buffer is full: the client must take some within idle_timeout."""
         super().pauseProducing()
@@ -243,6 +304,7 @@ class HouwebChannel(http.HTTPChannel):
             if self._savedTimeOut:
                 self.setTimeout(self._savedTimeOut)
             self.dataReceived(held)
+            self._close_if_answered()
 
     def requestDone(self, request: Any) -> None:
         """
@@ -258,6 +320,7 @@ class HouwebChannel(http.HTTPChannel):
         """
         if not (self.persistent and self._waitingForTransport and self._dataBuffer):
             super().requestDone(request)
+            self._close_if_answered()
             return
         held = b"".join(self._dataBuffer)
         self._dataBuffer = []
@@ -665,6 +728,10 @@ class HouwebRequest(server.Request):
     houweb_target_type: type | None
     #: The ASGI cycle started before the body arrived (``_asgi``).
     houweb_asgi_cycle: object
+    #: The end of the client's input is taken for the client leaving (an
+    #: ASGI app's request: the app is told ``http.disconnect``), not for a
+    #: half close to answer (see ``HouwebChannel.readConnectionLost``).
+    houweb_leaves_at_end_of_input = False
 
     #: ``(post_lists, files)`` of a parsed multipart body, for the snapshot.
     houweb_form: tuple[dict[str, list[str]], dict[str, UploadedFile]] | None = None

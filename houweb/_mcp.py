@@ -11,6 +11,9 @@ tools: ``tools/list`` from the same describer as ``/api/openapi.json``
 schema), ``tools/call`` through the same dispatch as ``/api``
 (:func:`houweb._api.call_function`: pool or reactor, ``arg_types``, result
 encoding; an :class:`~houweb.APIError` or bad arguments become a tool error).
+The answer becomes the tool's result in a pool thread too (joining a pieced
+JSON result, decoding it, base64 for a binary one): nothing on the reactor
+thread grows with the result but the SDK's own framing of its message.
 
 The app is mounted with houweb's ASGI support on every port of the server
 (one of its own paths, as the status page's), so the
@@ -31,11 +34,13 @@ from mcp import types
 from mcp.server.lowlevel import Server as MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
 
 from ._api import call_function, visible_function
 from ._asgi import ASGITarget
 from ._coroutines import event_loop
 from ._describe import Description, describe
+from ._response import Response
 from ._site import Call
 
 if TYPE_CHECKING:
@@ -141,8 +146,25 @@ async def _call_tool(ctx: Any, params: Any) -> types.CallToolResult:
         return _error(f"unknown tool {params.name!r}")
     arguments = dict(params.arguments or {})
     args, kwargs = _split(describe(target), arguments)
-    answer = call_function(call, target, args, kwargs)
-    response = await answer.asFuture(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    response = await call_function(call, target, args, kwargs).asFuture(loop)
+    context = call.context
+    result: Deferred[types.CallToolResult] = deferToThreadPool(
+        context.reactor,
+        context.pool,  # type: ignore[arg-type]
+        _tool_result,
+        response,
+        target.name,
+    )
+    return await result.asFuture(loop)
+
+
+def _tool_result(response: Response, name: str) -> types.CallToolResult:
+    """
+    :returns: the tool's result for ``/api``'s answer ``response``: its text
+        (JSON), a resource (a binary answer, base64) or its error. Run in a
+        pool thread: it joins, decodes and encodes the whole body.
+    """
     body = response.body()
     if response.status() != 200:
         try:
@@ -155,7 +177,7 @@ async def _call_tool(ctx: Any, params: Any) -> types.CallToolResult:
     if media_type == "application/json":
         return types.CallToolResult(content=[types.TextContent(type="text", text=body.decode())])
     blob = types.BlobResourceContents(
-        uri=f"houweb:/api/{target.name}", mime_type=media_type, blob=base64.b64encode(body).decode()
+        uri=f"houweb:/api/{name}", mime_type=media_type, blob=base64.b64encode(body).decode()
     )
     return types.CallToolResult(content=[types.EmbeddedResource(type="resource", resource=blob)])
 

@@ -87,8 +87,8 @@ class HouwebReactor(AsyncioSelectorReactor):
         each (each handler's result comes back this way, some 5 µs of the
         reactor thread per request). This asks the loop to call it directly
         (still thread-safe, waking the loop; before the loop runs, it is
-        called once it does), logging an exception as Twisted's reactor logs
-        one from a timed call.
+        called once it does), logging an exception with its traceback, as
+        an error in a function called from a thread.
         """
         self._houweb_loop.call_soon_threadsafe(_call_logged, f, args, kwargs)
 
@@ -167,11 +167,18 @@ class HouwebReactor(AsyncioSelectorReactor):
 def _call_logged(
     f: Callable[..., Any], args: tuple[object, ...], kwargs: dict[str, object]
 ) -> None:
-    """Call ``f``, logging what it raises as Twisted logs a failed timed call."""
+    """
+    Call ``f``, logging what it raises with its traceback and what ``f`` was
+    (Twisted's own wording, "while handling timed call", named a timer that
+    was none).
+    """
     try:
         f(*args, **kwargs)
     except BaseException:  # noqa: BLE001 - as Twisted's reactor: logged, the loop goes on
-        _twisted_log.failure("while handling timed call")
+        _twisted_log.failure(
+            "Unhandled error in a function called from a thread (callFromThread): {function!r}",
+            function=f,
+        )
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -16,6 +16,7 @@ from twisted.web.wsgi import WSGIResource
 
 from . import _registry
 from ._registry import PREFIX, Ports, check_handler_path
+from ._render import _asks_to_close, _close_after
 from ._response import Response
 from ._site import Call
 from ._target import Answer
@@ -62,13 +63,18 @@ def _answer_wsgi(call: Call, target: WSGITarget) -> Response | Deferred[Response
     segments = [unquote_to_bytes(s) for s in web_request.path[1:].split(b"/")]
     web_request.prepath, web_request.postpath = segments[:mounted], segments[mounted:]
     context = call.context
-    WSGIResource(context.reactor, context.pool, _checked(target.application)).render(web_request)
+
+    def close_after() -> None:
+        context.reactor.callFromThread(_close_after, web_request)
+
+    checked = _checked(target.application, close_after)
+    WSGIResource(context.reactor, context.pool, checked).render(web_request)
     # The WSGI container writes the answer itself; the router forgets this
     # Deferred once the request is finished.
     return Deferred()
 
 
-def _checked(application: WSGIApplication) -> WSGIApplication:
+def _checked(application: WSGIApplication, close_after: Callable[[], None]) -> WSGIApplication:
     """
     ``application`` with its answer checked before twisted.web's WSGI
     container sends it: a header name that is not a token (twisted.web
@@ -78,6 +84,9 @@ def _checked(application: WSGIApplication) -> WSGIApplication:
     than its declared Content-Length (whose extra bytes the client would read
     as the next answer on the connection) or shorter raises once it is
     known, before those bytes go out: twisted.web then closes the connection.
+    The server says ``Connection`` itself, once: the app's is dropped, and
+    one that asks to close calls ``close_after`` (from the app's thread,
+    before its answer is written), which closes the connection after the answer.
     """
 
     def checked_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -99,6 +108,13 @@ def _checked(application: WSGIApplication) -> WSGIApplication:
             code = status.split(" ", 1)[0]
             bodiless = environ.get("REQUEST_METHOD") == "HEAD" or code in ("204", "304")
             declared[0] = int(lengths.pop()) if lengths and not bodiless else None
+            if any(name.lower() == "connection" for name, _ in headers):
+                if any(
+                    name.lower() == "connection" and _asks_to_close(str(value))
+                    for name, value in headers
+                ):
+                    close_after()
+                headers = [(name, value) for name, value in headers if name.lower() != "connection"]
             return start_response(status, headers, *rest)
 
         return _LengthChecked(application(environ, checked_start), declared)

@@ -226,6 +226,8 @@ async def test_a_client_that_leaves_mid_stream_gives_the_app_http_disconnect(ser
     connection = await connect_raw(port)
     connection.transport.write(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(lambda: b"first" in connection.data)
+    # A FIN, as a browser closing the connection sends: an ASGI app takes it
+    # for the client leaving (a plain handler's half-closed client is answered).
     connection.transport.loseConnection()
     await until(lambda: len(events) == 2)
     assert events == ["http.disconnect", "send after disconnect dropped"]

@@ -194,7 +194,8 @@ async def test_client_leaving_mid_handler_is_not_an_error(serve, client, logged)
     raw = await connect_raw(port)
     raw.transport.write(b"GET /leave HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(entered.is_set)
-    raw.transport.loseConnection()
+    # Leaves entirely (a reset): an end of input alone is a half close, answered.
+    raw.transport.abortConnection()
     await raw.done
     await until(lambda: not server.site.houweb_connections)  # the server saw it leave
     release.set()
@@ -251,7 +252,8 @@ async def test_a_file_answer_whose_client_left_mid_handler_is_deleted_not_sent(
     raw = await connect_raw(port)
     raw.transport.write(b"GET /report HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(entered.is_set)
-    raw.transport.loseConnection()
+    # Leaves entirely (a reset): an end of input alone is a half close, answered.
+    raw.transport.abortConnection()
     await raw.done
     await until(lambda: not server.site.houweb_connections)  # the server saw it leave
     release.set()

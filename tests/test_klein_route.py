@@ -6,6 +6,7 @@ target anyway); any other request is still Klein's to answer, as before.
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,9 @@ from werkzeug.routing import Map
 import houweb
 from houweb._site import _klein_app, _Router, klein_routes_here
 
+from .conftest import messages
 from .support import raw_request
+from .test_dispatch import _BrokenTarget
 
 
 class _Bound:
@@ -90,6 +93,31 @@ async def test_a_route_that_raises_gets_a_500_and_the_server_keeps_serving(serve
     assert "a broken request filter" in "".join(
         str(e.get("log_failure", "")) for e in logged if e.get("log_failure") is not None
     )
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["raises", "fails_later"])
+@pytest_twisted.ensureDeferred
+async def test_a_target_that_cannot_answer_on_kleins_way_is_500_logged_and_the_server_goes_on(
+    serve, registry, logged, monkeypatch, later
+):
+    # A path with a newline is Klein's to route (werkzeug matches "/\n" to
+    # the router's branch): the target's failure goes through the router's
+    # Deferred for Klein (_deliver_later), not its own way.
+    from houweb._registry import PREFIX
+
+    registry.add_path(PREFIX, "/", [], _BrokenTarget(later))
+    houweb.urlHandler("/fine")(lambda request: "fine")
+    port = (await serve()).port_numbers()[0]
+    bound = _Bound(monkeypatch)
+    reply = await raw_request(port, _get("/%0A"))
+    assert bound.calls == 1  # Klein routed it
+    assert reply.startswith(b"HTTP/1.1 500 "), reply
+    assert b"Internal server error" in reply
+    failures = [e for e in logged if e.get("log_failure") is not None]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(RuntimeError)
+    assert "could not answer" in messages(failures)
+    failures[0]["log_failure"].cleanFailure()
+    assert (await raw_request(port, _get("/fine"))).endswith(b"\r\n\r\nfine")
 
 
 class _Treq:

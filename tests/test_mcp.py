@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -244,3 +246,45 @@ async def test_a_wildcard_cors_whitelist_without_a_token_is_warned_about(serve, 
     assert len(warnings) == 1 and "MCP tools" in warnings[0] and "set a token" in warnings[0]
     await serve(mcp=True, token=TOKEN)
     assert len([e for e in logged if "CORS whitelist" in e.get("log_format", "")]) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tool_result_is_joined_and_encoded_off_the_reactor_thread(serve):
+    # /api's answer becomes the tool's result (joined, decoded, base64) in a
+    # pool thread: a large result does not hold the reactor meanwhile.
+    reactor_thread = threading.current_thread()
+    read_on: list[threading.Thread] = []
+
+    class Watched(houweb.Response):
+        """An answer that records the thread its body is read on."""
+
+        def body(self) -> bytes:
+            read_on.append(threading.current_thread())
+            return super().body()
+
+    @houweb.apiFunction("big")
+    def text(request):
+        return Watched(json.dumps(["x" * 100] * 1000), content_type="application/json")
+
+    @houweb.apiFunction("big")
+    def blob(request):
+        return Watched(b"\x00\xff" * 5000, content_type="image/png")
+
+    @houweb.apiFunction("big")
+    def pieces(request):
+        return list(range(100_000))  # a pieced JSON answer
+
+    port = (await serve(mcp=True, token=TOKEN)).port_numbers()[0]
+    calls = [["big.text", {}], ["big.blob", {}], ["big.pieces", {}]]
+    client = str(HERE / "apps" / "mcp_client.py")
+    seen = await run_client(
+        [sys.executable, client, f"http://127.0.0.1:{port}/mcp", TOKEN, json.dumps(calls)]
+    )
+    text_result, blob_result, pieces_result = seen["results"]
+    assert json.loads(text_result["content"][0]["text"]) == ["x" * 100] * 1000
+    resource = blob_result["content"][0]["resource"]
+    assert base64.b64decode(resource["blob"]) == b"\x00\xff" * 5000
+    assert resource["mime_type"] == "image/png"
+    assert json.loads(pieces_result["content"][0]["text"]) == list(range(100_000))
+    assert len(read_on) == 2
+    assert reactor_thread not in read_on

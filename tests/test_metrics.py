@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 
 import pytest
@@ -255,7 +256,10 @@ async def test_a_client_that_left_before_its_answer_is_not_counted_as_answered(
     hangup = socket.create_connection(("127.0.0.1", port), timeout=10)
     hangup.sendall(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(entered.is_set)
-    hangup.close()  # the client leaves; once the server saw it go, the handler returns
+    # The client leaves entirely (a reset: an end of input alone is a half
+    # close, answered); once the server saw it go, the handler returns.
+    hangup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    hangup.close()
     await until(lambda: server.site.in_flight() == 0)
     release.set()
     found = await scrape(client, port)

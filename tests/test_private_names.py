@@ -48,7 +48,7 @@ PRIVATE_NAMES = [
         "twisted.web.http.HTTPChannel",
         http.HTTPChannel(),
         "_dataBuffer",
-        "houweb/_channel.py (requestDone): the pipelined bytes read while a request was answered, held while the transport is full",
+        "houweb/_channel.py (requestDone, _close_if_answered): the pipelined bytes read while a request was answered, held while the transport is full, or answered before a half-closed connection closes",
     ),
     (
         "twisted.web.http.HTTPChannel",

@@ -15,6 +15,7 @@ import threading
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.logger import formatEvent
 
 import houweb
 
@@ -262,7 +263,7 @@ async def test_call_from_thread_calls_each_function_without_a_delayed_call(monke
 
 
 @pytest_twisted.ensureDeferred
-async def test_call_from_thread_logs_an_exception_as_twisted_does_and_goes_on(logged):
+async def test_call_from_thread_logs_an_exception_naming_the_thread_call_and_goes_on(logged):
     ran: list[int] = []
 
     def fails() -> None:
@@ -277,7 +278,12 @@ async def test_call_from_thread_logs_an_exception_as_twisted_does_and_goes_on(lo
     failures = [e for e in logged if e.get("log_failure") is not None]
     assert len(failures) == 1
     assert failures[0]["log_failure"].check(ValueError)
-    assert failures[0]["log_format"] == "while handling timed call"
+    assert failures[0]["log_format"].startswith(
+        "Unhandled error in a function called from a thread (callFromThread)"
+    )
+    assert failures[0]["function"] is fails
+    text = formatEvent(failures[0]) + failures[0]["log_failure"].getTraceback()
+    assert "callFromThread" in text and "fails" in text and "boom from a thread's call" in text
     assert failures[0]["log_namespace"] == "twisted.internet.base"
     failures[0]["log_failure"].cleanFailure()
 
