@@ -86,13 +86,14 @@ class Pacer:
 class SmallFirst:
     """
     One server's priority of small requests over large results: it knows
-    how many calls of user code are in progress (its ``in_progress``), and
+    how many calls of user code are running (its ``in_progress``: started,
+    not queued for a pool thread, which a pause would only keep waiting), and
     how many of them are encoding a large result (:meth:`large_result`), so
     that an encoding steps aside only for the others, and two large results
     do not step aside for each other alone.
 
-    :param in_progress: how many calls of user code are in progress on the
-        server (each large result's call among them).
+    :param in_progress: how many calls of user code are running on the
+        server (each large result's call among them): ``RunningCalls.started``.
     :param factor: see :class:`Pacer`.
     :param max_pause: see :class:`Pacer`.
     """

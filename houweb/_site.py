@@ -73,7 +73,7 @@ class ServerContext:
     response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
     #: The calls of user code in progress (named at shutdown if they hang).
     running: RunningCalls = field(default_factory=RunningCalls)
-    #: Large API results step aside for the other calls in progress.
+    #: Large API results step aside for the other calls running.
     small_first: SmallFirst = field(init=False)
     #: The bytes the forms of all requests may hold in memory at once.
     form_memory: MemoryBudget = field(default_factory=MemoryBudget)
@@ -88,7 +88,7 @@ class ServerContext:
     extensions: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.small_first = SmallFirst(self.running.__len__)
+        self.small_first = SmallFirst(self.running.started)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from twisted.internet import defer, reactor
 
 import houweb
 from houweb import _api_wire, _json_pieces
+from houweb._dispatch import RunningCalls
 from houweb._priority import MAX_PAUSE, STEP_ASIDE, Pacer, SmallFirst
 
 #: About 1 MB of JSON: encoded a piece at a time, a few dozen steps.
@@ -246,3 +247,44 @@ async def test_a_large_result_completes_while_small_requests_run_all_along(serve
     assert reply.body == ROWS_JSON.encode()
     assert small_answers and set(small_answers) == {b"small"}
     assert any(seconds > 0 for seconds in pauses.decided)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_result_does_not_step_aside_for_calls_waiting_for_its_thread(
+    serve, client, monkeypatch
+):
+    # One pool thread: a call queued behind the encoding cannot run before
+    # it ends, so pausing for it would only make it wait longer.
+    serve_rows()
+    port = (await serve(max_num_threads=1)).port_numbers()[0]
+    queued = threading.Event()
+    small: list[defer.Deferred[Any]] = []
+    real_call = RunningCalls.call
+
+    def call(self: RunningCalls, *args: Any) -> Any:
+        d = real_call(self, *args)
+        if args[-1].path() == "/small":
+            queued.set()  # counted as in progress, waiting for the one thread
+        return d
+
+    monkeypatch.setattr(RunningCalls, "call", call)
+    decided: list[float] = []
+    real_pause = Pacer.pause
+
+    def pause(pacer: Pacer, worked: float) -> float:
+        if not small:  # the first step: a small request comes meanwhile
+            small.append(None)  # type: ignore[arg-type]
+            reactor.callFromThread(
+                lambda: small.append(defer.ensureDeferred(client.get(port, "/small")))
+            )
+            assert queued.wait(30)  # bounded: fails the test, never hangs it
+            return real_pause(pacer, worked)
+        seconds = real_pause(pacer, worked)
+        decided.append(seconds)
+        return seconds
+
+    monkeypatch.setattr(Pacer, "pause", pause)
+    reply = await call_rows(client, port)
+    assert reply.body == ROWS_JSON.encode()
+    assert (await small[1]).body == b"small"
+    assert decided and all(seconds == 0 for seconds in decided)
