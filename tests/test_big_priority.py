@@ -11,6 +11,7 @@ large result completes byte-exact while small requests run all along.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ import houweb
 from houweb import _api_wire, _json_pieces
 from houweb._dispatch import RunningCalls
 from houweb._priority import MAX_PAUSE, STEP_ASIDE, Pacer, SmallFirst
+
+from .test_dispatch import until
 
 #: About 1 MB of JSON: encoded a piece at a time, a few dozen steps.
 ROWS = [
@@ -288,3 +291,98 @@ async def test_a_large_result_does_not_step_aside_for_calls_waiting_for_its_thre
     assert reply.body == ROWS_JSON.encode()
     assert (await small[1]).body == b"small"
     assert decided and all(seconds == 0 for seconds in decided)
+
+
+def _raw_call_and_leave(port: int, body: bytes) -> None:
+    """Send an /api call and close the connection before the answer (on the reactor: short)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        head = (
+            "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_counts_return_to_zero_after_failures_async_results_and_clients_that_left(
+    serve, client
+):
+    # Large results that fail midway (NaN, a cycle, an unencodable object,
+    # KeyboardInterrupt inside), async ones, clients that leave, all at
+    # once with small requests: once every call is done, nothing is
+    # counted as running or as a large result (no pause forever, no drift).
+    serve_rows()
+    cycle: list[Any] = list(range(300))
+    cycle.append(cycle)
+
+    class Interrupting(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise KeyboardInterrupt  # in the pool thread, midway through the encoding
+
+    @houweb.apiFunction("f")
+    def nan(request: houweb.Request) -> list[Any]:
+        return [*ROWS, float("nan")]
+
+    @houweb.apiFunction("f")
+    def cyclic(request: houweb.Request) -> list[Any]:
+        return [*ROWS, cycle]
+
+    @houweb.apiFunction("f")
+    def odd(request: houweb.Request) -> list[Any]:
+        return [*ROWS, object()]
+
+    @houweb.apiFunction("f")
+    def interrupted(request: houweb.Request) -> list[Any]:
+        return [*ROWS, Interrupting(a=1)]
+
+    @houweb.apiFunction("f")
+    async def arows(request: houweb.Request) -> list[dict[str, Any]]:
+        return ROWS
+
+    server = await serve(max_num_threads=3)
+    port = server.port_numbers()[0]
+    context = server.context
+
+    def call(name: str) -> Any:
+        return client.post(port, "/api", data={"json": json.dumps([f"f.{name}", [], {}])})
+
+    names = ["rows", "nan", "cyclic", "odd", "interrupted", "arows", "rows", "arows"]
+    replies = [defer.ensureDeferred(call(name)) for name in names]
+    smalls = [defer.ensureDeferred(client.get(port, "/small")) for _ in range(5)]
+    for name in ("rows", "arows"):
+        _raw_call_and_leave(port, json.dumps([f"f.{name}", [], {}]).encode())
+    statuses = [(await reply).status for reply in replies]
+    assert statuses == [200, 500, 500, 500, 500, 200, 200, 200]
+    assert [(await small).body for small in smalls] == [b"small"] * 5
+    await until(lambda: len(context.running) == 0)  # the calls of the clients that left
+    assert context.running.started() == 0
+    assert context.small_first._large == 0  # else a large result would never step aside
+    assert not context.small_first.others_in_flight()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_async_functions_large_result_steps_aside_only_for_the_others(
+    serve, client, pauses
+):
+    # Encoded in the pool after the coroutine: counted as a call running,
+    # as a plain function's is, so that the held request counts as other.
+    @houweb.apiFunction("f")
+    async def rows(request: houweb.Request) -> list[dict[str, Any]]:
+        return ROWS
+
+    held = Held()
+    port = (await serve()).port_numbers()[0]
+    alone = await call_rows(client, port)
+    assert alone.body == ROWS_JSON.encode()
+    assert pauses.decided and all(seconds == 0 for seconds in pauses.decided)
+    pauses.decided.clear()
+    holding = defer.ensureDeferred(client.get(port, "/hold"))
+    try:
+        await held.running
+        reply = await call_rows(client, port)
+    finally:
+        held.release.set()
+    assert reply.body == ROWS_JSON.encode()
+    assert (await holding).body == b"released"
+    assert pauses.decided and all(seconds > 0 for seconds in pauses.decided)
