@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -217,7 +216,12 @@ def _answer_in_pool(call: Call, called: _Called) -> Response | _OnReactor:
         return json_error(str(exc), 422)
     if is_async(target.function):
         return _OnReactor(target, bound)
-    return encode_result(_invoke(target, bound), target.name, target.return_binary)
+    return encode_result(
+        _invoke(target, bound),
+        target.name,
+        target.return_binary,
+        call.context.small_first.large_result,
+    )
 
 
 def _then_async(outcome: Response | _OnReactor, call: Call) -> Response | Deferred[Response]:
@@ -232,15 +236,18 @@ def _then_async(outcome: Response | _OnReactor, call: Call) -> Response | Deferr
 
 
 def _encode_in_pool(result: object, call: Call, target: APIFunctionTarget) -> Deferred[Response]:
-    """:returns: the answer for ``result``, encoded in a pool thread."""
-    context = call.context
-    return deferToThreadPool(
-        context.reactor,
-        context.pool,  # type: ignore[arg-type]
+    """
+    :returns: the answer for ``result``, encoded in a pool thread: a call
+        in progress, as the function's was (a large result steps aside for
+        the others, and they for it: see :class:`houweb._priority.SmallFirst`).
+    """
+    return call.run(
         encode_result,
         result,
         target.name,
         target.return_binary,
+        call.context.small_first.large_result,
+        shown_as=target,
     )
 
 

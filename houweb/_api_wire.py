@@ -134,8 +134,14 @@ class ResultError(TypeError):
     """A function's result cannot be sent; the message names its type."""
 
 
-def encode_result(result: object, name: str, return_binary: bool) -> Response:
+def encode_result(
+    result: object, name: str, return_binary: bool, large: _json_pieces.Pacing | None = None
+) -> Response:
     """
+    :param large: how the encoding of a large JSON result lets other
+        threads run (the server's :meth:`~houweb._priority.SmallFirst.large_result`:
+        it steps aside while other requests are in flight); see
+        :func:`houweb._json_pieces.encode`.
     :returns: the 200 answer for ``result``: a Response as is (with
         ``return_binary``, as ``application/octet-stream`` whatever it said,
         so that clients read a ``fileResponse`` as binary), bytes as
@@ -154,16 +160,16 @@ def encode_result(result: object, name: str, return_binary: bool) -> Response:
         raise ResultError(
             f"result of {name} cannot be sent as binary: object of type {type(result).__name__}"
         )
-    pieces = _json_text(result, name)
+    pieces = _json_text(result, name, large)
     if len(pieces) == 1:
         return Response(pieces[0], content_type=JSON_TYPE)
     return PiecedResponse(pieces, content_type=JSON_TYPE)
 
 
-def _json_text(result: object, name: str) -> list[bytes]:
+def _json_text(result: object, name: str, large: _json_pieces.Pacing | None) -> list[bytes]:
     """:returns: the JSON text of ``result``, in UTF-8 pieces. :raises ResultError: if it has none."""
     try:
-        return _json_pieces.encode(result, allow_nan=False, default=_refuse)
+        return _json_pieces.encode(result, allow_nan=False, default=_refuse, large=large)
     except _Unencodable as exc:
         reason = f"object of type {exc.args[0]}"
     except TypeError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -128,11 +129,14 @@ class RunningCalls:
     """
     The calls of user code in progress, so that a shutdown that runs out of
     grace can name the handlers that would not return. Tracking costs one
-    dict insert and one removal per call, both on the reactor thread.
+    set insert and one removal per call, both on the reactor thread, and
+    the count of those that started (see :meth:`started`).
     """
 
     def __init__(self) -> None:
         self._calls: set[RunningCall] = set()
+        self._started = 0
+        self._lock = threading.Lock()
 
     def call(
         self,
@@ -158,12 +162,34 @@ class RunningCalls:
             kwargs,
             reactor,
             pool,
-            on_start=record.start,
-            on_end=functools.partial(self._calls.discard, record),
+            on_start=functools.partial(self._start, record),
+            on_end=functools.partial(self._end, record),
         )
 
+    def _start(self, record: RunningCall) -> None:
+        """``record``'s call begins to run (in the pool thread that takes it)."""
+        record.start()
+        with self._lock:
+            self._started += 1
+
+    def _end(self, record: RunningCall) -> None:
+        """``record``'s call is done (on the reactor thread)."""
+        self._calls.discard(record)
+        if record.started is not None:  # set before the call ran, so before its end
+            with self._lock:
+                self._started -= 1
+
     def __len__(self) -> int:
+        """:returns: how many calls are in progress: queued or running."""
         return len(self._calls)
+
+    def started(self) -> int:
+        """
+        :returns: how many calls are running now (started, not done): not
+            those queued for a pool thread, which cannot run sooner if
+            a running one pauses (see :class:`houweb._priority.SmallFirst`).
+        """
+        return self._started
 
     def snapshot(self) -> list[RunningCall]:
         """:returns: the calls that started and still run, longest running first."""

@@ -10,6 +10,9 @@ each of those is one C call holding the GIL for milliseconds). It encodes a
 large list or dict in groups of items, one ``json.dumps`` call each (sized
 by how long the last group took), and a long string in parts; between them
 it lets a thread waiting for the GIL (the reactor) run; see :class:`_Pieces`.
+How long it lets others run is its caller's choice (``large``): on a server,
+a large result steps aside while other requests are in flight
+(:mod:`houweb._priority`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Callable
+
+#: What :func:`encode` is given to pace a large value's encoding: entered
+#: for the encoding of a value that is encoded a piece at a time (not for a
+#: small one), it gives what to call after each :data:`YIELD_EVERY` seconds
+#: of work to let other threads run (see :meth:`_Pieces.let_others_run`).
+Pacing = Callable[[], AbstractContextManager[Callable[[], None]]]
 
 #: Items of a list or dict encoded in one ``json.dumps`` call at most; a
 #: container holding fewer is encoded whole. About a quarter of a
@@ -46,8 +57,17 @@ LONG_STRING = 16 * 1024
 STRING_PART = 4096
 
 
-def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> list[bytes]:
+def encode(
+    value: object,
+    *,
+    allow_nan: bool,
+    default: Callable[[Any], Any],
+    large: Pacing | None = None,
+) -> list[bytes]:
     """
+    :param large: how a value encoded a piece at a time lets other threads
+        run (see :data:`Pacing`); by default, with ``time.sleep(0)`` (the
+        least that hands the GIL over) every :data:`YIELD_EVERY` seconds.
     :returns: ``json.dumps(value, allow_nan=allow_nan, default=default)``,
         the same JSON, as UTF-8 pieces of about :data:`PIECE_BYTES` (one
         piece for a value that neither is nor holds a large list, tuple or
@@ -59,9 +79,20 @@ def encode(value: object, *, allow_nan: bool, default: Callable[[Any], Any]) -> 
     if not _opens(value, 0):
         return [json.dumps(value, allow_nan=allow_nan, default=default).encode("utf-8")]
     encoder = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
-    pieces = _Pieces()
-    _add(value, pieces, encoder, set(), 0)
-    return pieces.close()
+    with (large or _full_speed)() as step_aside:
+        pieces = _Pieces(step_aside)
+        _add(value, pieces, encoder, set(), 0)
+        return pieces.close()
+
+
+def _sleep_0() -> None:
+    time.sleep(0)
+
+
+@contextmanager
+def _full_speed() -> Iterator[Callable[[], None]]:
+    """The default :data:`Pacing`: ``time.sleep(0)`` every :data:`YIELD_EVERY` seconds."""
+    yield _sleep_0
 
 
 class _Pieces:
@@ -80,9 +111,13 @@ class _Pieces:
     CPU. ``time.sleep(0)`` does: the encoding thread really sleeps (tens of
     microseconds, a timer's slack), and a waiting thread takes the GIL
     meanwhile. Nothing process-wide (``sys.setswitchinterval``) is changed.
+
+    :param step_aside: called every :data:`YIELD_EVERY` seconds of encoding:
+        sleeps for ``0`` seconds (the default) or longer (see :data:`Pacing`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, step_aside: Callable[[], None] = _sleep_0) -> None:
+        self._step_aside = step_aside
         self._done: list[bytes] = []
         self._texts: list[str] = []
         self._size = 0
@@ -121,10 +156,10 @@ class _Pieces:
     def let_others_run(self) -> None:
         """
         After :data:`YIELD_EVERY` seconds of encoding, let a thread waiting
-        for the GIL take it (see the class's docstring).
+        for the GIL take it (see the class's docstring), by stepping aside.
         """
         if time.perf_counter() - self._ran_since >= YIELD_EVERY:
-            time.sleep(0)
+            self._step_aside()
             self._ran_since = time.perf_counter()
 
     def close(self) -> list[bytes]:

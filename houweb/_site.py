@@ -32,6 +32,7 @@ from ._dispatch import RunningCalls, failure_response
 from ._forms import parse_form
 from ._guards import HeaderGuard, OriginPolicy
 from ._pool import HandlerPool
+from ._priority import SmallFirst
 from ._registry import EXACT, Match, Registry, is_api_path
 from ._render import discard, raw_response, write_response
 from ._request import Request
@@ -72,6 +73,8 @@ class ServerContext:
     response_filters: list[Callable[[Request, Response], None]] = field(default_factory=list)
     #: The calls of user code in progress (named at shutdown if they hang).
     running: RunningCalls = field(default_factory=RunningCalls)
+    #: Large API results step aside for the other calls running.
+    small_first: SmallFirst = field(init=False)
     #: The bytes the forms of all requests may hold in memory at once.
     form_memory: MemoryBudget = field(default_factory=MemoryBudget)
     #: Paths houweb itself answers on this server alone, before the
@@ -83,6 +86,9 @@ class ServerContext:
     #: What this server's targets added to it (the ASGI lifespans), by name,
     #: for their requests to find: see :class:`houweb._target.Extension`.
     extensions: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.small_first = SmallFirst(self.running.started)
 
 
 @dataclass
