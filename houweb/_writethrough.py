@@ -37,7 +37,9 @@ def write_now(transport: Any, *pieces: bytes) -> None:
     nothing; what the socket does not take (and everything otherwise)
     through ``transport.writeSequence``.
     An error (``EAGAIN``, a reset) leaves the bytes to the transport, which
-    then finds the error itself and reports it as it always does.
+    then finds the error itself and reports it as it always does; a send
+    that took bytes marks the transport ``houweb_sent`` (a socket holding an
+    error takes none: see ``HouwebReactor._readOrWrite``).
     """
     if not all(pieces):
         pieces = tuple(piece for piece in pieces if piece)
@@ -57,6 +59,9 @@ def write_now(transport: Any, *pieces: bytes) -> None:
             sent = transport.socket.sendmsg(pieces)
         except OSError:
             sent = 0
+        else:
+            # The socket holds no error: the reactor need not ask after a read.
+            transport.houweb_sent = True  # type: ignore[attr-defined]  # houweb's mark
         for index, piece in enumerate(pieces):
             size = len(piece)
             if sent < size:
