@@ -456,3 +456,33 @@ async def test_a_fragment_trickled_in_tiny_reads_is_held_in_about_its_own_size(s
         connection.dataReceived(read)
     await until(lambda: len(receives(events)) == 1)
     assert receives(events) == [("receive", None, payload + b"!")]
+
+
+@pytest.mark.parametrize("opcode", [0x1, 0x2], ids=["text", "binary"])
+@pytest_twisted.ensureDeferred
+async def test_echoes_either_side_of_the_joined_send_size_come_back_as_minimal_frames(
+    serve, opcode
+):
+    # Payloads up to _JOIN_BELOW go out joined to their header in one send,
+    # larger ones as two pieces: each size must reach the client as one
+    # frame with its length minimally encoded, in the order sent.
+    from houweb._websocket import _JOIN_BELOW
+
+    client, events, _ = await opened(serve)
+    sizes = [0, 1, 125, 126, _JOIN_BELOW - 1, _JOIN_BELOW, _JOIN_BELOW + 1, 65535, 65536]
+    payloads = [(b"ab" * 40_000)[:size] for size in sizes]
+    expected = b""
+    for payload in payloads:
+        client.transport.write(frame(opcode, payload))
+        size = len(payload)
+        if size < 126:
+            head = bytes([0x80 | opcode, size])
+        elif size < 0x10000:
+            head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+        expected += head + payload
+    await until(lambda: len(client.data) >= len(expected))
+    assert client.data == expected
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    assert await closed_with(client, events) == 1000
