@@ -21,10 +21,11 @@ import concurrent.futures
 import contextvars
 import inspect
 import struct
+import threading
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -692,8 +693,7 @@ class _Connection(WebSocketServerProtocol):
         """Queue one message for ``receive()``: ``text`` or ``data``, ``size`` bytes."""
         size += _MESSAGE_COST
         self._pending_receive += size
-        self._later(self._run, "receive", text, data)
-        self._later(self._received, size)
+        self._later(self._run, "receive", text, data, size)
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
@@ -801,7 +801,8 @@ class _Connection(WebSocketServerProtocol):
             a concurrent future done when that one is (cancelling it before
             ``action`` ran keeps ``action`` from running).
         """
-        if threadable.isInIOThread():
+        # threadable.isInIOThread(), without its threading.current_thread()
+        if threading.get_ident() == threadable.ioThread:
             waiting = action(*args)
             if waiting is not None:
                 return waiting
@@ -860,14 +861,24 @@ class _Connection(WebSocketServerProtocol):
                 self._draining = True
                 self._drainer = self._loop.create_task(self._drain())
 
-    async def _run(self, name: str, *args: Any) -> None:
+    def _run(self, name: str, *args: Any) -> Awaitable[None] | None:
         """
-        Call the instance's ``name`` callback (``receive`` with its text and
-        bytes); its failure is logged, not passed on.
+        Call the instance's ``name`` callback (``receive`` with its text,
+        bytes and the size :meth:`_received` then counts taken); its
+        failure is logged, not passed on.
+
+        The coroutine's first step runs here, in the task working through
+        the events (:meth:`_drain`): a callback that awaits nothing that
+        waits (an echo's ``send``) ends in it, with no awaitable built.
+
+        :returns: ``None`` once the callback ended, else an awaitable of the
+            rest of it.
         """
+        size = 0
+        rest: Awaitable[Any] | None = None
         try:
             if name == "receive":
-                text_data, bytes_data = args
+                text_data, bytes_data, size = args
                 if text_data is None:
                     coroutine = self.endpoint.receive(bytes_data=bytes_data)
                 else:
@@ -876,9 +887,30 @@ class _Connection(WebSocketServerProtocol):
                 coroutine = getattr(self.endpoint, name)(*args)
             # In a copy of the context, as if in a task of its own: context
             # variables it sets do not leak into the next callback.
-            await bridge(coroutine, self._loop, contextvars.copy_context())
+            context = contextvars.copy_context()
+            try:
+                first = context.run(coroutine.send, None)
+            except StopIteration:
+                pass
+            else:
+                started = cast("Coroutine[Any, Any, Any]", _Started(coroutine, first))
+                rest = bridge(started, self._loop, context)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
             self._failed(name)
+        finally:
+            if size and rest is None:
+                self._received(size)
+        return None if rest is None else self._rest(name, size, rest)
+
+    async def _rest(self, name: str, size: int, rest: Awaitable[Any]) -> None:
+        """Await the rest of a callback :meth:`_run` began (``size``: as there)."""
+        try:
+            await rest
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
+            self._failed(name)
+        finally:
+            if size:
+                self._received(size)
 
     def _failed(self, name: str) -> None:
         """The ``name`` callback raised (the exception being handled): log it, close."""
@@ -903,3 +935,26 @@ class _Connection(WebSocketServerProtocol):
     def _done_opening(self) -> None:
         if not self._opened.done():
             self._opened.set_result(None)
+
+
+class _Started:
+    """
+    A coroutine whose first step ran already, for
+    :func:`~houweb._coroutines.bridge` to drive on: its first ``send``
+    gives what that step yielded, the rest go to the coroutine.
+    """
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], first: object) -> None:
+        self._coroutine = coroutine
+        self._first: object = first
+        self._started = False
+
+    def send(self, value: object) -> object:
+        if not self._started:
+            self._started = True
+            first, self._first = self._first, None
+            return first
+        return self._coroutine.send(value)
+
+    def throw(self, error: BaseException) -> object:
+        return self._coroutine.throw(error)
