@@ -29,6 +29,7 @@ from typing import Any, Callable, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
@@ -37,6 +38,7 @@ from . import _registry
 from ._channel import HouwebRequest, bytes_taken
 from ._coroutines import bridge, event_loop
 from ._dispatch import describe
+from ._reactor import HouwebReactor
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._render import SERVER
 from ._request import Request
@@ -720,6 +722,39 @@ class _Connection(WebSocketServerProtocol):
             transport.pauseProducing()
         elif not (self._reading_paused or self._writing_blocked or self._opening or self._ended):
             transport.resumeProducing()
+            self._read_directly(transport)
+
+    def _read_directly(self, transport: Any) -> None:
+        """
+        Have the loop call the reactor's read of ``transport`` (the socket
+        just registered for reading by ``resumeProducing``) directly:
+        Twisted registers ``callWithLogger(transport, reactor._readOrWrite,
+        transport, True)``, which per read asks the protocol for its log
+        prefix and copies a log context into a new context frame (about a
+        tenth of the reactor thread in a 16-byte echo), for legacy
+        ``log.msg`` calls, none of which a WebSocket's read makes. The
+        reactor's ``_readOrWrite`` (houweb's, a private name of Twisted's it
+        extends) still reads, loses the connection on an error or a closed
+        socket and logs an exception from ``doRead``, as before.
+
+        Only an open WebSocket on a plain TCP connection of houweb's
+        reactor; Twisted's ``removeReader`` (``pauseProducing``, the
+        connection lost) drops this registration as its own, and its
+        ``addReader`` puts back its own: hence this after each resume.
+        """
+        reactor = self._reactor
+        if (
+            self.state == self.STATE_OPEN
+            and isinstance(reactor, HouwebReactor)
+            and isinstance(transport, tcp.Connection)
+            and not transport.TLS
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            try:
+                self._loop.add_reader(transport.fileno(), reactor._readOrWrite, transport, True)
+            except (OSError, RuntimeError):  # the loop gave up on the socket: Twisted's stays
+                pass
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._ended:

@@ -486,3 +486,68 @@ async def test_echoes_either_side_of_the_joined_send_size_come_back_as_minimal_f
     assert client.data == expected
     client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
     assert await closed_with(client, events) == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_open_websocket_is_read_without_twisteds_log_context_also_after_a_pause(
+    serve, monkeypatch
+):
+    # The loop calls the reactor's read of an open WebSocket's socket
+    # directly (no callWithLogger and log context per read); pausing reading
+    # (receive() behind) gives the socket back to Twisted's registration,
+    # and resuming takes it again.
+    import inspect
+
+    from houweb._websocket import _Connection
+
+    through_logger: list[bool] = []
+    original = _Connection.dataReceived
+
+    def spy(self: Any, data: bytes) -> None:
+        through_logger.append(any(f.function == "callWithLogger" for f in inspect.stack(0)))
+        original(self, data)
+
+    monkeypatch.setattr(_Connection, "dataReceived", spy)
+    client, events, connection = await opened(serve)
+    client.transport.write(frame(0x1, b"one"))
+    await until(lambda: len(receives(events)) == 1)
+    connection._read(False)  # paused, as when receive() is behind
+    connection._read(True)
+    client.transport.write(frame(0x1, b"two"))
+    await until(lambda: len(receives(events)) == 2)
+    assert through_logger[0] is True  # the handshake, read before the WebSocket is open
+    assert through_logger[-2:] == [False, False]
+    assert [op for op, _ in server_frames(client.data)] == [1, 1]
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    assert await closed_with(client, events) == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_error_while_reading_an_open_websocket_is_logged_and_loses_it(
+    serve, monkeypatch, logged
+):
+    # Read directly by the reactor's _readOrWrite: an exception out of the
+    # protocol is still logged and the connection lost (disconnect(1006)),
+    # and the server goes on serving.
+    from houweb._websocket import _Connection
+
+    original = _Connection.dataReceived
+
+    def failing(self: Any, data: bytes) -> None:
+        if b"\x81\x85" in data:  # a 5-byte text frame
+            raise RuntimeError("broken protocol")
+        original(self, data)
+
+    monkeypatch.setattr(_Connection, "dataReceived", failing)
+    client, events, connection = await opened(serve)
+    port = connection.transport.getHost().port
+    client.transport.write(frame(0x1, b"boom!"))
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert [e for e in events if e[0] == "disconnect"] == [("disconnect", 1006)]
+    assert any("broken protocol" in str(e.get("log_failure", "")) for e in logged)
+    again = await connect_raw(port)
+    again.transport.write(ws_handshake("/echo"))
+    await until(lambda: b"\r\n\r\n" in again.data)
+    assert again.data.startswith(b"HTTP/1.1 101 ")
+    again.transport.loseConnection()
