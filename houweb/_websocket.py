@@ -596,12 +596,25 @@ class _Connection(WebSocketServerProtocol):
         self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
     ) -> None:
         self._close_taken = bytes_taken(self.transport)
+        armed = self.closeHandshakeTimeoutCall
         super().sendCloseFrame(code, reasonUtf8, isReply)
+        batched = self.closeHandshakeTimeoutCall
+        if batched is not None and batched is not armed:
+            # autobahn arms it on txaio's batched timer, which truncates the
+            # due time to a whole second of the clock (int(now + 1)): it
+            # fired anywhere from 0 to 1 s after the close frame was queued,
+            # judging a client that had had no time to take anything.
+            batched.cancel()
+            self.closeHandshakeTimeoutCall = self._reactor.callLater(
+                self.closeHandshakeTimeout,  # type: ignore[attr-defined]  # set by setProtocolOptions
+                self.onCloseHandshakeTimeout,
+            )
 
     def onCloseHandshakeTimeout(self) -> None:
         """
         No close frame answered this server's within ``closeHandshakeTimeout``
-        (1 s): autobahn drops the connection. Not while the client is still
+        (1 s, counted from when the close frame was queued: see
+        :meth:`sendCloseFrame`): autobahn drops the connection. Not while the client is still
         taking what was sent before the close frame (messages sent without
         awaiting, then ``close()``): the close frame waits behind them, so
         wait for the answer again; a client that takes nothing is dropped.
