@@ -166,6 +166,11 @@ class HouwebReactor(AsyncioSelectorReactor):
         :param reading: whether it was to be watched for reading.
         :param why: the socket's error, when known.
         """
+        # Twisted counts it neither a reader nor a writer now: nothing may
+        # register its fd with the loop behind Twisted's back (houweb's
+        # direct read of a WebSocket: see _websocket._Connection._read_directly),
+        # since Twisted's removeReader would not take that away.
+        selectable.houweb_unwatched = True
         fd = selectable.fileno()
         if fd != -1:
             self._houweb_loop.remove_reader(fd)

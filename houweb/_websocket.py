@@ -753,7 +753,11 @@ class _Connection(WebSocketServerProtocol):
         Only an open WebSocket on a plain TCP connection of houweb's
         reactor; Twisted's ``removeReader`` (``pauseProducing``, the
         connection lost) drops this registration as its own, and its
-        ``addReader`` puts back its own: hence this after each resume.
+        ``addReader`` puts back its own: hence this after each resume. Not
+        when the loop refused Twisted's registration (its closed handle for
+        the fd, see :class:`~houweb._reactor.HouwebReactor`): Twisted then
+        counts no reader to remove, and this one would outlive the
+        connection, reading the next socket given the same fd number.
         """
         reactor = self._reactor
         if (
@@ -763,6 +767,9 @@ class _Connection(WebSocketServerProtocol):
             and not transport.TLS
             and transport.connected
             and not transport.disconnecting
+            # the loop refused Twisted's own registration (HouwebReactor._unwatchable):
+            # Twisted does not count it a reader, and would not remove this one
+            and not getattr(transport, "houweb_unwatched", False)
         ):
             try:
                 self._loop.add_reader(transport.fileno(), reactor._readOrWrite, transport, True)

@@ -551,3 +551,62 @@ async def test_an_error_while_reading_an_open_websocket_is_logged_and_loses_it(
     await until(lambda: b"\r\n\r\n" in again.data)
     assert again.data.startswith(b"HTTP/1.1 101 ")
     again.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resume_meeting_the_loops_closed_handle_leaves_no_reader_for_the_next_socket(
+    serve, monkeypatch
+):
+    # On uvloop, add_reader for a socket whose poll handle the loop closed
+    # (an error on it) raises RuntimeError: HouwebReactor.addReader then
+    # drops the handle and loses the connection, and Twisted never counts
+    # the transport as a reader. The direct registration made after the
+    # resume must not go on regardless: Twisted's removeReader (the
+    # connection lost) skips a reader it does not count, so the loop kept
+    # reading the closed fd, and the next connection given that fd number
+    # was never read (its request never answered).
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+    from twisted.internet.defer import Deferred
+
+    gate: Deferred[None] = Deferred()
+    instances: list[Any] = []
+
+    @houweb.webSocket("/held")
+    class Held(houweb.WebSocket):
+        max_pending_receive = 1  # the first message pauses reading until taken
+
+        async def connect(self, request):
+            instances.append(self)
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            await gate
+
+    houweb.urlHandler("/hello")(lambda request: houweb.Response("hi", content_type="text/plain"))
+    server = await serve()
+    port = server.port_numbers()[0]
+    client = await connect_raw(port)
+    client.transport.write(ws_handshake("/held"))
+    await until(lambda: b"\r\n\r\n" in client.data)
+    client.transport.write(frame(0x1, b"x"))
+    await until(lambda: instances and instances[0]._houweb_connection._reading_paused)
+    transport = instances[0]._houweb_connection.transport
+    fd = transport.fileno()
+    add_reader = AsyncioSelectorReactor.addReader
+
+    def closed_handle(reactor: Any, reader: Any) -> None:
+        if reader is transport:  # as uvloop's add_reader on its closed handle
+            raise RuntimeError("unable to perform operation on <UVPoll closed=True>")
+        add_reader(reactor, reader)
+
+    monkeypatch.setattr(AsyncioSelectorReactor, "addReader", closed_handle)
+    gate.callback(None)  # receive() ends: reading resumes
+    await until(lambda: not server.site.houweb_connections)
+    monkeypatch.setattr(AsyncioSelectorReactor, "addReader", add_reader)
+    again = await connect_raw(port)
+    await until(lambda: server.site.houweb_connections)
+    (channel,) = server.site.houweb_connections
+    assert channel.transport.fileno() == fd  # the lowest free number: the same
+    again.transport.write(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(lambda: again.data.endswith(b"\r\n\r\nhi"), timeout=5)
+    again.transport.loseConnection()
