@@ -606,7 +606,7 @@ class _Connection(WebSocketServerProtocol):
             # judging a client that had had no time to take anything.
             batched.cancel()
             self.closeHandshakeTimeoutCall = self._reactor.callLater(
-                self.closeHandshakeTimeout,  # type: ignore[attr-defined]  # set by setProtocolOptions
+                self.closeHandshakeTimeout,
                 self.onCloseHandshakeTimeout,
             )
 
