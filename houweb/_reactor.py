@@ -59,7 +59,13 @@ class HouwebReactor(AsyncioSelectorReactor):
     When nothing is written after such a read (the bytes were only part of a
     request), no ``add_writer`` comes; so on uvloop, after each read that
     left the connection open, the socket's pending error (``SO_ERROR``, one
-    ``getsockopt``: about 1 µs, some 1% of a request) tells whether the loop just gave up on it.
+    ``getsockopt``: about 1 µs, some 1% of a request, a tenth of a WebSocket
+    echo) tells whether the loop just gave up on it. The question is asked
+    once the callbacks the read queued have run (a WebSocket's ``receive``
+    among them), and not at all when bytes went straight to the socket
+    meanwhile (:func:`~houweb._writethrough.write_now`): a socket holding an
+    error takes no bytes (the send fails, and what it did not take goes
+    through ``add_writer``, as above).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -128,11 +134,23 @@ class HouwebReactor(AsyncioSelectorReactor):
             and isinstance(selectable, tcp.Connection)
             and not selectable.disconnected
         ):
-            sock = getattr(selectable, "socket", None)
-            if isinstance(sock, socket.socket) and sock.fileno() != -1:
-                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if error:
-                    self._unwatchable(selectable, reading=True, why=os.strerror(error))
+            selectable.houweb_sent = False  # type: ignore[attr-defined]  # houweb's mark
+            self._houweb_loop.call_soon(self._check_error, selectable)
+
+    def _check_error(self, selectable: Any) -> None:
+        """
+        After a read (see :meth:`_readOrWrite`), once the callbacks it
+        queued ran: lose ``selectable``'s connection when its socket holds
+        an error, unless bytes went straight to it since the read
+        (``houweb_sent``, set by :func:`~houweb._writethrough.write_now`).
+        """
+        if selectable.houweb_sent or selectable.disconnected:
+            return
+        sock = getattr(selectable, "socket", None)
+        if isinstance(sock, socket.socket) and sock.fileno() != -1:
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                self._unwatchable(selectable, reading=True, why=os.strerror(error))
 
     def _unwatchable(self, selectable: Any, reading: bool, why: str = "") -> None:
         """
@@ -148,6 +166,11 @@ class HouwebReactor(AsyncioSelectorReactor):
         :param reading: whether it was to be watched for reading.
         :param why: the socket's error, when known.
         """
+        # Twisted counts it neither a reader nor a writer now: nothing may
+        # register its fd with the loop behind Twisted's back (houweb's
+        # direct read of a WebSocket: see _websocket._Connection._read_directly),
+        # since Twisted's removeReader would not take that away.
+        selectable.houweb_unwatched = True
         fd = selectable.fileno()
         if fd != -1:
             self._houweb_loop.remove_reader(fd)

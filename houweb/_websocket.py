@@ -21,13 +21,15 @@ import concurrent.futures
 import contextvars
 import inspect
 import struct
+import threading
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python import threadable
@@ -36,6 +38,7 @@ from . import _registry
 from ._channel import HouwebRequest, bytes_taken
 from ._coroutines import bridge, event_loop
 from ._dispatch import describe
+from ._reactor import HouwebReactor
 from ._registry import EXACT, PREFIX, Ports, check_handler_path
 from ._render import SERVER
 from ._request import Request
@@ -69,6 +72,10 @@ NO_STATUS, ABNORMAL, INTERNAL_ERROR, GOING_AWAY = 1005, 1006, 1011, 1001
 #: The longest close reason, in UTF-8 bytes: a control frame's 125 less the code.
 MAX_REASON = 123
 _BYTES = (bytes, bytearray, memoryview)
+#: Payloads up to this size are sent joined to their frame header, in one
+#: buffer (one ``send``: copying them costs less than ``sendmsg``'s set-up
+#: of two); larger ones are sent as two pieces, the payload not copied.
+_JOIN_BELOW = 2048
 #: A server frame's header with a 16-bit and a 64-bit payload length.
 _HEADER_16, _HEADER_64 = struct.Struct("!BBH"), struct.Struct("!BBQ")
 
@@ -551,8 +558,9 @@ class _Connection(WebSocketServerProtocol):
     def _send_whole(self, payload: bytes, binary: bool) -> bool:
         """
         Send ``payload`` as one unmasked, uncompressed frame, its header and
-        the payload written together without copying the payload into one
-        buffer (autobahn's ``sendFrame`` joins them). Only in the plain case
+        the payload written together without copying a payload larger than
+        ``_JOIN_BELOW`` into one buffer (autobahn's ``sendFrame`` joins
+        them); a small one joined to its header. Only in the plain case
         (no compression, fragmentation, masking, timing or frame logging, no
         queue, within the size limit); otherwise ``sendMessage`` does it.
 
@@ -568,7 +576,10 @@ class _Connection(WebSocketServerProtocol):
             header = _HEADER_16.pack(first, 126, size)
         else:
             header = _HEADER_64.pack(first, 127, size)
-        write_now(self.transport, header, payload)
+        if size <= _JOIN_BELOW:
+            write_now(self.transport, header + payload)
+        else:
+            write_now(self.transport, header, payload)
         stats = self.trafficStats
         stats.outgoingWebSocketMessages += 1
         stats.outgoingWebSocketFrames += 1
@@ -585,12 +596,25 @@ class _Connection(WebSocketServerProtocol):
         self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
     ) -> None:
         self._close_taken = bytes_taken(self.transport)
+        armed = self.closeHandshakeTimeoutCall
         super().sendCloseFrame(code, reasonUtf8, isReply)
+        batched = self.closeHandshakeTimeoutCall
+        if batched is not None and batched is not armed:
+            # autobahn arms it on txaio's batched timer, which truncates the
+            # due time to a whole second of the clock (int(now + 1)): it
+            # fired anywhere from 0 to 1 s after the close frame was queued,
+            # judging a client that had had no time to take anything.
+            batched.cancel()
+            self.closeHandshakeTimeoutCall = self._reactor.callLater(
+                self.closeHandshakeTimeout,
+                self.onCloseHandshakeTimeout,
+            )
 
     def onCloseHandshakeTimeout(self) -> None:
         """
         No close frame answered this server's within ``closeHandshakeTimeout``
-        (1 s): autobahn drops the connection. Not while the client is still
+        (1 s, counted from when the close frame was queued: see
+        :meth:`sendCloseFrame`): autobahn drops the connection. Not while the client is still
         taking what was sent before the close frame (messages sent without
         awaiting, then ``close()``): the close frame waits behind them, so
         wait for the answer again; a client that takes nothing is dropped.
@@ -684,8 +708,7 @@ class _Connection(WebSocketServerProtocol):
         """Queue one message for ``receive()``: ``text`` or ``data``, ``size`` bytes."""
         size += _MESSAGE_COST
         self._pending_receive += size
-        self._later(self._run, "receive", text, data)
-        self._later(self._received, size)
+        self._later(self._run, "receive", text, data, size)
         if self._pending_receive > self.endpoint.max_pending_receive and not self._reading_paused:
             # receive() is behind: let TCP tell the client to wait.
             self._reading_paused = True
@@ -712,6 +735,46 @@ class _Connection(WebSocketServerProtocol):
             transport.pauseProducing()
         elif not (self._reading_paused or self._writing_blocked or self._opening or self._ended):
             transport.resumeProducing()
+            self._read_directly(transport)
+
+    def _read_directly(self, transport: Any) -> None:
+        """
+        Have the loop call the reactor's read of ``transport`` (the socket
+        just registered for reading by ``resumeProducing``) directly:
+        Twisted registers ``callWithLogger(transport, reactor._readOrWrite,
+        transport, True)``, which per read asks the protocol for its log
+        prefix and copies a log context into a new context frame (about a
+        tenth of the reactor thread in a 16-byte echo), for legacy
+        ``log.msg`` calls, none of which a WebSocket's read makes. The
+        reactor's ``_readOrWrite`` (houweb's, a private name of Twisted's it
+        extends) still reads, loses the connection on an error or a closed
+        socket and logs an exception from ``doRead``, as before.
+
+        Only an open WebSocket on a plain TCP connection of houweb's
+        reactor; Twisted's ``removeReader`` (``pauseProducing``, the
+        connection lost) drops this registration as its own, and its
+        ``addReader`` puts back its own: hence this after each resume. Not
+        when the loop refused Twisted's registration (its closed handle for
+        the fd, see :class:`~houweb._reactor.HouwebReactor`): Twisted then
+        counts no reader to remove, and this one would outlive the
+        connection, reading the next socket given the same fd number.
+        """
+        reactor = self._reactor
+        if (
+            self.state == self.STATE_OPEN
+            and isinstance(reactor, HouwebReactor)
+            and isinstance(transport, tcp.Connection)
+            and not transport.TLS
+            and transport.connected
+            and not transport.disconnecting
+            # the loop refused Twisted's own registration (HouwebReactor._unwatchable):
+            # Twisted does not count it a reader, and would not remove this one
+            and not getattr(transport, "houweb_unwatched", False)
+        ):
+            try:
+                self._loop.add_reader(transport.fileno(), reactor._readOrWrite, transport, True)
+            except (OSError, RuntimeError):  # the loop gave up on the socket: Twisted's stays
+                pass
 
     def onClose(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._ended:
@@ -793,7 +856,8 @@ class _Connection(WebSocketServerProtocol):
             a concurrent future done when that one is (cancelling it before
             ``action`` ran keeps ``action`` from running).
         """
-        if threadable.isInIOThread():
+        # threadable.isInIOThread(), without its threading.current_thread()
+        if threading.get_ident() == threadable.ioThread:
             waiting = action(*args)
             if waiting is not None:
                 return waiting
@@ -852,14 +916,24 @@ class _Connection(WebSocketServerProtocol):
                 self._draining = True
                 self._drainer = self._loop.create_task(self._drain())
 
-    async def _run(self, name: str, *args: Any) -> None:
+    def _run(self, name: str, *args: Any) -> Awaitable[None] | None:
         """
-        Call the instance's ``name`` callback (``receive`` with its text and
-        bytes); its failure is logged, not passed on.
+        Call the instance's ``name`` callback (``receive`` with its text,
+        bytes and the size :meth:`_received` then counts taken); its
+        failure is logged, not passed on.
+
+        The coroutine's first step runs here, in the task working through
+        the events (:meth:`_drain`): a callback that awaits nothing that
+        waits (an echo's ``send``) ends in it, with no awaitable built.
+
+        :returns: ``None`` once the callback ended, else an awaitable of the
+            rest of it.
         """
+        size = 0
+        rest: Awaitable[Any] | None = None
         try:
             if name == "receive":
-                text_data, bytes_data = args
+                text_data, bytes_data, size = args
                 if text_data is None:
                     coroutine = self.endpoint.receive(bytes_data=bytes_data)
                 else:
@@ -868,9 +942,30 @@ class _Connection(WebSocketServerProtocol):
                 coroutine = getattr(self.endpoint, name)(*args)
             # In a copy of the context, as if in a task of its own: context
             # variables it sets do not leak into the next callback.
-            await bridge(coroutine, self._loop, contextvars.copy_context())
+            context = contextvars.copy_context()
+            try:
+                first = context.run(coroutine.send, None)
+            except StopIteration:
+                pass
+            else:
+                started = cast("Coroutine[Any, Any, Any]", _Started(coroutine, first))
+                rest = bridge(started, self._loop, context)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
             self._failed(name)
+        finally:
+            if size and rest is None:
+                self._received(size)
+        return None if rest is None else self._rest(name, size, rest)
+
+    async def _rest(self, name: str, size: int, rest: Awaitable[Any]) -> None:
+        """Await the rest of a callback :meth:`_run` began (``size``: as there)."""
+        try:
+            await rest
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - logged
+            self._failed(name)
+        finally:
+            if size:
+                self._received(size)
 
     def _failed(self, name: str) -> None:
         """The ``name`` callback raised (the exception being handled): log it, close."""
@@ -895,3 +990,26 @@ class _Connection(WebSocketServerProtocol):
     def _done_opening(self) -> None:
         if not self._opened.done():
             self._opened.set_result(None)
+
+
+class _Started:
+    """
+    A coroutine whose first step ran already, for
+    :func:`~houweb._coroutines.bridge` to drive on: its first ``send``
+    gives what that step yielded, the rest go to the coroutine.
+    """
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], first: object) -> None:
+        self._coroutine = coroutine
+        self._first: object = first
+        self._started = False
+
+    def send(self, value: object) -> object:
+        if not self._started:
+            self._started = True
+            first, self._first = self._first, None
+            return first
+        return self._coroutine.send(value)
+
+    def throw(self, error: BaseException) -> object:
+        return self._coroutine.throw(error)

@@ -162,6 +162,13 @@ PRIVATE_NAMES = [
         "a socket error that made uvloop stop watching the socket",
     ),
     (
+        "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+        AsyncioSelectorReactor,
+        "_readOrWrite",
+        "houweb/_websocket.py registers HouwebReactor's with the loop as an open WebSocket's "
+        "reader, without Twisted's callWithLogger and log context per read",
+    ),
+    (
         "autobahn.twisted.websocket.WebSocketServerProtocol",
         WebSocketServerProtocol,
         "_connectionMade",

@@ -363,3 +363,61 @@ async def test_call_from_thread_logs_an_interrupt_or_exit_and_the_reactor_goes_o
     failures = [e for e in logged if e.get("log_failure") is not None]
     assert len(failures) == 1 and failures[0]["log_failure"].check(raised)
     failures[0]["log_failure"].cleanFailure()
+
+
+@pytest.mark.parametrize("answers", [True, False], ids=["echo_sent", "nothing_sent"])
+@pytest_twisted.ensureDeferred
+async def test_websockets_reset_right_after_a_message_are_all_closed_with_1006(serve, answers):
+    # On uvloop the SO_ERROR check after a read waits until the callbacks the
+    # read queued have run, and is skipped when one of them sent bytes
+    # straight to the socket. Whether the message's receive() answers (its
+    # send fails on the reset socket: the rest goes through add_writer) or
+    # not (nothing is written: the check finds the reset), every connection
+    # must reach disconnect(1006) and close its socket.
+    from .support import ws_frame, ws_handshake
+
+    received: list[str] = []
+    disconnected: list[int] = []
+
+    @houweb.webSocket("/ws")
+    class Endpoint(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            received.append(text_data)
+            if answers:
+                await self.send(text_data=text_data)
+
+        async def disconnect(self, code):
+            disconnected.append(code)
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    fds_before = _open_fds()
+    clients = []
+    for _ in range(CLIENTS):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(ws_handshake("/ws"))
+        clients.append(sock)
+    await until(lambda: len(server.site.houweb_connections) == CLIENTS)
+    for sock in clients:  # every handshake answered
+        sock.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += await _recv_off_thread(sock)
+        assert answer.startswith(b"HTTP/1.1 101 ")
+    # The reactor runs this test: each server socket finds the message and
+    # the reset at once.
+    for sock in clients:
+        sock.sendall(ws_frame(0x1, b"hello"))
+        _reset(sock)
+    await until(lambda: len(disconnected) == CLIENTS, timeout=20)
+    assert disconnected == [1006] * CLIENTS
+    assert received == ["hello"] * CLIENTS
+    await until(lambda: not server.site.houweb_connections, timeout=20)
+    await until(lambda: _open_fds() <= fds_before)
+
+
+def _recv_off_thread(sock: socket.socket) -> object:
+    """``sock.recv`` in a thread (the reactor must run meanwhile): a Deferred of the bytes."""
+    from twisted.internet import threads
+
+    return threads.deferToThread(sock.recv, 65536)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 import houweb
+from houweb._channel import bytes_taken
 
 from .support import WSClient, connect_raw, ws_connect, ws_frame, ws_handshake
 from .support import _Collect as Collect
@@ -390,6 +392,80 @@ async def test_messages_sent_before_close_reach_a_slow_but_steady_reader(serve):
         TCP4ClientEndpoint(reactor, "127.0.0.1", server.port_numbers()[0]), client
     )
     client.transport.write(ws_handshake("/bye") + ws_frame(0x1, b"go"))
+    await client.done.addTimeout(30, reactor)
+    await until(lambda: ended)
+    data = client.data[client.data.index(b"\r\n\r\n") + 4 :]
+    for index in range(count):
+        header = b"\x82\x7f" + size.to_bytes(8, "big")
+        assert data.startswith(header + bytes([index]) * size), index
+        data = data[len(header) + size :]
+    assert data.startswith(b"\x88\x05" + (4000).to_bytes(2, "big") + b"bye")
+    assert ended == [4000]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_close_handshake_timeout_waits_its_whole_second_whatever_the_clock_reads(serve):
+    # autobahn arms the close handshake timeout on txaio's batched timer,
+    # which truncates its due time to a whole second of the reactor's clock
+    # (int(now + 1)): a close queued at x.9 s was judged at x+1.0, a tenth of
+    # a second later, and a client that had taken nothing in that tenth (one
+    # in the same process as the server, under load: the test above failed
+    # about 1 run in 5) was dropped with the messages before the close frame.
+    import fcntl
+    import termios
+
+    size, count = 256 * 1024, 8  # more than both sockets' buffers
+    ended = []
+    connections = []
+    proceed: defer.Deferred[None] = defer.Deferred()
+
+    class Stalled(Collect):
+        def connectionMade(self) -> None:
+            self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+
+    client = Stalled()
+
+    def resume() -> None:
+        client.transport.resumeProducing()
+
+    @houweb.webSocket("/bye")
+    class Bye(houweb.WebSocket):
+        async def receive(self, text_data=None, bytes_data=None):
+            for index in range(count):
+                self.send(bytes_data=bytes([index]) * size)
+            connections.append(self._houweb_connection)
+            await proceed
+            await self.close(4000, "bye")
+            # The client takes nothing for 0.3 s after the close frame was
+            # queued (less than the 1 s timeout), then all of it.
+            reactor.callLater(0.3, resume)
+
+        async def disconnect(self, code):
+            ended.append(code)
+
+    server = await serve()
+    await connectProtocol(
+        TCP4ClientEndpoint(reactor, "127.0.0.1", server.port_numbers()[0]), client
+    )
+    client.transport.write(ws_handshake("/bye"))
+    await until(lambda: b"\r\n\r\n" in client.data)
+    client.transport.pauseProducing()
+    client.transport.write(ws_frame(0x1, b"go"))
+
+    def settled() -> bool:
+        # the client's window is full and every byte in it acknowledged
+        if not connections:
+            return False
+        queued = fcntl.ioctl(client.transport.getHandle(), termios.FIONREAD, b"\0" * 4)
+        received = len(client.data) + int.from_bytes(queued, sys.byteorder)
+        taken = bytes_taken(connections[0].transport)
+        return received > len(client.data) and taken is not None and taken >= received
+
+    await until(settled)
+    # The close is queued at x.85-x.95 s of the reactor's clock (the clock the
+    # batched timer truncates): the old first check came 0.05-0.15 s later.
+    await until(lambda: 0.85 <= reactor.seconds() % 1 < 0.95, timeout=5)
+    proceed.callback(None)
     await client.done.addTimeout(30, reactor)
     await until(lambda: ended)
     data = client.data[client.data.index(b"\r\n\r\n") + 4 :]

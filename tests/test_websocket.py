@@ -17,6 +17,7 @@ from twisted.logger import LogLevel
 
 import houweb
 
+from .conftest import messages
 from .support import (
     WSClient,
     connect_raw,
@@ -703,6 +704,61 @@ async def test_a_context_variable_set_in_one_callback_is_not_seen_by_the_next(se
     await raw.done
     await until(lambda: len(seen) == 4)
     assert "a" not in seen and "b" not in seen and "c" not in seen, seen
+
+
+@pytest_twisted.ensureDeferred
+async def test_receives_ending_at_once_or_awaiting_keep_order_task_context_and_the_receive_bound(
+    serve, logged
+):
+    # A receive() that awaits nothing that waits ends within its first step
+    # (no bridge built); one that awaits a Deferred or an asyncio future goes
+    # on under the bridge. Either way: in order, inside a task (asyncio's
+    # timeouts need one), in a context of its own, each message's bytes
+    # counted taken once it ended (or failed), so reading never stays paused.
+    from twisted.internet import task
+
+    seen: list[tuple[str, bool, str | None]] = []
+    instances: list[Any] = []
+
+    @houweb.webSocket("/steps")
+    class Steps(houweb.WebSocket):
+        max_pending_receive = 1  # every message pauses reading until taken
+
+        async def connect(self, request):
+            instances.append(self)
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            seen.append((text_data, asyncio.current_task() is not None, MESSAGE_TAG.get()))
+            MESSAGE_TAG.set(text_data)
+            if text_data == "deferred":
+                await task.deferLater(reactor, 0, lambda: None)
+            elif text_data == "sleep":
+                async with asyncio.timeout(5):
+                    await asyncio.sleep(0)
+            elif text_data == "fails-later":
+                await asyncio.sleep(0)
+                raise ValueError("after awaiting")
+            elif text_data == "fails-now":
+                raise ValueError("at once")
+            await self.send(text_data)
+
+    port = (await serve()).port_numbers()[0]
+    raw = await open_raw(port, "/steps")
+    names = ["now", "deferred", "sleep", "now-again"]
+    raw.transport.write(b"".join(ws_frame(0x1, name.encode()) for name in names))
+    await until(lambda: len(server_frames(raw.data)) == len(names))
+    assert [payload.decode() for _, _, payload in server_frames(raw.data)] == names
+    assert seen == [(name, True, None) for name in names]
+    connection = instances[0]._houweb_connection
+    await until(lambda: connection._pending_receive == 0 and not connection._reading_paused)
+    raw.transport.write(ws_frame(0x1, b"fails-later"))
+    await until(lambda: connection._pending_receive == 0 and len(seen) == 5)
+    # the failure closed the connection with 1011, logged
+    await until(lambda: any(first == 0x88 for first, _, _ in server_frames(raw.data)))
+    close = [payload for first, _, payload in server_frames(raw.data) if first == 0x88][0]
+    assert int.from_bytes(close[:2], "big") == 1011
+    assert "Steps.receive raised an exception" in messages(logged)
 
 
 def server_frames(data: bytes) -> list[tuple[int, bytes, bytes]]:

@@ -456,3 +456,157 @@ async def test_a_fragment_trickled_in_tiny_reads_is_held_in_about_its_own_size(s
         connection.dataReceived(read)
     await until(lambda: len(receives(events)) == 1)
     assert receives(events) == [("receive", None, payload + b"!")]
+
+
+@pytest.mark.parametrize("opcode", [0x1, 0x2], ids=["text", "binary"])
+@pytest_twisted.ensureDeferred
+async def test_echoes_either_side_of_the_joined_send_size_come_back_as_minimal_frames(
+    serve, opcode
+):
+    # Payloads up to _JOIN_BELOW go out joined to their header in one send,
+    # larger ones as two pieces: each size must reach the client as one
+    # frame with its length minimally encoded, in the order sent.
+    from houweb._websocket import _JOIN_BELOW
+
+    client, events, _ = await opened(serve)
+    sizes = [0, 1, 125, 126, _JOIN_BELOW - 1, _JOIN_BELOW, _JOIN_BELOW + 1, 65535, 65536]
+    payloads = [(b"ab" * 40_000)[:size] for size in sizes]
+    expected = b""
+    for payload in payloads:
+        client.transport.write(frame(opcode, payload))
+        size = len(payload)
+        if size < 126:
+            head = bytes([0x80 | opcode, size])
+        elif size < 0x10000:
+            head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+        expected += head + payload
+    await until(lambda: len(client.data) >= len(expected))
+    assert client.data == expected
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    assert await closed_with(client, events) == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_open_websocket_is_read_without_twisteds_log_context_also_after_a_pause(
+    serve, monkeypatch
+):
+    # The loop calls the reactor's read of an open WebSocket's socket
+    # directly (no callWithLogger and log context per read); pausing reading
+    # (receive() behind) gives the socket back to Twisted's registration,
+    # and resuming takes it again.
+    import inspect
+
+    from houweb._websocket import _Connection
+
+    through_logger: list[bool] = []
+    original = _Connection.dataReceived
+
+    def spy(self: Any, data: bytes) -> None:
+        through_logger.append(any(f.function == "callWithLogger" for f in inspect.stack(0)))
+        original(self, data)
+
+    monkeypatch.setattr(_Connection, "dataReceived", spy)
+    client, events, connection = await opened(serve)
+    client.transport.write(frame(0x1, b"one"))
+    await until(lambda: len(receives(events)) == 1)
+    connection._read(False)  # paused, as when receive() is behind
+    connection._read(True)
+    client.transport.write(frame(0x1, b"two"))
+    await until(lambda: len(receives(events)) == 2)
+    assert through_logger[0] is True  # the handshake, read before the WebSocket is open
+    assert through_logger[-2:] == [False, False]
+    assert [op for op, _ in server_frames(client.data)] == [1, 1]
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    assert await closed_with(client, events) == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_error_while_reading_an_open_websocket_is_logged_and_loses_it(
+    serve, monkeypatch, logged
+):
+    # Read directly by the reactor's _readOrWrite: an exception out of the
+    # protocol is still logged and the connection lost (disconnect(1006)),
+    # and the server goes on serving.
+    from houweb._websocket import _Connection
+
+    original = _Connection.dataReceived
+
+    def failing(self: Any, data: bytes) -> None:
+        if b"\x81\x85" in data:  # a 5-byte text frame
+            raise RuntimeError("broken protocol")
+        original(self, data)
+
+    monkeypatch.setattr(_Connection, "dataReceived", failing)
+    client, events, connection = await opened(serve)
+    port = connection.transport.getHost().port
+    client.transport.write(frame(0x1, b"boom!"))
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert [e for e in events if e[0] == "disconnect"] == [("disconnect", 1006)]
+    assert any("broken protocol" in str(e.get("log_failure", "")) for e in logged)
+    again = await connect_raw(port)
+    again.transport.write(ws_handshake("/echo"))
+    await until(lambda: b"\r\n\r\n" in again.data)
+    assert again.data.startswith(b"HTTP/1.1 101 ")
+    again.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resume_meeting_the_loops_closed_handle_leaves_no_reader_for_the_next_socket(
+    serve, monkeypatch
+):
+    # On uvloop, add_reader for a socket whose poll handle the loop closed
+    # (an error on it) raises RuntimeError: HouwebReactor.addReader then
+    # drops the handle and loses the connection, and Twisted never counts
+    # the transport as a reader. The direct registration made after the
+    # resume must not go on regardless: Twisted's removeReader (the
+    # connection lost) skips a reader it does not count, so the loop kept
+    # reading the closed fd, and the next connection given that fd number
+    # was never read (its request never answered).
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+    from twisted.internet.defer import Deferred
+
+    gate: Deferred[None] = Deferred()
+    instances: list[Any] = []
+
+    @houweb.webSocket("/held")
+    class Held(houweb.WebSocket):
+        max_pending_receive = 1  # the first message pauses reading until taken
+
+        async def connect(self, request):
+            instances.append(self)
+            await self.accept()
+
+        async def receive(self, text_data=None, bytes_data=None):
+            await gate
+
+    houweb.urlHandler("/hello")(lambda request: houweb.Response("hi", content_type="text/plain"))
+    server = await serve()
+    port = server.port_numbers()[0]
+    client = await connect_raw(port)
+    client.transport.write(ws_handshake("/held"))
+    await until(lambda: b"\r\n\r\n" in client.data)
+    client.transport.write(frame(0x1, b"x"))
+    await until(lambda: instances and instances[0]._houweb_connection._reading_paused)
+    transport = instances[0]._houweb_connection.transport
+    fd = transport.fileno()
+    add_reader = AsyncioSelectorReactor.addReader
+
+    def closed_handle(reactor: Any, reader: Any) -> None:
+        if reader is transport:  # as uvloop's add_reader on its closed handle
+            raise RuntimeError("unable to perform operation on <UVPoll closed=True>")
+        add_reader(reactor, reader)
+
+    monkeypatch.setattr(AsyncioSelectorReactor, "addReader", closed_handle)
+    gate.callback(None)  # receive() ends: reading resumes
+    await until(lambda: not server.site.houweb_connections)
+    monkeypatch.setattr(AsyncioSelectorReactor, "addReader", add_reader)
+    again = await connect_raw(port)
+    await until(lambda: server.site.houweb_connections)
+    (channel,) = server.site.houweb_connections
+    assert channel.transport.fileno() == fd  # the lowest free number: the same
+    again.transport.write(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(lambda: again.data.endswith(b"\r\n\r\nhi"), timeout=5)
+    again.transport.loseConnection()
