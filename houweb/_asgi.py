@@ -41,7 +41,7 @@ from . import _registry
 from ._coroutines import event_loop
 from ._dispatch import describe
 from ._registry import PREFIX, Match, Ports, check_handler_path
-from ._render import _asks_to_close, _close_after
+from ._render import asks_to_close, close_after_answer
 from ._response import Response, errorResponse
 from ._site import Call, ServerContext
 from ._target import Answer
@@ -428,8 +428,8 @@ class _HTTPCycle:
             for name, value in headers:
                 if name.lower() == b"connection":
                     # The server's to say, once: the app's "close" is honoured.
-                    if _asks_to_close(value.decode("latin-1")):
-                        _close_after(self.web_request)
+                    if asks_to_close(value.decode("latin-1")):
+                        close_after_answer(self.web_request)
                     continue
                 self.web_request.responseHeaders.addRawHeader(name, value)
         elif kind == "http.response.body":

@@ -32,7 +32,7 @@ SERVER = "houweb"
 _NO_BODY = frozenset({204, 304})
 #: Headers houweb writes itself: the framing, and Connection (whether the
 #: connection stays open is the server's to say, as it decided; a handler's
-#: ``Connection: close`` closes it, see :func:`_close_after`).
+#: ``Connection: close`` closes it, see :func:`close_after_answer`).
 _SKIPPED = frozenset({"content-length", "transfer-encoding", "connection"})
 #: The same three, as twisted.web spells them on the wire.
 _SKIPPED_RAW = frozenset({b"Content-Length", b"Transfer-Encoding", b"Connection"})
@@ -203,8 +203,8 @@ def _start(request: Any, response: Response) -> None:
     for name, value in response.headerLines():
         lower = name.lower()
         if lower in _SKIPPED:
-            if lower == "connection" and _asks_to_close(value):
-                _close_after(request)
+            if lower == "connection" and asks_to_close(value):
+                close_after_answer(request)
             continue
         raw_name, raw_value = name.encode("latin-1"), value.encode("utf-8")
         if lower in set_here:
@@ -276,7 +276,7 @@ def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
         if raw_name in _SKIPPED_RAW:
             if raw_name == b"Transfer-Encoding":
                 chunked = value.strip().lower() == "chunked"
-            elif raw_name == b"Connection" and _asks_to_close(value):
+            elif raw_name == b"Connection" and asks_to_close(value):
                 headers[raw_name] = [b"close"]  # houweb_answer closes the connection after
             continue
         raw_value = value.encode("utf-8")
@@ -290,12 +290,12 @@ def raw_headers(response: Response) -> tuple[dict[bytes, list[bytes]], bool]:
     return headers, chunked
 
 
-def _asks_to_close(value: str) -> bool:
+def asks_to_close(value: str) -> bool:
     """:returns: whether a handler's Connection header value has the ``close`` option."""
     return "close" in (option.strip().lower() for option in value.split(","))
 
 
-def _close_after(request: Any) -> None:
+def close_after_answer(request: Any) -> None:
     """Close ``request``'s connection once it is answered, and say so (``Connection: close``)."""
     request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
     if request.channel is not None:

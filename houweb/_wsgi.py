@@ -16,7 +16,7 @@ from twisted.web.wsgi import WSGIResource
 
 from . import _registry
 from ._registry import PREFIX, Ports, check_handler_path
-from ._render import _asks_to_close, _close_after
+from ._render import asks_to_close, close_after_answer
 from ._response import Response
 from ._site import Call
 from ._target import Answer
@@ -65,7 +65,7 @@ def _answer_wsgi(call: Call, target: WSGITarget) -> Response | Deferred[Response
     context = call.context
 
     def close_after() -> None:
-        context.reactor.callFromThread(_close_after, web_request)
+        context.reactor.callFromThread(close_after_answer, web_request)
 
     checked = _checked(target.application, close_after)
     WSGIResource(context.reactor, context.pool, checked).render(web_request)
@@ -110,7 +110,7 @@ def _checked(application: WSGIApplication, close_after: Callable[[], None]) -> W
             declared[0] = int(lengths.pop()) if lengths and not bodiless else None
             if any(name.lower() == "connection" for name, _ in headers):
                 if any(
-                    name.lower() == "connection" and _asks_to_close(str(value))
+                    name.lower() == "connection" and asks_to_close(str(value))
                     for name, value in headers
                 ):
                     close_after()
