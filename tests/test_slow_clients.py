@@ -49,6 +49,19 @@ def big_file(registry: Any, tmp_path: Any) -> str:
     return str(path)
 
 
+def assert_messages_then_bye(received: bytes, count: int, size: int) -> None:
+    """
+    ``received`` (after the handshake) holds ``count`` binary messages of
+    ``size`` bytes, message ``i`` all bytes ``i``, then the close frame 4000 "bye".
+    """
+    data = received[received.index(b"\r\n\r\n") + 4 :]
+    header = b"\x82\x7f" + size.to_bytes(8, "big")
+    for index in range(count):
+        assert data.startswith(header + bytes([index]) * size), index
+        data = data[len(header) + size :]
+    assert data.startswith(b"\x88\x05" + (4000).to_bytes(2, "big") + b"bye")
+
+
 @pytest.mark.parametrize(
     "target, headers",
     [
@@ -394,12 +407,7 @@ async def test_messages_sent_before_close_reach_a_slow_but_steady_reader(serve):
     client.transport.write(ws_handshake("/bye") + ws_frame(0x1, b"go"))
     await client.done.addTimeout(30, reactor)
     await until(lambda: ended)
-    data = client.data[client.data.index(b"\r\n\r\n") + 4 :]
-    for index in range(count):
-        header = b"\x82\x7f" + size.to_bytes(8, "big")
-        assert data.startswith(header + bytes([index]) * size), index
-        data = data[len(header) + size :]
-    assert data.startswith(b"\x88\x05" + (4000).to_bytes(2, "big") + b"bye")
+    assert_messages_then_bye(client.data, count, size)
     assert ended == [4000]
 
 
@@ -468,10 +476,5 @@ async def test_the_close_handshake_timeout_waits_its_whole_second_whatever_the_c
     proceed.callback(None)
     await client.done.addTimeout(30, reactor)
     await until(lambda: ended)
-    data = client.data[client.data.index(b"\r\n\r\n") + 4 :]
-    for index in range(count):
-        header = b"\x82\x7f" + size.to_bytes(8, "big")
-        assert data.startswith(header + bytes([index]) * size), index
-        data = data[len(header) + size :]
-    assert data.startswith(b"\x88\x05" + (4000).to_bytes(2, "big") + b"bye")
+    assert_messages_then_bye(client.data, count, size)
     assert ended == [4000]
