@@ -14,6 +14,7 @@ import socket
 import struct
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union, cast
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import error, tcp
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -22,12 +23,13 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from twisted.web import http, server
+from twisted.web import http, resource, server
 from twisted.web.http_headers import Headers, _nameEncoder
 from twisted.web.iweb import INonQueuedRequestFactory
 from zope.interface import implementer
 
 from ._body import RequestBody
+from ._date import HttpDate
 from ._head import LENGTH_DIGITS, Head, split_head
 from ._render import SERVER
 from ._status import label
@@ -146,6 +148,8 @@ class ChannelSite(Protocol):
     """
 
     houweb: ChannelContext
+    #: The Date header's value, formatted once a second.
+    houweb_date: HttpDate
 
     @property
     def houweb_max_request_size(self) -> int: ...
@@ -991,5 +995,29 @@ class HouwebRequest(server.Request):
         return True
 
     def process(self) -> None:
-        self.channel.site.houweb_track(self)
-        super().process()
+        """
+        As twisted.web's ``Request.process``, but its Server and Date headers
+        are set straight in the headers it holds: houweb's name (a handler
+        may set its own), and the date the site formats once a second, not
+        for every request (the same bytes: ``http.datetimeToString``'s).
+        """
+        site: Any = self.channel.site  # a HouwebSite: twisted.web's Site too
+        site.houweb_track(self)
+        if self.path == b"*":
+            super().process()  # its own answer; houweb refuses such targets earlier
+            return
+        self.site = site
+        raw = self.responseHeaders._rawHeaders
+        raw[b"Server"] = [_SERVER]
+        raw[b"Date"] = [site.houweb_date.now()]
+        self.prepath = []
+        self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
+        try:
+            target = site.getResourceFor(self)
+            if resource._IEncodingResource.providedBy(target):
+                encoder = target.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(target)
+        except BaseException:  # noqa: BLE001 - as twisted.web's process: its 500
+            self.processingFailed(Failure())

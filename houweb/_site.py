@@ -28,6 +28,7 @@ from ._access import escaped, log_access, log_rejected
 from ._auth import CHALLENGE, MESSAGE
 from ._channel import BodySink, HouwebChannel, HouwebRequest, LocalAddress
 from ._config import ServerConfig
+from ._date import HttpDate
 from ._dispatch import RunningCalls, failure_response
 from ._forms import parse_form
 from ._guards import HeaderGuard, OriginPolicy
@@ -483,6 +484,8 @@ class HouwebSite(server.Site):
             timeout=context.config.idle_timeout,
         )
         self.noisy = False
+        #: The Date header's value of this server's answers (see HouwebRequest.process).
+        self.houweb_date = HttpDate()
         self.houweb_connections: set[HouwebChannel] = set()
         self._refusing = False
         self._waiting_for_close: list[Deferred[None]] = []

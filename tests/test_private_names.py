@@ -18,7 +18,7 @@ from twisted.internet import abstract, tcp
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.logger import globalLogBeginner
 from twisted.protocols import basic
-from twisted.web import http, http_headers, server
+from twisted.web import http, http_headers, resource, server
 
 
 def _connected_channel() -> http.HTTPChannel:
@@ -76,13 +76,22 @@ PRIVATE_NAMES = [
         "_rawHeaders",
         "houweb/_channel.py (HouwebRequest.houweb_answer): the response headers twisted.web "
         "holds (Server, Date, Connection), merged with the answer's and read in one go; "
-        "(_head_received): a request head's headers stored as addRawHeader would",
+        "(_head_received): a request head's headers stored as addRawHeader would; "
+        "(HouwebRequest.process): Server and Date set as setHeader would",
     ),
     (
         "twisted.web.server.Request",
         server.Request,
         "_encoder",
-        "houweb/_channel.py (HouwebRequest.houweb_answer): an encoded answer is left to twisted.web",
+        "houweb/_channel.py (HouwebRequest.houweb_answer): an encoded answer is left to twisted.web; "
+        "(HouwebRequest.process): set as twisted.web's process sets it",
+    ),
+    (
+        "twisted.web.resource",
+        resource,
+        "_IEncodingResource",
+        "houweb/_channel.py (HouwebRequest.process): a resource that encodes its answers "
+        "(gzip) gets its encoder, as in twisted.web's process",
     ),
     (
         "twisted.web.server.Request",

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet import defer, reactor, threads
+from twisted.web import server as web_server
 
 import houweb
 from houweb import _render
+from houweb._channel import HouwebRequest
 
 from .support import raw_request
 from .test_dispatch import until
@@ -439,3 +441,21 @@ async def test_an_answer_in_progress_at_shutdown_says_the_connection_closes(serv
     data = await sent
     [(status, headers, body)] = _responses(data, ["GET"])
     assert (status, body, headers.get(b"connection")) == (200, b"done", b"close")
+
+
+@pytest_twisted.ensureDeferred
+async def test_houweb_process_sends_the_headers_twisted_webs_process_sends(serve, monkeypatch):
+    # HouwebRequest.process sets Server and Date itself (the date formatted
+    # once a second): every answer is the bytes twisted.web's own
+    # Request.process gives it (Date's value aside: the second may change).
+    _register()
+    own = await _exchanges((await serve()).port_numbers()[0])
+
+    def twisted_process(web_request: HouwebRequest) -> None:
+        web_request.channel.site.houweb_track(web_request)
+        web_server.Request.process(web_request)
+
+    monkeypatch.setattr(HouwebRequest, "process", twisted_process)
+    theirs = await _exchanges((await serve()).port_numbers()[0])
+    assert [_normalised(d) for d in own] == [_normalised(d) for d in theirs]
+    assert all(data.count(b"\r\nDate: ") == data.count(b"HTTP/1.") for data in own)
