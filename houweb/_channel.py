@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
+from twisted.web.http import _IdentityTransferDecoder
 from twisted.web.http_headers import Headers, _nameEncoder
 from twisted.web.iweb import INonQueuedRequestFactory
 from zope.interface import implementer
@@ -55,7 +56,9 @@ LocalAddress = Union[IPv4Address, IPv6Address]
 
 _SERVER = SERVER.encode("ascii")
 #: twisted.web's codes whose answers have no body (204, 304), read once:
-#: ``twisted.web.http`` is a deprecation proxy, slow to read an attribute of.
+#: ``twisted.web.http`` is a deprecation proxy, slow to read an attribute of
+#: (so is ``_IdentityTransferDecoder``, imported above rather than read per
+#: request through ``http.``).
 _NO_BODY_CODES = frozenset(http.NO_BODY_CODES)
 log = Logger(namespace="houweb")
 
@@ -578,7 +581,7 @@ class HouwebChannel(http.HTTPChannel):
         self._receivedHeaderCount = len(head.headers)
         if head.length:
             self.length = head.length
-            self._transferDecoder = http._IdentityTransferDecoder(
+            self._transferDecoder = _IdentityTransferDecoder(
                 head.length, request.handleContentChunk, self._finishRequestBody
             )
         self.allHeadersReceived()

@@ -26,6 +26,9 @@ from zope.interface import implementer
 
 from ._writethrough import buffer_empty
 
+#: Read once: ``twisted.web.http`` is a deprecation proxy, slow to read an attribute of.
+_NO_BODY_CODES = frozenset(http.NO_BODY_CODES)
+
 #: What ``sendfile`` answers for a file it cannot send (some file systems,
 #: special files): such a file is read and written instead.
 _UNSUPPORTED = frozenset(
@@ -58,11 +61,7 @@ def sendfile_producer(request: Any, producer: Any) -> Any:
     :returns: a :class:`SendfileProducer` doing its job where one can, else
         ``producer`` itself.
     """
-    if (
-        not hasattr(os, "sendfile")
-        or request.method == b"HEAD"
-        or request.code in http.NO_BODY_CODES
-    ):
+    if not hasattr(os, "sendfile") or request.method == b"HEAD" or request.code in _NO_BODY_CODES:
         return producer
     channel = request.channel
     transport = getattr(channel, "transport", None)

@@ -9,12 +9,14 @@ the handler saw must be the same.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.python import deprecate
 
 import houweb
 from houweb._channel import HouwebChannel
@@ -346,3 +348,39 @@ async def test_a_content_length_too_long_for_int_is_answered(serve, seen, monkey
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"Invalid Host header" in answer
     assert len(seen) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_houweb_reads_no_twisted_web_http_attribute_through_its_proxy_per_request(
+    serve, tmp_path, monkeypatch
+):
+    # twisted.web.http is a deprecation proxy (twisted.python.deprecate's
+    # _ModuleProxy): reading an attribute of it costs about 1 us, so houweb
+    # binds what it needs once, at import. A POST with a body (its decoder)
+    # and a file answer (sendfile's check of bodiless codes) read none.
+    body_file = tmp_path / "f.txt"
+    body_file.write_bytes(b"file body")
+    houweb.urlHandler("/echo")(
+        lambda request: houweb.Response(request.body(), content_type="text/plain")
+    )
+    houweb.urlHandler("/file")(lambda request: houweb.fileResponse(str(body_file)))
+    port = (await serve()).port_numbers()[0]
+    read: list[str] = []
+    original = deprecate._ModuleProxy.__getattribute__
+
+    def counted(proxy: Any, name: str) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("houweb"):
+            read.append(f"{caller}: {name}")
+        return original(proxy, name)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(deprecate._ModuleProxy, "__getattribute__", counted)
+        echoed = await raw_request(
+            port,
+            b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nabcde"
+            b"GET /file HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+    assert echoed.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert b"\r\n\r\nabcde" in echoed and echoed.endswith(b"\r\n\r\nfile body")
+    assert read == []
