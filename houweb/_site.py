@@ -349,7 +349,7 @@ class _Router:
         return outer
 
 
-#: How many Host names a site remembers Klein's verdict on (see :func:`klein_routes_here`).
+#: How many Host headers a site remembers Klein's verdict on (see :func:`klein_routes_here`).
 _KNOWN_HOSTS = 64
 
 
@@ -365,20 +365,30 @@ def klein_routes_here(
         per-request ``Map.bind``, ``match`` and its Deferreds (about a tenth
         of the reactor thread on hello-world); any other is Klein's to answer.
 
-    :param hosts: the verdicts on Host names seen before (IDNA encoding is
-        a slow codec, and a server sees few names): updated, and cleared
-        when it holds :data:`_KNOWN_HOSTS`.
+    :param hosts: the verdicts on Host headers seen before, by their value
+        as sent (IDNA encoding is a slow codec, twisted.web's
+        ``getRequestHostname`` a regular expression, and a server sees few
+        Host values): updated, and cleared when it holds :data:`_KNOWN_HOSTS`.
+        A request without a Host header (HTTP/1.0) is judged on the local
+        address, as Klein's name for it, each time.
     """
     if "\n" in path:
         return False
-    host = web_request.getRequestHostname()
-    binds = hosts.get(host) if hosts is not None else None
+    # The last Host, as twisted.web's getHeader reads it (the headers'
+    # names are stored canonical: "Host").
+    sent = web_request.requestHeaders._rawHeaders.get(b"Host")
+    key = sent[-1] if sent and b"\n" not in sent[-1] else None
+    binds = hosts.get(key) if hosts is not None and key is not None else None
     if binds is None:
-        binds = _werkzeug_binds(host)
-        if hosts is not None:
+        # twisted.web's name for the request's host: Host's without brackets
+        # and port (a value without a line break always matches its
+        # expression, so the name depends on the value alone), else the local
+        # address's.
+        binds = _werkzeug_binds(web_request.getRequestHostname())
+        if hosts is not None and key is not None:
             if len(hosts) >= _KNOWN_HOSTS:
                 hosts.clear()
-            hosts[host] = binds
+            hosts[key] = binds
     if not binds:
         return False
     try:

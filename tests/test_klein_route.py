@@ -10,10 +10,13 @@ import pytest
 import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.testing import StringTransport
+from twisted.web import http
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
 import houweb
+from houweb._channel import HouwebRequest
 from houweb._site import _klein_app, _Router, klein_routes_here
 
 from .conftest import messages
@@ -120,41 +123,68 @@ async def test_a_target_that_cannot_answer_on_kleins_way_is_500_logged_and_the_s
     assert (await raw_request(port, _get("/fine"))).endswith(b"\r\n\r\nfine")
 
 
-class _Treq:
-    """What :func:`klein_routes_here` reads of a twisted.web request."""
-
-    def __init__(self, host: bytes, method: bytes) -> None:
-        self._host = host
-        self.method = method
-
-    def getRequestHostname(self) -> bytes:
-        return self._host
+def _treq(sent: bytes | None, method: bytes = b"GET") -> HouwebRequest:
+    """
+    A twisted.web request as the channel leaves it, with ``sent`` as its
+    Host header (stored as the channel stores a head's headers) or none.
+    """
+    channel = http.HTTPChannel()
+    channel.makeConnection(StringTransport())  # its local address: 10.0.0.1
+    treq = HouwebRequest(channel)
+    treq.method = method
+    if sent is not None:
+        treq.requestHeaders._rawHeaders[b"Host"] = [sent]
+    return treq
 
 
 _MAP = _klein_app(_Router(None)).url_map  # type: ignore[arg-type]
-#: One site's remembered verdicts on Host names, shared by all the examples.
+#: One site's remembered verdicts on Host headers, shared by all the examples.
 _HOSTS: dict[bytes, bool] = {}
 
 
 @settings(max_examples=400, deadline=None)
 @given(
     path=st.text(min_size=0, max_size=12).map(lambda rest: "/" + rest),
-    host=st.text(min_size=0, max_size=70).map(lambda h: h.encode("utf-8")),
+    host=st.one_of(
+        st.text(min_size=0, max_size=70),
+        st.sampled_from(["[::1]", "[fe80::1%25eth0]", "LOCALHOST", "a..b", "x\ny", "[::1"]),
+    ).map(lambda h: h.encode("utf-8")),
+    sent_port=st.sampled_from([b"", b":80", b":8080", b":"]),
+    has_host=st.booleans(),
     port=st.sampled_from(["", ":80", ":8080"]),
 )
-def test_only_requests_kleins_map_routes_to_the_router_skip_it(path, host, port):
-    treq = _Treq(host, b"GET")
+def test_only_requests_kleins_map_routes_to_the_router_skip_it(
+    path, host, sent_port, has_host, port
+):
+    treq = _treq(host + sent_port if has_host else None)
     routed = klein_routes_here(treq, path)
     assert klein_routes_here(treq, path, _HOSTS) == routed  # remembered or not
     assert klein_routes_here(treq, path, _HOSTS) == routed
     if not routed:
         return
-    server_name = host.decode("utf-8") + port
+    # Klein binds its map to twisted.web's name for the host, with the local
+    # port (``port`` stands for it).
+    server_name = treq.getRequestHostname().decode("utf-8") + port
     try:
         endpoint, _ = _MAP.bind(server_name, "", path_info=path, default_method="GET").match()
     except HTTPException as exc:  # BadHost, NotFound...
         raise AssertionError(f"Klein would answer {exc!r} to {path!r} on {host!r}") from None
     assert endpoint in ("houweb", "houweb_branch")
+
+
+def test_the_verdict_on_a_host_is_remembered_by_the_host_header_as_sent():
+    hosts: dict[bytes, bool] = {}
+    assert klein_routes_here(_treq(b"[::1]:8080"), "/", hosts) is True
+    assert klein_routes_here(_treq(b"a..b:80"), "/", hosts) is False
+    assert hosts == {b"[::1]:8080": True, b"a..b:80": False}
+    # No Host (HTTP/1.0): judged on the local address each time, never
+    # remembered (another listening address may have another name); nor is
+    # a value twisted.web's expression may not match (a line break).
+    assert klein_routes_here(_treq(None), "/", hosts) is True
+    assert klein_routes_here(_treq(b"x\ny"), "/", hosts) is True
+    assert len(hosts) == 2
+    # A method that is not UTF-8 is Klein's to answer, whatever its Host.
+    assert klein_routes_here(_treq(b"[::1]:8080", b"G\xffT"), "/", hosts) is False
 
 
 @pytest_twisted.ensureDeferred
@@ -174,3 +204,32 @@ async def test_a_host_klein_cannot_bind_to_gets_400_every_time_it_is_sent(serve)
         assert reply.startswith(b"HTTP/1.1 400 "), reply
         assert (await raw_request(port, _get("/act"))).endswith(b"\r\n\r\ndone")
     assert len(ran) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_odd_host_headers_are_routed_without_klein_and_remembered_apart(serve, monkeypatch):
+    # An IPv6 literal with a port, a name in capitals, the header's name in
+    # capitals, a port, and no Host at all (HTTP/1.0): each is served by the
+    # router, without binding Klein's map, first time and every time after.
+    seen: list[str] = []
+
+    @houweb.urlHandler("/where")
+    def where(request: houweb.Request) -> str:
+        seen.append(request.host())
+        return "here"
+
+    server = await serve()
+    port = server.port_numbers()[0]
+    bound = _Bound(monkeypatch)
+    heads = [
+        f"GET /where HTTP/1.1\r\nHost: [::1]:{port}\r\nConnection: close\r\n\r\n",
+        f"GET /where HTTP/1.1\r\nHost: LOCALHOST:{port}\r\nConnection: close\r\n\r\n",
+        "GET /where HTTP/1.1\r\nHOST: localhost\r\nConnection: close\r\n\r\n",
+        "GET /where HTTP/1.0\r\n\r\n",
+    ]
+    for _ in range(2):
+        for head in heads:
+            reply = await raw_request(port, head.encode())
+            assert reply.startswith(b"HTTP/1.") and reply.endswith(b"\r\n\r\nhere"), reply
+    assert bound.calls == 0
+    assert seen == [f"[::1]:{port}", f"LOCALHOST:{port}", "localhost", ""] * 2
