@@ -639,8 +639,33 @@ class HouwebChannel(http.HTTPChannel):
             super().rawDataReceived(data)
 
     def allContentReceived(self) -> None:
-        if not self._houweb_rejected:
-            super().allContentReceived()
+        """
+        The request is whole. twisted.web turns the idle timeout off while it
+        is answered (``setTimeout(None)``: its timer cancelled) and on again
+        when it is done (a new timer): a cancel and a ``callLater`` per
+        request, 2% of the reactor thread. Here the timeout is off as
+        twisted.web has it (``timeOut`` is ``None``, the value kept to put
+        back) but its timer is left armed: moved on when the request is done
+        (``setTimeout`` resets it), and ignored by :meth:`timeoutConnection`
+        should it fire while the request is answered.
+        """
+        if self._houweb_rejected:
+            return
+        timeout = self.timeOut
+        if timeout:
+            self.timeOut = None
+            self._savedTimeOut = timeout
+        super().allContentReceived()
+
+    def timeoutConnection(self) -> None:
+        """
+        The idle timer fired: close the connection, unless the idle timeout
+        is off (a request is being answered; see :meth:`allContentReceived`):
+        then the timer was only left armed, and the request's end arms it anew.
+        """
+        if self.timeOut is None:
+            return
+        super().timeoutConnection()
 
     def reject(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest_twisted
 from twisted.internet import defer
 
@@ -154,3 +157,79 @@ async def test_answers_routed_without_klein_skip_the_cancellable_deferred(
         reply = await client.get(port, "/hello")
         assert (reply.status, reply.body) == (200, b"hi")
     assert delivered == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_idle_timer_firing_while_a_request_is_answered_leaves_the_connection_open(
+    serve, monkeypatch
+):
+    # The idle timeout is off while a request is answered; its timer is left
+    # armed (a cancel and a callLater per request saved) and, should it fire
+    # meanwhile, ignored: the slow answer arrives, and the connection idles
+    # out only idle_timeout after it.
+    from houweb._channel import HouwebChannel
+
+    fired: list[bool] = []
+    original = HouwebChannel.timeoutConnection
+
+    def recorded(channel: HouwebChannel) -> None:
+        fired.append(channel.timeOut is None)  # True: while a request is answered
+        original(channel)
+
+    monkeypatch.setattr(HouwebChannel, "timeoutConnection", recorded)
+    entered: list[str] = []
+    release = threading.Event()
+
+    @houweb.urlHandler("/slow")
+    def slow(request: houweb.Request) -> str:
+        entered.append(request.path())
+        release.wait(10)
+        return "slow"
+
+    server = await serve(idle_timeout=0.5)
+    raw = await connect_raw(server.port_numbers()[0])
+    raw.transport.write(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await until(lambda: entered)
+    await until(lambda: fired)  # the idle timer, 0.5 s after the request arrived
+    assert fired == [True] and not raw.done.called
+    release.set()
+    await until(lambda: raw.data.endswith(b"\r\n\r\nslow"))
+    assert not raw.done.called
+    answered = len(raw.data)
+    assert await raw.done == raw.data[:answered]  # closed idle, nothing more sent
+    assert fired == [True, False]
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_on_a_kept_alive_connection_arm_its_idle_timer_once(serve, monkeypatch):
+    # twisted.web cancelled the idle timer when a request was read and made
+    # a new one when it was answered; houweb moves the one timer on.
+    from houweb._site import HouwebSite
+
+    armed: list[float] = []
+    build = HouwebSite.buildProtocol
+
+    def counting(site: HouwebSite, address: Any) -> Any:
+        channel = build(site, address)
+        call_later = channel.callLater  # the site's reactor's (HTTPFactory sets it)
+
+        def counted(period: float, function: Any, *args: Any) -> Any:
+            if period == 29.5:  # the idle timeout's (not a request_timeout)
+                armed.append(period)
+            return call_later(period, function, *args)
+
+        channel.callLater = counted
+        return channel
+
+    monkeypatch.setattr(HouwebSite, "buildProtocol", counting)
+    houweb.urlHandler("/x")(lambda request: "x")
+    server = await serve(idle_timeout=29.5)
+    raw = await connect_raw(server.port_numbers()[0])
+    for count in range(1, 21):
+        raw.transport.write(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await until(lambda: raw.data.count(b"\r\n\r\nx") == count)  # noqa: B023
+    raw.transport.write(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc")
+    await until(lambda: raw.data.count(b"\r\n\r\nx") == 21)
+    assert armed == [29.5]  # when the connection was made
+    raw.transport.loseConnection()
+    await raw.done
