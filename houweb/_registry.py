@@ -155,6 +155,10 @@ class Registry:
         #: ``stream_body``: an ASGI app) was ever registered here: until
         #: then, no request's body needs a route lookup before it arrives.
         self.streams_bodies = False
+        #: Whether a target that reads the raw body itself (its
+        #: ``wants_raw_body``: a WSGI or ASGI app) was ever registered here:
+        #: until then, no form's body needs a route lookup before it arrives.
+        self.raw_bodies = False
         #: What the targets registered here add to each server that serves
         #: them (the ASGI apps' lifespans): see :meth:`add_lifecycle`.
         self.lifecycles: list[ExtensionFactory] = []
@@ -171,6 +175,8 @@ class Registry:
         """
         bindings = normalize_ports(ports)
         key = (kind, check_path(path))
+        if getattr(target, "wants_raw_body", False):
+            self.raw_bodies = True  # before a request can be routed to it
         self._store("_paths", key, bindings, target, f"{kind} registration for {path}")
         if hasattr(target, "stream_body"):
             self.streams_bodies = True

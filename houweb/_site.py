@@ -527,7 +527,11 @@ class HouwebSite(server.Site):
         :returns: whether the target this request will be routed to reads the
             raw body itself (a WSGI app reads ``wsgi.input``), so that a
             multipart body must be stored, not parsed into fields and files.
+            No route is looked up while no such target was registered (a
+            lookup per form costs 2% of the reactor thread on an API call).
         """
+        if not self.houweb.registry.raw_bodies:
+            return False
         try:
             path = decode_path(target)
         except BadRequest:

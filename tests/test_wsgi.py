@@ -189,3 +189,35 @@ async def test_a_wsgi_answer_that_would_break_the_connection_is_refused_before_i
     short = await raw_request(port, b"GET /short HTTP/1.1\r\nHost: localhost\r\n\r\n" + last)
     # cut short: closed after what was sent, the request behind it not answered
     assert short.endswith(b"\r\n\r\nhello") and short.count(b"HTTP/1.1 ") == 1, short
+
+
+@pytest_twisted.ensureDeferred
+async def test_forms_skip_the_early_route_lookup_until_a_wsgi_app_is_mounted(
+    serve, client, registry, monkeypatch
+):
+    # Whether a form's target reads the raw body is asked of the routes when
+    # the headers arrive; with no WSGI or ASGI app registered, nothing can,
+    # and the router's own lookup is the only one. An app mounted while the
+    # server runs gets its multipart body raw from its first request.
+    from houweb._registry import Registry
+
+    looked_up: list[str] = []
+    match = Registry.match
+
+    def counted(self: Registry, path: str, *args: Any) -> Any:
+        looked_up.append(path)
+        return match(self, path, *args)
+
+    monkeypatch.setattr(Registry, "match", counted)
+    houweb.urlHandler("/form")(lambda request: ",".join(sorted(request.POST())))
+    port = (await serve()).port_numbers()[0]
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    reply = await client.post(port, "/form", data=b"a=1&b=2", headers=headers)
+    assert (reply.status, reply.body) == (200, b"a,b")
+    assert looked_up == ["/form"]  # the router's
+    houweb.registerWSGIApp(environ_app, "/app")
+    body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--b--\r\n'
+    reply = await client.post(
+        port, "/app/up", data=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert json.loads(reply.body)["body"] == body.decode()
