@@ -192,6 +192,8 @@ class HouwebChannel(http.HTTPChannel):
     site: ChannelSite
     houweb_local: LocalAddress
     houweb_secure: bool
+    #: The client's address (see :meth:`getPeer`); ``None`` on a connection refused.
+    houweb_peer: Any = None
 
     houweb_closing = False
     _houweb_rejected = False
@@ -217,7 +219,9 @@ class HouwebChannel(http.HTTPChannel):
             self.refuse(503, "too many connections; try again later")
             return
         # Asked once per connection, not per request (getsockname is a syscall).
-        self.houweb_local = cast(LocalAddress, self.houweb_transport().getHost())
+        transport = self.houweb_transport()
+        self.houweb_local = cast(LocalAddress, transport.getHost())
+        self.houweb_peer = transport.getPeer()
         self.houweb_secure = bool(super().isSecure())
 
     def houweb_transport(self) -> ITransport:
@@ -231,6 +235,15 @@ class HouwebChannel(http.HTTPChannel):
         asks for every request (a getsockname call), Klein for every route.
         """
         return self.houweb_local
+
+    def getPeer(self) -> Any:
+        """
+        The client's address, as found when the connection was made:
+        twisted.web asks for every request (the transport makes a new
+        address object each time).
+        """
+        peer = self.houweb_peer
+        return super().getPeer() if peer is None else peer
 
     def isSecure(self) -> bool:
         """Whether the connection is TLS, as found when it was made (Klein asks twice a request)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import pytest_twisted
 
 import houweb
 
-from .support import raw_request
+from .support import connect_raw, raw_request
+from .test_dispatch import until
 
 
 def seen_as_json(**getters):
@@ -324,3 +326,40 @@ def test_header_lookups_from_many_threads_agree():
     for thread in threads:
         thread.join(30)
     assert seen == [[str(i) for i in range(300)]] * 8
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_request_knows_its_own_connections_client_address(serve, monkeypatch):
+    # The client's address is asked of the transport once per connection
+    # (twisted.web asked for every request, making a new address each time):
+    # every request on a connection, and only on it, carries that address.
+    from twisted.internet import tcp
+
+    asked: list[object] = []
+    get_peer = tcp.Server.getPeer
+
+    def counted(transport: tcp.Server) -> Any:
+        asked.append(transport)
+        return get_peer(transport)
+
+    monkeypatch.setattr(tcp.Server, "getPeer", counted)
+    seen: list[tuple[str, int]] = []
+
+    @houweb.urlHandler("/who")
+    def who(request: houweb.Request) -> str:
+        seen.append(request.clientAddress())
+        return "ok"
+
+    port = (await serve()).port_numbers()[0]
+    expected = []
+    for _ in range(2):
+        raw = await connect_raw(port)
+        local = raw.transport.getHost()
+        for count in range(1, 4):
+            raw.transport.write(b"GET /who HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            await until(lambda: raw.data.count(b"\r\n\r\nok") == count)  # noqa: B023
+            expected.append((local.host, local.port))
+        raw.transport.loseConnection()
+        await raw.done
+    assert seen == expected and expected[0] != expected[-1]
+    assert len(asked) == 2
