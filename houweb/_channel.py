@@ -796,6 +796,7 @@ class HouwebRequest(server.Request):
     #: Fires ``request_timeout`` after the request began to arrive, unless it has.
     _houweb_deadline: IDelayedCall | None = None
     _houweb_arrived = False
+    _houweb_media_type: str | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         # houweb reads forms itself; twisted.web's own parsing would load a
@@ -871,9 +872,16 @@ class HouwebRequest(server.Request):
         )
 
     def houweb_media_type(self) -> str:
-        """:returns: the body's media type, lower case, without parameters."""
-        content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
-        return content_type.split(";", 1)[0].strip().lower()
+        """
+        :returns: the body's media type, lower case, without parameters
+            (read once the headers are in, then remembered: the channel, the
+            body's reader and the snapshot each ask).
+        """
+        media = self._houweb_media_type
+        if media is None:
+            content_type = _text(self.requestHeaders.getRawHeaders(b"content-type", [b""])[0])
+            media = self._houweb_media_type = content_type.split(";", 1)[0].strip().lower()
+        return media
 
     def _own_body(self) -> None:
         """

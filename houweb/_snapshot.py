@@ -66,11 +66,6 @@ def _check_escapes(text: str) -> None:
             raise UnicodeDecodeError("ascii", b"", 0, 1, "bad escape")
 
 
-def media_type(content_type: str) -> str:
-    """:returns: ``"text/plain"`` for ``"Text/Plain; charset=utf-8"``."""
-    return content_type.split(";", 1)[0].strip().lower()
-
-
 def snapshot(
     web_request: HouwebRequest, path: str, parse: bool = True, settings: Any = None
 ) -> Request:
@@ -99,7 +94,7 @@ def snapshot(
         if (
             getattr(web_request, "houweb_form", None) is None
             and not getattr(web_request, "houweb_raw_body", False)  # a WSGI app decodes its own
-            and _is_urlencoded(header_lines)
+            and web_request.houweb_media_type() == FORM_URLENCODED
         ):
             form = _lazy_form(web_request, settings)
     channel = web_request.channel
@@ -120,10 +115,6 @@ def snapshot(
         files=files,
         form=form,
     )
-
-
-def _is_urlencoded(header_lines: list[tuple[str, str]]) -> bool:
-    return media_type(_header(header_lines, "content-type")) == FORM_URLENCODED
 
 
 def _lazy_form(web_request: HouwebRequest, settings: Any) -> LazyForm:
@@ -152,10 +143,3 @@ def _fields(
         post_lists, files = form
         return get_lists, post_lists, files
     return get_lists, {}, {}
-
-
-def _header(lines: list[tuple[str, str]], lower: str) -> str:
-    for name, value in lines:
-        if name.lower() == lower:
-            return value
-    return ""

@@ -223,3 +223,40 @@ def test_a_result_error_that_is_no_float_is_named_as_it_is():
     except _api_wire.ResultError as exc:
         message = str(exc)
     assert "nan" not in message and "digits" in message, message
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_form_is_known_by_its_media_type_whatever_its_case_and_parameters(serve):
+    seen: list[dict[str, str]] = []
+
+    @houweb.urlHandler("/form")
+    def form(request: houweb.Request) -> str:
+        seen.append(request.POST())
+        return "ok"
+
+    port = (await serve()).port_numbers()[0]
+    for content_type in [
+        FORM,
+        "Application/X-WWW-Form-URLEncoded ; charset=UTF-8",
+        "text/plain",
+        "application/x-www-form-urlencodedX",
+    ]:
+        assert status(await raw_request(port, post("/form", b"a=1", content_type))) == 200
+    assert seen == [{"a": "1"}, {"a": "1"}, {}, {}]
+
+
+def test_a_requests_media_type_is_read_from_its_headers_once():
+    # The channel asks when the headers are in, the body's reader and the
+    # snapshot later: the headers are not read again.
+    from twisted.internet.testing import StringTransport
+    from twisted.web import http
+
+    from houweb._channel import HouwebRequest
+
+    channel = http.HTTPChannel()
+    channel.makeConnection(StringTransport())
+    request = HouwebRequest(channel)
+    request.requestHeaders.setRawHeaders(b"content-type", [b"Multipart/Form-Data; boundary=b"])
+    assert request.houweb_media_type() == "multipart/form-data"
+    request.requestHeaders.setRawHeaders(b"content-type", [b"text/plain"])
+    assert request.houweb_media_type() == "multipart/form-data"
