@@ -60,7 +60,8 @@ PRIVATE_NAMES = [
         "twisted.web.http.HTTPChannel",
         http.HTTPChannel(),
         "_savedTimeOut",
-        "houweb/_channel.py (requestDone): the idle timeout, suspended while pipelined requests are held (the drain timer rules then)",
+        "houweb/_channel.py (requestDone): the idle timeout, suspended while pipelined requests are held (the drain timer rules then); "
+        "(allContentReceived): the idle timeout kept while a request is answered, its timer left armed",
     ),
     (
         "twisted.web.http_headers",
@@ -77,7 +78,8 @@ PRIVATE_NAMES = [
         "houweb/_channel.py (HouwebRequest.houweb_answer): the response headers twisted.web "
         "holds (Server, Date, Connection), merged with the answer's and read in one go; "
         "(_head_received): a request head's headers stored as addRawHeader would; "
-        "(HouwebRequest.process): Server and Date set as setHeader would",
+        "(HouwebRequest.process): Server and Date set as setHeader would; "
+        "houweb/_site.py (klein_routes_here): the last Host header as sent, to remember Klein's verdict by",
     ),
     (
         "twisted.web.server.Request",
