@@ -536,7 +536,12 @@ class HouwebSite(server.Site):
             path = decode_path(target)
         except BadRequest:
             return False
-        match = self.houweb.registry.match(path, getattr(local, "port", 0), self.houweb.main_port)
+        context = self.houweb
+        # The ports the router answers on as the main port (its other
+        # addresses) too, so that both look up the same target.
+        match = context.registry.match(
+            path, getattr(local, "port", 0), context.main_port, context.main_aliases
+        )
         return match is not None and bool(getattr(match.target, "wants_raw_body", False))
 
     def houweb_body_streamer(

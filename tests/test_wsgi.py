@@ -221,3 +221,20 @@ async def test_forms_skip_the_early_route_lookup_until_a_wsgi_app_is_mounted(
         port, "/app/up", data=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
     )
     assert json.loads(reply.body)["body"] == body.decode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wsgi_app_gets_its_form_raw_on_the_main_ports_other_addresses(serve, client):
+    # The main port's other addresses (``listen``) answer what it answers: a
+    # form sent there to a WSGI app is its raw body, as on the main port.
+    # The early lookup (is the target one that reads the raw body?) missed
+    # the aliases the router passes: the body was parsed into fields, and
+    # the app read an empty wsgi.input.
+    houweb.registerWSGIApp(environ_app, "/app")
+    server = await serve(listen=["tcp:0:interface=127.0.0.1"])
+    body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--b--\r\n'
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    for port in server.port_numbers():
+        reply = await client.post(port, "/app/up", data=body, headers=headers)
+        assert reply.status == 201, (port, reply.body)
+        assert json.loads(reply.body)["body"] == body.decode(), port
