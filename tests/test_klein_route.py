@@ -221,6 +221,14 @@ async def test_odd_host_headers_are_routed_without_klein_and_remembered_apart(se
     server = await serve()
     port = server.port_numbers()[0]
     bound = _Bound(monkeypatch)
+    judged: list[bytes] = []
+    binds = houweb._site._werkzeug_binds
+
+    def counted(host: bytes) -> bool:
+        judged.append(host)
+        return binds(host)
+
+    monkeypatch.setattr(houweb._site, "_werkzeug_binds", counted)
     heads = [
         f"GET /where HTTP/1.1\r\nHost: [::1]:{port}\r\nConnection: close\r\n\r\n",
         f"GET /where HTTP/1.1\r\nHost: LOCALHOST:{port}\r\nConnection: close\r\n\r\n",
@@ -233,3 +241,6 @@ async def test_odd_host_headers_are_routed_without_klein_and_remembered_apart(se
             assert reply.startswith(b"HTTP/1.") and reply.endswith(b"\r\n\r\nhere"), reply
     assert bound.calls == 0
     assert seen == [f"[::1]:{port}", f"LOCALHOST:{port}", "localhost", ""] * 2
+    # Each Host value judged once, as the channel stores it (the second
+    # round's from memory); no Host, each time, on the local address.
+    assert judged == [b"::1", b"LOCALHOST", b"localhost", b"127.0.0.1", b"127.0.0.1"]
