@@ -1,0 +1,107 @@
+"""
+The pool threads' scheduling policy (houweb/_thread_policy.py): houweb's
+part of a call under ``SCHED_BATCH`` (a woken pool thread does not preempt
+the reactor thread), the user's code under the thread's own policy.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import pytest_twisted
+
+import houweb
+from houweb._pool import HandlerPool
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="scheduling policies are Linux's"
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_handler_code_runs_under_the_normal_policy_and_the_pool_waits_under_batch(
+    serve, client
+):
+    seen = []
+
+    @houweb.urlHandler("/policy")
+    def policy(request):
+        seen.append((threading.get_native_id(), os.sched_getscheduler(0)))
+        return "ok"
+
+    port = (await serve()).port_numbers()[0]
+    response = await client.get(port, "/policy")
+    assert response.status == 200
+    ((thread_id, during),) = seen
+    assert during == os.SCHED_OTHER
+    # The policy goes back to batch before the result is handed back, so the
+    # answer having arrived means the thread waits under batch now.
+    assert os.sched_getscheduler(thread_id) == os.SCHED_BATCH
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_process_a_handler_starts_gets_the_normal_policy(serve, client):
+    @houweb.urlHandler("/child")
+    def child(request):
+        return subprocess.run(
+            [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+
+    port = (await serve()).port_numbers()[0]
+    response = await client.get(port, "/child")
+    assert response.status == 200
+    assert int(response.text) == os.SCHED_OTHER
+
+
+def _policy_in_pool_started_under(policy: int) -> tuple[int, int]:
+    """
+    Start a one-thread pool from a thread running under ``policy`` (the pool
+    thread inherits it), and run a call in it.
+
+    :returns: the policy the call ran under, and the pool thread's policy
+        once the result was handed back.
+    """
+    out: dict[str, int] = {}
+    done = threading.Event()
+
+    def starter() -> None:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+        pool = HandlerPool(1, name="policy-test")
+        pool.start()
+
+        def call() -> tuple[int, int]:
+            return threading.get_native_id(), os.sched_getscheduler(0)
+
+        def on_result(ok: bool, result: tuple[int, int]) -> None:
+            out["thread"], out["during"] = result
+            out["after"] = os.sched_getscheduler(0)
+            done.set()
+
+        pool.callInThreadWithCallback(on_result, call)
+        assert done.wait(30)
+        pool.stop()
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    thread.join(60)
+    assert done.is_set()
+    return out["during"], out["after"]
+
+
+def test_a_policy_chosen_for_the_threads_is_left_alone():
+    # SCHED_IDLE (any unprivileged thread may take it): not switched.
+    during, after = _policy_in_pool_started_under(os.SCHED_IDLE)
+    assert (during, after) == (os.SCHED_IDLE, os.SCHED_IDLE)
+
+
+def test_a_pool_started_under_the_normal_policy_switches():
+    during, after = _policy_in_pool_started_under(os.SCHED_OTHER)
+    assert (during, after) == (os.SCHED_OTHER, os.SCHED_BATCH)
