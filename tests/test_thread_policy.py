@@ -7,15 +7,18 @@ the reactor thread), the user's code under the thread's own policy.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import threading
+from typing import Any, Callable
 
 import pytest
 import pytest_twisted
 
 import houweb
 from houweb._pool import HandlerPool
+from houweb._thread_policy import ThreadPolicy
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="scheduling policies are Linux's"
@@ -105,3 +108,67 @@ def test_a_policy_chosen_for_the_threads_is_left_alone():
 def test_a_pool_started_under_the_normal_policy_switches():
     during, after = _policy_in_pool_started_under(os.SCHED_OTHER)
     assert (during, after) == (os.SCHED_OTHER, os.SCHED_BATCH)
+
+
+def _run_in(pool: HandlerPool, func: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run ``func`` in ``pool``; :returns: ``(ok, result)`` as handed back."""
+    results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    pool.callInThreadWithCallback(lambda ok, result: results.put((ok, result)), func)
+    return results.get(timeout=30)
+
+
+def _own_policy() -> int:
+    return os.sched_getscheduler(0)
+
+
+def test_a_refusal_midway_leaves_the_call_running_and_stops_the_switching(monkeypatch):
+    pool = HandlerPool(1, name="policy-refused")
+    pool.start()
+    try:
+        assert _run_in(pool, _own_policy) == (True, os.SCHED_OTHER)
+        refused: list[int] = []
+
+        def refuse(pid: int, policy: int, param: os.sched_param) -> None:
+            refused.append(policy)
+            raise PermissionError(1, "Operation not permitted")
+
+        # As a seccomp filter or a changed limit would, from the next call on.
+        monkeypatch.setattr(os, "sched_setscheduler", refuse)
+        # The call runs and its result comes back: the refusal stays houweb's.
+        assert _run_in(pool, _own_policy)[0]
+        assert refused  # it tried, was refused ...
+        tries = len(refused)
+        assert _run_in(pool, _own_policy)[0]
+        assert len(refused) == tries  # ... and does not try again on every call
+    finally:
+        pool.stop()
+
+
+def test_a_refusal_at_the_start_changes_nothing(monkeypatch):
+    def refuse(pid: int, policy: int, param: os.sched_param) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    pool = HandlerPool(1, name="policy-refused-at-start")
+    pool.start()
+    try:
+        ok, policy = _run_in(pool, _own_policy)
+        assert (ok, policy) == (True, os.SCHED_OTHER)
+        assert ThreadPolicy().switching is False
+    finally:
+        pool.stop()
+
+
+def test_not_linux_no_policy_call_is_made(monkeypatch):
+    calls: list[object] = []
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(os, "sched_setscheduler", lambda *a: calls.append(a))
+    monkeypatch.setattr(os, "sched_getscheduler", lambda *a: calls.append(a))
+    pool = HandlerPool(1, name="policy-not-linux")
+    pool.start()
+    try:
+        assert _run_in(pool, lambda: "ran") == (True, "ran")
+        assert ThreadPolicy().switching is False
+        assert calls == []
+    finally:
+        pool.stop()
