@@ -172,3 +172,33 @@ def test_not_linux_no_policy_call_is_made(monkeypatch):
         assert calls == []
     finally:
         pool.stop()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="leaving SCHED_IDLE takes CAP_SYS_NICE (or a RLIMIT_NICE)"
+)
+def test_a_handler_changing_its_threads_policy_changes_it_for_that_call_only():
+    pool = HandlerPool(1, name="policy-own-change")
+    pool.start()
+    try:
+
+        def to_idle() -> tuple[int, int]:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.nice(1)
+            return threading.get_native_id(), os.sched_getscheduler(0)
+
+        def own() -> tuple[int, int, int]:
+            return (
+                threading.get_native_id(),
+                os.sched_getscheduler(0),
+                os.getpriority(os.PRIO_PROCESS, 0),
+            )
+
+        ok, (thread, during) = _run_in(pool, to_idle)
+        assert (ok, during) == (True, os.SCHED_IDLE)
+        nice = os.getpriority(os.PRIO_PROCESS, thread)
+        # The next call, in the same thread: the normal policy again, the
+        # nice value kept (README.rst says both).
+        assert _run_in(pool, own) == (True, (thread, os.SCHED_OTHER, nice))
+    finally:
+        pool.stop()
