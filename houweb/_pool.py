@@ -10,7 +10,9 @@ per-worker queues, which cost about a tenth of the reactor thread's time on
 hello-world. Threads are daemons, so a handler that never returns cannot keep
 the process alive; :meth:`stop` abandons it instead of waiting, and drops the
 calls still queued: their clients were dropped at shutdown, so running them
-later would only run user code for nobody.
+later would only run user code for nobody. On Linux each thread waits under
+``SCHED_BATCH`` and runs the user's code under its own policy
+(:mod:`houweb._thread_policy` says why).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from ._thread_policy import ThreadPolicy
 
 log = Logger(namespace="houweb")
 
@@ -132,6 +136,7 @@ class HandlerPool:
     def _work(self, index: int) -> None:
         take = self._calls.get
         busy = self._busy
+        policy = ThreadPolicy()
         while True:
             call = take()
             if call is _STOP:
@@ -147,7 +152,7 @@ class HandlerPool:
                 continue
             del call, on_start
             busy[index] = True
-            _run(onResult, func, args, kw)
+            _run(onResult, func, args, kw, policy)
             busy[index] = False
             # Forget the call now, not when the next one comes: its arguments
             # (a Request, and the uploads it owns) must not outlive it.
@@ -155,8 +160,13 @@ class HandlerPool:
 
 
 def _run(
-    onResult: Any, func: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+    onResult: Any,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kw: dict[str, Any],
+    policy: ThreadPolicy,
 ) -> None:
+    policy.to_user()
     try:
         result = func(*args, **kw)
         ok = True
@@ -164,6 +174,7 @@ def _run(
         del args, kw  # the Failure's traceback keeps this frame: not the Request in it
         result = Failure()
         ok = False
+    policy.to_houweb()
     try:
         if onResult is None:
             if not ok:

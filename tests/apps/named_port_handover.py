@@ -11,6 +11,14 @@ import urllib.request
 
 from houweb import OperationFailed, hwebserver
 
+
+def say(*parts):
+    """Print a line in one write: the servers' log lines go to the same stdout
+    from the reactor thread, and print()'s several writes let one land inside."""
+    sys.stdout.write(" ".join(str(part) for part in parts) + "\n")
+    sys.stdout.flush()
+
+
 entered, release = threading.Event(), threading.Event()
 
 
@@ -44,14 +52,14 @@ new = make("bridge_2")
 try:
     new.run(port=port, in_background=True)
 except OperationFailed as exc:
-    print("HANDOVER failed:", exc, flush=True)
+    say("HANDOVER failed:", exc)
 else:
     who = urllib.request.urlopen(f"http://127.0.0.1:{port}/who").read().decode()
-    print("HANDOVER", who, flush=True)
+    say("HANDOVER", who)
 release.set()
 slow.join(10)
-print("OLD", answers, flush=True)
+say("OLD", answers)
 new.requestShutdown()
 new.lifecycle.last.wait_stopped(10)
-print("END", flush=True)
+say("END")
 sys.exit(0)
