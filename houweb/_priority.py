@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Callable
 
+from ._thread_policy import background_work
+
 #: Seconds a large result's encoder pauses per second of work it just did,
 #: while other requests are in flight: it keeps at least 1 / (1 + this) of
 #: the time. Measured in ``python -m bench --endpoints bigapi`` (see the
@@ -127,9 +129,10 @@ class SmallFirst:
         with self._lock:
             self._large += 1
         try:
-            yield Pacer(
-                self.others_in_flight, factor=self._factor, max_pause=self._max_pause
-            ).step_aside
+            with background_work():  # small requests' threads go first on the core too
+                yield Pacer(
+                    self.others_in_flight, factor=self._factor, max_pause=self._max_pause
+                ).step_aside
         finally:
             with self._lock:
                 self._large -= 1

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["ThreadPolicy"]
+__all__ = ["ThreadPolicy", "background_work"]
 
 
 class ThreadPolicy:
@@ -73,3 +75,36 @@ class ThreadPolicy:
                 os.sched_setscheduler(0, self._normal, self._param)
             except OSError:
                 pass
+
+
+@contextmanager
+def background_work() -> Iterator[None]:
+    """
+    Run the ``with`` block (houweb's own long work inside a call: a large
+    result's encoding) under ``SCHED_BATCH`` when the calling thread runs
+    under the normal policy, and give the normal policy back after it.
+
+    Why: a small request's pool thread waits under ``SCHED_BATCH`` (see
+    :class:`ThreadPolicy`), so when it wakes it does not preempt a thread
+    running under the normal policy; a large encoding under the normal
+    policy would keep the core for its whole time slice each time. Two
+    batch threads take turns on the scheduler's tick and at every pause
+    of the encoder. On another policy, off Linux, or where refused: nothing
+    changes.
+    """
+    switched = False
+    if sys.platform.startswith("linux"):
+        try:
+            if os.sched_getscheduler(0) == os.SCHED_OTHER:
+                os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+                switched = True
+        except OSError:
+            pass
+    try:
+        yield
+    finally:
+        if switched:
+            try:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            except OSError:
+                pass  # as ThreadPolicy: nothing more can be done from here

@@ -18,6 +18,7 @@ import pytest_twisted
 
 import houweb
 from houweb._pool import HandlerPool
+from houweb._priority import SmallFirst
 from houweb._thread_policy import ThreadPolicy
 
 pytestmark = pytest.mark.skipif(
@@ -202,3 +203,32 @@ def test_a_handler_changing_its_threads_policy_changes_it_for_that_call_only():
         assert _run_in(pool, own) == (True, (thread, os.SCHED_OTHER, nice))
     finally:
         pool.stop()
+
+
+def _policies_around_a_large_encoding(policy: int) -> tuple[int, int]:
+    """
+    In a thread running under ``policy``, open a large result's pacing
+    (what the encoder of a large API result runs in).
+
+    :returns: the thread's policy inside the block and after it.
+    """
+    out: dict[str, int] = {}
+
+    def encode() -> None:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+        with SmallFirst(lambda: 0).large_result():
+            out["inside"] = os.sched_getscheduler(0)
+        out["after"] = os.sched_getscheduler(0)
+
+    thread = threading.Thread(target=encode)
+    thread.start()
+    thread.join(60)
+    return out["inside"], out["after"]
+
+
+def test_a_large_result_is_encoded_under_batch_and_the_normal_policy_comes_back():
+    assert _policies_around_a_large_encoding(os.SCHED_OTHER) == (os.SCHED_BATCH, os.SCHED_OTHER)
+
+
+def test_a_large_result_encoded_under_another_policy_keeps_it():
+    assert _policies_around_a_large_encoding(os.SCHED_IDLE) == (os.SCHED_IDLE, os.SCHED_IDLE)
