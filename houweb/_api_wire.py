@@ -181,7 +181,7 @@ def _json_text(result: object, name: str, large: _json_pieces.Pacing | None) -> 
         if "circular" in str(exc).lower():
             reason = "it contains a circular reference (a list or dict inside itself)"
         else:
-            non_finite = _non_finite(result)
+            non_finite = _non_finite(_json_pieces.failed_part(exc, result))
             reason = f"out of range float value {non_finite}" if non_finite else str(exc)
     raise ResultError(f"result of {name} is not JSON serializable: {reason}")
 

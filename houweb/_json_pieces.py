@@ -81,11 +81,42 @@ def encode(
     """
     if not _opens(value, 0):
         return [json.dumps(value, allow_nan=allow_nan, default=default).encode("utf-8")]
-    encoder = json.JSONEncoder(allow_nan=allow_nan, default=default).encode
+    encoder = _noting_failures(json.JSONEncoder(allow_nan=allow_nan, default=default).encode)
     with (large or _full_speed)() as step_aside:
         pieces = _Pieces(step_aside)
         _add(value, pieces, encoder, set(), 0)
         return pieces.close()
+
+
+#: The attribute of a ``ValueError`` :func:`encode` raises (a float out of
+#: range, say) that holds the part of the value whose ``json.dumps`` call
+#: raised it: see :func:`failed_part`.
+_FAILED_PART = "houweb_failed_part"
+
+
+def _noting_failures(encode: Callable[[object], str]) -> Callable[[object], str]:
+    """:returns: ``encode``, noting on a ``ValueError`` it raises what it encoded."""
+
+    def encode_part(part: object) -> str:
+        try:
+            return encode(part)
+        except ValueError as exc:
+            setattr(exc, _FAILED_PART, part)
+            raise
+
+    return encode_part
+
+
+def failed_part(exc: ValueError, value: object) -> object:
+    """
+    :returns: the part of ``value`` whose encoding raised ``exc`` (in
+        :func:`encode`): a group of a large container's items, or ``value``
+        itself when it was encoded in one call or the part is not known. What
+        looks for the cause (the float out of range) looks there, not through
+        the whole value: a large result's encoding is paced, a walk through
+        all of it after would not be.
+    """
+    return getattr(exc, _FAILED_PART, value)
 
 
 def _sleep_0() -> None:

@@ -6,12 +6,14 @@ import asyncio
 import json
 import threading
 import urllib.parse
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 import houweb
+from houweb import _json_pieces
 
 from .conftest import messages
 from .support import raw_request
@@ -506,6 +508,37 @@ async def test_unencodable_results_are_500_naming_the_reason_and_the_server_goes
         f"result of geo.f is not JSON serializable: {keys}",
     ]
     assert (await call(client, port, "geo.f")).body == b'"fine"'
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_nan_at_the_end_of_a_large_result_is_named_without_a_walk_through_all_of_it(
+    serve, client
+):
+    # The encoding of a large result is paced (it steps aside for small
+    # requests, under SCHED_BATCH); the NaN it fails on was then looked for
+    # through the whole result, unpaced, under the normal policy: half a
+    # second of the GIL for 100,000 rows, longer than the encoding itself.
+    # Only the part whose encoding failed is looked into now. Rows of a dict
+    # subclass count the looks (json.dumps takes their items(), the search
+    # their values()).
+    looked = [0]
+
+    class Row(dict):  # type: ignore[type-arg]
+        def values(self) -> Any:
+            looked[0] += 1
+            return super().values()
+
+    rows = [Row(id=i) for i in range(4000)]
+
+    @houweb.apiFunction("geo")
+    def f(request):
+        return [*rows, float("nan")]
+
+    port = await main_port(serve)
+    assert error_of(await call(client, port, "geo.f")) == (
+        "result of geo.f is not JSON serializable: out of range float value nan"
+    )
+    assert looked[0] <= _json_pieces.GROUP  # the failing group's rows at most, not 4000
 
 
 @pytest_twisted.ensureDeferred
