@@ -17,6 +17,7 @@ import pytest
 import pytest_twisted
 
 import houweb
+from houweb._api_wire import ResultError, encode_result
 from houweb._pool import HandlerPool
 from houweb._priority import SmallFirst
 from houweb._thread_policy import ThreadPolicy
@@ -232,3 +233,42 @@ def test_a_large_result_is_encoded_under_batch_and_the_normal_policy_comes_back(
 
 def test_a_large_result_encoded_under_another_policy_keeps_it():
     assert _policies_around_a_large_encoding(os.SCHED_IDLE) == (os.SCHED_IDLE, os.SCHED_IDLE)
+
+
+class _Interrupting(dict):  # type: ignore[type-arg]
+    """A row whose encoding notes the thread's policy, then is interrupted (Ctrl+C)."""
+
+    policies: list[int] = []
+
+    def items(self) -> Any:
+        self.policies.append(os.sched_getscheduler(0))
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "last, raised",
+    [(float("nan"), ResultError), (_Interrupting(a=1), KeyboardInterrupt)],
+    ids=["nan", "keyboard-interrupt"],
+)
+def test_a_large_result_whose_encoding_fails_gives_the_normal_policy_back(last, raised):
+    # Through the encoder as /api runs it, outside the pool (which would set
+    # the policy again before its next call anyway): the thread is under
+    # SCHED_BATCH while it encodes, and under its own policy once the
+    # encoding raised midway.
+    _Interrupting.policies.clear()
+    value = [{"id": i} for i in range(2000)] + [last]
+    out: dict[str, Any] = {}
+
+    def encode() -> None:
+        try:
+            encode_result(value, "f", False, SmallFirst(lambda: 0).large_result)
+        except BaseException as exc:  # noqa: BLE001 - the test's subject
+            out["raised"] = type(exc)
+        out["after"] = os.sched_getscheduler(0)
+
+    thread = threading.Thread(target=encode)
+    thread.start()
+    thread.join(60)
+    assert out == {"raised": raised, "after": os.SCHED_OTHER}
+    if raised is KeyboardInterrupt:
+        assert _Interrupting.policies == [os.SCHED_BATCH]
