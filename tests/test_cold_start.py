@@ -62,6 +62,22 @@ def test_importing_houweb_puts_the_applications_threshold_back():
     assert _gc_after_import("gc.set_threshold(0)")["threshold"][0] == 0
 
 
+def test_an_import_that_fails_midway_puts_the_collector_back():
+    code = (
+        "import gc, sys\n"
+        "before = gc.get_threshold()\n"
+        "sys.modules['klein'] = None  # Klein missing: import houweb fails while held\n"
+        "try:\n"
+        "    import houweb\n"
+        "except ImportError as exc:\n"
+        "    print(repr(exc))\n"
+        "print(gc.isenabled(), gc.get_threshold() == before, gc.get_freeze_count())\n"
+    )
+    error, state = _run_fresh(code).splitlines()
+    assert "klein" in error
+    assert state == "True True 0"
+
+
 #: A hook that runs ``{action}`` in the middle of ``import houweb``, when
 #: Klein is looked for: what another thread might do meanwhile.
 _DURING_IMPORT = (
