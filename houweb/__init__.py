@@ -14,9 +14,13 @@ plain Python package, on Twisted.
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import _reactor
+from ._import_gc import collector_paused
 
-_reactor.install()  # before Klein imports twisted.internet.reactor
+with collector_paused():  # loading Twisted and Klein: see _import_gc
+    from . import _reactor
+
+    _reactor.install()  # before Klein imports twisted.internet.reactor
+    from . import _application  # noqa: F401 - nearly all of houweb, loaded while paused
 
 from ._api import APIError
 from ._application import (

@@ -20,7 +20,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from . import _describe
 from ._api_wire import CallError, ResultError, encode_result, parse_call
 from ._bindings import Ports, normalize_ports, sorted_bindings
 from ._dispatch import describe, format_traceback, is_async, let_go_of_locals
@@ -346,6 +345,8 @@ def describe_function(target: APIFunctionTarget) -> dict[str, Any]:
         :func:`~houweb._describe.describe` as ``/api/openapi.json`` and
         ``/api/client.js``, its arguments' and result's JSON Schemas included.
     """
+    from . import _describe  # on first use: a server need not describe itself to answer
+
     d = _describe.described(target)
     return {
         "name": d.name,

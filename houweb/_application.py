@@ -16,7 +16,7 @@ servers (the reactor and its thread, signal handlers, the worker role) is in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.logger import Logger
 
@@ -30,10 +30,12 @@ from ._config import (
     ServerConfig,
 )
 from ._cors import set_cors_whitelist
-from ._opdef import Provider, register_opdef_path
 from ._port_settings import MAIN, check_settings, set_settings_for_port
 from ._registry import Ports, Registry, url_handler
 from ._static import PathLike, register_static_directory
+
+if TYPE_CHECKING:
+    from ._opdef import Provider
 
 log = Logger(namespace="houweb")
 
@@ -135,6 +137,8 @@ class Server:
         self, prefix: str = "/opdef", *, provider: Provider | None = None
     ) -> None:
         """As :func:`houweb.registerOpdefPath`, on this server."""
+        from ._opdef import register_opdef_path  # on first use: cold start
+
         register_opdef_path(self.registry, prefix, provider=provider)
 
     def setCORSWhitelist(self, origins: Sequence[str], port_name: str = "") -> None:

@@ -25,7 +25,6 @@ from twisted.python.failure import Failure
 
 from ._config import ServerConfig, listen_interface
 from ._errors import OperationFailed
-from ._https import context_factory
 from ._port_settings import MAIN, PortSettings, PortTable, ignored_keys
 
 log = Logger(namespace="houweb")
@@ -85,7 +84,11 @@ class PortPlan:
 
     def _bind(self, reactor: Any, factory: Any, taken: frozenset[int] = frozenset()) -> Any:
         assert self.settings is not None and self.name is not None
-        tls = context_factory(self.settings, self.name) if self.settings.tls else None
+        tls = None
+        if self.settings.tls:
+            from ._https import context_factory  # only for TLS ports: cold start
+
+            tls = context_factory(self.settings, self.name)
         numbers = self.settings.candidates(self.first)
         reason = ""
         for number in numbers:

@@ -16,7 +16,6 @@ from twisted.logger import Logger
 from ._cors import CORSPolicy, install_cors
 from ._errors import OperationFailed
 from ._guards import OriginPolicy, default_allowed_hosts
-from ._https import HSTS, HTTPSRedirect, hsts_value
 from ._port_binding import PortPlan
 from ._port_log import PortLogFile
 from ._port_settings import MAIN
@@ -75,12 +74,17 @@ def configure_ports(
             # its own allow-list, which a trusted X-Forwarded-Host would bypass).
             guard.set_use_x_forwarded_host(bool(settings.use_x_forwarded_host), port=number)
         if settings.ssl_redirect and not settings.tls:
+            from ._https import HTTPSRedirect  # only for ports that use it: cold start
+
             redirect = HTTPSRedirect.of(settings, tls_ports[0] if tls_ports else None)
             for port in own:
                 guard.port_checks[port] = redirect.refusal
-        value = hsts_value(settings)
-        if value is not None and settings.tls:
-            hsts[number] = value
+        if settings.tls:
+            from ._https import hsts_value
+
+            value = hsts_value(settings)
+            if value is not None:
+                hsts[number] = value
         if settings.log_file is not None:
             try:
                 logs.append(PortLogFile.open(plan.name, settings, own))
@@ -89,6 +93,8 @@ def configure_ports(
                     opened.close()
                 raise
     if hsts:
+        from ._https import HSTS
+
         context.response_filters.append(HSTS(hsts))
     for name, origins in context.registry.ports.cors.items():
         if name in named:

@@ -28,7 +28,6 @@ import ipaddress
 import json
 import os
 import time
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.task import LoopingCall
@@ -161,6 +160,8 @@ class StatusPage:
         if path == JSON_PATH:
             response = Response(json.dumps(self.snapshot()), content_type="application/json")
         else:
+            from importlib import resources  # on first use: cold start
+
             page = resources.files(__package__).joinpath("_web", "status.html")
             response = Response(
                 page.read_text(encoding="utf-8"), content_type="text/html; charset=utf-8"
