@@ -382,7 +382,7 @@ async def test_a_header_half_read_when_the_server_closes_goes_to_autobahn_as_bef
     client, events, connection = await opened(serve)
     data = frame(0x1, b"y" * 300) + frame(0x8, (1000).to_bytes(2, "big"))
     connection.dataReceived(data[:3])  # half of the 16-bit length
-    assert connection._frame is not None, "the start of the header waits in houweb"
+    assert connection._header is not None, "the start of the header waits in houweb"
     connection.close(4000)
     connection.dataReceived(data[3:])
     await client.done
@@ -396,7 +396,7 @@ async def test_an_oversize_header_trickled_a_byte_at_a_time_closes_with_1009_at_
     for byte in frame(0x2, b"x" * 200_001)[:14]:  # the header only: no payload follows
         connection.dataReceived(bytes([byte]))
     assert await closed_with(client, events) == 1009
-    assert connection._frame is None and not receives(events)
+    assert connection._frame is None and connection._header is None and not receives(events)
 
 
 @pytest_twisted.ensureDeferred
