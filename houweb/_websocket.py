@@ -868,6 +868,8 @@ class _Connection(WebSocketServerProtocol):
         if self._ended:
             return
         self._ended = True
+        self._frame = self._header = None  # a frame cut short: its buffer goes
+        self._read_into_frames(False)
         self._done_opening()
         self._window.stopProducing()
         if self.closedByMe and self.localCloseCode is not None:
