@@ -516,9 +516,9 @@ class _Connection(WebSocketServerProtocol):
         if not isinstance(transport, tcp.Connection) or transport.TLS:
             return
         if wanted:
-            transport.doRead = self._read_into_frame
+            vars(transport)["doRead"] = self._read_into_frame  # on the instance: Twisted's stays
         else:
-            transport.__dict__.pop("doRead", None)
+            vars(transport).pop("doRead", None)
 
     def _read_into_frame(self) -> object:
         """
