@@ -177,25 +177,40 @@ SPARE_BYTES = 8 * 1024 * 1024
 
 class SpareBuffers:
     """
-    The buffers of frames gathered and delivered, kept (up to
-    :data:`SPARE_BYTES` in all) for the next frames to be gathered in.
+    The buffers of large frames gathered and delivered, kept (up to
+    :data:`SPARE_BYTES` in all) for the next large frames to be gathered in.
 
     A fresh buffer for every large frame costs more than copying the frame
     into it: its pages are zeroed, and the allocator, having given the last
     one back to the system, faults them in again (a fifth of the reactor
     thread's time for 1 MiB messages). One set per reactor, used on its
     thread only.
+
+    Only buffers of at least ``least`` bytes (:data:`GATHER_FIRST`) are kept,
+    and only frames that large are given one: so at most ``keep // least``
+    buffers (128), searched whole by :meth:`take`. A small frame split
+    between reads (any frame may be) is cheap to gather in a buffer of its
+    own; kept, the buffers of such frames would number in the hundreds of
+    thousands (each some 60 bytes of object beyond its length), every
+    large frame's :meth:`take` scanning them all.
     """
 
-    __slots__ = ("_buffers", "_held", "_keep")
+    __slots__ = ("_buffers", "_held", "_keep", "_least")
 
-    def __init__(self, keep: int = SPARE_BYTES) -> None:
+    def __init__(self, keep: int = SPARE_BYTES, least: int = GATHER_FIRST) -> None:
         self._buffers: list[bytearray] = []
         self._held = 0
         self._keep = keep
+        self._least = least
 
     def take(self, size: int) -> bytearray | None:
-        """:returns: the smallest spare buffer of at least ``size`` bytes (no longer a spare), or ``None``."""
+        """
+        :returns: the smallest spare buffer of at least ``size`` bytes (no
+            longer a spare), or ``None`` (none fits, or ``size`` is under
+            the least kept: the frame is small).
+        """
+        if size < self._least:
+            return None
         best = -1
         buffers = self._buffers
         for index, buffer in enumerate(buffers):
@@ -208,8 +223,11 @@ class SpareBuffers:
         return buffer
 
     def give(self, buffer: bytearray) -> None:
-        """Keep ``buffer`` (nothing else may use it any more) if there is room for it."""
-        if self._held + len(buffer) <= self._keep:
+        """
+        Keep ``buffer`` (nothing else may use it any more) if it is large
+        enough to be worth keeping and there is room for it.
+        """
+        if len(buffer) >= self._least and self._held + len(buffer) <= self._keep:
             self._buffers.append(buffer)
             self._held += len(buffer)
 

@@ -19,6 +19,7 @@ import pytest_twisted
 import houweb
 from houweb._ws_frames import (
     GATHER_FIRST,
+    SPARE_BYTES,
     Gathering,
     SpareBuffers,
     header_incomplete,
@@ -624,7 +625,7 @@ async def test_a_resume_meeting_the_loops_closed_handle_leaves_no_reader_for_the
 
 def no_spares(connection: Any) -> None:
     """Drop the buffers kept by earlier tests (they are kept per reactor)."""
-    while connection.factory.spares.take(0) is not None:
+    while connection.factory.spares.take(GATHER_FIRST) is not None:
         pass
 
 
@@ -739,7 +740,7 @@ def test_a_gathering_doubles_its_buffer_up_to_the_frame_and_copies_what_came():
 
 
 def test_spare_buffers_give_the_smallest_that_fits_and_keep_no_more_than_their_limit():
-    spares = SpareBuffers(keep=1_000)
+    spares = SpareBuffers(keep=1_000, least=100)
     for size in (600, 300, 200):
         spares.give(bytearray(size))
     assert spares.held == 900  # 200 did not fit beside the others
@@ -748,3 +749,15 @@ def test_spare_buffers_give_the_smallest_that_fits_and_keep_no_more_than_their_l
     big = bytearray(2_000)
     spares.give(big)
     assert spares.take(1_500) is None, "a buffer over the limit is not kept"
+
+
+def test_spare_buffers_keep_no_small_buffer_nor_give_one_to_a_small_frame():
+    # small frames split between reads would otherwise fill the limit with
+    # tiny buffers, each frame's take() scanning all of them
+    spares = SpareBuffers(keep=SPARE_BYTES)
+    for _ in range(10_000):
+        spares.give(bytearray(100))
+    assert spares.held == 0
+    spares.give(bytearray(GATHER_FIRST))
+    assert spares.take(GATHER_FIRST - 1) is None, "a small frame gets a buffer of its own"
+    assert len(spares.take(GATHER_FIRST) or b"") == GATHER_FIRST and spares.held == 0
