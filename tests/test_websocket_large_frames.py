@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest_twisted
 
-from .support import connect_raw, ws_handshake
 from .test_dispatch import until
 from .test_websocket_frames import (
     closed_with,
@@ -40,7 +39,7 @@ async def test_small_frames_split_across_reads_leave_no_small_buffers_kept(serve
         client.transport.write(data[:10])
         await until(lambda: connection._frame is not None)
         client.transport.write(data[10:])
-        await until(lambda: len(receives(events)) == index + 1)
+        await until(lambda count=index + 1: len(receives(events)) == count)
     assert [bytes_data for _, _, bytes_data in receives(events)] == [
         bytes([index]) * 40 for index in range(20)
     ]
@@ -108,7 +107,7 @@ async def test_two_connections_gathering_at_once_from_kept_buffers_keep_their_ow
     spares = a_connection.factory.spares
     spares.give(bytearray(b"\xee" * 300_000))
     spares.give(bytearray(b"\xdd" * 300_000))
-    a_payload, b_payload = os.urandom(120_000), "b".encode() * 100_000
+    a_payload, b_payload = os.urandom(120_000), b"b" * 100_000
     a_data, b_data = frame(0x2, a_payload), frame(0x1, b_payload)
     a.transport.write(a_data[:700])
     b.transport.write(b_data[:900])
@@ -118,11 +117,9 @@ async def test_two_connections_gathering_at_once_from_kept_buffers_keep_their_ow
     for at in range(700, len(a_data), 30_000):  # interleaved pieces
         a.transport.write(a_data[at : at + 30_000])
         b.transport.write(b_data[at + 200 : at + 30_200])
+        end = min(at + 30_000, len(a_data) - 1)
         await until(
-            lambda: (
-                a_connection._frame is None
-                or a_connection._frame.filled >= min(at + 30_000, len(a_data) - 1)
-            )
+            lambda end=end: a_connection._frame is None or a_connection._frame.filled >= end
         )
     b.transport.write(b_data[len(a_data) + 200 :])
     await until(lambda: len(receives(a_events)) == 1 and len(receives(b_events)) == 1)
@@ -141,7 +138,9 @@ async def test_a_frame_trickled_in_small_pieces_read_directly_arrives_whole(serv
     while at < len(data) - 1_000:
         client.transport.write(data[at : at + 997])
         at += 997
-        await until(lambda: connection._frame is not None and connection._frame.filled >= at)
+        await until(
+            lambda end=at: connection._frame is not None and connection._frame.filled >= end
+        )
     client.transport.write(data[at:])  # the frame's last bytes and the next frame
     await until(lambda: len(receives(events)) == 2)
     assert receives(events) == [("receive", None, payload), ("receive", "next", None)]
