@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest_twisted
 
+import houweb
+
 from .test_dispatch import until
 from .test_websocket_frames import (
+    Recorder,
     closed_with,
     frame,
     no_spares,
@@ -170,4 +173,94 @@ async def test_a_bad_frame_after_a_gathered_one_in_the_same_read_closes_with_100
     await until(lambda: reads_into_frame(connection))
     client.transport.write(data[1_000:] + frame(0x2, b"unmasked", masked=False))
     assert await closed_with(client, events) == 1002
+    assert receives(events) == [("receive", None, payload)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_messages_over_tls_are_gathered_without_direct_reads(serve, tmp_path):
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from twisted.internet import reactor, ssl
+    from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+
+    from .support import WSClient
+    from .test_tls import self_signed
+
+    events: list[Any] = []
+    instances: list[Any] = []
+    houweb.webSocket("/echo")(type("Echo", (Recorder,), {"events": events, "instances": instances}))
+    key, cert = self_signed(tmp_path)
+    server = await serve(listen=[f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
+    tls_port = server.port_numbers()[1]
+    trust = ssl.Certificate.loadPEM(open(cert, "rb").read())
+    factory = WebSocketClientFactory(f"wss://localhost:{tls_port}/echo")
+    factory.protocol = WSClient
+    endpoint = wrapClientTLS(
+        ssl.optionsForClientTLS("localhost", trustRoot=trust),
+        TCP4ClientEndpoint(reactor, "127.0.0.1", tls_port),
+    )
+    ws = await endpoint.connect(factory)
+    await ws.opened.addTimeout(10, reactor)
+    connection = instances[0]._houweb_connection
+    payloads = [os.urandom(190_000), os.urandom(70_000), "ü".encode() * 90_000, os.urandom(10)]
+    for payload in payloads:
+        ws.sendMessage(payload, isBinary=payload[:2] != "ü".encode())
+    echoed = [await ws.next_message() for _ in payloads]
+    assert echoed[:2] == payloads[:2] and echoed[3] == payloads[3]
+    assert echoed[2] == "ü" * 90_000
+    assert not reads_into_frame(connection)
+    ws.sendClose(1000)
+    assert await ws.wait_closed() == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_stalled_mid_frame_read_directly_is_dropped_with_1006(serve, logged):
+    # Pinged every idle_timeout + 1 s; the pong cannot come mid-frame, and
+    # nothing else does: dropped, nothing of it left.
+    running: list[Any] = []
+
+    async def start() -> Any:
+        running.append(await serve(idle_timeout=0.3))
+        return running[0]
+
+    client, events, connection = await opened(start)
+    data = frame(0x2, os.urandom(150_000))
+    client.transport.write(data[:1_000])
+    await until(lambda: reads_into_frame(connection))
+    await until(lambda: [e for e in events if e[0] == "disconnect"], timeout=15)
+    assert events == [("disconnect", 1006)]
+    assert connection._frame is None and not reads_into_frame(connection)
+    await client.done
+    await until(lambda: not running[0].site.houweb_connections)
+    assert not failures(logged), failures(logged)[0]["log_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_trickling_a_frame_read_directly_is_not_dropped_for_silence(serve):
+    # The bytes read straight into the frame count as hearing from the client
+    # (as Twisted's reads do): a ping unanswered while they come drops nothing.
+    async def start() -> Any:
+        return await serve(idle_timeout=0.3)
+
+    client, events, connection = await opened(start)
+    payload = os.urandom(150_000)
+    data = frame(0x2, payload)
+    client.transport.write(data[:1_000])
+    await until(lambda: reads_into_frame(connection))
+    at = 1_000
+    for _ in range(3):  # each time the server waits for a pong: a piece instead
+        await until(lambda: connection.autoPingTimeoutCall is not None, timeout=15)
+        armed = connection.autoPingTimeoutCall
+        client.transport.write(data[at : at + 1_000])
+        at += 1_000
+        await until(
+            lambda armed=armed: (
+                connection.autoPingTimeoutCall is not armed
+                or connection.state != connection.STATE_OPEN
+            ),
+            timeout=15,
+        )
+        assert connection.state == connection.STATE_OPEN and not events
+    pongs = b"".join(frame(0xA, ping) for op, ping in server_frames(client.data) if op == 0x9)
+    client.transport.write(data[at:] + pongs)
+    await until(lambda: receives(events))
     assert receives(events) == [("receive", None, payload)]
