@@ -264,3 +264,25 @@ async def test_a_client_trickling_a_frame_read_directly_is_not_dropped_for_silen
     client.transport.write(data[at:] + pongs)
     await until(lambda: receives(events))
     assert receives(events) == [("receive", None, payload)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_resetting_while_its_frame_is_read_directly_disconnects_with_1006(
+    serve, logged
+):
+    import socket
+    import struct
+
+    client, events, connection = await opened(serve)
+    data = frame(0x2, os.urandom(150_000))
+    client.transport.write(data[:1_000])
+    await until(lambda: reads_into_frame(connection))
+    client.transport.write(data[1_000:30_000])
+    await until(lambda: connection._frame is not None and connection._frame.filled >= 30_000)
+    sock = client.transport.getHandle()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.transport.abortConnection()  # closed with SO_LINGER 0: an RST
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [("disconnect", 1006)]
+    assert connection._frame is None and not reads_into_frame(connection)
+    assert not failures(logged), failures(logged)[0]["log_failure"]
