@@ -168,8 +168,13 @@ def read_frames(data: bytes | bytearray, limit: int, deliver: Deliver) -> tuple[
     return pos, 0, messages, delivered
 
 
-#: The least room a frame being gathered starts with (see :class:`Gathering`).
-GATHER_FIRST = 64 * 1024
+#: The least room a frame being gathered starts with (see :class:`Gathering`):
+#: what a connection reserves for a frame whose first read brought only its
+#: header, say (times the connections that may each do so).
+GATHER_FIRST = 4 * 1024
+#: The least length of a buffer kept for the next frames, and the least size
+#: of a frame given one (see :class:`SpareBuffers`).
+SPARE_LEAST = 64 * 1024
 #: The most bytes of gathering buffers kept for the next frames, per
 #: reactor (see :class:`SpareBuffers`).
 SPARE_BYTES = 8 * 1024 * 1024
@@ -186,7 +191,7 @@ class SpareBuffers:
     thread's time for 1 MiB messages). One set per reactor, used on its
     thread only.
 
-    Only buffers of at least ``least`` bytes (:data:`GATHER_FIRST`) are kept,
+    Only buffers of at least ``least`` bytes (:data:`SPARE_LEAST`) are kept,
     and only frames that large are given one: so at most ``keep // least``
     buffers (128), searched whole by :meth:`take`. A small frame split
     between reads (any frame may be) is cheap to gather in a buffer of its
@@ -197,7 +202,7 @@ class SpareBuffers:
 
     __slots__ = ("_buffers", "_held", "_keep", "_least")
 
-    def __init__(self, keep: int = SPARE_BYTES, least: int = GATHER_FIRST) -> None:
+    def __init__(self, keep: int = SPARE_BYTES, least: int = SPARE_LEAST) -> None:
         self._buffers: list[bytearray] = []
         self._held = 0
         self._keep = keep
@@ -251,7 +256,8 @@ class Gathering:
     :data:`GATHER_FIRST`, never more than the frame, and doubles when that
     is full. So a client does not make the server reserve its frame's
     announced size with a few bytes (16 MiB for a 14-byte header): it
-    reserves at most four times what it sent.
+    reserves at most four times what it sent, or :data:`GATHER_FIRST` (4
+    KiB) if more; a spare it is given was reserved already.
     """
 
     __slots__ = ("buffer", "filled", "size")

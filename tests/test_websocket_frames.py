@@ -20,6 +20,7 @@ import houweb
 from houweb._ws_frames import (
     GATHER_FIRST,
     SPARE_BYTES,
+    SPARE_LEAST,
     Gathering,
     SpareBuffers,
     header_incomplete,
@@ -625,7 +626,7 @@ async def test_a_resume_meeting_the_loops_closed_handle_leaves_no_reader_for_the
 
 def no_spares(connection: Any) -> None:
     """Drop the buffers kept by earlier tests (they are kept per reactor)."""
-    while connection.factory.spares.take(GATHER_FIRST) is not None:
+    while connection.factory.spares.take(SPARE_LEAST) is not None:
         pass
 
 
@@ -713,8 +714,9 @@ async def test_a_client_gone_while_its_frame_is_read_directly_disconnects_with_1
 
 @pytest_twisted.ensureDeferred
 async def test_a_header_announcing_a_large_frame_reserves_little(serve):
-    # 14 bytes announcing the largest frame allowed reserve 64 KiB, not the
-    # 190 KB announced: a client reserves at most four times what it sent.
+    # 20 bytes (a 14-byte header) announcing the largest frame allowed reserve
+    # 4 KiB, not the 190 KB announced: a client reserves at most four times
+    # what it sent, or GATHER_FIRST.
     client, events, connection = await opened(serve)
     no_spares(connection)
     connection.dataReceived(frame(0x2, b"x" * 190_000)[:20])
@@ -736,7 +738,10 @@ def test_a_gathering_doubles_its_buffer_up_to_the_frame_and_copies_what_came():
         at += count
         sizes.append(len(gathering.buffer))
     assert bytes(gathering.buffer) == data
-    assert sorted(set(sizes)) == [GATHER_FIRST, 2 * GATHER_FIRST, 4 * GATHER_FIRST, len(data)]
+    doublings = [GATHER_FIRST]
+    while 2 * doublings[-1] < len(data):
+        doublings.append(2 * doublings[-1])
+    assert sorted(set(sizes)) == [*doublings, len(data)]
 
 
 def test_spare_buffers_give_the_smallest_that_fits_and_keep_no_more_than_their_limit():
@@ -758,6 +763,6 @@ def test_spare_buffers_keep_no_small_buffer_nor_give_one_to_a_small_frame():
     for _ in range(10_000):
         spares.give(bytearray(100))
     assert spares.held == 0
-    spares.give(bytearray(GATHER_FIRST))
-    assert spares.take(GATHER_FIRST - 1) is None, "a small frame gets a buffer of its own"
-    assert len(spares.take(GATHER_FIRST) or b"") == GATHER_FIRST and spares.held == 0
+    spares.give(bytearray(SPARE_LEAST))
+    assert spares.take(SPARE_LEAST - 1) is None, "a small frame gets a buffer of its own"
+    assert len(spares.take(SPARE_LEAST) or b"") == SPARE_LEAST and spares.held == 0

@@ -286,3 +286,23 @@ async def test_a_client_resetting_while_its_frame_is_read_directly_disconnects_w
     assert events == [("disconnect", 1006)]
     assert connection._frame is None and not reads_into_frame(connection)
     assert not failures(logged), failures(logged)[0]["log_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_each_announcing_a_huge_frame_with_a_few_bytes_reserve_little(serve):
+    # A 14-byte header and 10 bytes of payload from each of many connections
+    # (up to max_connections) must not each reserve tens of KiB: what a
+    # connection reserves stays a few times what it sent (and a few KiB).
+    connections = []
+    clients = []
+    for _ in range(5):
+        client, _events, connection = await opened(serve)
+        clients.append(client)
+        connections.append(connection)
+    no_spares(connections[0])
+    start = frame(0x2, b"x" * 190_000)[:24]
+    for client in clients:
+        client.transport.write(start)
+    await until(lambda: all(connection._frame is not None for connection in connections))
+    reserved = [len(connection._frame.buffer) for connection in connections]
+    assert max(reserved) <= 4096, reserved
