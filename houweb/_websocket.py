@@ -477,7 +477,7 @@ class _Connection(WebSocketServerProtocol):
             self._frame = Gathering(
                 memoryview(data)[at:], end - at, self.factory.spares.take(end - at)
             )
-            self._read_into_frames(True)
+            self._set_direct_reads(True)
         elif header_incomplete(data, at):
             self._header = bytearray(memoryview(data)[at:])
         elif at < len(data):
@@ -502,7 +502,7 @@ class _Connection(WebSocketServerProtocol):
         if gathering.whole:
             self._frame_whole(data[take:])
 
-    def _read_into_frames(self, wanted: bool) -> None:
+    def _set_direct_reads(self, wanted: bool) -> None:
         """
         Have the transport's reads go straight into the frame being gathered
         (:meth:`_read_into_frame`), or no longer.
@@ -511,14 +511,19 @@ class _Connection(WebSocketServerProtocol):
         the transport's ``doRead`` (what the reactor calls when the socket
         is readable, ``IReadDescriptor``'s) is replaced on the instance while
         a frame is gathered, and Twisted's own is back once it is whole.
+        A ``doRead`` someone else set on the instance stays: Twisted's
+        ``abortConnection`` sets one that reads nothing.
         """
         transport: Any = self.transport
         if not isinstance(transport, tcp.Connection) or transport.TLS:
             return
+        attributes = vars(transport)
         if wanted:
-            vars(transport)["doRead"] = self._read_into_frame  # on the instance: Twisted's stays
-        else:
-            vars(transport).pop("doRead", None)
+            attributes.setdefault(
+                "doRead", self._read_into_frame
+            )  # on the instance: Twisted's stays
+        elif attributes.get("doRead") == self._read_into_frame:
+            del attributes["doRead"]
 
     def _read_into_frame(self) -> object:
         """
@@ -534,7 +539,7 @@ class _Connection(WebSocketServerProtocol):
         gathering = self._frame
         transport: Any = self.transport
         if gathering is None:  # pragma: no cover - the frame ended without _frame_whole
-            self._read_into_frames(False)
+            self._set_direct_reads(False)
             return transport.doRead()
         room = gathering.room()
         try:
@@ -562,7 +567,7 @@ class _Connection(WebSocketServerProtocol):
         gathering = self._frame
         assert gathering is not None
         self._frame = None
-        self._read_into_frames(False)
+        self._set_direct_reads(False)
         buffer, end = gathering.buffer, gathering.size
         frame = memoryview(buffer)[:end]
         try:
@@ -869,7 +874,7 @@ class _Connection(WebSocketServerProtocol):
             return
         self._ended = True
         self._frame = self._header = None  # a frame cut short: its buffer goes
-        self._read_into_frames(False)
+        self._set_direct_reads(False)
         self._done_opening()
         self._window.stopProducing()
         if self.closedByMe and self.localCloseCode is not None:

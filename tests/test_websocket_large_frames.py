@@ -306,3 +306,20 @@ async def test_connections_each_announcing_a_huge_frame_with_a_few_bytes_reserve
     await until(lambda: all(connection._frame is not None for connection in connections))
     reserved = [len(connection._frame.buffer) for connection in connections]
     assert max(reserved) <= 4096, reserved
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_reads_leave_the_doread_of_an_aborted_transport_alone(serve):
+    # Twisted's abortConnection sets a doRead that reads nothing on the
+    # instance until the connection is lost: gathering a frame then (or a
+    # frame's end) must not replace it with a read, nor take it away.
+    client, events, connection = await opened(serve)
+    transport = connection.transport
+    transport.abortConnection()
+    aborted = vars(transport)["doRead"]
+    connection._set_direct_reads(True)
+    assert vars(transport)["doRead"] is aborted
+    connection._set_direct_reads(False)
+    assert vars(transport)["doRead"] is aborted
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [("disconnect", 1006)]
