@@ -177,14 +177,21 @@ async def test_a_bad_frame_after_a_gathered_one_in_the_same_read_closes_with_100
 
 
 @pytest_twisted.ensureDeferred
-async def test_large_messages_over_tls_are_gathered_without_direct_reads(serve, tmp_path):
+async def test_large_messages_over_tls_are_gathered_without_direct_reads(
+    serve, tmp_path, monkeypatch
+):
     from autobahn.twisted.websocket import WebSocketClientFactory
     from twisted.internet import reactor, ssl
     from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 
+    from houweb._ws_frames import Gathering
+
     from .support import WSClient
     from .test_tls import self_signed
 
+    copied: list[int] = []  # the reads copied into a frame gathered (no direct reads)
+    add = Gathering.add
+    monkeypatch.setattr(Gathering, "add", lambda self, data: copied.append(1) or add(self, data))
     events: list[Any] = []
     instances: list[Any] = []
     houweb.webSocket("/echo")(type("Echo", (Recorder,), {"events": events, "instances": instances}))
@@ -208,6 +215,7 @@ async def test_large_messages_over_tls_are_gathered_without_direct_reads(serve, 
     assert echoed[:2] == payloads[:2] and echoed[3] == payloads[3]
     assert echoed[2] == "ü" * 90_000
     assert not reads_into_frame(connection)
+    assert copied, "the large frames were gathered from TLS's reads"
     ws.sendClose(1000)
     assert await ws.wait_closed() == 1000
 
