@@ -17,7 +17,16 @@ import pytest
 import pytest_twisted
 
 import houweb
-from houweb._ws_frames import header_incomplete, read_frames, unmask
+from houweb._ws_frames import (
+    GATHER_FIRST,
+    SPARE_BYTES,
+    SPARE_LEAST,
+    Gathering,
+    SpareBuffers,
+    header_incomplete,
+    read_frames,
+    unmask,
+)
 
 from .support import connect_raw, ws_handshake
 from .test_dispatch import until
@@ -382,7 +391,7 @@ async def test_a_header_half_read_when_the_server_closes_goes_to_autobahn_as_bef
     client, events, connection = await opened(serve)
     data = frame(0x1, b"y" * 300) + frame(0x8, (1000).to_bytes(2, "big"))
     connection.dataReceived(data[:3])  # half of the 16-bit length
-    assert connection._frame is not None, "the start of the header waits in houweb"
+    assert connection._header is not None, "the start of the header waits in houweb"
     connection.close(4000)
     connection.dataReceived(data[3:])
     await client.done
@@ -396,7 +405,7 @@ async def test_an_oversize_header_trickled_a_byte_at_a_time_closes_with_1009_at_
     for byte in frame(0x2, b"x" * 200_001)[:14]:  # the header only: no payload follows
         connection.dataReceived(bytes([byte]))
     assert await closed_with(client, events) == 1009
-    assert connection._frame is None and not receives(events)
+    assert connection._frame is None and connection._header is None and not receives(events)
 
 
 @pytest_twisted.ensureDeferred
@@ -610,3 +619,151 @@ async def test_a_resume_meeting_the_loops_closed_handle_leaves_no_reader_for_the
     again.transport.write(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await until(lambda: again.data.endswith(b"\r\n\r\nhi"), timeout=5)
     again.transport.loseConnection()
+
+
+# large frames: read straight into one buffer, which is kept for the next
+
+
+def no_spares(connection: Any) -> None:
+    """Drop the buffers kept by earlier tests (they are kept per reactor)."""
+    while connection.factory.spares.take(SPARE_LEAST) is not None:
+        pass
+
+
+async def gathered(client: Any, connection: Any, data: bytes) -> None:
+    """Send ``data`` (a large frame) so that the server gathers it: its start, then the rest."""
+    client.transport.write(data[:500])
+    await until(lambda: connection._frame is not None)
+    client.transport.write(data[500:])
+
+
+def reads_into_frame(connection: Any) -> bool:
+    """Whether the server connection's transport reads straight into the frame gathered."""
+    # (once aborted, the instance holds Twisted's doRead that reads nothing)
+    return vars(connection.transport).get("doRead") == connection._read_into_frame
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_frame_is_read_from_the_socket_straight_into_its_buffer(serve):
+    # The client writes the start of a frame, then (once the server gathers
+    # it) the rest together with the next frame: the direct reads stop at the
+    # frame's end and Twisted's own read takes what follows.
+    client, events, connection = await opened(serve)
+    payload = os.urandom(150_000)
+    data = frame(0x2, payload)
+    client.transport.write(data[:1_000])
+    await until(lambda: connection._frame is not None)
+    assert reads_into_frame(connection)
+    client.transport.write(data[1_000:90_000])
+    client.transport.write(data[90_000:] + frame(0x1, b"next"))
+    await until(lambda: len(receives(events)) == 2)
+    assert receives(events) == [("receive", None, payload), ("receive", "next", None)]
+    await until(lambda: len(server_frames(client.data)) == 2)
+    assert server_frames(client.data) == [(0x2, payload), (0x1, b"next")]
+    assert connection._frame is None and not reads_into_frame(connection)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_kept_buffer_longer_than_the_next_frame_delivers_that_frame_only(serve):
+    client, events, connection = await opened(serve)
+    no_spares(connection)
+    first, second = os.urandom(180_000), os.urandom(70_000)
+    await gathered(client, connection, frame(0x2, first))
+    await until(lambda: len(receives(events)) == 1)
+    assert connection.factory.spares.held == len(frame(0x2, first)), "its buffer is kept"
+    data = frame(0x2, second)
+    client.transport.write(data[:500])  # gathered in the kept 180 KB buffer
+    await until(lambda: connection._frame is not None)
+    assert len(connection._frame.buffer) > len(data)
+    client.transport.write(data[500:])
+    await until(lambda: len(receives(events)) == 2)
+    assert receives(events)[1] == ("receive", None, second)
+    await until(lambda: len(server_frames(client.data)) == 2)
+    assert server_frames(client.data)[1] == (0x2, second)
+
+
+@pytest_twisted.ensureDeferred
+async def test_invalid_utf8_in_a_large_text_frame_in_a_kept_buffer_closes_with_1007(serve):
+    client, events, connection = await opened(serve)
+    no_spares(connection)
+    await gathered(client, connection, frame(0x2, b"b" * 190_000))
+    await until(lambda: len(receives(events)) == 1)
+    assert connection.factory.spares.held
+    data = frame(0x1, "é".encode() * 40_000 + b"\xc3")
+    client.transport.write(data[:300])
+    await until(lambda: connection._frame is not None)
+    client.transport.write(data[300:])
+    assert await closed_with(client, events) == 1007
+    assert len(receives(events)) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_gone_while_its_frame_is_read_directly_disconnects_with_1006(serve, logged):
+    client, events, connection = await opened(serve)
+    data = frame(0x2, os.urandom(150_000))
+    client.transport.write(data[:1_000])
+    await until(lambda: connection._frame is not None and reads_into_frame(connection))
+    client.transport.write(data[1_000:50_000])
+    await until(lambda: connection._frame is not None and connection._frame.filled >= 50_000)
+    client.transport.abortConnection()
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert events == [("disconnect", 1006)]
+    assert connection._frame is None and not reads_into_frame(connection)
+    failures = [event for event in logged if event.get("log_failure") is not None]
+    assert not failures, failures[0]["log_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_header_announcing_a_large_frame_reserves_little(serve):
+    # 20 bytes (a 14-byte header) announcing the largest frame allowed reserve
+    # 4 KiB, not the 190 KB announced: a client reserves at most four times
+    # what it sent, or GATHER_FIRST.
+    client, events, connection = await opened(serve)
+    no_spares(connection)
+    connection.dataReceived(frame(0x2, b"x" * 190_000)[:20])
+    assert connection._frame is not None and len(connection._frame.buffer) == GATHER_FIRST
+
+
+def test_a_gathering_doubles_its_buffer_up_to_the_frame_and_copies_what_came():
+    data = frame(0x2, os.urandom(300_000))
+    gathering = Gathering(data[:10], len(data))
+    assert len(gathering.buffer) == GATHER_FIRST
+    at = 10
+    sizes = []
+    while not gathering.whole:
+        room = gathering.room()
+        count = min(len(room), 50_000)
+        room[:count] = data[at : at + count]
+        room.release()
+        gathering.received(count)
+        at += count
+        sizes.append(len(gathering.buffer))
+    assert bytes(gathering.buffer) == data
+    doublings = [GATHER_FIRST]
+    while 2 * doublings[-1] < len(data):
+        doublings.append(2 * doublings[-1])
+    assert sorted(set(sizes)) == [*doublings, len(data)]
+
+
+def test_spare_buffers_give_the_smallest_that_fits_and_keep_no_more_than_their_limit():
+    spares = SpareBuffers(keep=1_000, least=100)
+    for size in (600, 300, 200):
+        spares.give(bytearray(size))
+    assert spares.held == 900  # 200 did not fit beside the others
+    assert len(spares.take(250) or b"") == 300 and spares.held == 600
+    assert spares.take(700) is None
+    big = bytearray(2_000)
+    spares.give(big)
+    assert spares.take(1_500) is None, "a buffer over the limit is not kept"
+
+
+def test_spare_buffers_keep_no_small_buffer_nor_give_one_to_a_small_frame():
+    # small frames split between reads would otherwise fill the limit with
+    # tiny buffers, each frame's take() scanning all of them
+    spares = SpareBuffers(keep=SPARE_BYTES)
+    for _ in range(10_000):
+        spares.give(bytearray(100))
+    assert spares.held == 0
+    spares.give(bytearray(SPARE_LEAST))
+    assert spares.take(SPARE_LEAST - 1) is None, "a small frame gets a buffer of its own"
+    assert len(spares.take(SPARE_LEAST) or b"") == SPARE_LEAST and spares.held == 0
