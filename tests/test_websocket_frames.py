@@ -767,3 +767,32 @@ def test_spare_buffers_keep_no_small_buffer_nor_give_one_to_a_small_frame():
     spares.give(bytearray(SPARE_LEAST))
     assert spares.take(SPARE_LEAST - 1) is None, "a small frame gets a buffer of its own"
     assert len(spares.take(SPARE_LEAST) or b"") == SPARE_LEAST and spares.held == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_is_counted_open_until_it_closes(serve):
+    client, events, connection = await opened(serve)
+    factory = connection.factory
+    before = factory.open_connections
+    assert before >= 1
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert factory.open_connections == before - 1
+
+
+def test_the_buffers_kept_go_when_the_last_websocket_closes():
+    # Kept per reactor, the buffers would outlive the server (an embedding
+    # application's process runs on): the last WebSocket to close takes them.
+    from twisted.internet import reactor
+
+    from houweb._websocket import _Factory
+
+    factory = _Factory(reactor)
+    factory.connection_opened()
+    factory.connection_opened()
+    factory.spares.give(bytearray(SPARE_LEAST))
+    factory.connection_closed()
+    assert factory.spares.held == SPARE_LEAST, "one is still open: the buffers stay"
+    factory.connection_closed()
+    assert factory.spares.held == 0 and factory.open_connections == 0
