@@ -331,6 +331,18 @@ class _Factory(WebSocketServerFactory):
         super().__init__(reactor=reactor, server=SERVER)
         #: Buffers for large frames (used on the reactor thread only).
         self.spares = SpareBuffers()
+        #: WebSockets open on the reactor: the buffers go with the last one.
+        self.open_connections = 0
+
+    def connection_opened(self) -> None:
+        """One more WebSocket is open (on the reactor thread)."""
+        self.open_connections += 1
+
+    def connection_closed(self) -> None:
+        """A WebSocket closed (on the reactor thread); the last one takes the buffers kept."""
+        self.open_connections -= 1
+        if not self.open_connections:
+            self.spares.clear()
 
 
 def _factory(reactor: Any) -> _Factory:
@@ -408,6 +420,8 @@ class _Connection(WebSocketServerProtocol):
         #: 20 to 40 times the frame), read into directly when the transport
         #: allows it (:meth:`_read_into_frame`).
         self._frame: Gathering | None = None
+        #: Whether the factory counts this connection open (see ``_Factory``).
+        self._counted = False
         #: The start of a plain frame's header, not all of it yet.
         self._header: bytearray | None = None
         #: Bytes read while autobahn's parser is inside a data frame's
@@ -419,6 +433,8 @@ class _Connection(WebSocketServerProtocol):
 
     def _connectionMade(self) -> None:
         super()._connectionMade()
+        self.factory.connection_opened()
+        self._counted = True
         limit = self.endpoint.max_message_size
         self.maxMessagePayloadSize = self.maxFramePayloadSize = limit
         # A client that answers no ping is dropped (1006): silent connections
@@ -875,6 +891,9 @@ class _Connection(WebSocketServerProtocol):
         self._ended = True
         self._frame = self._header = None  # a frame cut short: its buffer goes
         self._set_direct_reads(False)
+        if self._counted:
+            self._counted = False
+            self.factory.connection_closed()
         self._done_opening()
         self._window.stopProducing()
         if self.closedByMe and self.localCloseCode is not None:

@@ -189,7 +189,8 @@ class SpareBuffers:
     into it: its pages are zeroed, and the allocator, having given the last
     one back to the system, faults them in again (a fifth of the reactor
     thread's time for 1 MiB messages). One set per reactor, used on its
-    thread only.
+    thread only, emptied when its last WebSocket closes (a server stopped,
+    or idle, keeps none).
 
     Only buffers of at least ``least`` bytes (:data:`SPARE_LEAST`) are kept,
     and only frames that large are given one: so at most ``keep // least``
@@ -235,6 +236,11 @@ class SpareBuffers:
         if len(buffer) >= self._least and self._held + len(buffer) <= self._keep:
             self._buffers.append(buffer)
             self._held += len(buffer)
+
+    def clear(self) -> None:
+        """Keep nothing (no connection is left to use the buffers)."""
+        self._buffers.clear()
+        self._held = 0
 
     @property
     def held(self) -> int:

@@ -8,6 +8,7 @@ On real sockets; the split-read tests feed the live server connection's
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import tracemalloc
@@ -767,3 +768,127 @@ def test_spare_buffers_keep_no_small_buffer_nor_give_one_to_a_small_frame():
     spares.give(bytearray(SPARE_LEAST))
     assert spares.take(SPARE_LEAST - 1) is None, "a small frame gets a buffer of its own"
     assert len(spares.take(SPARE_LEAST) or b"") == SPARE_LEAST and spares.held == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_is_counted_open_until_it_closes(serve):
+    client, events, connection = await opened(serve)
+    factory = connection.factory
+    before = factory.open_connections
+    assert before >= 1
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert factory.open_connections == before - 1
+
+
+def test_the_buffers_kept_go_when_the_last_websocket_closes():
+    # Kept per reactor, the buffers would outlive the server (an embedding
+    # application's process runs on): the last WebSocket to close takes them.
+    from twisted.internet import reactor
+
+    from houweb._websocket import _Factory
+
+    factory = _Factory(reactor)
+    factory.connection_opened()
+    factory.connection_opened()
+    factory.spares.give(bytearray(SPARE_LEAST))
+    factory.connection_closed()
+    assert factory.spares.held == SPARE_LEAST, "one is still open: the buffers stay"
+    factory.connection_closed()
+    assert factory.spares.held == 0 and factory.open_connections == 0
+
+
+# the count of open WebSockets that the kept buffers go with (real sockets)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_buffers_a_large_frame_left_go_when_its_websocket_closes(serve):
+    # End to end: a delivered large frame's buffer is kept while the
+    # WebSocket is open, and goes (the count back to 0) when it closes.
+    client, events, connection = await opened(serve)
+    factory = connection.factory
+    assert factory.open_connections == 1, "a count left over from earlier WebSockets"
+    payload = os.urandom(150_000)
+    await gathered(client, connection, frame(0x2, payload))
+    await until(lambda: receives(events))
+    assert factory.spares.held >= len(payload)
+    client.transport.write(frame(0x8, (1000).to_bytes(2, "big")))
+    await client.done
+    await until(lambda: [e for e in events if e[0] == "disconnect"])
+    assert factory.open_connections == 0 and factory.spares.held == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_stopped_with_websockets_open_keeps_no_buffers(serve):
+    events: list[Any] = []
+    instances: list[Any] = []
+    houweb.webSocket("/echo")(type("Echo", (Recorder,), {"events": events, "instances": instances}))
+    server = await serve()
+    clients = []
+    for _ in range(2):
+        raw = await connect_raw(server.port_numbers()[0])
+        raw.transport.write(ws_handshake("/echo"))
+        await until(lambda raw=raw: b"\r\n\r\n" in raw.data)
+        clients.append(raw)
+    connection = instances[0]._houweb_connection
+    factory = connection.factory
+    assert factory.open_connections == 2
+    await gathered(clients[0], connection, frame(0x2, os.urandom(150_000)))
+    await until(lambda: receives(events))
+    assert factory.spares.held > 0
+    # a second large frame is being gathered (in the buffer kept, taken) and
+    # another buffer is kept when the server stops
+    clients[0].transport.write(frame(0x2, os.urandom(150_000))[:1_000])
+    await until(lambda: connection._frame is not None)
+    factory.spares.give(bytearray(SPARE_LEAST))
+    await server.shutdown()
+    for raw in clients:
+        await raw.done
+    await until(lambda: factory.open_connections == 0)
+    assert factory.spares.held == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connect_that_times_out_its_handshake_is_not_counted_open(serve, monkeypatch):
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    events: list[Any] = []
+
+    @houweb.webSocket("/slow")
+    class Slow(houweb.WebSocket):
+        async def connect(self, request):
+            entered.set()
+            await release.wait()
+
+        async def disconnect(self, code):
+            events.append(("disconnect", code))
+
+    server = await serve()
+    from houweb._websocket import _factory
+
+    factory = _factory(server.context.reactor)
+    monkeypatch.setattr(factory, "openHandshakeTimeout", 1.5)  # truncated to 1 s
+    raw = await connect_raw(server.port_numbers()[0])
+    raw.transport.write(ws_handshake("/slow"))
+    await until(entered.is_set)
+    assert factory.open_connections == 1
+    await raw.done  # the handshake timed out: the server dropped it
+    release.set()
+    await until(lambda: factory.open_connections == 0)
+    assert factory.spares.held == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_clearing_the_kept_buffers_while_a_frame_is_gathered_keeps_that_frame(serve):
+    client, events, connection = await opened(serve)
+    no_spares(connection)
+    connection.factory.spares.give(bytearray(200_000))
+    payload = os.urandom(150_000)
+    data = frame(0x2, payload)
+    client.transport.write(data[:500])
+    await until(lambda: connection._frame is not None)
+    connection.factory.spares.clear()
+    client.transport.write(data[500:])
+    await until(lambda: receives(events))
+    assert receives(events) == [("receive", None, payload)]
