@@ -29,7 +29,7 @@ from ._thread_policy import background_work
 #: while other requests are in flight: it keeps at least 1 / (1 + this) of
 #: the time. Measured in ``python -m bench --endpoints bigapi`` (see the
 #: commit that set it).
-STEP_ASIDE = 2.0
+STEP_ASIDE = 3.0
 #: The longest single pause, in seconds, however long the work before it.
 MAX_PAUSE = 0.005
 
