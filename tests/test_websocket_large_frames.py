@@ -331,3 +331,33 @@ async def test_direct_reads_leave_the_doread_of_an_aborted_transport_alone(serve
     assert vars(transport)["doRead"] is aborted
     await until(lambda: [e for e in events if e[0] == "disconnect"])
     assert events == [("disconnect", 1006)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_reactor_reads_through_the_doread_set_on_the_transport_instance(
+    serve, monkeypatch
+):
+    # houweb relies on Twisted's reactor looking up the transport's doRead
+    # at each readiness event (AsyncioSelectorReactor._readOrWrite does
+    # ``selectable.doRead``): an instance attribute then takes the reads.
+    # Were a Twisted release to bind it when the socket is registered, the
+    # frames would still arrive, through Twisted's reads: this says so.
+    from houweb._websocket import _Connection
+
+    direct: list[int] = []
+    read_into_frame = _Connection._read_into_frame
+
+    def counted(self: Any) -> object:
+        direct.append(1)
+        return read_into_frame(self)
+
+    monkeypatch.setattr(_Connection, "_read_into_frame", counted)
+    client, events, connection = await opened(serve)
+    payload = os.urandom(150_000)
+    data = frame(0x2, payload)
+    client.transport.write(data[:500])
+    await until(lambda: connection._frame is not None)
+    client.transport.write(data[500:])
+    await until(lambda: len(receives(events)) == 1)
+    assert receives(events) == [("receive", None, payload)]
+    assert direct, "the reactor did not call the doRead set on the transport instance"
