@@ -551,11 +551,10 @@ async def test_closed_websockets_leave_nothing_behind(serve, client):
     assert (await client.get(port, "/echo")).status == 426
 
 
-@pytest_twisted.ensureDeferred
-async def test_secure_websockets_over_a_tls_port(serve, tmp_path):
+async def wss_echo(serve: Any, tmp_path: Any) -> Any:
+    """A server with a TLS port (a self-signed certificate), and an autobahn client open on its ``/echo`` over it."""
     from .test_tls import self_signed
 
-    events = recorder(ports=[-1])
     key, cert = self_signed(tmp_path)
     server = await serve(listen=[f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
     tls_port = server.port_numbers()[1]
@@ -568,6 +567,13 @@ async def test_secure_websockets_over_a_tls_port(serve, tmp_path):
     )
     ws = await endpoint.connect(factory)
     await ws.opened.addTimeout(10, reactor)
+    return ws
+
+
+@pytest_twisted.ensureDeferred
+async def test_secure_websockets_over_a_tls_port(serve, tmp_path):
+    events = recorder(ports=[-1])
+    ws = await wss_echo(serve, tmp_path)
     ws.sendMessage(b"over tls")
     assert await ws.next_message() == "over tls"
     ws.sendClose(1000)

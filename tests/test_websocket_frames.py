@@ -644,17 +644,26 @@ def reads_into_frame(connection: Any) -> bool:
     return vars(connection.transport).get("doRead") == connection._read_into_frame
 
 
+async def begun(serve: Any, size: int = 150_000) -> tuple[Any, list[Any], Any, bytes, bytes]:
+    """
+    A connection whose server reads a large binary frame straight into its
+    buffer (its first 1,000 bytes sent): the client, its events, the server
+    side, the frame's payload and the whole frame (send the rest from 1,000).
+    """
+    client, events, connection = await opened(serve)
+    payload = os.urandom(size)
+    data = frame(0x2, payload)
+    client.transport.write(data[:1_000])
+    await until(lambda: connection._frame is not None and reads_into_frame(connection))
+    return client, events, connection, payload, data
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_large_frame_is_read_from_the_socket_straight_into_its_buffer(serve):
     # The client writes the start of a frame, then (once the server gathers
     # it) the rest together with the next frame: the direct reads stop at the
     # frame's end and Twisted's own read takes what follows.
-    client, events, connection = await opened(serve)
-    payload = os.urandom(150_000)
-    data = frame(0x2, payload)
-    client.transport.write(data[:1_000])
-    await until(lambda: connection._frame is not None)
-    assert reads_into_frame(connection)
+    client, events, connection, payload, data = await begun(serve)
     client.transport.write(data[1_000:90_000])
     client.transport.write(data[90_000:] + frame(0x1, b"next"))
     await until(lambda: len(receives(events)) == 2)
@@ -696,22 +705,6 @@ async def test_invalid_utf8_in_a_large_text_frame_in_a_kept_buffer_closes_with_1
     client.transport.write(data[300:])
     assert await closed_with(client, events) == 1007
     assert len(receives(events)) == 1
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_client_gone_while_its_frame_is_read_directly_disconnects_with_1006(serve, logged):
-    client, events, connection = await opened(serve)
-    data = frame(0x2, os.urandom(150_000))
-    client.transport.write(data[:1_000])
-    await until(lambda: connection._frame is not None and reads_into_frame(connection))
-    client.transport.write(data[1_000:50_000])
-    await until(lambda: connection._frame is not None and connection._frame.filled >= 50_000)
-    client.transport.abortConnection()
-    await until(lambda: [e for e in events if e[0] == "disconnect"])
-    assert events == [("disconnect", 1006)]
-    assert connection._frame is None and not reads_into_frame(connection)
-    failures = [event for event in logged if event.get("log_failure") is not None]
-    assert not failures, failures[0]["log_failure"]
 
 
 @pytest_twisted.ensureDeferred

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 import pytest_twisted
 
 import houweb
@@ -16,6 +17,7 @@ import houweb
 from .test_dispatch import until
 from .test_websocket_frames import (
     Recorder,
+    begun,
     closed_with,
     frame,
     no_spares,
@@ -50,31 +52,38 @@ async def test_small_frames_split_across_reads_leave_no_small_buffers_kept(serve
     assert spares.held == 0, "no buffer of a small frame is kept"
 
 
+def leave(client: Any, how: str) -> None:
+    """The client leaves: ``abort`` (its socket closed), ``fin`` (its end of input), ``rst`` (a reset)."""
+    import socket
+    import struct
+
+    if how == "fin":
+        client.transport.loseWriteConnection()
+        return
+    if how == "rst":  # closed with SO_LINGER 0
+        sock = client.transport.getHandle()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.transport.abortConnection()
+
+
+@pytest.mark.parametrize("how", ["abort", "fin", "rst"])
 @pytest_twisted.ensureDeferred
-async def test_a_client_half_closing_while_its_frame_is_read_directly_disconnects_with_1006(
-    serve, logged
+async def test_a_client_leaving_while_its_frame_is_read_directly_disconnects_with_1006(
+    serve, logged, how
 ):
-    client, events, connection = await opened(serve)
-    data = frame(0x2, os.urandom(150_000))
-    client.transport.write(data[:1_000])
-    await until(lambda: connection._frame is not None and reads_into_frame(connection))
+    client, events, connection, _, data = await begun(serve)
     client.transport.write(data[1_000:40_000])
     await until(lambda: connection._frame is not None and connection._frame.filled >= 40_000)
-    client.transport.loseWriteConnection()  # FIN: the end of its input, mid-frame
+    leave(client, how)
     await until(lambda: [e for e in events if e[0] == "disconnect"])
     assert events == [("disconnect", 1006)]
     assert connection._frame is None and not reads_into_frame(connection)
     assert not failures(logged), failures(logged)[0]["log_failure"]
-    await client.done
 
 
 @pytest_twisted.ensureDeferred
 async def test_the_server_closing_while_a_frame_is_read_directly_closes_with_its_code(serve):
-    client, events, connection = await opened(serve)
-    payload = os.urandom(150_000)
-    data = frame(0x2, payload)
-    client.transport.write(data[:1_000])
-    await until(lambda: reads_into_frame(connection))
+    client, events, connection, payload, data = await begun(serve)
     connection.close(4000)
     client.transport.write(data[1_000:])
     assert await closed_with(client, events) == 4000
@@ -85,11 +94,7 @@ async def test_the_server_closing_while_a_frame_is_read_directly_closes_with_its
 
 @pytest_twisted.ensureDeferred
 async def test_a_ping_sent_while_a_frame_is_read_directly_then_its_pong_and_the_next(serve):
-    client, events, connection = await opened(serve)
-    payload = os.urandom(150_000)
-    data = frame(0x2, payload)
-    client.transport.write(data[:1_000])
-    await until(lambda: reads_into_frame(connection))
+    client, events, connection, payload, data = await begun(serve)
     connection.sendPing(b"ping!")
     client.transport.write(data[1_000:] + frame(0xA, b"ping!") + frame(0x1, b"after"))
     await until(lambda: len(receives(events)) == 2)
@@ -166,11 +171,7 @@ async def test_an_oversize_frame_after_a_kept_buffer_closes_with_1009(serve):
 
 @pytest_twisted.ensureDeferred
 async def test_a_bad_frame_after_a_gathered_one_in_the_same_read_closes_with_1002(serve):
-    client, events, connection = await opened(serve)
-    payload = os.urandom(150_000)
-    data = frame(0x2, payload)
-    client.transport.write(data[:1_000])
-    await until(lambda: reads_into_frame(connection))
+    client, events, connection, payload, data = await begun(serve)
     client.transport.write(data[1_000:] + frame(0x2, b"unmasked", masked=False))
     assert await closed_with(client, events) == 1002
     assert receives(events) == [("receive", None, payload)]
@@ -180,14 +181,9 @@ async def test_a_bad_frame_after_a_gathered_one_in_the_same_read_closes_with_100
 async def test_large_messages_over_tls_are_gathered_without_direct_reads(
     serve, tmp_path, monkeypatch
 ):
-    from autobahn.twisted.websocket import WebSocketClientFactory
-    from twisted.internet import reactor, ssl
-    from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
-
     from houweb._ws_frames import Gathering
 
-    from .support import WSClient
-    from .test_tls import self_signed
+    from .test_websocket import wss_echo
 
     copied: list[int] = []  # the reads copied into a frame gathered (no direct reads)
     add = Gathering.add
@@ -195,18 +191,7 @@ async def test_large_messages_over_tls_are_gathered_without_direct_reads(
     events: list[Any] = []
     instances: list[Any] = []
     houweb.webSocket("/echo")(type("Echo", (Recorder,), {"events": events, "instances": instances}))
-    key, cert = self_signed(tmp_path)
-    server = await serve(listen=[f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
-    tls_port = server.port_numbers()[1]
-    trust = ssl.Certificate.loadPEM(open(cert, "rb").read())
-    factory = WebSocketClientFactory(f"wss://localhost:{tls_port}/echo")
-    factory.protocol = WSClient
-    endpoint = wrapClientTLS(
-        ssl.optionsForClientTLS("localhost", trustRoot=trust),
-        TCP4ClientEndpoint(reactor, "127.0.0.1", tls_port),
-    )
-    ws = await endpoint.connect(factory)
-    await ws.opened.addTimeout(10, reactor)
+    ws = await wss_echo(serve, tmp_path)
     connection = instances[0]._houweb_connection
     payloads = [os.urandom(190_000), os.urandom(70_000), "ü".encode() * 90_000, os.urandom(10)]
     for payload in payloads:
@@ -272,28 +257,6 @@ async def test_a_client_trickling_a_frame_read_directly_is_not_dropped_for_silen
     client.transport.write(data[at:] + pongs)
     await until(lambda: receives(events))
     assert receives(events) == [("receive", None, payload)]
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_client_resetting_while_its_frame_is_read_directly_disconnects_with_1006(
-    serve, logged
-):
-    import socket
-    import struct
-
-    client, events, connection = await opened(serve)
-    data = frame(0x2, os.urandom(150_000))
-    client.transport.write(data[:1_000])
-    await until(lambda: reads_into_frame(connection))
-    client.transport.write(data[1_000:30_000])
-    await until(lambda: connection._frame is not None and connection._frame.filled >= 30_000)
-    sock = client.transport.getHandle()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    client.transport.abortConnection()  # closed with SO_LINGER 0: an RST
-    await until(lambda: [e for e in events if e[0] == "disconnect"])
-    assert events == [("disconnect", 1006)]
-    assert connection._frame is None and not reads_into_frame(connection)
-    assert not failures(logged), failures(logged)[0]["log_failure"]
 
 
 @pytest_twisted.ensureDeferred
