@@ -9,10 +9,15 @@ The encoder (:func:`houweb._json_pieces.encode`) stops every
 pacer's :meth:`Pacer.step_aside`. A Python process runs one thread at a time
 (the GIL): a thread encoding 10 MB flat out takes about half of the one core
 a busy server has, and the small requests' latency doubles. Stepping aside
-for :data:`STEP_ASIDE` times the work just done gives the large result at
-least ``1 / (1 + STEP_ASIDE)`` of the time while others wait (it never
-starves: a pause is bounded by the work before it, and by
-:data:`MAX_PAUSE`), and all of it when nothing else is in flight.
+for :data:`STEP_ASIDE` times the work just done leaves the large result
+``1 / (1 + STEP_ASIDE)`` of the time while others wait (a pause is bounded
+by the work before it, and by :data:`MAX_PAUSE`), and all of it when nothing
+else is in flight. That is what pausing leaves it, not a floor: after each
+step aside the encoder must take the GIL back, and a thread running Python
+without a break keeps it for up to ``sys.getswitchinterval()`` (5 ms) each
+time, paused or not (while one such handler ran, 10 MB took 7.7 s instead of
+0.2-0.35 s, 7.3 s at factor 2; against a 4 s one, 3.6-3.7 s at factors 0, 2
+and 3 alike).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Callable
 from ._thread_policy import background_work
 
 #: Seconds a large result's encoder pauses per second of work it just did,
-#: while other requests are in flight: it keeps at least 1 / (1 + this) of
+#: while other requests are in flight: pausing leaves it 1 / (1 + this) of
 #: the time. Measured in ``python -m bench --endpoints bigapi`` (see the
 #: commit that set it).
 STEP_ASIDE = 3.0
