@@ -534,10 +534,8 @@ class _Connection(WebSocketServerProtocol):
         if not isinstance(transport, tcp.Connection) or transport.TLS:
             return
         attributes = vars(transport)
-        if wanted:
-            attributes.setdefault(
-                "doRead", self._read_into_frame
-            )  # on the instance: Twisted's stays
+        if wanted:  # on the instance: the class's doRead (Twisted's) stays
+            attributes.setdefault("doRead", self._read_into_frame)
         elif attributes.get("doRead") == self._read_into_frame:
             del attributes["doRead"]
 
